@@ -1,0 +1,51 @@
+# Doorstep — two commands on a fresh machine:
+#   make run   # venv + install + demo data (empty database) + serve on 127.0.0.1:8000 (SQLite)
+#   make test  # venv + dev extras + browser deps + the whole suite (SQLite and PostgreSQL)
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+
+.PHONY: run test install dev browser-deps lint typecheck bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+# Re-install only when the project's dependency declaration changes.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e ".[rasa]"
+	@touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e ".[dev]"
+	@touch $@ $(VENV)/.installed
+
+install: $(VENV)/.installed
+
+dev: $(VENV)/.installed-dev
+
+run: install
+	$(BIN)/doorstep serve --demo --host $(HOST) --port $(PORT)
+
+# The browser test drives Debian's chromium; install it when missing (needs root, as on CI).
+browser-deps:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = "0" ]; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null); \
+	  else echo "chromium is missing; install it with: sudo apt-get install -y chromium"; fi; }
+
+test: dev browser-deps
+	$(BIN)/pytest -q
+
+lint: dev
+	$(BIN)/ruff check bot intents flows integrations tests bench
+	$(BIN)/mypy flows intents
+
+bench: dev
+	$(BIN)/python bench/inbound.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache doorstep.db doorstep.db-*

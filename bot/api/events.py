@@ -1,0 +1,10 @@
+"""The logistics event feed: GET /api/events?after=CURSOR.
+
+(Reserved module: its router is already mounted by bot.app; fill it in.)
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter()

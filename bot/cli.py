@@ -1,0 +1,200 @@
+"""The `doorstep` command line (typer + rich).
+
+Heavy SDKs are imported inside commands, never at module level, so
+`doorstep --help`, `chat` and `classify` stay fast.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(
+    name="doorstep",
+    help="Doorstep: a self-hosted two-way post-purchase messaging bot (SMS, WhatsApp, Telegram).\n\n"
+    "Start with `doorstep demo` and `doorstep chat --phone +919812345678`, or `make run`.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="rich",
+)
+
+
+def _service(migrate: bool = True):  # type: ignore[no-untyped-def]
+    from bot.service import Service
+
+    return Service.create(migrate=migrate)
+
+
+def _setup_logging(level: str) -> None:
+    from rich.logging import RichHandler
+
+    logging.basicConfig(level=level.upper(), format="%(name)s: %(message)s", handlers=[RichHandler(show_path=False)])
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind; use 0.0.0.0 in a container.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    demo: Annotated[bool, typer.Option("--demo/--no-demo", help="Load the demo orders when the database is empty.")] = False,
+    workers: Annotated[bool, typer.Option("--workers/--no-workers", help="Run the dispatcher and scheduler in this process.")] = True,
+) -> None:
+    """Run the API, webhooks, agent inbox, dispatcher and scheduler in one process."""
+    import uvicorn
+
+    from bot.app import create_app
+    from bot.demo import database_is_empty, load_demo
+
+    service = _service()
+    _setup_logging(service.settings.log_level)
+    if demo and database_is_empty(service):
+        ids = load_demo(service)
+        typer.echo(f"Loaded {len(ids)} demo orders: {', '.join(ids)}")
+    typer.echo(f"Doorstep on http://{host}:{port}  (docs: /docs, inbox: /inbox, database: {service.db.engine.dialect.name})")
+    uvicorn.run(create_app(service=service, workers=workers), host=host, port=port, log_level="warning")
+
+
+@app.command()
+def worker() -> None:
+    """Run only the dispatcher and scheduler (scale-out; several may share one PostgreSQL)."""
+    import asyncio
+    import signal
+
+    from bot.workers import start_workers
+
+    service = _service()
+    _setup_logging(service.settings.log_level)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        tasks = await start_workers(service, stop)
+        typer.echo("Doorstep worker running; Ctrl-C to stop.")
+        await stop.wait()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    asyncio.run(main())
+
+
+@app.command()
+def demo() -> None:
+    """Load the demo customers and orders (safe to run twice)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from bot.demo import load_demo
+
+    service = _service()
+    ids = load_demo(service)
+    from bot.models import Customer, Order
+    from sqlmodel import select
+
+    table = Table(title="Demo orders", show_lines=False)
+    for column in ("order", "customer", "phone", "status", "payment"):
+        table.add_column(column)
+    with service.db.session() as session:
+        for order in session.exec(select(Order).where(Order.order_id.in_(ids))).all():  # type: ignore[attr-defined]
+            customer = session.get(Customer, order.customer_id)
+            table.add_row(order.order_id, customer.name if customer else "", customer.phone if customer else "",
+                          order.status, order.payment_method)
+    Console().print(table)
+    typer.echo('Try: doorstep chat --phone +919812345678 --say "where is my order"')
+
+
+@app.command()
+def chat(
+    phone: Annotated[str, typer.Option(help="The customer's phone number (E.164, e.g. +919812345678).")],
+    say: Annotated[str | None, typer.Option(help="Send one message, print the reply, exit.")] = None,
+) -> None:
+    """Talk to the bot as a customer, through the full pipeline, on the `console` channel."""
+    import asyncio
+    import uuid
+
+    from rich.console import Console
+
+    from bot.channels import InboundMessage
+    from bot.dispatcher import Dispatcher
+    from bot.phones import InvalidPhone, to_e164
+
+    console = Console()
+    try:
+        e164 = to_e164(phone)
+    except InvalidPhone as exc:
+        console.print(f"[red]Invalid --phone:[/red] {exc}. Use E.164, e.g. +919812345678.")
+        raise typer.Exit(2) from None
+    service = _service()
+    dispatcher = Dispatcher(service.db, service.settings, clock=service.runtime.clock, kinds=("message",))
+
+    def send(text: str) -> list[str]:
+        handled = service.handle_inbound(InboundMessage(channel="console", text=text, phone=e164,
+                                                        provider_message_id=f"console-{uuid.uuid4()}"))
+        # Deliver this conversation's console replies now, through the dispatcher like any channel.
+        asyncio.run(dispatcher.run_once())
+        return [m.text for m in handled.replies]
+
+    if say is not None:
+        replies = send(say)
+        for text in replies:
+            console.print(text, markup=False, highlight=False)
+        if not replies:
+            console.print("[dim](no reply: a human agent owns this conversation)[/dim]")
+        return
+    console.print(f"[bold]Chatting as {e164}[/bold] on the console channel. Ctrl-D or /quit to leave.")
+    while True:
+        try:
+            text = console.input("[cyan]you>[/cyan] ")
+        except (EOFError, KeyboardInterrupt):
+            break
+        if text.strip() in {"/quit", "/exit"}:
+            break
+        if not text.strip():
+            continue
+        for reply in send(text):
+            console.print("[green]bot>[/green] ", end="")
+            console.print(reply, markup=False, highlight=False)
+
+
+@app.command("api-key")
+def api_key(rotate: Annotated[bool, typer.Option("--rotate", help="Generate a new key (the old one stops working).")] = False) -> None:
+    """Show how the API key is configured, or rotate the generated one."""
+    from bot.auth import rotate_api_key
+
+    service = _service()
+    if service.settings.api_key.get_secret_value():
+        typer.echo("DOORSTEP_API_KEY is set in the environment; change it there.")
+        return
+    if not rotate:
+        typer.echo("The API key was generated at first start and shown once. Use --rotate for a new one.")
+        return
+    typer.echo(rotate_api_key(service.db))
+
+
+@app.command()
+def migrate() -> None:
+    """Apply database migrations (also done automatically at every start)."""
+    service = _service(migrate=False)
+    service.db.migrate()
+    typer.echo(f"Database is up to date ({service.db.engine.dialect.name}).")
+
+
+def _register_parts() -> None:
+    from bot import cli_agents, cli_events, cli_flows, cli_journeys, cli_nlu, cli_telegram
+
+    for part in (cli_nlu, cli_flows, cli_telegram, cli_agents, cli_events, cli_journeys):
+        part.register(app)
+
+
+_register_parts()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

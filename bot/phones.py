@@ -1,0 +1,39 @@
+"""Phone numbers: normalisation to E.164 (phonenumbers) and masking for logs."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+import phonenumbers
+
+
+class InvalidPhone(ValueError):
+    pass
+
+
+def to_e164(raw: str, default_region: str = "IN") -> str:
+    """Normalise a phone number to E.164, or raise InvalidPhone with a reason."""
+    text = (raw or "").strip()
+    if text.startswith("whatsapp:"):
+        text = text[len("whatsapp:") :]
+    if not text:
+        raise InvalidPhone("phone number is empty")
+    try:
+        parsed = phonenumbers.parse(text, None if text.startswith("+") else default_region)
+    except phonenumbers.NumberParseException as exc:
+        raise InvalidPhone(f"not a phone number ({exc.args[0] if exc.args else 'unparseable'})") from None
+    if not phonenumbers.is_valid_number(parsed):
+        raise InvalidPhone("not a valid phone number for its country")
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def mask(phone: str | None) -> str:
+    """'+919812345678' -> '+91******5678'; safe to log."""
+    if not phone:
+        return "-"
+    return phone[:3] + "*" * max(0, len(phone) - 7) + phone[-4:]
+
+
+def phone_hash(phone: str, salt: str) -> str:
+    return hmac.new(salt.encode(), phone.encode(), hashlib.sha256).hexdigest()

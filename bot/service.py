@@ -1,0 +1,81 @@
+"""The running service: database, settings, engine runtime, hooks and workers.
+
+One `Service` per process (or per test). The FastAPI app, the CLI and the
+benchmarks all build one, so they share exactly the same code paths.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from bot import gateway, metrics
+from bot.channels import InboundMessage
+from bot.db import Database
+from bot.engine import Runtime
+from bot.journeys import Journeys
+from bot.models import utcnow
+from bot.settings import Settings, get_settings
+from bot.shopconfig import load_shop_config
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Service:
+    settings: Settings
+    db: Database
+    runtime: Runtime
+    hooks: Any = None
+    background: list[asyncio.Task[Any]] = field(default_factory=list)
+
+    @classmethod
+    def create(cls, settings: Settings | None = None, *, db: Database | None = None, migrate: bool = True,
+               clock: Any = None, shop_overrides: dict[str, Any] | None = None) -> Service:
+        settings = settings or get_settings()
+        db = db or Database(settings.database_url)
+        if migrate:
+            db.migrate()
+        shop = load_shop_config(settings.config_path, overrides=shop_overrides)
+        shop.setdefault("support_contact", settings.support_contact)
+        runtime = Runtime(timezone=settings.timezone, shop_config=shop, clock=clock or utcnow)
+        service = cls(settings=settings, db=db, runtime=runtime)
+        service.hooks = Journeys(service)
+        return service
+
+    def now(self) -> datetime:
+        return self.runtime.now()
+
+    def handle_inbound(self, inbound: InboundMessage) -> gateway.Handled:
+        """Receive + process synchronously (console channel, tests, benchmarks)."""
+        started = time.perf_counter()
+        handled = gateway.handle_inbound(self.db, self.runtime, inbound)
+        self._observe(inbound.channel, handled, started)
+        return handled
+
+    def receive(self, inbound: InboundMessage) -> gateway.Received:
+        received = gateway.receive(self.db, inbound)
+        if received.duplicate:
+            metrics.INBOUND_DUPLICATES.labels(inbound.channel).inc()
+        return received
+
+    def process(self, conversation_id: int, channel: str = "") -> gateway.Handled:
+        started = time.perf_counter()
+        handled = gateway.Handled(duplicate=False, turns=gateway.process(self.db, self.runtime, conversation_id))
+        self._observe(channel, handled, started)
+        return handled
+
+    def _observe(self, channel: str, handled: gateway.Handled, started: float) -> None:
+        if handled.duplicate:
+            metrics.INBOUND_DUPLICATES.labels(channel).inc()
+            return
+        metrics.HANDLE_SECONDS.observe(time.perf_counter() - started)
+        for turn in handled.turns:
+            intent = turn.classification.intent.value if turn.classification else "none"
+            metrics.INBOUND.labels(channel, intent).inc()
+            if turn.flow:
+                metrics.FLOW_COMPLETIONS.labels(turn.flow).inc()

@@ -1,0 +1,10 @@
+"""Carrier status in: POST /webhooks/carrier (Doorstep JSON with HMAC, or AfterShip).
+
+(Reserved module: its router is already mounted by bot.app; fill it in.)
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter()

@@ -1,0 +1,10 @@
+"""Chatwoot hand-off: POST /webhooks/chatwoot.
+
+(Reserved module: its router is already mounted by bot.app; fill it in.)
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter()

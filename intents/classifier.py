@@ -1,0 +1,195 @@
+"""`classify(text, context)`: rules first, then the conversation's context, then the local model.
+
+Order of precedence, and why:
+1. button payloads (`/btn:<intent>[:<arg>]`) — the customer tapped something we sent; confidence 1.0;
+2. carrier keywords, whole message only (STOP & co. -> opt_out; START/UNSTOP; HELP/INFO),
+   returned with `source="keyword"` and a `keyword` entity so the gateway can act on them;
+3. what the conversation is waiting for (`Context.expecting`): a menu pick, a score,
+   yes/no, a date, an address part — "2", "haan", "saturday", "4B" mean something only there;
+4. the local model; below its calibrated threshold the answer is `out_of_scope`
+   (the model's guess is kept in `alternatives`), never a confident wrong action.
+
+Synchronous, thread-safe and fast: the model is loaded (or trained, on the first
+call after a data change) once per process behind a lock. Must never print,
+never touch the network, and never import anything outside `intents/` and its
+third-party dependencies.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections.abc import Callable
+from typing import Protocol
+
+from intents.entities import extract_all
+from intents.text import guess_language, strip_accents
+from intents.types import Classification, Context, Entity, Expecting, Intent
+
+OPT_OUT_KEYWORDS = frozenset({"stop", "stopall", "unsubscribe", "end", "quit", "revoke", "optout", "opt-out", "opt out"})
+START_KEYWORDS = frozenset({"start", "unstop"})
+HELP_KEYWORDS = frozenset({"help", "info"})
+_KEYWORD_SHAPE = re.compile(r"^\s*([a-z][a-z -]{1,14}?)\s*[.!]*\s*$")
+_BUTTON = re.compile(r"^\s*/btn:([a-z_]+)(?::(.*))?\s*$", re.IGNORECASE)
+
+ADDRESS_TYPES = frozenset({"flat_number", "floor", "building", "landmark", "postal_code"})
+# Intents that a date/address/yes-no context must not override when the model is sure of them.
+_STRONG = frozenset({Intent.CANCEL_ORDER, Intent.HUMAN, Intent.OPT_OUT, Intent.RETURN_REFUND})
+
+
+class IntentModel(Protocol):
+    threshold: float
+
+    def probabilities(self, text: str) -> list[tuple[str, float]]: ...
+
+
+_lock = threading.Lock()
+_model: IntentModel | None = None
+
+
+def get_model(progress: Callable[[str], None] | None = None) -> IntentModel:
+    """The process-wide model (`DOORSTEP_NLU_MODEL=tfidf` by default, `minilm` with the embeddings extra)."""
+    global _model
+    model = _model
+    if model is not None:
+        return model
+    with _lock:
+        if _model is None:
+            if os.environ.get("DOORSTEP_NLU_MODEL", "tfidf").lower() == "minilm":
+                from intents.embeddings import load_or_train as load_embeddings
+
+                _model = load_embeddings(progress=progress)
+            else:
+                from intents.model import load_or_train
+
+                _model = load_or_train(progress=progress)
+        return _model
+
+
+def reset_model() -> None:
+    """Forget the loaded model (tests that switch `DOORSTEP_DATA_DIR` / `DOORSTEP_MODEL_DIR`)."""
+    global _model
+    with _lock:
+        _model = None
+
+
+def _keyword(text: str) -> str | None:
+    m = _KEYWORD_SHAPE.match(text.lower())
+    if not m:
+        return None
+    word = " ".join(m.group(1).split())
+    if word in OPT_OUT_KEYWORDS:
+        return "stop"
+    if word in START_KEYWORDS:
+        return "start"
+    if word in HELP_KEYWORDS:
+        return "help"
+    return None
+
+
+def _button(text: str, entities: tuple[Entity, ...], language: str) -> Classification | None:
+    m = _BUTTON.match(text)
+    if not m:
+        return None
+    name, arg = m.group(1).lower(), (m.group(2) or "").strip()
+    try:
+        intent = Intent(name)
+    except ValueError:
+        return Classification(Intent.OUT_OF_SCOPE, 0.0, (), language, "button")
+    extra: list[Entity] = []
+    if arg:
+        if intent is Intent.CHOICE and arg.isdigit():
+            extra.append(Entity("choice", int(arg), arg, len(text) - len(arg), len(text)))
+        else:
+            extra.append(Entity("payload", arg, arg, len(text) - len(arg), len(text)))
+    return Classification(intent, 1.0, tuple(extra), language, "button")
+
+
+def _word_count(text: str) -> int:
+    return len(re.findall(r"[^\W_]+", text))
+
+
+def _with_context(
+    context: Context,
+    entities: tuple[Entity, ...],
+    text: str,
+    language: str,
+    model_result: Callable[[], Classification],
+) -> Classification | None:
+    """A reading that only makes sense because of what the bot just asked, or None."""
+    types = {e.type for e in entities}
+    expecting = context.expecting
+    if expecting is Expecting.CHOICE and "choice" in types:
+        return Classification(Intent.CHOICE, 0.99, entities, language, "context")
+    if expecting is Expecting.NUMBER and "number" in types:
+        return Classification(Intent.CHOICE, 0.99, entities, language, "context")
+    if expecting is Expecting.YES_NO and "yes_no" in types:
+        answer = next(e.value for e in entities if e.type == "yes_no")
+        intent = Intent.AFFIRM if answer == "yes" else Intent.DENY
+        if _word_count(text) <= 3:
+            return Classification(intent, 0.97, entities, language, "context")
+        guess = model_result()
+        if guess.intent in _STRONG and guess.confidence >= 0.6:
+            return None
+        return Classification(intent, 0.9, entities, language, "context", ((guess.intent, guess.confidence),))
+    if expecting is Expecting.DATE and types & {"date", "time_window"}:
+        guess = model_result()
+        if guess.intent in _STRONG and guess.confidence >= 0.6:
+            return None
+        return Classification(Intent.RESCHEDULE, 0.95, entities, language, "context", ((guess.intent, guess.confidence),))
+    if expecting is Expecting.ADDRESS_PART and types & ADDRESS_TYPES:
+        guess = model_result()
+        if guess.intent in _STRONG and guess.confidence >= 0.6:
+            return None
+        return Classification(Intent.CHANGE_ADDRESS, 0.95, entities, language, "context", ((guess.intent, guess.confidence),))
+    return None
+
+
+def _model_reading(text: str, entities: tuple[Entity, ...], language: str) -> Classification:
+    model = get_model()
+    ranked = model.probabilities(text)
+    best_label, best_p = ranked[0]
+    alternatives = tuple((Intent(label), p) for label, p in ranked[1:4])
+    if best_label != Intent.OUT_OF_SCOPE.value and best_p < model.threshold:
+        # Unsure: refuse rather than act, but keep the guess for the caller / LLM fallback.
+        return Classification(
+            Intent.OUT_OF_SCOPE, 1.0 - best_p, entities, language, "model", ((Intent(best_label), best_p), *alternatives)
+        )
+    return Classification(Intent(best_label), best_p, entities, language, "model", alternatives)
+
+
+def _language(text: str, context: Context) -> str:
+    language = guess_language(text)
+    if language == "en" and context.locale in ("es", "hi-Latn") and _word_count(strip_accents(text)) <= 2:
+        return context.locale  # "ok" from a Spanish-speaking customer is still Spanish
+    return language
+
+
+def classify(text: str, context: Context | None = None) -> Classification:
+    """Intent, confidence, entities and language of one customer message."""
+    context = context or Context()
+    language = _language(text, context)
+    button = _button(text, (), language)
+    if button is not None:
+        return button
+    keyword = _keyword(text)
+    if keyword is not None:
+        entity = Entity("keyword", keyword, text.strip(), 0, len(text))
+        intent = {"stop": Intent.OPT_OUT, "start": Intent.GREET, "help": Intent.OUT_OF_SCOPE}[keyword]
+        return Classification(intent, 1.0, (entity,), language, "keyword")
+
+    entities = extract_all(text, context)
+    cached: list[Classification] = []
+
+    def model_result() -> Classification:
+        if not cached:
+            cached.append(_model_reading(text, entities, language))
+        return cached[0]
+
+    in_context = _with_context(context, entities, text, language, model_result)
+    if in_context is not None:
+        return in_context
+    if not text.strip():
+        return Classification(Intent.OUT_OF_SCOPE, 1.0, (), language, "rules")
+    return model_result()

@@ -1,0 +1,144 @@
+"""Shared fixtures: every store/engine test runs on SQLite and on PostgreSQL.
+
+PostgreSQL: DOORSTEP_TEST_PG_URL (default the local server's `test` database
+as admin). Each test session creates its own throw-away database, so parallel
+runs never collide. With CI=true an unreachable PostgreSQL fails the run
+instead of skipping.
+
+An autouse guard fails any test that opens a connection to a non-loopback
+address: tests talk only to fakes on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from bot.db import Database
+from bot.settings import Settings
+
+PG_ADMIN_URL = os.environ.get("DOORSTEP_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+TEST_API_KEY = "test-api-key-0123456789abcdef"
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+# ------------------------------------------------------------------ network guard
+
+_real_connect = socket.socket.connect
+_real_connect_ex = socket.socket.connect_ex
+
+
+def _is_loopback(address: object) -> bool:
+    if isinstance(address, tuple) and address:
+        host = str(address[0])
+        return host in {"localhost", "::1"} or host.startswith("127.") or host == "0.0.0.0"
+    return True  # unix sockets
+
+
+def _guarded_connect(self: socket.socket, address: object) -> object:
+    if not _is_loopback(address):
+        raise RuntimeError(f"test tried to reach a non-loopback address {address!r}; use a fake in tests/fakes/")
+    return _real_connect(self, address)  # type: ignore[arg-type]
+
+
+def _guarded_connect_ex(self: socket.socket, address: object) -> int:
+    if not _is_loopback(address):
+        raise RuntimeError(f"test tried to reach a non-loopback address {address!r}; use a fake in tests/fakes/")
+    return _real_connect_ex(self, address)  # type: ignore[arg-type]
+
+
+@pytest.fixture(autouse=True)
+def _only_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(socket.socket, "connect", _guarded_connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", _guarded_connect_ex)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No test reads the developer's .env or real provider credentials."""
+    for name in list(os.environ):
+        if name.startswith(("TWILIO_", "TELEGRAM_", "OPENAI_", "LOGISTICS_", "CHATWOOT_", "DOORSTEP_")) and name not in {
+            "DOORSTEP_TEST_PG_URL", "DOORSTEP_MODEL_DIR", "DOORSTEP_DATA_DIR"}:
+            monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.chdir(tmp_path)
+
+
+# ------------------------------------------------------------------ databases
+
+
+@pytest.fixture(scope="session")
+def pg_database_url() -> Iterator[str]:
+    name = f"doorstep_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:
+        admin.dispose()
+        message = f"PostgreSQL unreachable at {PG_ADMIN_URL}: {exc.__class__.__name__}"
+        if IN_CI:
+            pytest.fail(message + " (CI=true: PostgreSQL tests must run)", pytrace=False)
+        pytest.skip(message)
+    url = admin.url.set(database=name).render_as_string(hide_password=False)
+    try:
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def _pg_migrated(pg_database_url: str) -> str:
+    db = Database(pg_database_url)
+    db.migrate()
+    db.dispose()
+    return pg_database_url
+
+
+def _truncate_all(db: Database) -> None:
+    from sqlmodel import SQLModel
+
+    import bot.models  # noqa: F401
+
+    tables = [t.name for t in SQLModel.metadata.sorted_tables]
+    with db.engine.begin() as conn:
+        conn.execute(sa.text("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Parametrises a test over both backends; each test starts from an empty schema."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'doorstep-test.db'}"
+    url: str = request.getfixturevalue("_pg_migrated")
+    db = Database(url)
+    _truncate_all(db)
+    db.dispose()
+    return url
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return Settings(DATABASE_URL=database_url, DOORSTEP_API_KEY=TEST_API_KEY, DOORSTEP_TIMEZONE="Asia/Kolkata",
+                    DOORSTEP_CONFIG="does-not-exist.yaml", DOORSTEP_ENV="test")
+
+
+@pytest.fixture
+def db(settings: Settings) -> Iterator[Database]:
+    database = Database(settings.database_url)
+    database.migrate()
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def auth() -> dict[str, str]:
+    return {"Authorization": f"Bearer {TEST_API_KEY}"}
