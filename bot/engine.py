@@ -16,8 +16,7 @@ from typing import Any
 
 from sqlmodel import Session
 
-from bot import outbox, replies
-from bot.escalations import create_escalation
+from bot import compliance, escalations, outbox, replies
 from bot.models import Conversation, Customer, Message, Order, utcnow
 from bot.orders import customer_orders, customer_view, order_view, record_event
 from flows.base import (
@@ -88,14 +87,26 @@ def handle_message(*, session: Session, runtime: Runtime, conversation: Conversa
     message.confidence = round(classification.confidence, 4)
     message.entities = [e.as_dict() for e in classification.entities]
     turn = Turn(classification=classification)
+    orders = customer_orders(session=session, customer_id=customer.id or 0)
+
+    keyword_effects = compliance.pre_flow(session=session, conversation=conversation, customer=customer,
+                                          message=message, classification=classification)
+    if keyword_effects is not None:
+        _apply(session=session, runtime=runtime, conversation=conversation, customer=customer, orders=orders,
+               result=StepResult(next_state=END, effects=tuple(keyword_effects)), turn=turn, now=now)
+        return turn
 
     if conversation.owner in HUMAN_OWNERS:
-        # A person owns this conversation: the bot stays quiet, the agent sees the message.
+        # A person owns this conversation: the bot stays quiet (bar an optional one-time
+        # acknowledgement), and the agent sees the message.
+        ack = escalations.on_inbound_while_human(session=session, conversation=conversation, customer=customer,
+                                                 message=message, config=runtime.shop_config)
+        _apply(session=session, runtime=runtime, conversation=conversation, customer=customer, orders=orders,
+               result=StepResult(next_state=END, effects=tuple(ack)), turn=turn, now=now)
         return turn
 
     if conversation.owner == "resolved":
         conversation.owner = "bot"
-    orders = customer_orders(session=session, customer_id=customer.id or 0)
     ctx = FlowContext(
         text=message.text,
         classification=classification,
@@ -174,7 +185,7 @@ def _apply(*, session: Session, runtime: Runtime, conversation: Conversation, cu
         elif isinstance(effect, Escalate):
             order = by_id.get(effect.order_id or "")
             session.flush()
-            create_escalation(session=session, conversation=conversation, customer=customer, order=order,
+            escalations.create_escalation(session=session, conversation=conversation, customer=customer, order=order,
                               reason=effect.reason, note=effect.note, now=now,
                               sla_minutes=int(runtime.shop_config.get("escalation", {}).get("sla_minutes", 30)))
             turn.escalated = True

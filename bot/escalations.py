@@ -14,6 +14,7 @@ from sqlmodel import Session, col, select
 from bot import outbox
 from bot.models import Conversation, Customer, Escalation, Message, Order, utcnow
 from bot.orders import order_public
+from flows.base import Effect
 
 TRANSCRIPT_LIMIT = 50
 
@@ -44,6 +45,12 @@ def open_escalation_for(*, session: Session, conversation_id: int) -> Escalation
     return session.exec(
         select(Escalation).where(Escalation.conversation_id == conversation_id, col(Escalation.status).in_(["open", "assigned"]))
     ).first()
+
+
+def on_inbound_while_human(*, session: Session, conversation: Conversation, customer: Customer, message: Message,
+                           config: dict[str, Any]) -> list[Effect]:
+    """Effects for a customer message while a human owns the conversation (none by default)."""
+    return []
 
 
 def create_escalation(*, session: Session, conversation: Conversation, customer: Customer, order: Order | None,

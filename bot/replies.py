@@ -1,4 +1,4 @@
-"""Reply templates: `data/templates/<locale>.yml`, rendered with Jinja2.
+"""Reply templates: `data/templates/<locale>/*.yml`, rendered with Jinja2.
 
 Flows name a template; only this module turns it into text. A missing key in
 the customer's locale falls back to English; a missing English key is a bug
@@ -50,11 +50,15 @@ def normalise_locale(locale: str | None) -> str:
 
 @lru_cache(maxsize=16)
 def _load(locale: str) -> dict[str, str]:
-    path = TEMPLATE_DIR / f"{locale}.yml"
-    if not path.exists():
-        return {}
-    loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    return {str(k): str(v) for k, v in loaded.items()}
+    """Merge every `data/templates/<locale>/*.yml` (one file per part of the bot)."""
+    merged: dict[str, str] = {}
+    for path in sorted((TEMPLATE_DIR / locale).glob("*.yml")):
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        for key, value in loaded.items():
+            if str(key) in merged:
+                raise ValueError(f"{path}: template {key!r} is defined twice for locale {locale}")
+            merged[str(key)] = str(value)
+    return merged
 
 
 def format_day(value: date | datetime | str | None, locale: str = "en") -> str:
