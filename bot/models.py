@@ -227,6 +227,25 @@ class Escalation(SQLModel, table=True):
     resolved_at: datetime | None = _ts()
     created_at: datetime = _created()
     updated_at: datetime = _created()
+    # 0004_handoff
+    assigned_at: datetime | None = _ts()
+    first_response_at: datetime | None = _ts()  # first agent reply (SLA met or missed)
+    resolved_by: str | None = Field(default=None, max_length=100)
+    ack_sent_at: datetime | None = _ts()  # the one "an agent will reply shortly" acknowledgement
+    last_customer_message_at: datetime | None = _ts()
+
+
+class Agent(SQLModel, table=True):
+    """A support agent who can log in to /inbox with a personal token (only its SHA-256 is stored)."""
+
+    __tablename__ = "agent"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=100, unique=True, index=True)
+    token_sha256: str = Field(max_length=64, unique=True, index=True)
+    revoked_at: datetime | None = _ts()
+    last_seen_at: datetime | None = _ts()
+    created_at: datetime = _created()
 
 
 class KeyValue(SQLModel, table=True):
@@ -237,3 +256,24 @@ class KeyValue(SQLModel, table=True):
     key: str = Field(primary_key=True, max_length=100)
     value: str = Field(sa_column=sa.Column(sa.Text(), nullable=False))
     updated_at: datetime = _created()
+
+
+class JourneyTimer(SQLModel, table=True):
+    """A journey step that must be decided when it falls due, not when it is planned
+    (COD reminder / escalation, NPS survey): the tick job claims due rows
+    (`FOR UPDATE SKIP LOCKED` on PostgreSQL) and re-checks the order first.
+    Rows, not in-memory jobs, so a restart loses none."""
+
+    __tablename__ = "journey_timer"
+    __table_args__ = (sa.Index("ix_journey_timer_due", "status", "due_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=32)  # cod_reminder | cod_escalation | feedback
+    order_pk: int = Field(foreign_key="orders.id", index=True)
+    customer_id: int = Field(foreign_key="customer.id", index=True)
+    status: str = Field(default="pending", max_length=16)  # pending | done | skipped | cancelled
+    due_at: datetime = Field(sa_column=sa.Column(UTCDateTime(), nullable=False))
+    dedupe_key: str = Field(max_length=200, unique=True)
+    outcome: str | None = Field(default=None, max_length=200)
+    fired_at: datetime | None = _ts()
+    created_at: datetime = _created()
