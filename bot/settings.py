@@ -74,6 +74,7 @@ class Settings(BaseSettings):
     shop_name: str = Field("our shop", alias="DOORSTEP_SHOP_NAME")
     default_country: str = Field("IN", alias="DOORSTEP_DEFAULT_COUNTRY")
     dispatcher_enabled: bool = Field(True, alias="DOORSTEP_DISPATCHER")
+    agent_webhook_url: str = Field("", alias="DOORSTEP_AGENT_WEBHOOK_URL")  # new-escalation notifications
 
     twilio_account_sid: str = Field("", alias="TWILIO_ACCOUNT_SID")
     twilio_auth_token: SecretStr = Field(SecretStr(""), alias="TWILIO_AUTH_TOKEN")
