@@ -75,6 +75,8 @@ class Settings(BaseSettings):
     default_country: str = Field("IN", alias="DOORSTEP_DEFAULT_COUNTRY")
     dispatcher_enabled: bool = Field(True, alias="DOORSTEP_DISPATCHER")
     agent_webhook_url: str = Field("", alias="DOORSTEP_AGENT_WEBHOOK_URL")  # new-escalation notifications
+    # None = doorstep.yaml's contact_policy.quiet_hours (default 21:00-08:00); "" turns quiet hours off.
+    quiet_hours: str | None = Field(None, alias="DOORSTEP_QUIET_HOURS")
 
     twilio_account_sid: str = Field("", alias="TWILIO_ACCOUNT_SID")
     twilio_auth_token: SecretStr = Field(SecretStr(""), alias="TWILIO_AUTH_TOKEN")
