@@ -1,0 +1,33 @@
+"""Shared steps for the handoff tests: add an order, talk as the customer, escalate."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from bot.channels import InboundMessage
+from bot.gateway import Handled
+from bot.orders import upsert_order
+from bot.schemas import OrderIn
+from bot.service import Service
+from tests.support.factories import order_payload
+
+PHONE = "+919812345678"
+
+
+def add_order(service: Service, **kw: Any) -> None:
+    with service.db.session() as session:
+        upsert_order(session=session, order_in=OrderIn.model_validate(order_payload(**kw)))
+
+
+def say(service: Service, text: str, phone: str = PHONE, channel: str = "console") -> Handled:
+    return service.handle_inbound(InboundMessage(channel=channel, text=text, phone=phone,
+                                                 provider_message_id=f"t-{uuid.uuid4()}"))
+
+
+def escalate(service: Service, phone: str = PHONE, channel: str = "console") -> Handled:
+    """A customer with one order asks where it is, then asks for a person."""
+    say(service, "where is my order", phone=phone, channel=channel)
+    handled = say(service, "I want to talk to a human", phone=phone, channel=channel)
+    assert any(t.escalated for t in handled.turns)
+    return handled
