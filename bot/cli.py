@@ -31,6 +31,8 @@ def _setup_logging(level: str) -> None:
     from rich.logging import RichHandler
 
     logging.basicConfig(level=level.upper(), format="%(name)s: %(message)s", handlers=[RichHandler(show_path=False)])
+    # A per-second tick would flood the log at INFO.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 
 @app.command()
