@@ -1,10 +1,27 @@
-"""The dispatcher: sends committed outbox rows, with retries and one failure policy.
+"""The dispatcher: sends committed outbox rows, with retries, rate limits and one failure policy.
 
 Claims due rows (`FOR UPDATE SKIP LOCKED` on PostgreSQL; SQLite has one
 writer) by moving them to `sending` with a lease, sends them outside any
-transaction, and records the outcome. A row whose lease expired while
-`sending` (a crash mid-send) is reclaimed; if its sender can reconcile, the
-provider is asked first so the ordinary crash does not send twice.
+transaction, and records the outcome (and the provider's id) at once.
+
+No double sends. A row is only sent by the worker holding its lease. A row
+whose lease expired while `sending` (the worker crashed after claiming it)
+is reclaimed; if its sender can reconcile (Twilio: list the messages sent to
+that number since the claim and match the text), the provider is asked first,
+so the ordinary crash does not send twice. The window that remains: a crash
+after the provider accepted a message and before `record` committed, on a
+channel that cannot reconcile (Telegram), or a Twilio template message, sends
+it once more after the lease (60 s) expires.
+
+Rate limits, per process: Telegram 30 messages/s in all and 1/s per chat;
+Twilio `TWILIO_SMS_RATE_PER_SECOND` / `TWILIO_WHATSAPP_RATE_PER_SECOND` per
+sender. A message that would wait more than `MAX_INLINE_WAIT` is put back
+with a later `due_at` instead of holding its lease.
+
+Before sending: an expired row (`expires_at`, the ValidityPeriod) becomes
+`expired`; a proactive message (priority above replies) to a customer who
+opted out of that channel becomes `cancelled`. WhatsApp rows carry whether the
+24-hour window is open; `WindowClosed` falls back to SMS.
 
 `outcome_for` is the one place that maps delivery errors to retry, fallback
 or failure.
@@ -17,17 +34,20 @@ import logging
 import os
 import random
 import socket
+import threading
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlmodel import col, or_, select
+from sqlmodel import Session, col, func, or_, select
 
 from bot.channels import OutboundMessage, Receipt, Sender, load_factory
 from bot.db import Database
 from bot.errors import DeliveryError, PermanentProviderError, RecipientOptedOut, RetryAfter, WindowClosed
 from bot.models import Customer, Message, Outbox, utcnow
+from bot.outbox import PRIORITY_REPLY
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -35,6 +55,11 @@ log = logging.getLogger(__name__)
 LEASE = timedelta(seconds=60)
 BACKOFF_BASE_SECONDS = 2.0
 BACKOFF_CAP_SECONDS = 3600.0
+WHATSAPP_WINDOW = timedelta(hours=24)
+MAX_INLINE_WAIT = 2.0  # seconds a rate-limited message may wait while holding its lease
+TELEGRAM_GLOBAL_RATE = 30.0
+TELEGRAM_PER_CHAT_RATE = 1.0
+FALLBACK_CHANNEL = {"whatsapp": "sms"}
 
 
 @dataclass(frozen=True)
@@ -52,7 +77,7 @@ class Claimed:
 
 @dataclass(frozen=True)
 class Outcome:
-    status: str  # sent | retry | failed | dead | fallback
+    status: str  # sent | retry | failed | dead | fallback | deferred
     retry_in: float | None = None
     error: str | None = None
     error_code: str | None = None
@@ -80,6 +105,55 @@ def outcome_for(exc: Exception, *, attempts: int, max_attempts: int) -> Outcome:
     return Outcome("retry", retry_in=wait, error=str(exc)[:500] or exc.__class__.__name__, error_code=code)
 
 
+# ---------------------------------------------------------------- rate limits
+
+
+@dataclass
+class RateLimiter:
+    """Spacing-based limiter: each key gets one slot every 1/rate seconds (per process)."""
+
+    clock: Callable[[], float] = time.monotonic
+    _next: dict[Any, float] = field(default_factory=dict)
+
+    def wait_for(self, limits: list[tuple[Any, float]]) -> float:
+        now = self.clock()
+        return max([0.0, *(self._next.get(key, now) - now for key, _ in limits)])
+
+    def take(self, limits: list[tuple[Any, float]]) -> float:
+        """Reserve a slot on every key; returns how long to wait before sending."""
+        now = self.clock()
+        wait = self.wait_for(limits)
+        start = now + wait
+        for key, rate in limits:
+            self._next[key] = start + 1.0 / rate
+        return wait
+
+
+def channel_limits(settings: Settings, channel: str | None, to: str) -> list[tuple[Any, float]]:
+    if channel == "telegram":
+        return [("telegram", TELEGRAM_GLOBAL_RATE), (("telegram", to), TELEGRAM_PER_CHAT_RATE)]
+    if channel == "sms":
+        return [("sms", settings.twilio.sms_rate_per_second)]
+    if channel == "whatsapp":
+        return [("whatsapp", settings.twilio.whatsapp_rate_per_second)]
+    return []
+
+
+# ---------------------------------------------------------------- wake-up
+
+_wake_lock = threading.Lock()
+_wake_events: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
+
+
+def notify() -> None:
+    """Wake every dispatcher of this process now (called after new outbox rows commit)."""
+    with _wake_lock:
+        targets = list(_wake_events)
+    for loop, event in targets:
+        if not loop.is_closed():
+            loop.call_soon_threadsafe(event.set)
+
+
 class Dispatcher:
     def __init__(self, db: Database, settings: Settings, *, clock: Callable[[], datetime] = utcnow,
                  senders: dict[str, Sender] | None = None, worker_id: str | None = None,
@@ -88,8 +162,9 @@ class Dispatcher:
         self.settings = settings
         self.clock = clock
         self._senders: dict[str, Sender] = dict(senders or {})
-        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self.worker_id = (worker_id or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}")[:64]
         self.kinds = kinds
+        self.limiter = RateLimiter()
 
     # ------------------------------------------------------------ senders
 
@@ -125,14 +200,16 @@ class Dispatcher:
                 query = query.where(col(Outbox.kind).in_(self.kinds))
             for row in session.exec(query).all():
                 reclaimed = row.status == "sending"
+                previous_claim = (row.claimed_until - LEASE) if reclaimed and row.claimed_until else None
                 message = session.get(Message, row.message_id) if row.message_id else None
+                customer = session.get(Customer, row.customer_id) if row.customer_id else None
                 if row.expires_at is not None and row.expires_at <= now:
-                    row.status = "expired"
-                    row.updated_at = now
-                    if message is not None:
-                        message.status = "expired"
-                        session.add(message)
-                    session.add(row)
+                    self._close(session, row, message, "expired", now, "expired before it could be sent")
+                    continue
+                if (message is not None and customer is not None and row.priority > PRIORITY_REPLY
+                        and message.channel in customer.opted_out_channels):
+                    # Proactive message to someone who opted out of this channel: never send it.
+                    self._close(session, row, message, "cancelled", now, "recipient opted out")
                     continue
                 row.status = "sending"
                 row.attempts += 1
@@ -142,17 +219,35 @@ class Dispatcher:
                 session.add(row)
                 outbound = None
                 if message is not None:
-                    customer = session.get(Customer, message.customer_id) if message.customer_id else None
-                    to = _address(customer, message.channel)
+                    payload = dict(row.payload)
+                    if row.expires_at is not None:
+                        payload["expires_at"] = row.expires_at.isoformat()
+                    if previous_claim is not None:
+                        payload["claimed_since"] = previous_claim.isoformat()
+                    if message.channel == "whatsapp":
+                        payload["whatsapp_window_open"] = _whatsapp_window_open(session, message.customer_id, now)
                     outbound = OutboundMessage(
-                        outbox_id=row.id or 0, message_id=message.id, channel=message.channel, to=to,
-                        text=message.text, kind=str(row.payload.get("template") or "reply"),
+                        outbox_id=row.id or 0, message_id=message.id, channel=message.channel,
+                        to=_address(customer, message.channel), text=message.text,
+                        kind=str(row.payload.get("template") or "reply"),
                         buttons=tuple(tuple(b) for b in row.payload.get("buttons", [])),  # type: ignore[misc]
-                        payload=dict(row.payload), attempt=row.attempts,
+                        payload=payload, attempt=row.attempts,
                     )
-                claimed.append(Claimed(row.id or 0, row.kind, row.channel, reclaimed, outbound, dict(row.payload),
-                                       row.event_id, row.attempts, row.max_attempts))
+                claimed.append(Claimed(row.id or 0, row.kind, message.channel if message else row.channel, reclaimed,
+                                       outbound, dict(row.payload), row.event_id, row.attempts, row.max_attempts))
         return claimed
+
+    @staticmethod
+    def _close(session: Session, row: Outbox, message: Message | None, status: str, now: datetime, reason: str) -> None:
+        row.status = status
+        row.updated_at = now
+        row.claimed_until = None
+        row.last_error = reason
+        session.add(row)
+        if message is not None:
+            message.status = status
+            message.error = reason
+            session.add(message)
 
     # ------------------------------------------------------------ sending
 
@@ -162,6 +257,14 @@ class Dispatcher:
             outcome = Outcome("failed", error=f"no sender for {self.sender_key(claimed)} (channel not configured)")
             await asyncio.to_thread(self.record, claimed, outcome, None)
             return outcome
+        limits = channel_limits(self.settings, claimed.channel, claimed.message.to if claimed.message else "")
+        if limits:
+            wait = self.limiter.wait_for(limits)
+            if wait > MAX_INLINE_WAIT:
+                outcome = Outcome("deferred", retry_in=wait)
+                await asyncio.to_thread(self.record, claimed, outcome, None)
+                return outcome
+            await asyncio.sleep(self.limiter.take(limits))
         receipt: Receipt | None = None
         try:
             if claimed.reclaimed and claimed.message is not None and hasattr(sender, "reconcile"):
@@ -182,6 +285,10 @@ class Dispatcher:
             row = session.get(Outbox, claimed.row_id)
             if row is None:
                 return
+            if row.status != "sending" or row.claimed_by != self.worker_id:
+                # Our lease expired and another worker took the row: its outcome wins.
+                log.warning("outbox=%s was reclaimed by another worker; not recording", claimed.row_id)
+                return
             message = session.get(Message, row.message_id) if row.message_id else None
             row.updated_at = now
             row.claimed_until = None
@@ -196,11 +303,18 @@ class Dispatcher:
                     message.sent_at = now
                     if receipt and receipt.channel:
                         message.channel = receipt.channel
+            elif outcome.status == "deferred":
+                # Rate-limited: not an attempt, just later.
+                row.status = "pending"
+                row.attempts = max(0, row.attempts - 1)
+                row.due_at = now + timedelta(seconds=outcome.retry_in or 1)
             elif outcome.status == "retry":
                 row.status = "pending"
                 row.due_at = now + timedelta(seconds=outcome.retry_in or 1)
                 row.last_error = outcome.error
-            else:  # failed | dead | fallback (a channel module registers its own fallback sender key)
+            elif outcome.status == "fallback" and message is not None and self._fall_back(session, row, message, outcome):
+                pass
+            else:  # failed | dead | fallback impossible
                 row.status = "failed" if outcome.status != "dead" else "dead"
                 row.last_error = outcome.error
                 if message is not None:
@@ -208,32 +322,87 @@ class Dispatcher:
                     message.error = (outcome.error or "")[:500]
                     message.error_code = outcome.error_code
                     if outcome.opt_out and message.customer_id:
-                        customer = session.get(Customer, message.customer_id)
-                        if customer is not None and message.channel not in customer.opted_out_channels:
-                            customer.opted_out_channels = sorted({*customer.opted_out_channels, message.channel})
-                            session.add(customer)
+                        mark_opted_out(session, message.customer_id, message.channel)
             session.add(row)
             if message is not None:
                 session.add(message)
 
+    def _fall_back(self, session: Session, row: Outbox, message: Message, outcome: Outcome) -> bool:
+        """WhatsApp refused (window closed): send the same message by SMS instead, if we may."""
+        target = FALLBACK_CHANNEL.get(message.channel)
+        customer = session.get(Customer, message.customer_id) if message.customer_id else None
+        if (target is None or customer is None or not customer.phone or target in customer.opted_out_channels
+                or not self.settings.twilio.whatsapp_sms_fallback):
+            return False
+        log.info("outbox=%s %s refused (%s); falling back to %s", row.id, message.channel, outcome.error_code, target)
+        row.payload = {**row.payload, "fallback_from": message.channel}
+        row.channel = target
+        row.status = "pending"
+        row.due_at = self.clock()
+        row.last_error = outcome.error
+        message.channel = target
+        message.status = "queued"
+        message.error_code = outcome.error_code
+        message.error = f"{outcome.error or 'window closed'}; sent by {target} instead"[:500]
+        return True
+
     async def run_once(self, limit: int = 50) -> int:
         claimed = await asyncio.to_thread(self.claim, limit)
+        # One lane per recipient: a customer's messages go out in order, different customers in parallel.
+        lanes: dict[tuple[str, str | None, str], list[Claimed]] = {}
         for item in claimed:
-            await self.deliver(item)
+            lane = (item.kind, item.channel, item.message.to if item.message else str(item.row_id))
+            lanes.setdefault(lane, []).append(item)
+
+        async def drain(items: list[Claimed]) -> None:
+            for item in items:
+                await self.deliver(item)
+
+        await asyncio.gather(*(drain(items) for items in lanes.values()))
         return len(claimed)
 
     async def run_forever(self, stop: asyncio.Event, *, idle_sleep: float = 0.5) -> None:
-        while not stop.is_set():
-            try:
-                count = await self.run_once()
-            except Exception:
-                log.exception("dispatcher iteration failed; retrying")
-                count = 0
-            if count == 0:
+        wake = asyncio.Event()
+        entry = (asyncio.get_running_loop(), wake)
+        with _wake_lock:
+            _wake_events.add(entry)
+        try:
+            while not stop.is_set():
+                wake.clear()
                 try:
-                    await asyncio.wait_for(stop.wait(), timeout=idle_sleep)
-                except TimeoutError:
-                    pass
+                    count = await self.run_once()
+                except Exception:
+                    log.exception("dispatcher iteration failed; retrying")
+                    count = 0
+                if count == 0:
+                    waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
+                    await asyncio.wait(waiters, timeout=idle_sleep, return_when=asyncio.FIRST_COMPLETED)
+                    for waiter in waiters:
+                        waiter.cancel()
+        finally:
+            with _wake_lock:
+                _wake_events.discard(entry)
+
+
+def mark_opted_out(session: Session, customer_id: int, channel: str) -> None:
+    customer = session.get(Customer, customer_id)
+    if customer is not None and channel not in customer.opted_out_channels:
+        customer.opted_out_channels = sorted({*customer.opted_out_channels, channel})
+        session.add(customer)
+
+
+def _whatsapp_window_open(session: Session, customer_id: int | None, now: datetime) -> bool:
+    if customer_id is None:
+        return False
+    last = session.exec(select(func.max(Message.created_at)).where(
+        Message.customer_id == customer_id, Message.direction == "in", Message.channel == "whatsapp")).first()
+    if last is None:
+        return False
+    if last.tzinfo is None:  # func.max bypasses the UTCDateTime type on SQLite
+        from datetime import UTC
+
+        last = last.replace(tzinfo=UTC)
+    return bool(now - last < WHATSAPP_WINDOW)
 
 
 def _address(customer: Customer | None, channel: str) -> str:

@@ -1,0 +1,192 @@
+"""Twilio SMS and WhatsApp sender: the real `twilio` client, one error map, crash reconciliation.
+
+`TWILIO_API_BASE_URL` is honoured by `RewritingHttpClient`, a `TwilioHttpClient`
+that rewrites the scheme and host of *every* Twilio URL (api, messaging,
+content, …) while keeping the path, so one fake server on loopback, or a
+forwarding proxy, sees every call.
+
+WhatsApp free-form text may only go out within 24 hours of the customer's
+last inbound WhatsApp message (the dispatcher computes that and passes it in
+the payload). Outside the window the approved template (Content SID per
+message kind, `TWILIO_WHATSAPP_TEMPLATES`) is used, or `WindowClosed` is
+raised and the dispatcher falls back to SMS.
+
+This module never writes to the database and never logs phone numbers or
+message text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from bot.channels import OutboundMessage, Receipt
+from bot.errors import (
+    ChannelNotConfigured,
+    PermanentProviderError,
+    RecipientOptedOut,
+    RetryAfter,
+    WindowClosed,
+)
+from bot.settings import Settings, TwilioSettings
+
+log = logging.getLogger(__name__)
+
+REQUEST_TIMEOUT_SECONDS = 10.0
+MAX_VALIDITY_SECONDS = 36000  # Twilio's ValidityPeriod upper bound (10 h)
+OPTED_OUT_CODES = {"21610"}
+WINDOW_CODES = {"63016"}
+# Invalid or unreachable recipient / sender: retrying cannot help.
+PERMANENT_CODES = {"21211", "21212", "21408", "21612", "21614", "21606", "21617", "21660", "63003", "63024"}
+RATE_LIMIT_CODES = {"20429", "14107"}
+_STATUS_FROM_TWILIO = {"accepted": "queued", "scheduled": "queued", "queued": "queued", "sending": "sent",
+                       "sent": "sent", "delivered": "delivered", "read": "read"}
+
+
+def _twilio_http_client(base_url: str) -> Any:
+    from twilio.http.http_client import TwilioHttpClient
+
+    class RewritingHttpClient(TwilioHttpClient):  # type: ignore[misc]
+        """Send every Twilio request to `base_url` (same path and query)."""
+
+        def __init__(self, base: str) -> None:
+            super().__init__(timeout=REQUEST_TIMEOUT_SECONDS)
+            parts = urlsplit(base.rstrip("/"))
+            self._scheme, self._netloc, self._prefix = parts.scheme, parts.netloc, parts.path
+
+        def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+            parts = urlsplit(url)
+            if parts.hostname and parts.hostname.endswith("twilio.com"):
+                url = urlunsplit((self._scheme, self._netloc, self._prefix + parts.path, parts.query, ""))
+            return super().request(method, url, *args, **kwargs)
+
+    if base_url:
+        return RewritingHttpClient(base_url)
+    return TwilioHttpClient(timeout=REQUEST_TIMEOUT_SECONDS)
+
+
+def map_twilio_error(exc: Exception) -> Exception:
+    """Map a twilio/requests exception to one of bot.errors' delivery errors."""
+    from requests import exceptions as rq
+    from twilio.base.exceptions import TwilioRestException
+
+    if isinstance(exc, TwilioRestException):
+        code = str(exc.code) if exc.code is not None else None
+        reason = f"Twilio {exc.status} error {code or '-'}"
+        if code in OPTED_OUT_CODES:
+            return RecipientOptedOut(reason + ": recipient opted out", code=code)
+        if code in WINDOW_CODES:
+            return WindowClosed(reason + ": outside the WhatsApp 24-hour window", code=code)
+        if exc.status == 429 or code in RATE_LIMIT_CODES:
+            return RetryAfter(None, reason + ": rate limited", code=code or "429")
+        if exc.status >= 500:
+            return RetryAfter(None, reason + ": provider unavailable", code=code or str(exc.status))
+        if code in PERMANENT_CODES or 400 <= exc.status < 500:
+            return PermanentProviderError(reason + ": request refused", code=code or str(exc.status))
+    if isinstance(exc, rq.Timeout):
+        return RetryAfter(None, "Twilio request timed out", code="timeout")
+    if isinstance(exc, rq.ConnectionError):
+        return RetryAfter(None, "Twilio unreachable", code="connection")
+    return exc
+
+
+class TwilioSender:
+    """Sends `sms` and `whatsapp` outbox messages through Twilio's Messages API."""
+
+    def __init__(self, settings: Settings, channel: str) -> None:
+        self.channel = channel
+        self.config: TwilioSettings = settings.twilio
+        self._client: Any = None
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            from twilio.rest import Client
+
+            self._client = Client(self.config.account_sid, self.config.auth_token.get_secret_value(),
+                                  http_client=_twilio_http_client(self.config.api_base_url))
+        return self._client
+
+    def _from(self) -> str:
+        sender = self.config.whatsapp_from if self.channel == "whatsapp" else self.config.sms_from
+        if not self.config.configured or not sender:
+            variable = "TWILIO_WHATSAPP_FROM" if self.channel == "whatsapp" else "TWILIO_SMS_FROM"
+            raise ChannelNotConfigured(f"{self.channel} is not configured (TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, {variable})")
+        return _whatsapp(sender) if self.channel == "whatsapp" else sender
+
+    def _to(self, message: OutboundMessage) -> str:
+        if not message.to:
+            raise PermanentProviderError("the customer has no phone number", code="no-recipient")
+        return _whatsapp(message.to) if self.channel == "whatsapp" else message.to
+
+    def build_params(self, message: OutboundMessage, *, now: datetime | None = None) -> dict[str, Any]:
+        """The Messages.create keyword arguments for one outbound message."""
+        params: dict[str, Any] = {"to": self._to(message), "from_": self._from()}
+        if self.channel == "whatsapp" and not message.payload.get("whatsapp_window_open", True):
+            content_sid = self.config.whatsapp_templates.get(message.kind) or self.config.whatsapp_templates.get("*")
+            if not content_sid:
+                raise WindowClosed("outside the WhatsApp 24-hour window and no template for "
+                                   f"{message.kind!r}", code="window")
+            variables = message.payload.get("template_vars") or {"1": message.text}
+            params["content_sid"] = content_sid
+            params["content_variables"] = json.dumps({str(k): str(v) for k, v in variables.items()})
+        else:
+            params["body"] = message.text
+        if self.config.status_callback_url:
+            params["status_callback"] = self.config.status_callback_url
+        expires = message.payload.get("expires_at")
+        if expires:
+            left = (datetime.fromisoformat(expires) - (now or datetime.now(UTC))).total_seconds()
+            if left <= 0:
+                raise PermanentProviderError("message expired before it could be sent", code="expired")
+            params["validity_period"] = max(1, min(MAX_VALIDITY_SECONDS, int(left)))
+        return params
+
+    def _send_sync(self, message: OutboundMessage) -> Receipt:
+        params = self.build_params(message)
+        try:
+            created = self.client.messages.create(**params)
+        except Exception as exc:
+            raise map_twilio_error(exc) from None
+        status = _STATUS_FROM_TWILIO.get(str(created.status or "queued"), "queued")
+        return Receipt(provider_id=created.sid, status=status, detail="template" if "content_sid" in params else "")
+
+    async def send(self, message: OutboundMessage) -> Receipt:
+        # twilio's client is synchronous (requests): keep the event loop free.
+        return await asyncio.to_thread(self._send_sync, message)
+
+    def _reconcile_sync(self, message: OutboundMessage) -> Receipt | None:
+        since_raw = message.payload.get("claimed_since")
+        since = datetime.fromisoformat(since_raw) if since_raw else datetime.now(UTC) - timedelta(hours=1)
+        try:
+            candidates = self.client.messages.list(to=self._to(message), from_=self._from(),
+                                                   date_sent_after=since - timedelta(seconds=5), limit=50)
+        except Exception as exc:
+            raise map_twilio_error(exc) from None
+        for candidate in candidates:
+            if (candidate.body or "") == message.text:
+                log.info("reconciled outbox=%s: Twilio already accepted it", message.outbox_id)
+                return Receipt(provider_id=candidate.sid,
+                               status=_STATUS_FROM_TWILIO.get(str(candidate.status or "queued"), "queued"),
+                               detail="reconciled")
+        return None
+
+    async def reconcile(self, message: OutboundMessage) -> Receipt | None:
+        """After a crash mid-send: did Twilio already accept this text for this recipient?"""
+        return await asyncio.to_thread(self._reconcile_sync, message)
+
+
+def _whatsapp(number: str) -> str:
+    return number if number.startswith("whatsapp:") else f"whatsapp:{number}"
+
+
+def make_sms_sender(settings: Settings) -> TwilioSender:
+    return TwilioSender(settings, "sms")
+
+
+def make_whatsapp_sender(settings: Settings) -> TwilioSender:
+    return TwilioSender(settings, "whatsapp")
