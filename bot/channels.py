@@ -81,6 +81,10 @@ def sanitise_text(text: str | bytes | None) -> str:
 # "module:attribute" of a factory `(settings) -> Sender`, imported on first use.
 SENDER_FACTORIES: dict[str, str] = {
     "message:console": "integrations.console:make_sender",
+    "message:sms": "integrations.twilio_channel:make_sms_sender",
+    "message:whatsapp": "integrations.twilio_channel:make_whatsapp_sender",
+    "message:telegram": "integrations.telegram_channel:make_sender",
+    "webhook": "integrations.logistics:make_sender",
 }
 
 

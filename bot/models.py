@@ -199,7 +199,7 @@ class Outbox(SQLModel, table=True):
 
 
 class LogisticsEvent(SQLModel, table=True):
-    """The logistics feed (`GET /api/events`); `seq` is the stable cursor."""
+    """The logistics feed (`GET /api/events`); `feed_cursor` is the stable cursor."""
 
     __tablename__ = "logistics_event"
 
@@ -209,6 +209,10 @@ class LogisticsEvent(SQLModel, table=True):
     order_id: str | None = Field(default=None, max_length=64, index=True)
     data: dict[str, Any] = _json({})
     created_at: datetime = _created()
+    # Assigned after commit, in commit order (integrations, 0006): `seq` alone can let a
+    # slower transaction's smaller seq appear behind a consumer's cursor on PostgreSQL.
+    feed_cursor: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger(), nullable=True, unique=True,
+                                                                       index=True))
 
 
 class Escalation(SQLModel, table=True):
@@ -277,3 +281,19 @@ class JourneyTimer(SQLModel, table=True):
     outcome: str | None = Field(default=None, max_length=200)
     fired_at: datetime | None = _ts()
     created_at: datetime = _created()
+
+
+class ChatwootLink(SQLModel, table=True):
+    """An escalation mirrored into a Chatwoot conversation (integrations, 0006)."""
+
+    __tablename__ = "chatwoot_link"
+
+    id: int | None = Field(default=None, primary_key=True)
+    escalation_id: int = Field(foreign_key="escalation.id", unique=True, index=True)
+    conversation_id: int = Field(foreign_key="conversation.id")
+    chatwoot_contact_id: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger(), nullable=True))
+    chatwoot_conversation_id: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger(), nullable=True,
+                                                                                   index=True))
+    status: str = Field(default="pending", max_length=16)  # pending | open | resolved
+    created_at: datetime = _created()
+    updated_at: datetime = _created()

@@ -90,7 +90,8 @@ def emit_event(*, session: Session, type_: str, order_id: str | None, data: dict
                            data={"order_id": order_id, **(data or {})}, created_at=now)
     session.add(event)
     session.add(Outbox(kind="webhook", event_id=event.id, order_pk=order_pk, priority=PRIORITY_TRANSACTIONAL,
-                       due_at=now, created_at=now, updated_at=now, max_attempts=11,
+                       # 10 tries = integrations.logistics.RETRY_DELAYS_SECONDS; then dead-lettered.
+                       due_at=now, created_at=now, updated_at=now, max_attempts=10,
                        expires_at=now + timedelta(days=4)))
     return event
 

@@ -97,6 +97,14 @@ class Settings(BaseSettings):
     logistics_webhook_url: str = Field("", alias="LOGISTICS_WEBHOOK_URL")
     logistics_webhook_secret: SecretStr = Field(SecretStr(""), alias="LOGISTICS_WEBHOOK_SECRET")
     logistics_allow_private: bool = Field(False, alias="LOGISTICS_ALLOW_PRIVATE_ADDRESSES")
+    # integrations (issue 8): carrier status in, Chatwoot hand-off.
+    carrier_webhook_secret: SecretStr = Field(SecretStr(""), alias="CARRIER_WEBHOOK_SECRET")
+    aftership_webhook_secret: SecretStr = Field(SecretStr(""), alias="AFTERSHIP_WEBHOOK_SECRET")
+    chatwoot_url: str = Field("", alias="CHATWOOT_URL")
+    chatwoot_api_token: SecretStr = Field(SecretStr(""), alias="CHATWOOT_API_TOKEN")
+    chatwoot_account_id: int = Field(1, alias="CHATWOOT_ACCOUNT_ID")
+    chatwoot_inbox_id: int | None = Field(None, alias="CHATWOOT_INBOX_ID")
+    chatwoot_webhook_token: SecretStr = Field(SecretStr(""), alias="CHATWOOT_WEBHOOK_TOKEN")
 
     @property
     def twilio(self) -> TwilioSettings:

@@ -1,0 +1,245 @@
+"""Logistics webhooks out: the `webhook` outbox sender (Standard Webhooks).
+
+Each logistics event (`bot.outbox.emit_event`) is POSTed to
+`LOGISTICS_WEBHOOK_URL` as the `event_envelope` JSON, signed with the
+reference `standardwebhooks` library (`webhook-id` = the event id on every
+try, `webhook-timestamp`, `webhook-signature: v1,<base64>`).
+
+Delivery policy, imposed on the dispatcher through `RetryAfter(seconds)`:
+immediately, then 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 14 h, 20 h, 24 h (with
+±10 % jitter); a 2xx ends it; 410 disables the endpoint (stored in `kv`,
+keyed by the URL, so a new URL is enabled again); 429/5xx honour
+`Retry-After`; after the last try the dispatcher dead-letters the row
+(`outbox.status = "dead"`), which `doorstep events redeliver ID` re-queues.
+
+This module must never send to a private, loopback, link-local or metadata
+address unless `LOGISTICS_ALLOW_PRIVATE_ADDRESSES=true`, never log the
+secret, and never write outbox state itself (the dispatcher records outcomes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import ipaddress
+import json
+import logging
+import random
+import socket
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import httpx
+from sqlmodel import Session, select
+
+from bot.channels import Receipt
+from bot.db import Database
+from bot.errors import PermanentProviderError, RetryAfter
+from bot.models import KeyValue, LogisticsEvent, Outbox, utcnow
+from bot.outbox import event_envelope
+
+if TYPE_CHECKING:
+    from bot.dispatcher import Claimed
+    from bot.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Delay before each try (the first is immediate); len() is the number of tries.
+RETRY_DELAYS_SECONDS: tuple[float, ...] = (
+    0, 5, 5 * 60, 30 * 60, 2 * 3600, 5 * 3600, 10 * 3600, 14 * 3600, 20 * 3600, 24 * 3600,
+)
+MAX_TRIES = len(RETRY_DELAYS_SECONDS)
+JITTER = 0.1
+# A Retry-After beyond a day is treated as a day: the event must still arrive within the schedule's span.
+MAX_RETRY_AFTER_SECONDS = 24 * 3600.0
+REQUEST_TIMEOUT_SECONDS = 10.0
+# Provider id recorded when no endpoint is configured: the event lives in the feed only.
+FEED_ONLY = "feed-only"
+USER_AGENT = "Doorstep-Webhooks/1"
+
+
+def next_delay(tries_done: int) -> float:
+    """Seconds to wait after try number `tries_done` failed (1-based), with jitter."""
+    base = RETRY_DELAYS_SECONDS[min(tries_done, MAX_TRIES - 1)]
+    return base * random.uniform(1 - JITTER, 1 + JITTER)
+
+
+def disabled_key(url: str) -> str:
+    return "logistics.disabled:" + hashlib.sha256(url.encode()).hexdigest()[:32]
+
+
+def endpoint_disabled(session: Session, url: str) -> bool:
+    return session.get(KeyValue, disabled_key(url)) is not None
+
+
+def set_endpoint_disabled(session: Session, url: str, disabled: bool, reason: str = "") -> None:
+    row = session.get(KeyValue, disabled_key(url))
+    if disabled and row is None:
+        session.add(KeyValue(key=disabled_key(url), value=reason or "410 Gone", updated_at=utcnow()))
+    elif not disabled and row is not None:
+        session.delete(row)
+
+
+def requeue(session: Session, row: Outbox, now: datetime | None = None) -> None:
+    """Give a failed or dead-lettered delivery a fresh schedule (same event, same webhook-id)."""
+    now = now or utcnow()
+    row.status = "pending"
+    row.attempts = 0
+    row.max_attempts = MAX_TRIES
+    row.due_at = now
+    row.expires_at = now + timedelta(days=4)
+    row.claimed_until = None
+    row.last_error = None
+    row.updated_at = now
+    session.add(row)
+
+
+def check_destination(url: str, *, allow_private: bool) -> None:
+    """Refuse URLs that are not http(s) or that resolve to a non-public address (SSRF guard).
+
+    Raises PermanentProviderError: retrying a configuration mistake helps nobody.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise PermanentProviderError("LOGISTICS_WEBHOOK_URL must be an http(s) URL with a host")
+    if allow_private:
+        return
+    try:
+        infos = socket.getaddrinfo(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80),
+                                   type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise RetryAfter(None, "webhook host did not resolve") from exc
+    for info in infos:
+        address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
+        if not address.is_global or address.is_multicast:
+            raise PermanentProviderError(
+                "LOGISTICS_WEBHOOK_URL resolves to a private, loopback or metadata address; "
+                "set LOGISTICS_ALLOW_PRIVATE_ADDRESSES=true to allow it")
+
+
+def retry_after_seconds(response: httpx.Response, now: datetime | None = None) -> float | None:
+    """The `Retry-After` header as seconds (delta-seconds or an HTTP date), or None."""
+    value = response.headers.get("retry-after", "").strip()
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - (now or utcnow())).total_seconds()
+    return max(1.0, min(seconds, MAX_RETRY_AFTER_SECONDS))
+
+
+def signed_request(event: LogisticsEvent, secret: str, *, now: datetime | None = None) -> tuple[bytes, dict[str, str]]:
+    """The exact body bytes and headers of one try, signed with the reference library."""
+    from standardwebhooks.webhooks import Webhook
+
+    body = json.dumps(event_envelope(event), separators=(",", ":"), ensure_ascii=False)
+    timestamp = (now or utcnow()).astimezone(UTC)
+    signature = Webhook(secret).sign(msg_id=event.id, timestamp=timestamp, data=body)
+    headers = {
+        "content-type": "application/json",
+        "user-agent": USER_AGENT,
+        "webhook-id": event.id,
+        "webhook-timestamp": str(int(timestamp.timestamp())),
+        "webhook-signature": signature,
+    }
+    return body.encode(), headers
+
+
+class LogisticsWebhookSender:
+    """The dispatcher's sender for outbox rows of kind `webhook`."""
+
+    def __init__(self, settings: Settings, *, db: Database | None = None,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.settings = settings
+        self._db = db
+        self._transport = transport
+
+    @property
+    def db(self) -> Database:
+        # The factory only gets settings; open our own engine on the same database, once.
+        if self._db is None:
+            self._db = Database(self.settings.database_url)
+        return self._db
+
+    def _load(self, event_id: str | None) -> tuple[LogisticsEvent | None, bool]:
+        url = self.settings.logistics.webhook_url
+        with self.db.session() as session:
+            event = session.exec(select(LogisticsEvent).where(LogisticsEvent.id == event_id)).first() if event_id else None
+            return event, bool(url) and endpoint_disabled(session, url)
+
+    def _disable(self, url: str) -> None:
+        with self.db.session() as session:
+            set_endpoint_disabled(session, url, True, f"410 Gone at {utcnow().isoformat()}")
+
+    async def send(self, claimed: Claimed) -> Receipt:
+        event, disabled = await asyncio.to_thread(self._load, claimed.event_id)
+        if event is None:
+            raise PermanentProviderError("logistics event not found")
+        url = self.settings.logistics.webhook_url
+        if not url:
+            return Receipt(provider_id=FEED_ONLY, detail="no LOGISTICS_WEBHOOK_URL; event is in the feed only")
+        if disabled:
+            raise PermanentProviderError("logistics endpoint disabled after 410 Gone; `doorstep events enable` re-enables it")
+        secret = self.settings.logistics.webhook_secret.get_secret_value()
+        if not secret:
+            raise PermanentProviderError("LOGISTICS_WEBHOOK_SECRET is not set; refusing to send unsigned webhooks")
+        await asyncio.to_thread(check_destination, url, allow_private=self.settings.logistics.allow_private_addresses)
+        try:
+            body, headers = signed_request(event, secret)
+        except Exception as exc:  # a malformed secret is a configuration error, not a transient one
+            raise PermanentProviderError("LOGISTICS_WEBHOOK_SECRET is not a valid whsec_<base64> secret") from exc
+        tries_done = claimed.attempts
+        try:
+            # Redirects are not followed: a 30x to an internal address would bypass the guard.
+            async with httpx.AsyncClient(timeout=REQUEST_TIMEOUT_SECONDS, follow_redirects=False,
+                                         transport=self._transport) as client:
+                response = await client.post(url, content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            log.info("webhook %s try %s failed: %s", event.id, tries_done, exc.__class__.__name__)
+            raise RetryAfter(next_delay(tries_done), f"endpoint unreachable ({exc.__class__.__name__})") from None
+        status = response.status_code
+        if 200 <= status < 300:
+            log.info("webhook %s delivered on try %s (%s)", event.id, tries_done, status)
+            return Receipt(provider_id=f"http-{status}", detail=f"try {tries_done}")
+        if status == 410:
+            await asyncio.to_thread(self._disable, url)
+            log.warning("logistics endpoint answered 410 Gone; disabled until re-enabled")
+            raise PermanentProviderError("endpoint answered 410 Gone; endpoint disabled", code="410")
+        delay = next_delay(tries_done)
+        if status == 429 or status >= 500:
+            hinted = retry_after_seconds(response)
+            if hinted is not None:
+                delay = hinted
+        log.info("webhook %s try %s got HTTP %s; next try in %.0f s", event.id, tries_done, status, delay)
+        raise RetryAfter(delay, f"endpoint answered HTTP {status}", code=str(status))
+
+
+def make_sender(settings: Settings) -> LogisticsWebhookSender:
+    return LogisticsWebhookSender(settings)
+
+
+def delivery_status(row: Outbox | None) -> dict[str, Any]:
+    """How the webhook delivery of one event stands, for the feed and the CLI."""
+    if row is None:
+        return {"status": "none", "attempts": 0, "last_error": None, "next_attempt_at": None, "delivered_at": None}
+    status = row.status
+    if status == "sent" and row.provider_id == FEED_ONLY:
+        status = "feed_only"
+    elif status == "sending":
+        status = "pending"
+    return {
+        "status": status,
+        "attempts": row.attempts,
+        "last_error": row.last_error,
+        "next_attempt_at": row.due_at.isoformat() if row.status == "pending" else None,
+        "delivered_at": row.sent_at.isoformat() if row.sent_at and status == "sent" else None,
+    }
