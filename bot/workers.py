@@ -11,7 +11,7 @@ import asyncio
 import logging
 from typing import Any
 
-from bot import gateway
+from bot import gateway, journeys
 from bot.dispatcher import Dispatcher
 from bot.service import Service
 
@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 
 # Extra per-second jobs registered by other parts: callables taking the Service (sync, run in a thread).
 TICK_JOBS: list[Any] = [lambda service: gateway.process_pending(service.db, service.runtime)]
+TICK_JOBS.append(journeys.tick)  # due journey timers: COD reminders/escalations, NPS surveys
 
 
 async def start_workers(service: Service, stop: asyncio.Event) -> list[asyncio.Task[Any]]:
