@@ -154,7 +154,13 @@ def _model_reading(text: str, entities: tuple[Entity, ...], language: str) -> Cl
     if best_label != Intent.OUT_OF_SCOPE.value and best_p < model.threshold:
         # Unsure: refuse rather than act, but keep the guess for the caller / LLM fallback.
         return Classification(
-            Intent.OUT_OF_SCOPE, 1.0 - best_p, entities, language, "model", ((Intent(best_label), best_p), *alternatives)
+            Intent.OUT_OF_SCOPE,
+            1.0 - best_p,
+            entities,
+            language,
+            "model",
+            ((Intent(best_label), best_p), *alternatives),
+            uncertain=True,
         )
     return Classification(Intent(best_label), best_p, entities, language, "model", alternatives)
 

@@ -266,7 +266,7 @@ _PARTS_OF_DAY: list[tuple[re.Pattern[str], str]] = [
 ]
 _H = r"(\d{1,2})(?::(\d{2}))?\s*(am|pm|a\.m\.|p\.m\.|baje|bje)?(?!\s*(?:days?|din|dino|dias?|weeks?|hafte|semanas?|hours?|hrs?|ghante|horas?|minutes?|mins?|items?|orders?|pedidos?|times?|baar|veces))"
 _RANGE = re.compile(
-    rf"\b(?:between|btw|btwn|from|entre(?:\s+las)?|de(?:\s+las)?)?\s*{_H}\s*(?:-|to|and|till|until|se|y(?:\s+las)?|a(?:\s+las)?|–)\s*{_H}(?:\s+(?:ke\s+)?(?:beech|bich|baje|tak))?"
+    rf"\b(?:between|btw|btwn|from|entre(?:\s+las)?|de(?:\s+las)?)?\s*{_H}\s*(?:-|to|and|till|until|se|y(?:\s+las)?|a(?:\s+las)?|–)\s*{_H}(?:\s*(?:ke\s+)?(?:beech|bich|baje|tak))?"
 )
 _AFTER = re.compile(rf"\b(?:after|aftr|post|despues\s+de(?:\s+las)?|a\s+partir\s+de(?:\s+las)?)\s+{_H}|\b{_H}\s+(?:ke\s+)?(?:baad|bad|ke bad|ke baad)\b")
 _BEFORE = re.compile(rf"\b(?:before|by|b4|antes\s+de(?:\s+las)?)\s+{_H}|\b{_H}\s+(?:se\s+)?(?:pehle|pahle|phle|tak)\b")

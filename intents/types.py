@@ -91,6 +91,10 @@ class Classification:
     # Best guesses the classifier did not choose, most likely first (e.g. the
     # model's top intent when its confidence fell below the out-of-scope threshold).
     alternatives: tuple[tuple[Intent, float], ...] = field(default_factory=tuple)
+    # True when the model's best guess fell below the calibrated threshold and was
+    # replaced by out_of_scope: the flows may ask a clarifying question, and the
+    # optional LLM fallback is consulted only for these.
+    uncertain: bool = False
 
     def entity(self, type_: str) -> Entity | None:
         return next((e for e in self.entities if e.type == type_), None)
@@ -103,4 +107,5 @@ class Classification:
             "language": self.language,
             "source": self.source,
             "alternatives": [[i.value, round(p, 4)] for i, p in self.alternatives],
+            "uncertain": self.uncertain,
         }
