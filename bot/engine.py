@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from bot import compliance, escalations, outbox, replies
+from bot.db import try_insert
 from bot.models import Conversation, Customer, Message, Order, utcnow
 from bot.orders import customer_orders, customer_view, order_view, record_event
+from flows import proactive
 from flows.base import (
     END,
     HANDOFF,
@@ -31,6 +33,7 @@ from flows.base import (
     StepResult,
     UpdateOrder,
 )
+from flows.common import is_restart
 from flows.registry import FLOWS, FLOWS_BY_NAME
 from intents import Classification, Context, Expecting, Intent, classify
 
@@ -39,6 +42,13 @@ log = logging.getLogger(__name__)
 # Order fields a flow may change through UpdateOrder.
 UPDATABLE_ORDER_FIELDS = {"delivery_date", "delivery_window", "cod_status", "address_status", "shipping_address", "status", "extra"}
 HUMAN_OWNERS = {"waiting_human", "human"}
+LOCALES = ("en", "es", "hi-Latn")
+# Answers to an open question whatever the flow: they never count as an interruption.
+ANSWER_INTENTS = frozenset({"affirm", "deny", "choice", "out_of_scope"})
+# Interruptions that end the open question instead of returning to it.
+SWITCH_INTENTS = frozenset({"human", "opt_out"})
+# Flows a proactive message can open (`open_flow` without an explicit state).
+PROACTIVE_KINDS = {"cod": "cod_confirmation", "address": "address_clarification"}
 
 
 @dataclass
@@ -88,12 +98,13 @@ def handle_message(*, session: Session, runtime: Runtime, conversation: Conversa
     message.entities = [e.as_dict() for e in classification.entities]
     turn = Turn(classification=classification)
     orders = customer_orders(session=session, customer_id=customer.id or 0)
+    locale = reply_locale(conversation, customer, classification, message.text)
 
     keyword_effects = compliance.pre_flow(session=session, conversation=conversation, customer=customer,
                                           message=message, classification=classification)
     if keyword_effects is not None:
         _apply(session=session, runtime=runtime, conversation=conversation, customer=customer, orders=orders,
-               result=StepResult(next_state=END, effects=tuple(keyword_effects)), turn=turn, now=now)
+               result=StepResult(next_state=END, effects=tuple(keyword_effects)), turn=turn, now=now, locale=locale)
         return turn
 
     if conversation.owner in HUMAN_OWNERS:
@@ -102,7 +113,7 @@ def handle_message(*, session: Session, runtime: Runtime, conversation: Conversa
         ack = escalations.on_inbound_while_human(session=session, conversation=conversation, customer=customer,
                                                  message=message, config=runtime.shop_config)
         _apply(session=session, runtime=runtime, conversation=conversation, customer=customer, orders=orders,
-               result=StepResult(next_state=END, effects=tuple(ack)), turn=turn, now=now)
+               result=StepResult(next_state=END, effects=tuple(ack)), turn=turn, now=now, locale=locale)
         return turn
 
     if conversation.owner == "resolved":
@@ -116,28 +127,97 @@ def handle_message(*, session: Session, runtime: Runtime, conversation: Conversa
         timezone=customer.timezone or runtime.timezone,
         channel=message.channel,
         config=runtime.shop_config,
+        locale=locale,
+        media_urls=tuple(message.media_urls),
     )
     flow, result = _run_flow(conversation, ctx)
-    turn.flow = flow.name
+    result = _misunderstanding_rule(conversation, ctx, result)
+    turn.flow = result.flow or flow.name
     _apply(session=session, runtime=runtime, conversation=conversation, customer=customer, orders=orders,
-           result=result, turn=turn, now=now)
-    _advance(conversation, flow, result, now)
+           result=result, turn=turn, now=now, locale=locale)
+    _advance(conversation, FLOWS_BY_NAME.get(result.flow or "", flow), result, now)
+    conversation.slots = {**conversation.slots, "_locale": locale}
     return turn
 
 
+def reply_locale(conversation: Conversation, customer: Customer, classification: Classification, text: str) -> str:
+    """The language to answer in: the language of a real sentence, else the last one used, else the customer's."""
+    language = replies.normalise_locale(classification.language)
+    if language in LOCALES and len(text.split()) >= 3:
+        return language
+    remembered = conversation.slots.get("_locale")
+    if isinstance(remembered, str) and remembered in LOCALES:
+        return remembered
+    return replies.normalise_locale(customer.locale)
+
+
 def _run_flow(conversation: Conversation, ctx: FlowContext) -> tuple[Flow, StepResult]:
+    """Run the open question's step, an interruption, a restart, or the flow the intent starts."""
     active = FLOWS_BY_NAME.get(conversation.flow or "")
-    if active is not None and conversation.state in active.states:
-        slots = {k: v for k, v in conversation.slots.items() if not k.startswith("_")}
-        return active, active.states[conversation.state].step(slots, ctx)
-    flow = FLOWS.get(ctx.intent) or FLOWS[Intent.OUT_OF_SCOPE]
-    return flow, flow.start({}, ctx)
+    state = active.states.get(conversation.state) if active is not None else None
+    slots = {k: v for k, v in conversation.slots.items() if not k.startswith("_")}
+    if is_restart(ctx.text):
+        if active is None:
+            return FLOWS[Intent.GREET], StepResult(next_state=END, effects=(Reply("core.start_over_nothing"),))
+        return active, _prefixed(active.start({}, ctx), "core.start_over")
+    if active is None or state is None:
+        flow = FLOWS.get(ctx.intent) or FLOWS[Intent.OUT_OF_SCOPE]
+        return flow, flow.start({}, ctx)
+    intent = ctx.intent.value
+    answers = active.intents | state.accepts | ANSWER_INTENTS
+    if intent in answers or ctx.classification.source == "context" or ctx.intent not in FLOWS:
+        return active, state.step(slots, ctx)
+    # An interruption: the customer asked something else in the middle of a question.
+    other = FLOWS[ctx.intent]
+    answer = other.start({}, ctx)
+    if answer.next_state != END or answer.flow or intent in SWITCH_INTENTS or state.reprompt is None:
+        return other, answer  # a new dialog (or a person, or opt-out) replaces the open question
+    back = _prefixed(state.reprompt(slots, ctx), "core.back_to_question")
+    return active, StepResult(next_state=back.next_state, effects=(*answer.effects, *back.effects), slots=back.slots,
+                              expecting=back.expecting, choices=back.choices, understood=answer.understood)
+
+
+def _prefixed(result: StepResult, prefix: str) -> StepResult:
+    """The same result with `prefix` rendered before its first reply."""
+    effects = list(result.effects)
+    for i, effect in enumerate(effects):
+        if isinstance(effect, Reply):
+            effects[i] = replace(effect, prefix=prefix)
+            break
+    return replace(result, effects=tuple(effects))
+
+
+def _misunderstanding_rule(conversation: Conversation, ctx: FlowContext, result: StepResult) -> StepResult:
+    """Two misunderstandings in a row offer a human; the third hands the conversation to one."""
+    if result.understood:
+        return result
+    count = conversation.misunderstandings + 1
+    if count >= 3:
+        order_id = next((str(e.order_id) for e in result.effects if isinstance(e, Reply) and e.order_id), None)
+        if order_id is None and len(ctx.open_orders) == 1:
+            order_id = ctx.open_orders[0].order_id
+        return StepResult(next_state=HANDOFF, understood=False, effects=(
+            Reply("core.escalate_misunderstood"),
+            Escalate(reason="misunderstood", order_id=order_id, note="three messages in a row were not understood"),
+        ))
+    if count == 2:
+        effects = list(result.effects)
+        last = max((i for i, e in enumerate(effects) if isinstance(e, Reply)), default=None)
+        last_reply = effects[last] if last is not None else None
+        if last is not None and isinstance(last_reply, Reply):
+            effects[last] = replace(last_reply, suffix="core.offer_human")
+        else:
+            effects.append(Reply("core.offer_human"))
+        return replace(result, effects=tuple(effects))
+    return result
 
 
 def _advance(conversation: Conversation, flow: Flow, result: StepResult, now: datetime) -> None:
     conversation.misunderstandings = 0 if result.understood else conversation.misunderstandings + 1
     if result.next_state in (END, HANDOFF) or conversation.owner in HUMAN_OWNERS:
         _clear_flow(conversation)
+        if result.next_state == HANDOFF or conversation.owner in HUMAN_OWNERS:
+            conversation.misunderstandings = 0  # a person has it now; start counting afresh when it comes back
     else:
         conversation.flow = flow.name
         conversation.state = result.next_state
@@ -149,21 +229,123 @@ def _advance(conversation: Conversation, flow: Flow, result: StepResult, now: da
 def _clear_flow(conversation: Conversation) -> None:
     conversation.flow = None
     conversation.state = ""
-    conversation.slots = {}
+    conversation.slots = {k: v for k, v in conversation.slots.items() if k == "_locale"}
     conversation.expires_at = None
 
 
+def open_flow(*, session: Session, conversation: Conversation, flow: Flow | str, order_id: str | None = None,
+              now: datetime | None = None, runtime: Runtime | None = None, customer: Customer | None = None,
+              state: str | None = None, slots: dict[str, Any] | None = None, expecting: Expecting | None = None,
+              choices: tuple[str, ...] = (), expires_at: datetime | None = None) -> StepResult:
+    """Put `conversation` into a flow's state so the customer's *next* message is its answer.
+
+    For proactive messages (journeys): after queueing "reply YES to confirm or NO
+    to cancel", call `open_flow(session=…, conversation=…, flow="cod", order_id=…, now=…)`
+    and the reply "YES" lands in the COD flow's `confirm` state for that order.
+    Without `state`, the state, slots and expecting come from
+    `flows.proactive.open_flow` for that flow ("cod" -> cod_confirmation,
+    "address" -> address_clarification), so they always match what the flow
+    asks. Pass `state`/`slots`/`expecting` to open any other state explicitly.
+    The flow expires after its declared timeout (or `expires_at`). Changes
+    only the conversation row (caller's transaction); sends nothing. Returns the
+    `StepResult` used (its effects are the opening message, for callers that
+    want the text: see `opening_text`). Raises `flows.proactive.NotApplicable`
+    when the order does not need that flow, ValueError for an unknown flow.
+    """
+    the_flow = FLOWS_BY_NAME.get(flow) if isinstance(flow, str) else flow
+    if the_flow is None:
+        raise ValueError(f"unknown flow {flow!r}")
+    now = now or (runtime.now() if runtime is not None else utcnow())
+    if state is None:
+        kind = PROACTIVE_KINDS.get(the_flow.name)
+        if kind is None or order_id is None:
+            raise ValueError(f"flow {the_flow.name!r} needs an explicit state to be opened")
+        order = session.exec(select(Order).where(Order.order_id == order_id)).first()
+        if order is None:
+            raise ValueError(f"order {order_id!r} not found")
+        result = proactive.open_flow(kind, order_view(order))
+    else:
+        if state not in the_flow.states:
+            raise ValueError(f"flow {the_flow.name!r} has no state {state!r}")
+        result = StepResult(next_state=state, slots={**({"order_id": order_id} if order_id else {}), **(slots or {})},
+                            expecting=expecting or the_flow.states[state].expecting, choices=choices,
+                            flow=the_flow.name)
+    conversation.flow = the_flow.name
+    conversation.state = result.next_state
+    conversation.slots = {**{k: v for k, v in conversation.slots.items() if k == "_locale"}, **dict(result.slots),
+                          "_expecting": result.expecting.value, "_choices": list(result.choices)}
+    conversation.expires_at = expires_at or (now + the_flow.timeout)
+    conversation.misunderstandings = 0
+    conversation.updated_at = now
+    session.add(conversation)
+    return result
+
+
+def open_proactive(*, session: Session, runtime: Runtime, customer: Customer, kind: str, order: Order,
+                   conversation: Conversation | None = None, channel: str | None = None,
+                   now: datetime | None = None, **enqueue: Any) -> Message | None:
+    """Send a proactive opening ("reply YES to confirm or NO to cancel") *and* open its flow.
+
+    `kind` is one of `flows.proactive.KINDS` ("cod_confirmation",
+    "address_clarification"). The message is queued through the outbox in the
+    caller's transaction (extra keyword arguments — `due_at`, `expires_at`,
+    `dedupe_key`, `priority` — go to `outbox.enqueue_message`); the
+    conversation is created if needed and put in the state that reads the
+    answer. Returns the queued message, or None when `dedupe_key` was used.
+    Raises `flows.proactive.NotApplicable` when the order does not need it.
+    """
+    now = now or runtime.now()
+    result = proactive.open_flow(kind, order_view(order))
+    conversation = conversation or conversation_for(session, customer, channel or customer.channel)
+    session.flush()
+    message: Message | None = None
+    for effect in result.effects:
+        if isinstance(effect, Reply):
+            text = render_reply(effect, customer=customer, runtime=runtime,
+                                locale=str(conversation.slots.get("_locale") or customer.locale))
+            buttons = [(_label(label, customer, runtime, None), payload) for label, payload in effect.buttons]
+            message = outbox.enqueue_message(
+                session=session, customer=customer, channel=conversation.channel, text=text,
+                conversation_id=conversation.id, order_pk=order.id, template=effect.template,
+                buttons=buttons or None, now=now, **{"priority": outbox.PRIORITY_TRANSACTIONAL, **enqueue},
+            )
+    if message is None and enqueue.get("dedupe_key"):
+        return None  # already sent once: leave the conversation as it is
+    open_flow(session=session, conversation=conversation, flow=str(result.flow), order_id=order.order_id, now=now,
+              runtime=runtime)
+    return message
+
+
+def conversation_for(session: Session, customer: Customer, channel: str) -> Conversation:
+    """The customer's one conversation, created (race-safe) when they have none yet."""
+    found = session.exec(select(Conversation).where(Conversation.customer_id == customer.id)).first()
+    if found is not None:
+        return found
+    conversation = Conversation(customer_id=customer.id, channel=channel)  # type: ignore[arg-type]
+    if not try_insert(session, conversation):
+        found = session.exec(select(Conversation).where(Conversation.customer_id == customer.id)).first()
+        assert found is not None
+        return found
+    return conversation
+
+
+def opening_text(result: StepResult, *, customer: Customer, runtime: Runtime) -> str:
+    """The rendered opening question of a `flows.proactive.open_flow` result, in the customer's locale."""
+    return " ".join(render_reply(e, customer=customer, runtime=runtime) for e in result.effects if isinstance(e, Reply))
+
+
 def _apply(*, session: Session, runtime: Runtime, conversation: Conversation, customer: Customer,
-           orders: list[Order], result: StepResult, turn: Turn, now: datetime) -> None:
+           orders: list[Order], result: StepResult, turn: Turn, now: datetime, locale: str | None = None) -> None:
     by_id = {o.order_id: o for o in orders}
     for effect in result.effects:
         if isinstance(effect, Reply):
             order = by_id.get(effect.order_id or "")
-            text = render_reply(effect, customer=customer, runtime=runtime)
+            text = render_reply(effect, customer=customer, runtime=runtime, locale=locale)
+            buttons = [(_label(label, customer, runtime, locale), payload) for label, payload in effect.buttons]
             msg = outbox.enqueue_message(
                 session=session, customer=customer, channel=conversation.channel, text=text,
                 conversation_id=conversation.id, order_pk=order.id if order else None,
-                template=effect.template, buttons=list(effect.buttons) or None, now=now,
+                template=effect.template, buttons=buttons or None, now=now,
             )
             if msg is not None:
                 turn.replies.append(msg)
@@ -172,6 +354,8 @@ def _apply(*, session: Session, runtime: Runtime, conversation: Conversation, cu
             for key, value in effect.changes.items():
                 if key not in UPDATABLE_ORDER_FIELDS:
                     raise ValueError(f"flow tried to change order field {key!r}")
+                if key == "extra":
+                    value = {**order.extra, **dict(value)}  # bookkeeping accumulates (cancel reason, NPS, …)
                 setattr(order, key, value)
             order.updated_at = now
             session.add(order)
@@ -197,14 +381,23 @@ def _apply(*, session: Session, runtime: Runtime, conversation: Conversation, cu
             session.add(customer)
 
 
-def render_reply(reply: Reply, *, customer: Customer, runtime: Runtime) -> str:
+def _label(label: str, customer: Customer, runtime: Runtime, locale: str | None) -> str:
+    if replies.has_template(label, locale or customer.locale):
+        return render_reply(Reply(label), customer=customer, runtime=runtime, locale=locale)
+    return label
+
+
+def render_reply(reply: Reply, *, customer: Customer, runtime: Runtime, locale: str | None = None) -> str:
+    """One reply's text: optional prefix template, the template, optional suffix template."""
     variables = {
         "shop_name": runtime.shop_config.get("shop_name", "our shop"),
         "support_contact": runtime.shop_config.get("support_contact", "our support team"),
         "customer_name": customer.name.split(" ")[0] if customer.name else "",
         **dict(reply.vars),
     }
-    return replies.render(reply.template, customer.locale, **variables)
+    loc = locale or customer.locale
+    parts = [replies.render(key, loc, **variables) for key in (reply.prefix, reply.template, reply.suffix) if key]
+    return " ".join(p for p in parts if p)
 
 
 def _jsonable(value: Any) -> Any:

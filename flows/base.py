@@ -81,6 +81,8 @@ class FlowContext:
     timezone: str
     channel: str
     config: Mapping[str, Any] = field(default_factory=dict)
+    locale: str = "en"  # the reply language: the customer's, or the language they write in
+    media_urls: tuple[str, ...] = ()  # photos attached to this message (returns evidence)
 
     @property
     def intent(self) -> Intent:
@@ -109,8 +111,10 @@ class Reply:
 
     template: str
     vars: Mapping[str, Any] = field(default_factory=dict)
-    buttons: tuple[tuple[str, str], ...] = ()  # (label, payload)
+    buttons: tuple[tuple[str, str], ...] = ()  # (label or label template key, payload)
     order_id: str | None = None
+    prefix: str = ""  # template key rendered before this reply ("Back to your question: …")
+    suffix: str = ""  # template key rendered after it ("… Reply AGENT for a person.")
 
 
 @dataclass(frozen=True)
@@ -154,6 +158,7 @@ class StepResult:
     expecting: Expecting = Expecting.NOTHING
     choices: tuple[str, ...] = ()
     understood: bool = True  # False counts towards "two misunderstandings offer a human"
+    flow: str | None = None  # continue in another flow's state (e.g. WISMO "delivered, anything wrong?" -> returns)
 
 
 Step = Callable[[Mapping[str, Any], FlowContext], StepResult]
@@ -168,6 +173,11 @@ class State:
     expecting: Expecting = Expecting.NOTHING
     goes_to: tuple[str, ...] = ()
     description: str = ""
+    # The open question, asked again after an interruption has been answered.
+    reprompt: Callable[[Mapping[str, Any], FlowContext], StepResult] | None = None
+    # Intents this state answers itself even though they would start another flow
+    # (e.g. a date while asking for a date reads as `reschedule`).
+    accepts: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -178,22 +188,28 @@ class Flow:
     timeout: timedelta = timedelta(hours=2)
     start_goes_to: tuple[str, ...] = ()
     description: str = ""
+    intents: frozenset[str] = frozenset()  # the intents that belong to this flow (not interruptions)
 
     def mermaid(self) -> str:
-        lines = ["stateDiagram-v2", f"    [*] --> start: {self.name}"]
+        """A Mermaid state diagram of this flow's table (engine-wide rules included)."""
+        minutes = int(self.timeout.total_seconds() // 60)
+        lines = ["stateDiagram-v2", f"    [*] --> start: {self.intents and ' / '.join(sorted(self.intents)) or self.name}"]
         for target in self.start_goes_to:
             lines.append(f"    start --> {_node(target)}")
         for name, state in self.states.items():
+            if state.description:
+                lines.append(f"    {name}: {name} ({state.description}; waits for {state.expecting.value})")
             for target in state.goes_to:
                 lines.append(f"    {name} --> {_node(target)}")
-            lines.append(f"    {name} --> TIMEOUT: after {int(self.timeout.total_seconds() // 60)} min")
+            lines.append(f"    {name} --> TIMEOUT: no reply for {minutes} min")
+            lines.append(f"    {name} --> HANDOFF: 3 misunderstandings")
         lines.append("    TIMEOUT --> [*]")
         lines.append("    HANDOFF --> [*]")
         return "\n".join(dict.fromkeys(lines))
 
 
 def _node(state: str) -> str:
-    return "[*]" if state == END else state
+    return "[*]" if state == END else state.replace(".", "__")
 
 
 def done(*effects: Effect, understood: bool = True) -> StepResult:

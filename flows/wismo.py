@@ -1,7 +1,10 @@
 """WISMO ("where is my order?"): status, expected date, carrier and tracking link.
 
-Grounded: every fact in the reply comes from the order snapshot. With several
-open orders the customer picks one by number, order id or item name.
+Grounded: every fact in the reply comes from the order snapshot (a delayed
+order gets the carrier's new ETA and an apology). With several open orders
+the customer picks one by number, order id or item name. A delivered order
+gets "delivered on X, is anything wrong?"; yes leads into the returns flow,
+asking for a person leads to a human.
 """
 
 from __future__ import annotations
@@ -9,23 +12,24 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from flows.base import END, Flow, FlowContext, OrderView, Reply, State, StepResult, done
+from flows import returns
+from flows.base import END, HANDOFF, Escalate, Flow, FlowContext, OrderView, Reply, State, StepResult, done
+from flows.common import CHOOSE_ORDER, choose_step, named_order, reask_which, select_order, yes_no
 from intents import Expecting
 
-CHOOSE = "choose_order"
+CHOOSE = CHOOSE_ORDER
 DELIVERED_CHECK = "delivered_check"
 
 
 def status_reply(order: OrderView) -> Reply:
-    template = f"wismo.{order.status}"
     return Reply(
-        template=template,
+        template=f"wismo.{order.status}",
         vars={"order": order, "expected": order.expected_date, "items": order.item_names},
         order_id=order.order_id,
     )
 
 
-def _answer(order: OrderView) -> StepResult:
+def answer(order: OrderView, slots: Mapping[str, Any], ctx: FlowContext) -> StepResult:
     if order.status == "delivered":
         return StepResult(
             next_state=DELIVERED_CHECK,
@@ -36,71 +40,30 @@ def _answer(order: OrderView) -> StepResult:
     return done(status_reply(order))
 
 
-def pick_order(text: str, ctx: FlowContext, candidates: tuple[OrderView, ...]) -> OrderView | None:
-    """Which of `candidates` the customer means: a 1-based choice, an order id, or an item name."""
-    choice = ctx.classification.entity("choice")
-    if choice is not None and isinstance(choice.value, int) and 1 <= choice.value <= len(candidates):
-        return candidates[choice.value - 1]
-    lowered = text.lower().strip()
-    if lowered.isdigit() and 1 <= int(lowered) <= len(candidates):
-        return candidates[int(lowered) - 1]
-    for order in candidates:
-        if order.order_id.lower() in lowered:
-            return order
-    matches = [o for o in candidates if any(str(i.get("name", "")).lower() in lowered for i in o.items if i.get("name"))]
-    return matches[0] if len(matches) == 1 else None
-
-
 def start(slots: Mapping[str, Any], ctx: FlowContext) -> StepResult:
     if not ctx.orders:
         return done(Reply("no_order"))
-    ref = ctx.classification.entity("order_ref")
-    if ref is not None:
-        named = next((o for o in ctx.orders if o.order_id.lower() == str(ref.value).lower()), None)
-        if named is not None:
-            return _answer(named)
-    # Orders arrive newest first; list them oldest first, the way customers count them.
-    candidates = tuple(reversed(ctx.open_orders)) or ctx.orders[:1]
-    if len(candidates) == 1:
-        return _answer(candidates[0])
-    return _ask_which(candidates)
-
-
-def _ask_which(candidates: tuple[OrderView, ...]) -> StepResult:
-    return StepResult(
-        next_state=CHOOSE,
-        effects=(Reply("wismo.which_order", {"orders": candidates}),),
-        slots={"candidates": [o.order_id for o in candidates]},
-        expecting=Expecting.CHOICE,
-        choices=tuple(f"{o.order_id} {o.item_names}" for o in candidates),
-    )
-
-
-def choose(slots: Mapping[str, Any], ctx: FlowContext) -> StepResult:
-    ids = list(slots.get("candidates", []))
-    candidates = tuple(o for o in (ctx.order(i) for i in ids) if o is not None)
-    picked = pick_order(ctx.text, ctx, candidates)
-    if picked is None:
-        result = _ask_which(candidates)
-        return StepResult(
-            next_state=result.next_state,
-            effects=(Reply("wismo.which_order_again", {"orders": candidates}),),
-            slots=result.slots,
-            expecting=result.expecting,
-            choices=result.choices,
-            understood=False,
-        )
-    return _answer(picked)
+    named = named_order(ctx, ctx.orders)
+    if named is not None:
+        return answer(named, slots, ctx)
+    # With nothing open, the most recent order is the one they mean.
+    candidates = ctx.open_orders or ctx.orders[:1]
+    return select_order(ctx, candidates, {}, answer)
 
 
 def delivered_check(slots: Mapping[str, Any], ctx: FlowContext) -> StepResult:
-    yes_no = ctx.classification.entity("yes_no")
-    answer = yes_no.value if yes_no is not None else {"affirm": "yes", "deny": "no"}.get(ctx.intent.value)
-    if answer == "no":
+    order = ctx.order(slots.get("order_id"))
+    if order is None:
+        return done(Reply("core.order_gone"))
+    if ctx.intent.value == "human":
+        return StepResult(next_state=HANDOFF, effects=(Reply("handoff.connecting"),
+                                                       Escalate(reason="customer_asked", order_id=order.order_id)))
+    reply = yes_no(ctx)
+    if reply == "no":
         return done(Reply("wismo.glad_all_good"))
-    if answer == "yes" or ctx.intent.value in {"return_refund", "human"}:
-        # Something is wrong with a delivered order: the returns/handoff flows take it from here.
-        return StepResult(next_state=END, effects=(Reply("wismo.sorry_whats_wrong"),), slots={})
+    if reply == "yes" or ctx.intent.value == "return_refund":
+        # Something is wrong with a delivered order: the returns flow takes it from here.
+        return returns.enter_after_delivery(order)
     return StepResult(
         next_state=DELIVERED_CHECK,
         effects=(Reply("wismo.delivered_check_again"),),
@@ -110,13 +73,22 @@ def delivered_check(slots: Mapping[str, Any], ctx: FlowContext) -> StepResult:
     )
 
 
+def reprompt_delivered(slots: Mapping[str, Any], ctx: FlowContext) -> StepResult:
+    return StepResult(next_state=DELIVERED_CHECK, effects=(Reply("wismo.delivered_check_again"),), slots=dict(slots),
+                      expecting=Expecting.YES_NO)
+
+
 FLOW = Flow(
     name="wismo",
     start=start,
     start_goes_to=(END, CHOOSE, DELIVERED_CHECK),
     states={
-        CHOOSE: State(choose, Expecting.CHOICE, goes_to=(END, DELIVERED_CHECK, CHOOSE), description="which order?"),
-        DELIVERED_CHECK: State(delivered_check, Expecting.YES_NO, goes_to=(END, DELIVERED_CHECK), description="delivered, anything wrong?"),
+        CHOOSE: State(choose_step(answer), Expecting.CHOICE, goes_to=(END, DELIVERED_CHECK, CHOOSE),
+                      description="which order?", reprompt=reask_which, accepts=frozenset({"wismo"})),
+        DELIVERED_CHECK: State(delivered_check, Expecting.YES_NO, goes_to=(END, "returns.ask_reason", HANDOFF, DELIVERED_CHECK),
+                               description="delivered, anything wrong?", reprompt=reprompt_delivered,
+                               accepts=frozenset({"return_refund", "human"})),
     },
+    intents=frozenset({"wismo"}),
     description="Where is my order: status, expected date, carrier, tracking link.",
 )

@@ -1,0 +1,102 @@
+"""Cancel an order: before shipping confirm, then cancel; after shipping explain the choices.
+
+Before shipping a yes cancels: a COD order becomes `cod_status=cancelled`
+(status `cancelled`, nothing was paid) and emits `cod.cancelled`; a prepaid
+order becomes `cancel_requested` and emits `order.cancel_requested`, so the
+shop can refund. After shipping the bot explains the two choices the customer
+really has (refuse the delivery, or return the parcel); it changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from flows.base import END, EmitEvent, Flow, FlowContext, OrderView, Reply, State, StepResult, UpdateOrder
+from flows.common import CHOOSE_ORDER, choose_step, reask_which, select_order, yes_no
+from intents import Expecting
+
+CONFIRM = "confirm"
+BEFORE_SHIPPING = {"placed", "confirmed", "packed"}
+IN_TRANSIT = {"shipped", "out_for_delivery", "delayed", "failed_attempt"}
+
+
+def start(slots: Mapping[str, Any], ctx: FlowContext) -> StepResult:
+    if not ctx.orders:
+        return StepResult(next_state=END, effects=(Reply("no_order"),))
+    candidates = tuple(o for o in ctx.orders if o.status in BEFORE_SHIPPING | IN_TRANSIT)
+    if not candidates:
+        pending = next((o for o in ctx.orders if o.status == "cancel_requested"), None)
+        if pending is not None:
+            return StepResult(next_state=END, effects=(Reply("wismo.cancel_requested", {"order": pending},
+                                                             order_id=pending.order_id),))
+        return StepResult(next_state=END, effects=(Reply("cancel.nothing_to_cancel"),))
+    return select_order(ctx, candidates, {}, begin)
+
+
+def begin(order: OrderView, slots: Mapping[str, Any], ctx: FlowContext) -> StepResult:
+    if order.status in IN_TRANSIT:
+        return StepResult(next_state=END, effects=(Reply("cancel.after_shipping", {"order": order},
+                                                         order_id=order.order_id),))
+    return ask(order)
+
+
+def ask(order: OrderView) -> StepResult:
+    return StepResult(
+        next_state=CONFIRM,
+        effects=(Reply("cancel.ask", {"order": order, "items": order.item_names}, order_id=order.order_id,
+                       buttons=(("core.button_yes", "/btn:affirm:yes"), ("core.button_no", "/btn:deny:no"))),),
+        slots={"order_id": order.order_id},
+        expecting=Expecting.YES_NO,
+    )
+
+
+def confirm(slots: Mapping[str, Any], ctx: FlowContext) -> StepResult:
+    order = ctx.order(slots.get("order_id"))
+    if order is None or order.status not in BEFORE_SHIPPING:
+        # It shipped (or was cancelled) while we were talking: say so rather than act on stale data.
+        if order is not None and order.status in IN_TRANSIT:
+            return StepResult(next_state=END, effects=(Reply("cancel.after_shipping", {"order": order},
+                                                             order_id=order.order_id),))
+        return StepResult(next_state=END, effects=(Reply("core.order_gone"),))
+    answer = yes_no(ctx)
+    if answer == "yes" or (answer is None and ctx.intent.value == "cancel_order"):
+        if order.payment_method == "cod":
+            return StepResult(next_state=END, effects=(
+                UpdateOrder(order.order_id, {"status": "cancelled", "cod_status": "cancelled",
+                                             "extra": {"cancel_reason": "customer_cancelled"}},
+                            event_type="cancelled", note="customer cancelled before shipping"),
+                EmitEvent("cod.cancelled", order.order_id, {"reason": "customer_cancelled"}),
+                Reply("cancel.done_cod", {"order": order}, order_id=order.order_id),
+            ))
+        return StepResult(next_state=END, effects=(
+            UpdateOrder(order.order_id, {"status": "cancel_requested"}, event_type="cancel_requested",
+                        note="customer asked to cancel before shipping"),
+            EmitEvent("order.cancel_requested", order.order_id, {"total": order.total, "currency": order.currency,
+                                                                 "payment_method": order.payment_method}),
+            Reply("cancel.done_prepaid", {"order": order}, order_id=order.order_id),
+        ))
+    if answer == "no":
+        return StepResult(next_state=END, effects=(Reply("cancel.kept", {"order": order}, order_id=order.order_id),))
+    return StepResult(next_state=CONFIRM, effects=(Reply("cancel.ask_again", {"order": order}, order_id=order.order_id),),
+                      slots=dict(slots), expecting=Expecting.YES_NO, understood=False)
+
+
+def reprompt_confirm(slots: Mapping[str, Any], ctx: FlowContext) -> StepResult:
+    order = ctx.order(slots.get("order_id"))
+    return ask(order) if order is not None else StepResult(next_state=END)
+
+
+FLOW = Flow(
+    name="cancel",
+    start=start,
+    start_goes_to=(END, CHOOSE_ORDER, CONFIRM),
+    states={
+        CHOOSE_ORDER: State(choose_step(begin), Expecting.CHOICE, goes_to=(CONFIRM, END, CHOOSE_ORDER),
+                            description="which order?", reprompt=reask_which),
+        CONFIRM: State(confirm, Expecting.YES_NO, goes_to=(END, CONFIRM), description="cancel this order? YES / NO",
+                       reprompt=reprompt_confirm),
+    },
+    intents=frozenset({"cancel_order"}),
+    description="Cancel before shipping (COD: cod.cancelled; prepaid: order.cancel_requested); after shipping, explain.",
+)

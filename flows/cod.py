@@ -1,0 +1,167 @@
+"""Cash-on-delivery confirmation: confirm a pending COD order, or cancel it with a reason.
+
+The ask names the items and the total from the order ("reply YES to confirm
+or NO to cancel"). Yes -> `cod_status=confirmed` + `cod.confirmed`. No -> the
+reason, one tap (ordered by mistake / found cheaper / delivery too late /
+other) -> `cod_status=cancelled` (and the order `cancelled` if it has not
+shipped) + `cod.cancelled` with the reason. Reminders for no reply belong to
+the journeys; the proactive ask opens this flow via `flows.proactive`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from flows.base import END, EmitEvent, Flow, FlowContext, OrderView, Reply, State, StepResult, UpdateOrder
+from flows.common import CHOOSE_ORDER, choose_step, reask_which, select_order, yes_no
+from intents import Expecting
+
+CONFIRM = "confirm"
+REASON = "reason"
+REASONS = ("ordered_by_mistake", "found_cheaper", "delivery_too_late", "other")
+NOT_SHIPPED = {"placed", "confirmed", "packed"}
+_REASON_WORDS = (
+    ("ordered_by_mistake", re.compile(r"mistake|by error|accident|galti|sin querer|por error|equivoc", re.I)),
+    ("found_cheaper", re.compile(r"cheap|price|sasta|sasti|barato|más barato|mas barato|better deal", re.I)),
+    ("delivery_too_late", re.compile(r"late|slow|long|der|deri|time|tarde|tarda|demasiado", re.I)),
+    ("other", re.compile(r"^\s*(?:other|others|something else|otro|otra|kuch aur|aur)\s*$", re.I)),
+)
+
+
+def _pending(ctx: FlowContext) -> tuple[OrderView, ...]:
+    return tuple(o for o in ctx.orders if o.payment_method == "cod" and o.cod_status == "pending" and o.is_open)
+
+
+def start(slots: Mapping[str, Any], ctx: FlowContext) -> StepResult:
+    if not ctx.orders:
+        return StepResult(next_state=END, effects=(Reply("no_order"),))
+    pending = _pending(ctx)
+    if not pending:
+        confirmed = next((o for o in ctx.orders if o.cod_status == "confirmed"), None)
+        if confirmed is not None:
+            return StepResult(next_state=END, effects=(Reply("cod.already_confirmed", {"order": confirmed},
+                                                             order_id=confirmed.order_id),))
+        return StepResult(next_state=END, effects=(Reply("cod.nothing_pending"),))
+    return select_order(ctx, pending, {"answer": yes_no(ctx)}, begin)
+
+
+def begin(order: OrderView, slots: Mapping[str, Any], ctx: FlowContext) -> StepResult:
+    # "yes I confirm the cash order" confirms at once; anything else gets the question.
+    if slots.get("answer") == "yes" and ctx.intent.value == "cod_confirm":
+        return _confirmed(order)
+    return ask(order)
+
+
+def ask(order: OrderView) -> StepResult:
+    """The confirmation question (also the proactive opening message)."""
+    return StepResult(
+        next_state=CONFIRM,
+        effects=(Reply("cod.ask", {"order": order, "items": order.item_names}, order_id=order.order_id,
+                       buttons=(("core.button_yes", "/btn:affirm:yes"), ("core.button_no", "/btn:deny:no"))),),
+        slots={"order_id": order.order_id},
+        expecting=Expecting.YES_NO,
+    )
+
+
+def _confirmed(order: OrderView) -> StepResult:
+    return StepResult(next_state=END, effects=(
+        UpdateOrder(order.order_id, {"cod_status": "confirmed"}, event_type="cod_confirmed",
+                    note="customer confirmed cash on delivery"),
+        EmitEvent("cod.confirmed", order.order_id, {"total": order.total, "currency": order.currency}),
+        Reply("cod.confirmed", {"order": order}, order_id=order.order_id),
+    ))
+
+
+def confirm(slots: Mapping[str, Any], ctx: FlowContext) -> StepResult:
+    order = ctx.order(slots.get("order_id"))
+    if order is None or order.cod_status != "pending":
+        return StepResult(next_state=END, effects=(Reply("core.order_gone"),))
+    answer = yes_no(ctx)
+    if ctx.intent.value == "cancel_order":
+        answer = "no"
+    if answer == "yes":
+        return _confirmed(order)
+    if answer == "no":
+        return ask_reason(order)
+    return StepResult(next_state=CONFIRM, effects=(Reply("cod.ask_again", {"order": order, "items": order.item_names},
+                                                         order_id=order.order_id),),
+                      slots=dict(slots), expecting=Expecting.YES_NO, understood=False)
+
+
+def ask_reason(order: OrderView, *, again: bool = False) -> StepResult:
+    return StepResult(
+        next_state=REASON,
+        effects=(Reply("cod.ask_reason_again" if again else "cod.ask_reason", {"order": order}, order_id=order.order_id,
+                       buttons=tuple((f"cod.reason.{r}", f"/btn:choice:{i}") for i, r in enumerate(REASONS, start=1))),),
+        slots={"order_id": order.order_id},
+        expecting=Expecting.CHOICE,
+        choices=REASONS,
+        understood=not again,
+    )
+
+
+def _reason_of(ctx: FlowContext) -> tuple[str | None, str]:
+    choice = ctx.classification.entity("choice")
+    if choice is not None and isinstance(choice.value, int) and 1 <= choice.value <= len(REASONS):
+        return REASONS[choice.value - 1], ""
+    text = ctx.text.strip()
+    if text.isdigit() and 1 <= int(text) <= len(REASONS):
+        return REASONS[int(text) - 1], ""
+    for reason, pattern in _REASON_WORDS:
+        if pattern.search(text):
+            return reason, text[:200] if reason == "other" else ""
+    if len(text.split()) >= 3:
+        return "other", text[:200]  # a reason in their own words
+    return None, ""
+
+
+def reason(slots: Mapping[str, Any], ctx: FlowContext) -> StepResult:
+    order = ctx.order(slots.get("order_id"))
+    if order is None or order.cod_status != "pending":
+        return StepResult(next_state=END, effects=(Reply("core.order_gone"),))
+    picked, note = _reason_of(ctx)
+    if picked is None:
+        if yes_no(ctx) == "no":  # "no, keep it" after all
+            return ask(order)
+        return ask_reason(order, again=True)
+    changes: dict[str, Any] = {"cod_status": "cancelled", "extra": {"cancel_reason": picked, "cancel_note": note}}
+    if order.status in NOT_SHIPPED:
+        changes["status"] = "cancelled"
+    data: dict[str, Any] = {"reason": picked}
+    if note:
+        data["note"] = note
+    return StepResult(next_state=END, effects=(
+        UpdateOrder(order.order_id, changes, event_type="cod_cancelled", note=f"reason: {picked}"),
+        EmitEvent("cod.cancelled", order.order_id, data),
+        Reply("cod.cancelled", {"order": order}, order_id=order.order_id),
+    ))
+
+
+def reprompt_confirm(slots: Mapping[str, Any], ctx: FlowContext) -> StepResult:
+    order = ctx.order(slots.get("order_id"))
+    return ask(order) if order is not None else StepResult(next_state=END)
+
+
+def reprompt_reason(slots: Mapping[str, Any], ctx: FlowContext) -> StepResult:
+    order = ctx.order(slots.get("order_id"))
+    return ask_reason(order) if order is not None else StepResult(next_state=END)
+
+
+FLOW = Flow(
+    name="cod",
+    start=start,
+    start_goes_to=(END, CHOOSE_ORDER, CONFIRM),
+    states={
+        CHOOSE_ORDER: State(choose_step(begin), Expecting.CHOICE, goes_to=(CONFIRM, END, CHOOSE_ORDER),
+                            description="which order?", reprompt=reask_which),
+        CONFIRM: State(confirm, Expecting.YES_NO, goes_to=(END, REASON, CONFIRM),
+                       description="confirm the cash order? YES / NO", reprompt=reprompt_confirm,
+                       accepts=frozenset({"cancel_order"})),
+        REASON: State(reason, Expecting.CHOICE, goes_to=(END, REASON, CONFIRM),
+                      description="why cancel? (one tap)", reprompt=reprompt_reason),
+    },
+    intents=frozenset({"cod_confirm"}),
+    description="Confirm a cash-on-delivery order, or cancel it with a reason.",
+)

@@ -1,0 +1,211 @@
+"""Reschedule: the customer picks a new delivery day and, optionally, a time window.
+
+Validation (all from the order and the shop config, never invented):
+no past dates; at most `reschedule.max_days_ahead` days ahead (default 7);
+no carrier non-delivery weekdays or holidays (`reschedule.non_delivery_weekdays`,
+`reschedule.holidays`); once the parcel is out for delivery, a change is a
+same-day request for a person, so it is escalated.
+
+The bot reads the change back ("Deliver on Sat 28 Nov, evening 4–8 pm?"); a
+yes updates `delivery_date`/`delivery_window`, records an order event and
+emits `delivery.rescheduled`. Must never change an order without that yes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import date, timedelta
+from typing import Any
+
+from flows.base import (
+    END,
+    HANDOFF,
+    EmitEvent,
+    Escalate,
+    Flow,
+    FlowContext,
+    OrderView,
+    Reply,
+    State,
+    StepResult,
+    UpdateOrder,
+)
+from flows.common import CHOOSE_ORDER, choose_step, reask_which, select_order, yes_no
+from intents import Expecting
+
+ASK_DATE = "ask_date"
+CONFIRM = "confirm"
+# Statuses in which a delivery day can still be chosen by the bot.
+RESCHEDULABLE = {"placed", "confirmed", "packed", "shipped", "delayed", "failed_attempt", "out_for_delivery"}
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+def _settings(ctx: FlowContext) -> Mapping[str, Any]:
+    section = ctx.config.get("reschedule", {})
+    return section if isinstance(section, Mapping) else {}
+
+
+def max_days_ahead(ctx: FlowContext) -> int:
+    return int(_settings(ctx).get("max_days_ahead", 7))
+
+
+def date_problem(day: date, ctx: FlowContext) -> str | None:
+    """Why `day` cannot be a delivery day, as a template key, or None when it can."""
+    if day < ctx.today:
+        return "reschedule.past_date"
+    if day > ctx.today + timedelta(days=max_days_ahead(ctx)):
+        return "reschedule.too_far"
+    closed = {str(d).lower() for d in _settings(ctx).get("non_delivery_weekdays", [])}
+    holidays = {str(d) for d in _settings(ctx).get("holidays", [])}
+    if WEEKDAYS[day.weekday()] in closed or day.isoformat() in holidays:
+        return "reschedule.no_delivery_that_day"
+    return None
+
+
+def _read(ctx: FlowContext) -> tuple[date | None, str | None]:
+    found = ctx.classification.entity("date")
+    window = ctx.classification.entity("time_window")
+    day: date | None = None
+    if found is not None:
+        try:
+            day = date.fromisoformat(str(found.value)[:10])
+        except ValueError:
+            day = None
+    return day, (str(window.value) if window is not None else None)
+
+
+def _eligible(ctx: FlowContext) -> tuple[OrderView, ...]:
+    return tuple(o for o in ctx.orders if o.status in RESCHEDULABLE)
+
+
+def start(slots: Mapping[str, Any], ctx: FlowContext) -> StepResult:
+    if not ctx.orders:
+        return StepResult(next_state=END, effects=(Reply("no_order"),))
+    candidates = _eligible(ctx)
+    if not candidates:
+        return StepResult(next_state=END, effects=(Reply("reschedule.not_possible", {"order": ctx.orders[0]},
+                                                         order_id=ctx.orders[0].order_id),))
+    day, window = _read(ctx)
+    keep = {k: v for k, v in {"date": day.isoformat() if day else None, "window": window}.items() if v}
+    return select_order(ctx, candidates, keep, begin)
+
+
+def begin(order: OrderView, slots: Mapping[str, Any], ctx: FlowContext) -> StepResult:
+    day = date.fromisoformat(slots["date"]) if slots.get("date") else None
+    window = slots.get("window")
+    if order.status == "out_for_delivery":
+        # The van is already out: only the carrier can still change today's run, so a person takes it.
+        note = f"reschedule requested while out for delivery: date={day.isoformat() if day else '?'} window={window or '-'}"
+        return StepResult(next_state=HANDOFF, effects=(
+            Reply("reschedule.out_for_delivery", {"order": order}, order_id=order.order_id),
+            Escalate(reason="reschedule_out_for_delivery", order_id=order.order_id, note=note),
+        ))
+    return _propose(order, day, window, ctx, first=True)
+
+
+def _propose(order: OrderView, day: date | None, window: str | None, ctx: FlowContext, *, first: bool = False,
+             understood: bool = True) -> StepResult:
+    slots: dict[str, Any] = {"order_id": order.order_id}
+    if window:
+        slots["window"] = window
+    if day is None:
+        return _ask_date(order, slots, ctx, template="reschedule.ask_date" if first else "reschedule.ask_date_again",
+                         understood=understood)
+    problem = date_problem(day, ctx)
+    if problem is not None:
+        return _ask_date(order, slots, ctx, template=problem, day=day, understood=False)
+    slots["date"] = day.isoformat()
+    return StepResult(
+        next_state=CONFIRM,
+        effects=(Reply("reschedule.read_back", {"order": order, "date": day, "window": window}, order_id=order.order_id),),
+        slots=slots,
+        expecting=Expecting.YES_NO,
+    )
+
+
+def _ask_date(order: OrderView, slots: Mapping[str, Any], ctx: FlowContext, *, template: str,
+              day: date | None = None, understood: bool = True) -> StepResult:
+    return StepResult(
+        next_state=ASK_DATE,
+        effects=(Reply(template, {"order": order, "date": day, "max_days": max_days_ahead(ctx),
+                                  "latest": ctx.today + timedelta(days=max_days_ahead(ctx)),
+                                  "closed": [str(d).capitalize() for d in _settings(ctx).get("non_delivery_weekdays", [])]},
+                       order_id=order.order_id),),
+        slots=slots,
+        expecting=Expecting.DATE,
+        understood=understood,
+    )
+
+
+def ask_date(slots: Mapping[str, Any], ctx: FlowContext) -> StepResult:
+    order = ctx.order(slots.get("order_id"))
+    if order is None:
+        return StepResult(next_state=END, effects=(Reply("core.order_gone"),))
+    day, window = _read(ctx)
+    window = window or slots.get("window")
+    if day is None and yes_no(ctx) == "no":
+        return StepResult(next_state=END, effects=(Reply("reschedule.kept", {"order": order}, order_id=order.order_id),))
+    return _propose(order, day, window, ctx, understood=day is not None or window is not None)
+
+
+def confirm(slots: Mapping[str, Any], ctx: FlowContext) -> StepResult:
+    order = ctx.order(slots.get("order_id"))
+    if order is None:
+        return StepResult(next_state=END, effects=(Reply("core.order_gone"),))
+    day, window = _read(ctx)
+    if day is not None or window is not None:
+        # A correction ("no, I meant Sunday", "evening instead"): read the new choice back.
+        new_day = day or date.fromisoformat(slots["date"])
+        return _propose(order, new_day, window or slots.get("window"), ctx)
+    answer = yes_no(ctx)
+    if answer == "yes":
+        chosen = date.fromisoformat(slots["date"])
+        chosen_window = slots.get("window")
+        return StepResult(next_state=END, effects=(
+            UpdateOrder(order.order_id, {"delivery_date": chosen, "delivery_window": chosen_window},
+                        event_type="rescheduled", note="customer chose a new delivery day"),
+            EmitEvent("delivery.rescheduled", order.order_id, {
+                "delivery_date": chosen.isoformat(), "delivery_window": chosen_window,
+                "previous_date": order.expected_date.isoformat() if order.expected_date else None,
+            }),
+            Reply("reschedule.done", {"order": order, "date": chosen, "window": chosen_window}, order_id=order.order_id),
+        ))
+    if answer == "no":
+        return _ask_date(order, {"order_id": order.order_id}, ctx, template="reschedule.which_day_then")
+    return StepResult(
+        next_state=CONFIRM,
+        effects=(Reply("reschedule.read_back_again", {"order": order, "date": date.fromisoformat(slots["date"]),
+                                                      "window": slots.get("window")}, order_id=order.order_id),),
+        slots=dict(slots), expecting=Expecting.YES_NO, understood=False,
+    )
+
+
+def reprompt_date(slots: Mapping[str, Any], ctx: FlowContext) -> StepResult:
+    order = ctx.order(slots.get("order_id"))
+    if order is None:
+        return StepResult(next_state=END)
+    return _ask_date(order, slots, ctx, template="reschedule.ask_date")
+
+
+def reprompt_confirm(slots: Mapping[str, Any], ctx: FlowContext) -> StepResult:
+    order = ctx.order(slots.get("order_id"))
+    if order is None:
+        return StepResult(next_state=END)
+    return _propose(order, date.fromisoformat(slots["date"]), slots.get("window"), ctx)
+
+
+FLOW = Flow(
+    name="reschedule",
+    start=start,
+    start_goes_to=(END, CHOOSE_ORDER, ASK_DATE, CONFIRM, HANDOFF),
+    states={
+        CHOOSE_ORDER: State(choose_step(begin), Expecting.CHOICE, goes_to=(ASK_DATE, CONFIRM, HANDOFF, CHOOSE_ORDER),
+                            description="which order?", reprompt=reask_which),
+        ASK_DATE: State(ask_date, Expecting.DATE, goes_to=(CONFIRM, ASK_DATE, END),
+                        description="which day (and window)?", reprompt=reprompt_date),
+        CONFIRM: State(confirm, Expecting.YES_NO, goes_to=(END, CONFIRM, ASK_DATE),
+                       description="read back: deliver on that day?", reprompt=reprompt_confirm),
+    },
+    intents=frozenset({"reschedule"}),
+    description="Change the delivery day and time window, validated against the shop's calendar.",
+)
