@@ -1,10 +1,208 @@
-"""Telegram webhook: POST /webhooks/telegram (aiogram types, secret token checked).
+"""Telegram webhook: POST /webhooks/telegram, parsed with aiogram 3's Dispatcher and types.
 
-(Reserved module: its router is already mounted by bot.app; fill it in.)
+Flow: compare `X-Telegram-Bot-Api-Secret-Token` in constant time (mismatch
+-> 403, nothing stored); validate the body as an aiogram `Update`; route it
+through an aiogram `Router` whose handlers only *parse* (they return a
+`TelegramInbound`, never a Bot API method, so nothing is sent from here);
+link the chat to a customer when the update carries a deep-link token
+(`/start <token>`, matched on `Customer.telegram_link_token`) or the user's
+own contact (`request_contact`, matched on the phone number); store the
+message (`service.receive`, deduped on `upd:<update_id>`); answer 200 at
+once and run the conversation in a background task.
+
+Only private chats are handled. A contact card of somebody else never links
+anything, and a deep-link token never moves a customer who is already linked
+to another chat. Never logs tokens, phone numbers or message text.
 """
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import asyncio
+import hmac
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
 
-router = APIRouter()
+from fastapi import APIRouter, BackgroundTasks, Request, Response
+from fastapi.responses import JSONResponse
+from sqlmodel import Session, select
+
+from bot.api.deps import ServiceDep
+from bot.channels import InboundMessage, sanitise_text
+from bot.compliance import TELEGRAM_CONTACT, TELEGRAM_START
+from bot.models import Customer, utcnow
+from bot.phones import InvalidPhone, to_e164
+from bot.service import Service
+from integrations.twilio_webhooks import process_in_background
+
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["webhooks"])
+
+MAX_BODY_BYTES = 256 * 1024
+SECRET_HEADER = "x-telegram-bot-api-secret-token"
+
+
+@dataclass(frozen=True)
+class TelegramInbound:
+    """What one update means for Doorstep (the handlers' return value)."""
+
+    chat_id: str
+    text: str
+    link_token: str | None = None
+    contact_phone: str | None = None
+    callback_query_id: str | None = None
+    media: tuple[str, ...] = ()
+    profile_name: str = ""
+
+
+def _build_dispatcher() -> Any:
+    from aiogram import Dispatcher, F, Router
+    from aiogram.types import CallbackQuery
+    from aiogram.types import Message as TgMessage
+
+    parse = Router(name="doorstep-parse")
+
+    @parse.message(F.chat.type == "private", F.contact)
+    async def shared_contact(message: TgMessage) -> TelegramInbound:
+        contact = message.contact
+        own = contact is not None and message.from_user is not None and contact.user_id == message.from_user.id
+        return TelegramInbound(chat_id=str(message.chat.id), text=TELEGRAM_CONTACT,
+                               contact_phone=contact.phone_number if own and contact else None,
+                               profile_name=message.from_user.full_name if message.from_user else "")
+
+    @parse.message(F.chat.type == "private")
+    async def text_or_media(message: TgMessage) -> TelegramInbound:
+        text = message.text or message.caption or ""
+        token = None
+        if text.startswith(TELEGRAM_START):
+            parts = text.split(maxsplit=1)
+            if parts[0] == TELEGRAM_START or parts[0].startswith(TELEGRAM_START + "@"):
+                token = parts[1].strip()[:64] if len(parts) > 1 else None
+                text = TELEGRAM_START  # the token is a credential: never stored in the transcript
+        media: list[str] = []
+        if message.photo:
+            media.append(f"telegram-file:{message.photo[-1].file_id}")
+        if message.document:
+            media.append(f"telegram-file:{message.document.file_id}")
+        return TelegramInbound(chat_id=str(message.chat.id), text=text, link_token=token, media=tuple(media),
+                               profile_name=message.from_user.full_name if message.from_user else "")
+
+    @parse.callback_query(F.data, F.message.chat.type == "private")
+    async def button(query: CallbackQuery) -> TelegramInbound:
+        chat_id = query.message.chat.id if query.message else query.from_user.id
+        return TelegramInbound(chat_id=str(chat_id), text=query.data or "", callback_query_id=query.id,
+                               profile_name=query.from_user.full_name)
+
+    dp = Dispatcher()
+    dp.include_router(parse)
+    return dp
+
+
+_dispatcher: Any = None
+
+
+def aiogram_dispatcher() -> Any:
+    global _dispatcher
+    if _dispatcher is None:
+        _dispatcher = _build_dispatcher()
+    return _dispatcher
+
+
+def _problem(status: int, reason: str) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"detail": reason})
+
+
+def link_chat(session: Session, customer: Customer, chat_id: str) -> None:
+    """Attach `chat_id` to `customer`, detaching it from a placeholder customer that had it."""
+    if customer.telegram_chat_id == chat_id:
+        return
+    for other in session.exec(select(Customer).where(Customer.telegram_chat_id == chat_id)).all():
+        other.telegram_chat_id = None
+        session.add(other)
+    session.flush()
+    customer.telegram_chat_id = chat_id
+    customer.updated_at = utcnow()
+    session.add(customer)
+
+
+def link(service: Service, parsed: TelegramInbound, default_region: str) -> bool:
+    """Link the chat from a deep-link token or the user's own shared contact; True if linked."""
+    with service.db.session() as session:
+        customer: Customer | None = None
+        if parsed.link_token:
+            customer = session.exec(select(Customer).where(Customer.telegram_link_token == parsed.link_token)).first()
+            if customer is not None and customer.telegram_chat_id not in (None, parsed.chat_id):
+                log.warning("telegram deep link for a customer linked to another chat: refused")
+                customer = None
+        elif parsed.contact_phone:
+            raw = parsed.contact_phone.strip()
+            try:
+                phone = to_e164(raw if raw.startswith("+") else "+" + raw, default_region)
+            except InvalidPhone:
+                return False
+            customer = session.exec(select(Customer).where(Customer.phone == phone)).first()
+        if customer is None:
+            return False
+        link_chat(session, customer, parsed.chat_id)
+        return True
+
+
+async def answer_callback(service: Service, callback_query_id: str) -> None:
+    """Stop the button's spinner; best effort (the reply itself goes through the outbox)."""
+    from integrations.telegram_channel import bot_for
+
+    try:
+        await bot_for(service.settings).answer_callback_query(callback_query_id)
+    except Exception as exc:
+        log.info("answerCallbackQuery failed: %s", exc.__class__.__name__)
+
+
+@router.post("/webhooks/telegram", summary="Telegram Bot API update (secret token header)")
+async def telegram_update(request: Request, service: ServiceDep, background: BackgroundTasks) -> Response:
+    config = service.settings.telegram
+    expected = config.webhook_secret.get_secret_value()
+    if not config.configured or not expected:
+        return _problem(403, "Telegram webhook is not configured (TELEGRAM_BOT_TOKEN and TELEGRAM_WEBHOOK_SECRET)")
+    presented = request.headers.get(SECRET_HEADER, "")
+    if not hmac.compare_digest(presented.encode("utf-8", "replace"), expected.encode()):
+        log.warning("telegram webhook refused: bad secret token")
+        return _problem(403, "invalid X-Telegram-Bot-Api-Secret-Token")
+    raw = await request.body()
+    if len(raw) > MAX_BODY_BYTES:
+        return _problem(413, "request body too large")
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return _problem(400, "body is not JSON (expected a Telegram Update)")
+    if not isinstance(data, dict):
+        return _problem(400, "body is not a Telegram Update object")
+    from aiogram.dispatcher.event.bases import UNHANDLED
+    from aiogram.types import Update
+    from pydantic import ValidationError
+
+    from integrations.telegram_channel import bot_for
+
+    bot = bot_for(service.settings)
+    try:
+        update = Update.model_validate(data, context={"bot": bot})
+    except ValidationError as exc:
+        fields = sorted({".".join(str(p) for p in e["loc"]) for e in exc.errors()})[:5]
+        return _problem(400, "not a valid Telegram Update: " + ", ".join(fields))
+    parsed = await aiogram_dispatcher().feed_update(bot, update)
+    if parsed is UNHANDLED or not isinstance(parsed, TelegramInbound):
+        return JSONResponse({"ok": True, "handled": False})
+    if parsed.link_token or parsed.contact_phone:
+        await asyncio.to_thread(link, service, parsed, service.settings.default_country)
+    inbound = InboundMessage(
+        channel="telegram", text=sanitise_text(parsed.text), provider_message_id=f"upd:{update.update_id}",
+        telegram_chat_id=parsed.chat_id, media_urls=parsed.media, received_at=utcnow(),
+        profile_name=sanitise_text(parsed.profile_name)[:200],
+    )
+    received = await asyncio.to_thread(service.receive, inbound)
+    if parsed.callback_query_id:
+        background.add_task(answer_callback, service, parsed.callback_query_id)
+    if not received.duplicate and received.conversation_id is not None:
+        background.add_task(asyncio.to_thread, process_in_background, service, received.conversation_id, "telegram")
+    return JSONResponse({"ok": True, "handled": True, "duplicate": received.duplicate})
+

@@ -1,10 +1,177 @@
 """Twilio SMS/WhatsApp webhooks: POST /webhooks/twilio and /webhooks/twilio/status.
 
-(Reserved module: its router is already mounted by bot.app; fill it in.)
+Inbound: verify `X-Twilio-Signature` with twilio's `RequestValidator` against
+`DOORSTEP_PUBLIC_URL` + path (+ query), so it works behind a proxy; parse the
+form into an `InboundMessage` (`From: whatsapp:+E164` means WhatsApp; media
+URLs kept); store it (`service.receive`, deduped on MessageSid, committed);
+answer an empty TwiML `<Response/>` at once, and run the conversation in a
+background task, so nothing slow (an LLM) ever makes Twilio time out. A crash
+before that task runs is recovered by `gateway.process_pending`.
+
+Status callbacks move an outbound message's status forward only (queued <
+sent < delivered < read; failed/undelivered are final, with the error code).
+63016 (WhatsApp window closed) queues the same text by SMS; 21610 marks the
+customer opted out of that channel.
+
+Never: store anything from a request whose signature fails, answer 500 to
+bad input, or log phone numbers, message text or tokens.
 """
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import asyncio
+import logging
+from typing import Annotated
+from urllib.parse import parse_qsl
 
-router = APIRouter()
+from fastapi import APIRouter, BackgroundTasks, Header, Request, Response
+from fastapi.responses import JSONResponse
+from sqlmodel import col, select
+
+from bot import dispatcher
+from bot.api.deps import ServiceDep
+from bot.channels import InboundMessage, sanitise_text
+from bot.models import Customer, Message, utcnow
+from bot.outbox import enqueue_message
+from bot.phones import InvalidPhone, mask, to_e164
+from bot.service import Service
+
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["webhooks"])
+
+EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
+MAX_BODY_BYTES = 256 * 1024
+MAX_MEDIA = 10
+# Outbound status order; a callback may only move a message forward.
+STATUS_RANK = {"scheduled": 0, "accepted": 1, "queued": 1, "sending": 2, "sent": 3, "delivered": 4, "read": 5}
+FINAL_FAILURES = {"failed", "undelivered"}
+KNOWN_STATUSES = set(STATUS_RANK) | FINAL_FAILURES | {"canceled"}
+
+
+def twiml() -> Response:
+    return Response(content=EMPTY_TWIML, media_type="application/xml")
+
+
+def _problem(status: int, reason: str) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"detail": reason})
+
+
+async def verified_form(request: Request, service: Service, signature: str | None) -> dict[str, str] | JSONResponse:
+    """The form parameters of a request Twilio really signed, or the error response to send."""
+    auth_token = service.settings.twilio.auth_token.get_secret_value()
+    if not auth_token:
+        return _problem(403, "Twilio is not configured (TWILIO_AUTH_TOKEN)")
+    if not signature:
+        return _problem(403, "missing X-Twilio-Signature")
+    raw = await request.body()
+    if len(raw) > MAX_BODY_BYTES:
+        return _problem(413, "request body too large")
+    # Twilio always sends UTF-8 forms; anything else cannot carry a valid signature and is refused below.
+    params = dict(parse_qsl(raw.decode("utf-8", errors="replace"), keep_blank_values=True))
+    url = service.settings.public_url.rstrip("/") + request.url.path
+    if request.url.query:
+        url += "?" + request.url.query
+    from twilio.request_validator import RequestValidator
+
+    if not RequestValidator(auth_token).validate(url, params, signature):
+        log.warning("twilio webhook refused: bad signature path=%s", request.url.path)
+        return _problem(403, "invalid X-Twilio-Signature")
+    return params
+
+
+def parse_inbound(params: dict[str, str]) -> InboundMessage:
+    """Twilio's inbound form -> InboundMessage; raises InvalidPhone / ValueError with a reason."""
+    sender = params.get("From", "")
+    channel = "whatsapp" if sender.startswith("whatsapp:") else "sms"
+    sid = params.get("MessageSid") or params.get("SmsSid") or ""
+    if not sid:
+        raise ValueError("MessageSid is missing")
+    try:
+        count = min(MAX_MEDIA, max(0, int(params.get("NumMedia") or 0)))
+    except ValueError:
+        count = 0
+    media = tuple(params[f"MediaUrl{i}"] for i in range(count) if params.get(f"MediaUrl{i}"))
+    return InboundMessage(
+        channel=channel, text=sanitise_text(params.get("Body", "")), provider_message_id=sid[:100],
+        phone=to_e164(sender), media_urls=media, received_at=utcnow(),
+        profile_name=sanitise_text(params.get("ProfileName", ""))[:200],
+    )
+
+
+def process_in_background(service: Service, conversation_id: int, channel: str) -> None:
+    """Run the conversation (tx 2) after the webhook has been answered, then wake the dispatcher."""
+    try:
+        service.process(conversation_id, channel)
+    except Exception:  # process_pending retries it; the webhook was already acknowledged
+        log.exception("background processing failed conversation=%s; will be retried", conversation_id)
+        return
+    dispatcher.notify()
+
+
+@router.post("/webhooks/twilio", summary="Twilio inbound SMS / WhatsApp (signed form)")
+async def twilio_inbound(request: Request, service: ServiceDep, background: BackgroundTasks,
+                         x_twilio_signature: Annotated[str | None, Header()] = None) -> Response:
+    params = await verified_form(request, service, x_twilio_signature)
+    if isinstance(params, JSONResponse):
+        return params
+    try:
+        inbound = parse_inbound(params)
+    except InvalidPhone as exc:
+        return _problem(400, f"From: {exc}")
+    except ValueError as exc:
+        return _problem(400, str(exc))
+    received = await asyncio.to_thread(service.receive, inbound)
+    if not received.duplicate and received.conversation_id is not None:
+        background.add_task(asyncio.to_thread, process_in_background, service, received.conversation_id, inbound.channel)
+    return twiml()
+
+
+@router.post("/webhooks/twilio/status", summary="Twilio delivery status callback (signed form)")
+async def twilio_status(request: Request, service: ServiceDep,
+                        x_twilio_signature: Annotated[str | None, Header()] = None) -> Response:
+    params = await verified_form(request, service, x_twilio_signature)
+    if isinstance(params, JSONResponse):
+        return params
+    sid = params.get("MessageSid") or params.get("SmsSid") or ""
+    status = (params.get("MessageStatus") or params.get("SmsStatus") or "").lower()
+    if not sid or status not in KNOWN_STATUSES:
+        return _problem(400, "MessageSid and a known MessageStatus are required")
+    changed = await asyncio.to_thread(apply_status, service, sid[:100], status, (params.get("ErrorCode") or "")[:32] or None)
+    if changed:
+        dispatcher.notify()
+    return Response(status_code=200)
+
+
+def apply_status(service: Service, sid: str, status: str, error_code: str | None) -> bool:
+    """Move the message's status forward; returns True when a fallback was queued."""
+    fallback_queued = False
+    with service.db.session() as session:
+        message = session.exec(select(Message).where(
+            col(Message.channel).in_(("sms", "whatsapp")), Message.provider_message_id == sid,
+            Message.direction == "out")).first()
+        if message is None:
+            log.info("twilio status for unknown message sid=%s status=%s (ignored)", sid[:8] + "…", status)
+            return False
+        service.db.lock_row(session, "message", message.id or 0)
+        session.refresh(message)
+        if message.status in FINAL_FAILURES or message.status == "failed":
+            return False  # final: a late "sent" or "delivered" does not revive it
+        if status in FINAL_FAILURES or status == "canceled":
+            message.status = "failed" if status == "canceled" else status
+            message.error_code = error_code
+            message.error = f"Twilio reported {status}" + (f" ({error_code})" if error_code else "")
+            customer = session.get(Customer, message.customer_id) if message.customer_id else None
+            if error_code == "21610" and customer is not None:
+                dispatcher.mark_opted_out(session, customer.id or 0, message.channel)
+            elif (error_code == "63016" and message.channel == "whatsapp" and customer is not None and customer.phone
+                  and "sms" not in customer.opted_out_channels and service.settings.twilio.whatsapp_sms_fallback):
+                enqueue_message(session=session, customer=customer, channel="sms", text=message.text,
+                                conversation_id=message.conversation_id, order_pk=message.order_pk,
+                                template=message.template, dedupe_key=f"sms-fallback:{message.id}",
+                                payload={"fallback_from": "whatsapp"})
+                fallback_queued = True
+                log.info("whatsapp 63016 for message=%s customer=%s: queued by SMS", message.id, mask(customer.phone))
+        elif STATUS_RANK.get(status, -1) > STATUS_RANK.get(message.status, -1):
+            message.status = status
+        session.add(message)
+    return fallback_queued

@@ -1,0 +1,223 @@
+"""A fake Twilio REST API on loopback, spoken to by the real `twilio` client.
+
+Implements what Doorstep uses: `POST /2010-04-01/Accounts/{sid}/Messages.json`
+(create; Basic auth checked) and `GET …/Messages.json` (list with `To`,
+`From`, `DateSent>` filters, for reconciliation). Every request is recorded
+with its Host header, so tests can prove the client was rewritten to us.
+
+`fail_next(status, code, delay)` scripts the next create calls: a 500, a 429,
+a Twilio error code (21610, 21211, 63016), or a slow answer (timeout). The
+fake can also play Twilio's side of the conversation: `inbound(...)` builds a
+correctly signed inbound webhook and `status_callback(...)` posts a signed
+delivery status to the message's StatusCallback URL.
+
+`LoopbackServer` runs any ASGI app (this fake, the Telegram fake, Doorstep
+itself) under a real uvicorn on a free 127.0.0.1 port in a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import secrets
+import socket
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from typing import Any
+
+import httpx
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from twilio.request_validator import RequestValidator
+
+ACCOUNT_SID = "AC" + "0" * 32
+AUTH_TOKEN = "fake-twilio-auth-token-0123456789"
+SMS_FROM = "+15005550006"
+WHATSAPP_FROM = "+14155238886"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class LoopbackServer:
+    """A real uvicorn serving `app` on 127.0.0.1:<free port>, in a background thread."""
+
+    def __init__(self, app: Any, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
+                                                    lifespan="on", loop="asyncio", timeout_keep_alive=30))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> LoopbackServer:
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("loopback server did not start")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@dataclass
+class Failure:
+    status: int
+    code: int | None = None
+    delay: float = 0.0
+    to: str | None = None
+
+
+@dataclass
+class FakeTwilio:
+    account_sid: str = ACCOUNT_SID
+    auth_token: str = AUTH_TOKEN
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    failures: deque[Failure] = field(default_factory=deque)
+    server: LoopbackServer | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    # ------------------------------------------------------------ scripting
+
+    def fail_next(self, status: int, code: int | None = None, *, delay: float = 0.0, times: int = 1) -> None:
+        for _ in range(times):
+            self.failures.append(Failure(status, code, delay))
+
+    def sent_to(self, number: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return [m for m in self.messages if m["to"].removeprefix("whatsapp:") == number]
+
+    def wait_for(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if len(self.messages) >= count:
+                    return list(self.messages)
+            time.sleep(0.01)
+        with self._lock:
+            raise AssertionError(f"expected {count} messages at fake Twilio, got {len(self.messages)}")
+
+    # ------------------------------------------------------------ the app
+
+    def _authorised(self, request: Request) -> bool:
+        expected = "Basic " + base64.b64encode(f"{self.account_sid}:{self.auth_token}".encode()).decode()
+        return request.headers.get("authorization") == expected
+
+    async def create_message(self, request: Request) -> Response:
+        form = {k: str(v) for k, v in (await request.form()).items()}
+        with self._lock:
+            self.requests.append({"method": "POST", "host": request.headers.get("host"), "path": request.url.path,
+                                  "form": form})
+        if request.path_params["sid"] != self.account_sid or not self._authorised(request):
+            return JSONResponse({"code": 20003, "message": "Authenticate", "status": 401}, status_code=401)
+        failure = self.failures.popleft() if self.failures else None
+        if failure is not None:
+            if failure.delay:
+                await asyncio.sleep(failure.delay)
+            if failure.status >= 400:
+                return JSONResponse({"code": failure.code, "message": f"fake failure {failure.code or failure.status}",
+                                     "more_info": "https://www.twilio.com/docs/errors", "status": failure.status},
+                                    status_code=failure.status)
+        if not form.get("To") or not (form.get("Body") or form.get("ContentSid")):
+            return JSONResponse({"code": 21604, "message": "A 'To' and a 'Body' are required", "status": 400},
+                                status_code=400)
+        now = datetime.now(UTC)
+        message = {
+            "sid": "SM" + secrets.token_hex(16), "account_sid": self.account_sid, "to": form["To"],
+            "from": form.get("From", ""), "body": form.get("Body", ""), "status": "queued",
+            "content_sid": form.get("ContentSid"), "content_variables": form.get("ContentVariables"),
+            "status_callback": form.get("StatusCallback"), "validity_period": form.get("ValidityPeriod"),
+            "date_created": format_datetime(now, usegmt=True), "date_sent": format_datetime(now, usegmt=True),
+            "direction": "outbound-api", "num_segments": "1", "price": None, "uri": "", "_at": now,
+            "_monotonic": time.monotonic(),
+        }
+        with self._lock:
+            self.messages.append(message)
+        return JSONResponse({k: v for k, v in message.items() if not k.startswith("_")}, status_code=201)
+
+    async def list_messages(self, request: Request) -> Response:
+        query = request.query_params
+        with self._lock:
+            self.requests.append({"method": "GET", "host": request.headers.get("host"), "path": request.url.path,
+                                  "query": dict(query)})
+            found = list(self.messages)
+        if not self._authorised(request):
+            return JSONResponse({"code": 20003, "message": "Authenticate", "status": 401}, status_code=401)
+        if query.get("To"):
+            found = [m for m in found if m["to"] == query["To"]]
+        if query.get("From"):
+            found = [m for m in found if m["from"] == query["From"]]
+        if query.get("DateSent>"):
+            since = datetime.fromisoformat(query["DateSent>"].replace("Z", "+00:00"))
+            found = [m for m in found if m["_at"] >= since]
+        items = [{k: v for k, v in m.items() if not k.startswith("_")} for m in reversed(found)]
+        return JSONResponse({"messages": items, "end": len(items), "first_page_uri": "", "next_page_uri": None,
+                             "page": 0, "page_size": 50, "previous_page_uri": None, "start": 0, "uri": ""})
+
+    def app(self) -> Starlette:
+        path = "/2010-04-01/Accounts/{sid}/Messages.json"
+        return Starlette(routes=[Route(path, self.create_message, methods=["POST"]),
+                                 Route(path, self.list_messages, methods=["GET"])])
+
+    def start(self) -> FakeTwilio:
+        self.server = LoopbackServer(self.app()).start()
+        return self
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        return self.server.url
+
+    # ------------------------------------------------------------ Twilio's side of webhooks
+
+    def sign(self, url: str, params: dict[str, str]) -> str:
+        return str(RequestValidator(self.auth_token).compute_signature(url, params))
+
+    def inbound(self, public_url: str, *, from_: str, body: str, sid: str | None = None,
+                to: str = SMS_FROM, media: tuple[str, ...] = (), profile_name: str = "") -> tuple[dict[str, str], dict[str, str]]:
+        """(form, headers) of a signed inbound webhook as Twilio would send it."""
+        whatsapp = from_.startswith("whatsapp:")
+        params = {
+            "MessageSid": sid or "SM" + secrets.token_hex(16), "AccountSid": self.account_sid, "From": from_,
+            "To": f"whatsapp:{WHATSAPP_FROM}" if whatsapp else to, "Body": body, "NumMedia": str(len(media)),
+            "NumSegments": "1", "SmsStatus": "received", "ApiVersion": "2010-04-01",
+        }
+        for i, url in enumerate(media):
+            params[f"MediaUrl{i}"] = url
+            params[f"MediaContentType{i}"] = "image/jpeg"
+        if profile_name:
+            params["ProfileName"] = profile_name
+        url = public_url.rstrip("/") + "/webhooks/twilio"
+        return params, {"X-Twilio-Signature": self.sign(url, params)}
+
+    def status_callback(self, message: dict[str, Any], status: str, error_code: str | None = None,
+                        *, deliver_to: str | None = None) -> httpx.Response:
+        """POST a signed status callback for `message` to its StatusCallback (or `deliver_to`)."""
+        callback = message["status_callback"]
+        params = {"MessageSid": message["sid"], "MessageStatus": status, "AccountSid": self.account_sid,
+                  "To": message["to"], "From": message["from"], "ApiVersion": "2010-04-01"}
+        if error_code:
+            params["ErrorCode"] = error_code
+        headers = {"X-Twilio-Signature": self.sign(callback, params)}
+        return httpx.post(deliver_to or callback, data=params, headers=headers, timeout=10)
