@@ -22,6 +22,9 @@ class TwilioSettings(BaseModel):
     api_base_url: str = ""  # empty = Twilio's own hosts; tests point it at a loopback fake
     sms_rate_per_second: float = 1.0
     whatsapp_rate_per_second: float = 20.0
+    whatsapp_templates: dict[str, str] = {}  # message kind -> approved Content SID (HX…)
+    whatsapp_sms_fallback: bool = True
+    status_callback_url: str = ""
 
     @property
     def configured(self) -> bool:
@@ -83,6 +86,12 @@ class Settings(BaseSettings):
     twilio_sms_from: str = Field("", alias="TWILIO_SMS_FROM")
     twilio_whatsapp_from: str = Field("", alias="TWILIO_WHATSAPP_FROM")
     twilio_api_base_url: str = Field("", alias="TWILIO_API_BASE_URL")
+    # channels (issue 3): per-sender send rates, WhatsApp templates outside the 24 h window.
+    twilio_sms_rate: float = Field(1.0, alias="TWILIO_SMS_RATE_PER_SECOND", gt=0)
+    twilio_whatsapp_rate: float = Field(20.0, alias="TWILIO_WHATSAPP_RATE_PER_SECOND", gt=0)
+    twilio_whatsapp_templates: str = Field("", alias="TWILIO_WHATSAPP_TEMPLATES")  # kind=HX…,kind=HX… or JSON
+    twilio_whatsapp_sms_fallback: bool = Field(True, alias="TWILIO_WHATSAPP_SMS_FALLBACK")
+    twilio_status_callbacks: bool = Field(True, alias="TWILIO_STATUS_CALLBACKS")
 
     telegram_bot_token: SecretStr = Field(SecretStr(""), alias="TELEGRAM_BOT_TOKEN")
     telegram_webhook_secret: SecretStr = Field(SecretStr(""), alias="TELEGRAM_WEBHOOK_SECRET")
@@ -114,6 +123,12 @@ class Settings(BaseSettings):
             sms_from=self.twilio_sms_from,
             whatsapp_from=self.twilio_whatsapp_from,
             api_base_url=self.twilio_api_base_url,
+            sms_rate_per_second=self.twilio_sms_rate,
+            whatsapp_rate_per_second=self.twilio_whatsapp_rate,
+            whatsapp_templates=_parse_mapping(self.twilio_whatsapp_templates),
+            whatsapp_sms_fallback=self.twilio_whatsapp_sms_fallback,
+            status_callback_url=(self.public_url.rstrip("/") + "/webhooks/twilio/status"
+                                 if self.twilio_status_callbacks else ""),
         )
 
     @property
@@ -157,6 +172,19 @@ class Settings(BaseSettings):
         if problems:
             raise ValueError("refusing to start in production: " + "; ".join(problems))
         return self
+
+
+def _parse_mapping(raw: str) -> dict[str, str]:
+    """`kind=HX…,kind2=HX…` or a JSON object -> dict; blank -> {}."""
+    raw = raw.strip()
+    if not raw:
+        return {}
+    if raw.startswith("{"):
+        import json
+
+        return {str(k): str(v) for k, v in json.loads(raw).items()}
+    pairs = (item.split("=", 1) for item in raw.split(",") if "=" in item)
+    return {k.strip(): v.strip() for k, v in pairs if k.strip() and v.strip()}
 
 
 @lru_cache
