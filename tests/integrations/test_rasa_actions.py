@@ -1,0 +1,178 @@
+"""The Rasa action server endpoint, with real Rasa action-call JSON (Rasa's docs and
+rasa-sdk's tests), through the real app and rasa-sdk's ActionExecutor, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import copy
+import json
+import zlib
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from sqlmodel import select
+
+from bot.app import create_app
+from bot.models import Escalation, LogisticsEvent
+from bot.orders import apply_event, get_order, today_in, upsert_order
+from bot.schemas import OrderEventIn, OrderIn
+from bot.service import Service
+from bot.settings import Settings
+from tests.conftest import TEST_API_KEY
+from tests.support.factories import order_payload
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "rasa"
+ASHA = "+919812345678"
+OTHER = "+919800000001"
+
+
+def docs_call(action: str, sender: str | None = ASHA, **slots: Any) -> dict[str, Any]:
+    """Rasa's documented action call, pointed at one of our actions for one customer."""
+    call: dict[str, Any] = json.loads((FIXTURES / "docs_action_request.json").read_text())
+    call["next_action"] = action
+    if sender is not None:
+        call["sender_id"] = call["tracker"]["sender_id"] = sender
+    call["tracker"]["slots"].update(slots)
+    return call
+
+
+@pytest.fixture
+def service(settings: Settings) -> Service:
+    service = Service.create(settings)
+    with service.db.session() as session:
+        order, _ = upsert_order(session=session, order_in=OrderIn.model_validate(order_payload()))
+        session.flush()
+        apply_event(session=session, order=order, event_in=OrderEventIn(type="shipped"))
+        upsert_order(session=session, order_in=OrderIn.model_validate(order_payload(
+            order_id="Z9", phone=OTHER, carrier="BlueDart", payment_method="cod", tracking_number="BD9",
+            customer={"name": "Other"})))
+    return service
+
+
+@pytest.fixture
+def client(service: Service) -> TestClient:
+    return TestClient(create_app(service=service))
+
+
+def post(client: TestClient, call: dict[str, Any], token: str = TEST_API_KEY) -> httpx.Response:
+    return client.post("/rasa/webhook", params={"token": token}, json=call)
+
+
+def slot_events(body: dict[str, Any]) -> dict[str, Any]:
+    return {e["name"]: e["value"] for e in body["events"] if e["event"] == "slot"}
+
+
+def test_order_status_from_the_documented_action_call(client: TestClient) -> None:
+    response = post(client, docs_call("action_order_status"))
+    assert response.status_code == 200, response.text
+    body = response.json()
+    text = " ".join(r["text"] for r in body["responses"])
+    assert "A1001" in text and "Delhivery" in text and "https://track.example.com/DL123" in text
+    assert slot_events(body) == {"order_id": "A1001", "order_status": "shipped"}
+
+
+def test_phone_slot_identifies_the_customer_when_sender_id_is_not_a_phone(client: TestClient) -> None:
+    response = post(client, docs_call("action_order_status", sender="2687378567977106", phone=ASHA))
+    assert response.status_code == 200
+    assert "A1001" in response.json()["responses"][0]["text"]
+
+
+def test_a_customer_never_sees_another_customers_order(client: TestClient) -> None:
+    response = post(client, docs_call("action_order_status", order_id="Z9"))
+    assert response.status_code == 200
+    text = json.dumps(response.json())
+    assert "Z9" not in text and "BlueDart" not in text and "BD9" not in text
+    assert "A1001" in text
+
+
+def test_unknown_sender_gets_a_polite_answer_and_nothing_happens(client: TestClient, service: Service) -> None:
+    response = post(client, docs_call("action_order_status", sender="+14155550199"))
+    assert response.status_code == 200
+    assert "couldn't find an order" in response.json()["responses"][0]["text"]
+    assert slot_events(response.json()) == {}
+
+
+def test_reschedule_applies_the_flow_and_emits_the_logistics_event(client: TestClient, service: Service) -> None:
+    day = today_in("Asia/Kolkata") + timedelta(days=2)
+    if day.weekday() == 6:  # keep clear of a shop's possible Sunday closure
+        day += timedelta(days=1)
+    response = post(client, docs_call("action_reschedule_delivery", delivery_date=day.isoformat(),
+                                      delivery_window="evening"))
+    assert response.status_code == 200, response.text
+    with service.db.session() as session:
+        order = get_order(session=session, order_id="A1001")
+        assert order.delivery_date == day and order.delivery_window == "evening"
+        events = session.exec(select(LogisticsEvent)).all()
+        assert [(e.type, e.order_id, e.data["delivery_date"]) for e in events] == [
+            ("delivery.rescheduled", "A1001", day.isoformat())]
+    assert response.json()["responses"], "the flow's confirmation goes back to Rasa"
+
+
+def test_reschedule_to_a_past_date_is_refused_with_the_flows_reason(client: TestClient, service: Service) -> None:
+    past = today_in("Asia/Kolkata") - timedelta(days=3)
+    response = post(client, docs_call("action_reschedule_delivery", delivery_date=past.isoformat()))
+    assert response.status_code == 200
+    assert slot_events(response.json()).get("delivery_date", "kept") is None, "Rasa re-asks the date"
+    with service.db.session() as session:
+        assert get_order(session=session, order_id="A1001").delivery_date is None
+        assert session.exec(select(LogisticsEvent)).all() == []
+
+
+def test_confirm_cod_for_own_order_only(client: TestClient, service: Service) -> None:
+    asha = post(client, docs_call("action_confirm_cod", order_id="Z9"))
+    assert asha.status_code == 200
+    with service.db.session() as session:
+        assert get_order(session=session, order_id="Z9").cod_status == "pending"
+    other = post(client, docs_call("action_confirm_cod", sender=OTHER))
+    assert other.status_code == 200
+    with service.db.session() as session:
+        assert get_order(session=session, order_id="Z9").cod_status == "confirmed"
+        assert [e.type for e in session.exec(select(LogisticsEvent)).all()] == ["cod.confirmed"]
+
+
+def test_handoff_escalates_and_pauses_rasa(client: TestClient, service: Service) -> None:
+    response = post(client, docs_call("action_handoff"))
+    assert response.status_code == 200
+    assert any(e["event"] == "pause" for e in response.json()["events"])
+    with service.db.session() as session:
+        assert len(session.exec(select(Escalation)).all()) == 1
+
+
+def test_unknown_action_gets_rasa_sdks_404_shape(client: TestClient) -> None:
+    call = json.loads((FIXTURES / "rasa_sdk_test_action_request.json").read_text())
+    response = post(client, call)
+    assert response.status_code == 404
+    assert response.json() == {"error": "No registered action found for name 'custom_action'.",
+                                "action_name": "custom_action"}
+
+
+def test_wrong_or_missing_token_is_refused(client: TestClient) -> None:
+    assert post(client, docs_call("action_order_status"), token="nope").status_code == 401
+    assert client.post("/rasa/webhook", json=docs_call("action_order_status")).status_code == 401
+
+
+def test_malformed_calls_get_400_and_never_echo_the_body(client: TestClient) -> None:
+    broken = client.post("/rasa/webhook", params={"token": TEST_API_KEY},
+                         content=b'{"next_action": "action_order_status", "sender_id": "+919812345678", ')
+    assert broken.status_code == 400 and "+919812345678" not in broken.text
+    no_tracker = post(client, {"next_action": "action_order_status", "sender_id": ASHA})
+    assert no_tracker.status_code == 400 and ASHA not in no_tracker.text
+    binary = client.post("/rasa/webhook", params={"token": TEST_API_KEY}, content=b"\x00\xff\xfe" * 100)
+    assert binary.status_code == 400
+
+
+def test_compressed_action_call_as_rasa_sends_it(client: TestClient) -> None:
+    body = zlib.compress(json.dumps(docs_call("action_order_status")).encode())
+    response = client.post("/rasa/webhook", params={"token": TEST_API_KEY}, content=body,
+                           headers={"content-encoding": "deflate", "content-type": "application/json"})
+    assert response.status_code == 200 and "A1001" in response.json()["responses"][0]["text"]
+
+
+def test_rasa_sdk_docs_call_is_not_changed_by_us(client: TestClient) -> None:
+    call = docs_call("action_order_status")
+    before = copy.deepcopy(call)
+    post(client, call)
+    assert call == before
