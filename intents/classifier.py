@@ -151,7 +151,9 @@ def _model_reading(text: str, entities: tuple[Entity, ...], language: str) -> Cl
     ranked = model.probabilities(text)
     best_label, best_p = ranked[0]
     alternatives = tuple((Intent(label), p) for label, p in ranked[1:4])
-    if best_label != Intent.OUT_OF_SCOPE.value and best_p < model.threshold:
+    if best_p < model.threshold and best_label == Intent.OUT_OF_SCOPE.value:
+        return Classification(Intent.OUT_OF_SCOPE, best_p, entities, language, "model", alternatives, uncertain=True)
+    if best_p < model.threshold:
         # Unsure: refuse rather than act, but keep the guess for the caller / LLM fallback.
         return Classification(
             Intent.OUT_OF_SCOPE,
