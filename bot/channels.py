@@ -85,6 +85,7 @@ SENDER_FACTORIES: dict[str, str] = {
     "message:whatsapp": "integrations.twilio_channel:make_whatsapp_sender",
     "message:telegram": "integrations.telegram_channel:make_sender",
     "webhook": "integrations.logistics:make_sender",
+    "chatwoot": "integrations.chatwoot:make_sender",  # escalations mirrored into Chatwoot (optional)
 }
 
 

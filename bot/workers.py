@@ -14,12 +14,14 @@ from typing import Any
 from bot import gateway, journeys
 from bot.dispatcher import Dispatcher
 from bot.service import Service
+from integrations.chatwoot import enqueue_escalations as enqueue_chatwoot_escalations
 
 log = logging.getLogger(__name__)
 
 # Extra per-second jobs registered by other parts: callables taking the Service (sync, run in a thread).
 TICK_JOBS: list[Any] = [lambda service: gateway.process_pending(service.db, service.runtime)]
 TICK_JOBS.append(journeys.tick)  # due journey timers: COD reminders/escalations, NPS surveys
+TICK_JOBS.append(enqueue_chatwoot_escalations)  # open escalations -> Chatwoot (no-op unless configured)
 
 
 async def start_workers(service: Service, stop: asyncio.Event) -> list[asyncio.Task[Any]]:
