@@ -372,12 +372,9 @@ class Journeys:
         return conversation
 
     def open_flow(self, session: Session, customer: Customer, flow_name: str, *, order: Order, now: datetime) -> bool:
-        """Put the customer's conversation into `flow_name` so their reply is read in context.
-
-        Never hijacks a human-owned conversation or another live dialog. Uses the
-        engine's `open_flow` when present; until then it sets the conversation's
-        flow/state/slots directly (the same columns the engine's `_advance` writes).
-        """
+        """Put the customer's conversation into `flow_name` so their reply is read in context
+        (the engine's `open_flow`). Never hijacks a human-owned conversation or another
+        live dialog; False when the flow was not opened."""
         from bot import engine
         from flows.registry import FLOWS_BY_NAME
 
@@ -393,24 +390,19 @@ class Journeys:
         live = conversation.flow and conversation.expires_at is not None and conversation.expires_at > now
         if live and conversation.flow != flow_name:
             return False  # the customer is mid-dialog about something else; don't hijack it
-        opener = getattr(engine, "open_flow", None)
-        if opener is not None:
-            try:
-                opener(session=session, conversation=conversation, flow=flow, order_id=order.order_id, now=now)
-                return True
-            except TypeError:
-                log.warning("engine.open_flow has an unexpected signature; opening %s directly", flow_name)
-        first_state = next(iter(flow.states), "")
-        state = flow.states.get(first_state)
-        if state is None:
-            return False
-        conversation.flow = flow.name
-        conversation.state = first_state
-        conversation.slots = {"order_id": order.order_id, "_expecting": state.expecting.value, "_choices": []}
         reply_window = self.spec(flow_name).get("reply_window")
-        conversation.expires_at = now + (parse_duration(reply_window) if reply_window else flow.timeout)
-        conversation.updated_at = now
-        session.add(conversation)
+        expires_at = now + parse_duration(reply_window) if reply_window else None
+        explicit: dict[str, Any] = {}
+        if flow_name == FEEDBACK_FLOW:
+            from flows import feedback
+
+            explicit = {"state": feedback.SCORE}
+        try:
+            engine.open_flow(session=session, conversation=conversation, flow=flow, order_id=order.order_id, now=now,
+                             runtime=self.service.runtime, customer=customer, expires_at=expires_at, **explicit)
+        except ValueError as exc:  # includes flows.proactive.NotApplicable (e.g. COD already answered)
+            log.info("flow %s not opened for order pk=%s: %s", flow_name, order.id, exc.__class__.__name__)
+            return False
         return True
 
     # ------------------------------------------------------------ timers
@@ -453,7 +445,8 @@ class Journeys:
             if order.cod_status != "pending" or order.status in {"cancelled", "returned", "delivered"}:
                 return f"skipped: COD is {order.cod_status}"
             planned = self.plan(session, journey="cod_reminder", order=order, customer=customer,
-                                dedupe_key=f"journey:cod_reminder:{order.id}", now=now)
+                                dedupe_key=f"journey:cod_reminder:{order.id}", now=now,
+                                delay=timedelta(0))  # the timer already waited
             if planned.message is not None and planned.decision != "capped":
                 self.open_flow(session, customer, "cod", order=order, now=now)
             return f"sent: {planned.decision}" if planned.message else f"skipped: {planned.decision}"
@@ -476,7 +469,8 @@ class Journeys:
             if order.status != "delivered":
                 return f"skipped: order is {order.status}"
             planned = self.plan(session, journey="feedback", order=order, customer=customer,
-                                dedupe_key=f"journey:feedback:{order.id}", now=now)
+                                dedupe_key=f"journey:feedback:{order.id}", now=now,
+                                delay=timedelta(0))  # the timer already waited
             if planned.message is not None and planned.decision != "capped":
                 self.open_flow(session, customer, FEEDBACK_FLOW, order=order, now=now)
             return f"sent: {planned.decision}" if planned.message and planned.decision != "capped" else f"skipped: {planned.decision}"
