@@ -234,3 +234,35 @@ def test_without_an_endpoint_events_stay_in_the_feed(settings: Settings, auth: d
     assert [(e["id"], e["delivery"]["status"]) for e in page["events"]] == [(event_id, "feed_only")]
     with service.db.session() as session:
         assert session.exec(select(LogisticsEvent)).one().id == event_id
+
+
+def test_feed_pages_oldest_first_with_a_stable_cursor(settings: Settings, auth: dict[str, str]) -> None:
+    from fastapi.testclient import TestClient
+
+    from bot.app import create_app
+
+    service = Service.create(settings)
+    ids = [_emit(service, "delivery.rescheduled", n=n) for n in range(5)]
+    client = TestClient(create_app(service=service))
+    first = client.get("/api/events", params={"limit": 2}, headers=auth).json()
+    assert [e["id"] for e in first["events"]] == ids[:2] and first["has_more"] is True
+    second = client.get("/api/events", params={"after": first["next_cursor"], "limit": 2}, headers=auth).json()
+    assert [e["id"] for e in second["events"]] == ids[2:4]
+    ids.append(_emit(service, "cod.confirmed"))
+    rest = client.get("/api/events", params={"after": second["next_cursor"]}, headers=auth).json()
+    assert [e["id"] for e in rest["events"]] == ids[4:] and rest["has_more"] is False
+    again = client.get("/api/events", params={"after": rest["next_cursor"]}, headers=auth).json()
+    assert again == {"events": [], "next_cursor": rest["next_cursor"], "has_more": False}
+    # Re-reading from an old cursor gives the same events with the same cursors.
+    replay = client.get("/api/events", params={"after": first["next_cursor"], "limit": 2}, headers=auth).json()
+    assert replay == second
+    one = client.get(f"/api/events/{ids[0]}", headers=auth).json()
+    assert one["id"] == ids[0] and one["data"]["n"] == 0 and one["cursor"] == first["events"][0]["cursor"]
+
+    assert client.get("/api/events", params={"after": "abc"}, headers=auth).status_code == 400
+    assert client.get("/api/events", params={"limit": 0}, headers=auth).status_code == 422
+    assert client.get("/api/events/evt_missing", headers=auth).status_code == 404
+    assert client.get("/api/events").status_code == 401
+    assert client.post(f"/api/events/{ids[0]}/redeliver").status_code == 401
+    redo = client.post(f"/api/events/{ids[0]}/redeliver", headers=auth)
+    assert redo.status_code == 200 and redo.json()["delivery"]["status"] == "pending"
