@@ -103,6 +103,8 @@ def load_file(path: Path) -> dict[str, Any]:
     for i, turn in enumerate(turns, start=1):
         if not isinstance(turn, dict) or not ({"say", "bot_opens"} & set(turn)):
             raise ConversationFileError(f"{path}: turn {i} needs `say:` (or `bot_opens:`)")
+        if "say" in turn and not isinstance(turn["say"], str | int | float) or isinstance(turn.get("say"), bool):
+            raise ConversationFileError(f'{path}: turn {i}: `say:` must be text (YAML reads yes/no as booleans: write say: "yes")')
         bad = set(turn) - TURN_KEYS
         if bad:
             raise ConversationFileError(f"{path}: turn {i} has unknown keys {sorted(bad)} (known: {sorted(TURN_KEYS)})")

@@ -45,6 +45,8 @@ HUMAN_OWNERS = {"waiting_human", "human"}
 LOCALES = ("en", "es", "hi-Latn")
 # Answers to an open question whatever the flow: they never count as an interruption.
 ANSWER_INTENTS = frozenset({"affirm", "deny", "choice", "out_of_scope"})
+# Below this the model's reading is not sure enough to leave the open question for another topic.
+INTERRUPT_CONFIDENCE = 0.8
 # Interruptions that end the open question instead of returning to it.
 SWITCH_INTENTS = frozenset({"human", "opt_out"})
 # Flows a proactive message can open (`open_flow` without an explicit state).
@@ -165,7 +167,9 @@ def _run_flow(conversation: Conversation, ctx: FlowContext) -> tuple[Flow, StepR
         return flow, flow.start({}, ctx)
     intent = ctx.intent.value
     answers = active.intents | state.accepts | ANSWER_INTENTS
-    if intent in answers or ctx.classification.source == "context" or ctx.intent not in FLOWS:
+    unsure = ctx.classification.source in ("model", "llm") and ctx.classification.confidence < INTERRUPT_CONFIDENCE
+    if intent in answers or ctx.classification.source == "context" or ctx.intent not in FLOWS or unsure:
+        # An answer to the open question (or too unsure a reading to drop the question for).
         return active, state.step(slots, ctx)
     # An interruption: the customer asked something else in the middle of a question.
     other = FLOWS[ctx.intent]

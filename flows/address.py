@@ -50,6 +50,9 @@ POSTAL_PATTERNS: dict[str, re.Pattern[str]] = {
 }
 _HOUSE_NUMBER = re.compile(r"\d")
 _FLAT_IN_TEXT = re.compile(r"(?<![\w])([A-Z]?-?\d{1,5}\s?[A-Z]?(?:[/-]\d{1,4})?)(?![\w])", re.I)
+_FLAT_PHRASE = re.compile(
+    r"\b(?:flat|house|apartment|apt|door|unit|h\.?\s?no)\.?\s*(?:no\.?|number|num|#)?\s*(?:is|es|hai|:|-)?\s*"
+    r"([A-Z]?\d{1,5}\s?[A-Z]?(?:[/-]\d{1,4})?)(?![\w])", re.I)
 _LEADING_FLAT = re.compile(r"^\s*(?:flat|house|apt|apartment|h\.?\s?no\.?|door|unit)\s*[.:#-]?\s*[A-Z0-9/-]+\s*,?\s*", re.I)
 
 
@@ -85,7 +88,8 @@ def compose(address: Mapping[str, Any], parts: Mapping[str, Any]) -> dict[str, A
     new = {key: address.get(key, "") for key in ("line1", "line2", "landmark", "city", "postal_code", "country")}
     if parts.get("flat_number"):
         base = _LEADING_FLAT.sub("", str(new["line1"]))
-        new["line1"] = f"Flat {parts['flat_number']}" + (f", {base}" if base else "")
+        label = str(parts.get("flat_label", ""))
+        new["line1"] = f"{label} {parts['flat_number']}".strip() + (f", {base}" if base else "")
     extra = []
     if parts.get("floor") is not None and parts.get("floor") != "":
         floor = int(parts["floor"])
@@ -113,6 +117,10 @@ def _read_parts(ctx: FlowContext, asking: str | None, country: str) -> tuple[dic
         if entity.type in PARTS and entity.type not in found:
             found[entity.type] = entity.value
     text = ctx.text.strip()
+    if "flat_number" not in found:
+        phrase = _FLAT_PHRASE.search(text)
+        if phrase:
+            found["flat_number"] = re.sub(r"[\s-]+", "", phrase.group(1)).upper()
     if asking == "flat_number" and "flat_number" not in found:
         match = _FLAT_IN_TEXT.search(text)
         if match and not re.fullmatch(r"\d{5,6}", match.group(1)):
@@ -122,6 +130,11 @@ def _read_parts(ctx: FlowContext, asking: str | None, country: str) -> tuple[dic
         found["postal_code"] = text
     if asking == "landmark" and "landmark" not in found and len(text) >= 3 and not is_skip(text) and yes_no(ctx) is None:
         found["landmark"] = text[:120]
+    if "flat_number" in found:
+        # Keep the customer's own word for it ("Flat 4B", "House 42", or just "42").
+        label = re.search(r"\b(flat|apartment|apt|house|h\.?\s?no|casa|piso|ghar|makan)\b", text, re.I)
+        word = label.group(1).lower() if label else ""
+        found["flat_label"] = "Flat" if word in {"flat", "apartment", "apt", "piso"} else "House" if word else ""
     if "postal_code" in found and not postal_code_valid(str(found["postal_code"]), country):
         return {k: v for k, v in found.items() if k != "postal_code"}, "address.bad_postal_code"
     return found, None
@@ -168,7 +181,8 @@ def _next(order: OrderView, slots: dict[str, Any], ctx: FlowContext | None, *, p
         return _ask(order, {**slots, "parts": parts}, "postal_code", template=problem, understood=False)
     if missing:
         return _ask(order, {**slots, "parts": parts}, missing[0], understood=understood)
-    wants_landmark = (order.address_status == "needs_clarification" and not order.shipping_address.get("landmark")
+    # The optional landmark is asked only in the proactive clarification, never after a customer's own fix.
+    wants_landmark = (bool(slots.get("proactive")) and not order.shipping_address.get("landmark")
                       and not parts.get("landmark") and "landmark" not in asked)
     if wants_landmark:
         return _ask(order, {**slots, "parts": parts}, "landmark", understood=understood)
@@ -239,7 +253,7 @@ def confirm(slots: Mapping[str, Any], ctx: FlowContext) -> StepResult:
         return StepResult(next_state=END, effects=(
             UpdateOrder(order.order_id, {"shipping_address": new, "address_status": "updated"},
                         event_type="address_updated", note="customer clarified the address"),
-            EmitEvent("address.updated", order.order_id, {"shipping_address": new, "changed": sorted(parts)}),
+            EmitEvent("address.updated", order.order_id, {"shipping_address": new, "changed": sorted(k for k in parts if k in PARTS)}),
             Reply("address.done", {"order": order, "address": one_line(new)}, order_id=order.order_id),
         ))
     if answer == "no":

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from flows.base import END, EmitEvent, Flow, FlowContext, OrderView, Reply, State, StepResult, UpdateOrder
-from flows.common import CHOOSE_ORDER, choose_step, reask_which, select_order, yes_no
+from flows.common import ANY_ANSWER, CHOOSE_ORDER, choose_step, reask_which, select_order, yes_no
 from intents import Expecting
 
 CONFIRM = "confirm"
@@ -160,7 +160,7 @@ FLOW = Flow(
                        description="confirm the cash order? YES / NO", reprompt=reprompt_confirm,
                        accepts=frozenset({"cancel_order"})),
         REASON: State(reason, Expecting.CHOICE, goes_to=(END, REASON, CONFIRM),
-                      description="why cancel? (one tap)", reprompt=reprompt_reason),
+                      description="why cancel? (one tap)", reprompt=reprompt_reason, accepts=ANY_ANSWER),
     },
     intents=frozenset({"cod_confirm"}),
     description="Confirm a cash-on-delivery order, or cancel it with a reason.",

@@ -16,6 +16,10 @@ from flows.base import FlowContext, OrderView, Reply, StepResult
 from intents import Expecting
 
 CHOOSE_ORDER = "choose_order"
+SURE = 0.9
+# For states that take any free answer (a reason, a landmark): every intent but a request for a person.
+ANY_ANSWER = frozenset({"wismo", "reschedule", "change_address", "cod_confirm", "cancel_order", "return_refund",
+                        "greet", "thanks", "opt_out"}) - {"opt_out"}
 
 _RESTART = re.compile(
     r"^\s*(?:let'?s\s+)?(?:start\s+(?:over|again)|restart|reset|begin\s+again|from\s+the\s+(?:start|beginning)|"
@@ -43,7 +47,11 @@ def yes_no(ctx: FlowContext) -> str | None:
     payload = ctx.classification.entity("payload")
     if payload is not None and str(payload.value) in ("yes", "no"):
         return str(payload.value)
-    return {"affirm": "yes", "deny": "no"}.get(ctx.intent.value)
+    # A bare intent without a yes/no word only counts when the classifier is sure: a
+    # confirmation changes an order, so "blorp" read as `affirm` at 0.3 must not confirm it.
+    if ctx.classification.confidence >= SURE:
+        return {"affirm": "yes", "deny": "no"}.get(ctx.intent.value)
+    return None
 
 
 def same_order(ctx: FlowContext, order_id: str | None) -> OrderView | None:

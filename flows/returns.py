@@ -24,7 +24,7 @@ from flows.base import (
     StepResult,
     UpdateOrder,
 )
-from flows.common import CHOOSE_ORDER, choose_step, is_skip, reask_which, select_order, yes_no
+from flows.common import ANY_ANSWER, CHOOSE_ORDER, choose_step, is_skip, reask_which, select_order, yes_no
 from intents import Expecting
 
 ASK_REASON = "ask_reason"
@@ -137,12 +137,10 @@ FLOW = Flow(
                             description="which order?", reprompt=reask_which),
         ASK_REASON: State(ask_reason, Expecting.FREE_TEXT, goes_to=(ASK_PHOTO, HANDOFF, END, ASK_REASON),
                           description="policy + what's wrong?", reprompt=reprompt_reason,
-                          accepts=frozenset({"return_refund", "out_of_scope", "wismo", "change_address", "reschedule",
-                                             "cod_confirm", "greet", "thanks"})),
+                          accepts=ANY_ANSWER),
         ASK_PHOTO: State(ask_photo, Expecting.FREE_TEXT, goes_to=(HANDOFF,), description="optional photo",
                          reprompt=reprompt_photo,
-                         accepts=frozenset({"return_refund", "out_of_scope", "wismo", "change_address", "reschedule",
-                                            "cod_confirm", "greet", "thanks"})),
+                         accepts=ANY_ANSWER),
     },
     intents=frozenset({"return_refund"}),
     description="Answer from the return policy, collect reason and photo, hand to a person.",
