@@ -55,7 +55,7 @@ def erase(phone: str, session: SessionDep, service: ServiceDep) -> ErasureOut:
     try:
         e164 = to_e164(phone, service.settings.default_country)
     except InvalidPhone as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=f"phone: {exc}") from None
+        raise HTTPException(422, detail=f"phone: {exc}") from None
     report = erase_customer(session=session, phone=e164, now=service.now())
     if not report.found:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no customer with this phone number")
