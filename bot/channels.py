@@ -86,6 +86,7 @@ SENDER_FACTORIES: dict[str, str] = {
     "message:telegram": "integrations.telegram_channel:make_sender",
     "webhook": "integrations.logistics:make_sender",
     "chatwoot": "integrations.chatwoot:make_sender",  # escalations mirrored into Chatwoot (optional)
+    "agent_notify": "integrations.agent_notify:make_sender",  # new-escalation alerts (bot.escalations)
 }
 
 

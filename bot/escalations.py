@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, func, select
 
 from bot import outbox
 from bot.errors import Conflict, InvalidInput, NotFound
@@ -176,7 +176,7 @@ def create_escalation(*, session: Session, conversation: Conversation, customer:
         order_pk=order.id if order else None, customer_id=customer.id, expires_at=now + timedelta(days=1),
         dedupe_key=f"{NOTIFY_KIND}:{escalation.id}",
         payload={"escalation_id": escalation.id, "reason": reason, "order_id": order.order_id if order else None,
-                 "channel": conversation.channel, "sla_due_at": sla_due_at.isoformat(), "customer_name": customer.name},
+                 "channel": conversation.channel, "sla_due_at": sla_due_at.isoformat()},
     ))
     log.info("escalation opened id=%s reason=%s channel=%s", escalation.id, reason, conversation.channel)
     return escalation
@@ -239,11 +239,21 @@ def assign(*, session: Session, escalation_id: int, agent: str, now: datetime | 
     return escalation
 
 
-def whatsapp_window_open(conversation: Conversation, now: datetime) -> bool | None:
-    """WhatsApp allows free-form messages for 24 h after the customer's last message; None off WhatsApp."""
+def whatsapp_window_open(session: Session, conversation: Conversation, now: datetime) -> bool | None:
+    """WhatsApp allows free-form messages for 24 h after the customer's last WhatsApp message
+    (the same rule the dispatcher applies when it sends); None off WhatsApp."""
     if conversation.channel != "whatsapp":
         return None
-    return conversation.last_inbound_at is not None and now - conversation.last_inbound_at < WHATSAPP_WINDOW
+    last = session.exec(select(func.max(Message.created_at)).where(
+        Message.customer_id == conversation.customer_id, Message.direction == "in", Message.channel == "whatsapp",
+    )).first()
+    if last is None:
+        return False
+    if isinstance(last, str):
+        last = datetime.fromisoformat(last)
+    if last.tzinfo is None:  # func.max bypasses the UTCDateTime column type on SQLite
+        last = last.replace(tzinfo=UTC)
+    return now - last < WHATSAPP_WINDOW
 
 
 def agent_reply(*, session: Session, escalation_id: int, agent: str, text: str,
@@ -283,7 +293,7 @@ def agent_reply(*, session: Session, escalation_id: int, agent: str, text: str,
     conversation.updated_at = now
     session.add(escalation)
     session.add(conversation)
-    window = whatsapp_window_open(conversation, now)
+    window = whatsapp_window_open(session, conversation, now)
     delivery = "whatsapp_template_or_sms_fallback" if window is False else "free_form"
     log.info("agent reply queued escalation=%s channel=%s delivery=%s", escalation.id, channel, delivery)
     return AgentReply(escalation=escalation, message=message, channel=channel, delivery=delivery,
@@ -348,25 +358,27 @@ def transcript(*, session: Session, conversation_id: int, after_id: int = 0,
         select(Message).where(Message.conversation_id == conversation_id, col(Message.id) > after_id)
         .order_by(col(Message.id).desc()).limit(limit)
     ))[::-1]
-    requested: dict[int, str | None] = {}
+    # The dispatcher moves a message to SMS when WhatsApp refuses it (window closed) and notes
+    # `fallback_from` on its outbox row: that is what tells the agent which way it went.
+    requested: dict[int, str] = {}
     out_ids = [m.id for m in messages if m.direction == "out" and m.id is not None]
     if out_ids:
-        for message_id, channel in session.exec(
-            select(Outbox.message_id, Outbox.channel).where(col(Outbox.message_id).in_(out_ids))
+        for message_id, payload in session.exec(
+            select(Outbox.message_id, Outbox.payload).where(col(Outbox.message_id).in_(out_ids))
         ):
-            if message_id is not None:
-                requested[message_id] = channel
+            if message_id is not None and isinstance(payload, dict) and payload.get("fallback_from"):
+                requested[message_id] = str(payload["fallback_from"])
     rows = []
     for m in messages:
         template = m.template or ""
         author = "customer" if m.direction == "in" else (
             template[len(AGENT_TEMPLATE_PREFIX):] if template.startswith(AGENT_TEMPLATE_PREFIX) else "bot")
-        asked_for = requested.get(m.id or 0, m.channel)
+        asked_for = requested.get(m.id or 0) or m.channel
         rows.append({
             "id": m.id, "direction": m.direction, "author": author,
             "author_kind": "customer" if m.direction == "in" else ("agent" if author != "bot" else "bot"),
             "text": m.text, "intent": m.intent, "confidence": m.confidence, "channel": m.channel,
-            "requested_channel": asked_for, "fallback": m.direction == "out" and asked_for not in (None, m.channel),
+            "requested_channel": asked_for, "fallback": m.direction == "out" and asked_for != m.channel,
             "status": m.status, "error_code": m.error_code, "media_urls": m.media_urls,
             "at": m.created_at.isoformat(),
         })
@@ -414,7 +426,7 @@ def escalation_view(*, session: Session, escalation: Escalation, now: datetime,
         "overdue": escalation.status != "resolved" and left is not None and left < 0,
         "ack_sent": escalation.ack_sent_at is not None,
         "last_customer_message_at": escalation.last_customer_message_at,
-        "whatsapp_window_open": whatsapp_window_open(conversation, now) if conversation else None,
+        "whatsapp_window_open": whatsapp_window_open(session, conversation, now) if conversation else None,
         "notification": notification_status(session=session, escalation_id=escalation.id or 0),
         "created_at": escalation.created_at,
         "updated_at": escalation.updated_at,

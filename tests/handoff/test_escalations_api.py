@@ -127,20 +127,6 @@ def test_agent_reply_goes_out_on_the_customers_channel_and_takes_ownership(servi
     assert last["author"] == "Meera" and last["author_kind"] == "agent" and last["fallback"] is False
 
 
-def test_reply_on_whatsapp_outside_the_window_tells_the_agent_about_the_fallback(
-        service: Service, client: TestClient, auth: dict[str, str]) -> None:
-    add_order(service, customer={"channel": "whatsapp"})
-    escalate(service, channel="whatsapp")
-    with service.db.session() as session:
-        conversation = session.exec(select(Conversation)).one()
-        conversation.last_inbound_at = datetime.now(UTC) - timedelta(hours=25)
-        session.add(conversation)
-    esc_id = client.get("/api/escalations", headers=auth).json()["items"][0]["id"]
-    body = client.post(f"/api/escalations/{esc_id}/reply", json={"text": "Sorry for the wait!"}, headers=auth).json()
-    assert body["channel"] == "whatsapp" and body["whatsapp_window_open"] is False
-    assert body["delivery"] == "whatsapp_template_or_sms_fallback"
-
-
 def test_resolve_hands_the_conversation_back_to_the_bot(service: Service, client: TestClient,
                                                         auth: dict[str, str]) -> None:
     add_order(service)
