@@ -68,7 +68,8 @@ class ConfigError(ValueError):
 
     def __init__(self, path: str, problems: list[tuple[int, str]]) -> None:
         self.path = path
-        self.problems = problems
+        self.problems = sorted(problems)
+        problems = self.problems
         super().__init__("\n".join(f"{path}:{line}: {msg}" if line else f"{path}: {msg}" for line, msg in problems))
 
 
