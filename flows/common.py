@@ -85,7 +85,10 @@ def named_order(ctx: FlowContext, candidates: tuple[OrderView, ...]) -> OrderVie
     for order in candidates:
         if re.search(rf"(?<![\w]){re.escape(order.order_id.lower())}(?![\w])", lowered):
             return order
-    return None
+    # "where are my headphones": an item name that only one candidate has.
+    by_item = [o for o in candidates if any(
+        re.search(rf"(?<![\w]){re.escape(str(i.get('name', '')).lower())}(?![\w])", lowered) for i in o.items if i.get("name"))]
+    return by_item[0] if len(by_item) == 1 and len(candidates) > 1 else None
 
 
 def ask_which(candidates: tuple[OrderView, ...], slots: Mapping[str, Any], *, again: bool = False) -> StepResult:
