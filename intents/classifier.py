@@ -146,8 +146,7 @@ def _with_context(
     return None
 
 
-def _model_reading(text: str, entities: tuple[Entity, ...], language: str) -> Classification:
-    model = get_model()
+def _model_reading(text: str, entities: tuple[Entity, ...], language: str, model: IntentModel) -> Classification:
     ranked = model.probabilities(text)
     best_label, best_p = ranked[0]
     alternatives = tuple((Intent(label), p) for label, p in ranked[1:4])
@@ -176,6 +175,11 @@ def _language(text: str, context: Context) -> str:
 
 def classify(text: str, context: Context | None = None) -> Classification:
     """Intent, confidence, entities and language of one customer message."""
+    return classify_using(get_model, text, context)
+
+
+def classify_using(model_source: Callable[[], IntentModel], text: str, context: Context | None = None) -> Classification:
+    """`classify` with an explicit model (the benchmark compares candidate models this way)."""
     context = context or Context()
     language = _language(text, context)
     button = _button(text, (), language)
@@ -192,7 +196,7 @@ def classify(text: str, context: Context | None = None) -> Classification:
 
     def model_result() -> Classification:
         if not cached:
-            cached.append(_model_reading(text, entities, language))
+            cached.append(_model_reading(text, entities, language, model_source()))
         return cached[0]
 
     in_context = _with_context(context, entities, text, language, model_result)
