@@ -176,3 +176,19 @@ def test_rasa_sdk_docs_call_is_not_changed_by_us(client: TestClient) -> None:
     before = copy.deepcopy(call)
     post(client, call)
     assert call == before
+
+
+def test_rasa_configured_as_in_readme_gets_the_order_status_over_http(service: Service) -> None:
+    """What Rasa's EndpointConfig does with `url` + `token`: POST the call with ?token= to the URL."""
+    from tests.support.server import serve_in_thread
+
+    with serve_in_thread(create_app(service=service)) as base:
+        endpoint = {"url": f"{base}/rasa/webhook", "token": TEST_API_KEY}  # endpoints.yml action_endpoint
+        response = httpx.post(endpoint["url"], params={"token": endpoint["token"]},
+                              json=docs_call("action_order_status"), timeout=10)
+        assert response.status_code == 200
+        assert "A1001" in response.json()["responses"][0]["text"]
+        listed = httpx.get(f"{base}/rasa/actions", params={"token": TEST_API_KEY}, timeout=10).json()
+        assert {a["name"] for a in listed} == {"action_order_status", "action_reschedule_delivery",
+                                               "action_update_address", "action_confirm_cod",
+                                               "action_cancel_order", "action_handoff"}
