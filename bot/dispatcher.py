@@ -128,6 +128,13 @@ class RateLimiter:
             self._next[key] = start + 1.0 / rate
         return wait
 
+    def finished(self, limits: list[tuple[Any, float]]) -> None:
+        """Count the spacing from when the provider answered: a slow first request (connection
+        setup) must not let the next one arrive less than 1/rate after it."""
+        done = self.clock()
+        for key, rate in limits:
+            self._next[key] = max(self._next.get(key, done), done + 1.0 / rate)
+
 
 def channel_limits(settings: Settings, channel: str | None, to: str) -> list[tuple[Any, float]]:
     if channel == "telegram":
@@ -221,7 +228,8 @@ class Dispatcher:
                 if message is not None:
                     payload = dict(row.payload)
                     if row.expires_at is not None:
-                        payload["expires_at"] = row.expires_at.isoformat()
+                        # Twilio's ValidityPeriod: what is left of the message's useful life, by our clock.
+                        payload["validity_seconds"] = max(1, int((row.expires_at - now).total_seconds()))
                     if previous_claim is not None:
                         payload["claimed_since"] = previous_claim.isoformat()
                     if message.channel == "whatsapp":
@@ -276,6 +284,9 @@ class Dispatcher:
             if not isinstance(exc, DeliveryError):
                 log.warning("send failed outbox=%s kind=%s: %s", claimed.row_id, claimed.kind, exc.__class__.__name__)
             outcome = outcome_for(exc, attempts=claimed.attempts, max_attempts=claimed.max_attempts)
+        finally:
+            if limits:
+                self.limiter.finished(limits)
         await asyncio.to_thread(self.record, claimed, outcome, receipt)
         return outcome
 
@@ -354,8 +365,14 @@ class Dispatcher:
             lane = (item.kind, item.channel, item.message.to if item.message else str(item.row_id))
             lanes.setdefault(lane, []).append(item)
 
+        started = time.monotonic()
+
         async def drain(items: list[Claimed]) -> None:
             for item in items:
+                if time.monotonic() - started > LEASE.total_seconds() / 2:
+                    # A long rate-limited lane must not outlive its lease (another worker would reclaim it).
+                    await asyncio.to_thread(self.record, item, Outcome("deferred", retry_in=0.0), None)
+                    continue
                 await self.deliver(item)
 
         await asyncio.gather(*(drain(items) for items in lanes.values()))

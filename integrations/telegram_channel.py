@@ -14,6 +14,9 @@ Errors map to bot.errors: `TelegramRetryAfter.retry_after` -> RetryAfter,
 from __future__ import annotations
 
 import asyncio
+import importlib
+import sys
+import threading
 from typing import Any
 
 from bot.channels import OutboundMessage, Receipt
@@ -24,6 +27,26 @@ REQUEST_TIMEOUT_SECONDS = 10.0
 CONTACT_BUTTON = "@contact"
 
 _bots: dict[tuple[int, str, str], Any] = {}
+# aiogram builds hundreds of pydantic models at import (seconds on a small machine): import it in a
+# thread, never on the event loop that also serves webhooks.
+AIOGRAM_MODULES = ("aiogram", "aiogram.types", "aiogram.exceptions", "aiogram.client.session.aiohttp",
+                   "aiogram.dispatcher.event.bases")
+
+
+def _import_aiogram() -> None:
+    for name in AIOGRAM_MODULES:
+        importlib.import_module(name)
+
+
+async def ensure_aiogram() -> None:
+    if not all(name in sys.modules for name in AIOGRAM_MODULES):
+        await asyncio.to_thread(_import_aiogram)
+
+
+def preload_in_background() -> None:
+    """Start importing aiogram now, off the event loop (called when Telegram is configured)."""
+    if "aiogram.types" not in sys.modules:
+        threading.Thread(target=_import_aiogram, name="aiogram-preload", daemon=True).start()
 
 
 def bot_for(settings: Settings) -> Any:
@@ -99,6 +122,7 @@ class TelegramSender:
             chat_id = int(message.to)
         except ValueError:
             raise PermanentProviderError("invalid Telegram chat id", code="no-recipient") from None
+        await ensure_aiogram()
         bot = bot_for(self.settings)
         try:
             sent = await bot.send_message(chat_id=chat_id, text=message.text or " ",
@@ -109,4 +133,6 @@ class TelegramSender:
 
 
 def make_sender(settings: Settings) -> TelegramSender:
+    if settings.telegram.configured:
+        preload_in_background()
     return TelegramSender(settings)

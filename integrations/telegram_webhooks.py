@@ -21,6 +21,7 @@ import asyncio
 import hmac
 import json
 import logging
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +39,11 @@ from integrations.twilio_webhooks import process_in_background
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["webhooks"])
+
+if os.environ.get("TELEGRAM_BOT_TOKEN"):
+    from integrations.telegram_channel import preload_in_background
+
+    preload_in_background()  # so the first update does not wait for aiogram's import
 
 MAX_BODY_BYTES = 256 * 1024
 SECRET_HEADER = "x-telegram-bot-api-secret-token"
@@ -171,6 +177,9 @@ async def telegram_update(request: Request, service: ServiceDep, background: Bac
     raw = await request.body()
     if len(raw) > MAX_BODY_BYTES:
         return _problem(413, "request body too large")
+    from integrations.telegram_channel import bot_for, ensure_aiogram
+
+    await ensure_aiogram()
     try:
         data = json.loads(raw)
     except ValueError:
@@ -180,8 +189,6 @@ async def telegram_update(request: Request, service: ServiceDep, background: Bac
     from aiogram.dispatcher.event.bases import UNHANDLED
     from aiogram.types import Update
     from pydantic import ValidationError
-
-    from integrations.telegram_channel import bot_for
 
     bot = bot_for(service.settings)
     try:

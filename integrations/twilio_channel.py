@@ -123,7 +123,7 @@ class TwilioSender:
             raise PermanentProviderError("the customer has no phone number", code="no-recipient")
         return _whatsapp(message.to) if self.channel == "whatsapp" else message.to
 
-    def build_params(self, message: OutboundMessage, *, now: datetime | None = None) -> dict[str, Any]:
+    def build_params(self, message: OutboundMessage) -> dict[str, Any]:
         """The Messages.create keyword arguments for one outbound message."""
         params: dict[str, Any] = {"to": self._to(message), "from_": self._from()}
         if self.channel == "whatsapp" and not message.payload.get("whatsapp_window_open", True):
@@ -138,12 +138,10 @@ class TwilioSender:
             params["body"] = message.text
         if self.config.status_callback_url:
             params["status_callback"] = self.config.status_callback_url
-        expires = message.payload.get("expires_at")
-        if expires:
-            left = (datetime.fromisoformat(expires) - (now or datetime.now(UTC))).total_seconds()
-            if left <= 0:
-                raise PermanentProviderError("message expired before it could be sent", code="expired")
-            params["validity_period"] = max(1, min(MAX_VALIDITY_SECONDS, int(left)))
+        validity = message.payload.get("validity_seconds")
+        if validity:
+            # Twilio drops the message instead of delivering it late.
+            params["validity_period"] = max(1, min(MAX_VALIDITY_SECONDS, int(validity)))
         return params
 
     def _send_sync(self, message: OutboundMessage) -> Receipt:
