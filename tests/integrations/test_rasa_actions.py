@@ -192,3 +192,27 @@ def test_rasa_configured_as_in_readme_gets_the_order_status_over_http(service: S
         assert {a["name"] for a in listed} == {"action_order_status", "action_reschedule_delivery",
                                                "action_update_address", "action_confirm_cod",
                                                "action_cancel_order", "action_handoff"}
+
+
+def test_update_address_from_slots_uses_the_address_flow(client: TestClient, service: Service) -> None:
+    response = post(client, docs_call("action_update_address", flat_number="4B", landmark="near the temple"))
+    assert response.status_code == 200, response.text
+    with service.db.session() as session:
+        order = get_order(session=session, order_id="A1001")
+        assert order.address_status == "updated"
+        assert "4B" in json.dumps(order.shipping_address) and "temple" in json.dumps(order.shipping_address)
+        assert [e.type for e in session.exec(select(LogisticsEvent)).all()] == ["address.updated"]
+
+
+def test_cancel_after_shipping_is_refused_by_the_flows_rule(client: TestClient, service: Service) -> None:
+    response = post(client, docs_call("action_cancel_order"))
+    assert response.status_code == 200
+    assert response.json()["responses"], "the customer is told why"
+    with service.db.session() as session:
+        assert get_order(session=session, order_id="A1001").status == "shipped"
+        assert session.exec(select(LogisticsEvent)).all() == []
+    other = post(client, docs_call("action_cancel_order", sender=OTHER))
+    assert other.status_code == 200
+    with service.db.session() as session:
+        assert get_order(session=session, order_id="Z9").status == "cancelled"
+        assert [e.type for e in session.exec(select(LogisticsEvent)).all()] == ["cod.cancelled"]
