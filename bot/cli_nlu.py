@@ -52,13 +52,18 @@ def classify_command(
     text: Annotated[str, typer.Argument(help="The customer's message.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     expecting: Annotated[
-        str, typer.Option(help="What the conversation waits for: nothing|yes_no|date|address_part|choice|number|free_text.")
+        str,
+        typer.Option(
+            help="What the conversation waits for: nothing|yes_no|date|address_part|choice|number|free_text."
+        ),
     ] = "nothing",
     choices: Annotated[str, typer.Option(help="Comma-separated menu items, with --expecting choice.")] = "",
     timezone: Annotated[
         str | None, typer.Option(help="Timezone for relative dates (default $DOORSTEP_TIMEZONE or UTC).")
     ] = None,
-    now: Annotated[str | None, typer.Option(help="Freeze the clock: ISO-8601 datetime (default: now).")] = None,
+    now: Annotated[
+        str | None, typer.Option(help="Freeze the clock: ISO-8601 datetime (default: now).")
+    ] = None,
     locale: Annotated[str | None, typer.Option(help="The customer's locale: en|es|hi-Latn.")] = None,
 ) -> None:
     """Classify one message: intent, confidence, entities, language."""
@@ -68,7 +73,9 @@ def classify_command(
         expect = Expecting(expecting)
     except ValueError:
         valid = ", ".join(e.value for e in Expecting)
-        raise typer.BadParameter(f"unknown value {expecting!r}; use one of: {valid}", param_hint="--expecting") from None
+        raise typer.BadParameter(
+            f"unknown value {expecting!r}; use one of: {valid}", param_hint="--expecting"
+        ) from None
     tz = timezone or os.environ.get("DOORSTEP_TIMEZONE") or "UTC"
     frozen: datetime | None = None
     if now:
@@ -106,9 +113,9 @@ def classify_command(
 
 
 _SHORT = {
-    "wismo": "wismo", "reschedule": "resch", "change_address": "addr", "cod_confirm": "cod",
-    "cancel_order": "cancl", "return_refund": "retrn", "human": "human", "opt_out": "optout",
-    "greet": "greet", "thanks": "thx", "affirm": "yes", "deny": "no", "out_of_scope": "oos", "choice": "choice",
+    "wismo": "wism", "reschedule": "resc", "change_address": "addr", "cod_confirm": "cod",
+    "cancel_order": "canc", "return_refund": "retn", "human": "hum", "opt_out": "opt",
+    "greet": "grt", "thanks": "thx", "affirm": "yes", "deny": "no", "out_of_scope": "oos", "choice": "chc",
 }  # fmt: skip
 
 
@@ -117,19 +124,30 @@ def _print_report(report: EvalReport, path: Path, worst: int) -> None:
     from rich.table import Table
 
     console = Console()
-    console.print(f"[bold]{path.name}[/bold]: n={report.n}  accuracy={report.accuracy:.3f}  macro-F1={report.macro_f1:.3f}")
+    console.print(
+        f"[bold]{path.name}[/bold]: n={report.n}  accuracy={report.accuracy:.3f}  macro-F1={report.macro_f1:.3f}"
+    )
     per = Table("intent", "precision", "recall", "f1", "support", title="Per intent")
     for label, m in report.per_intent.items():
-        per.add_row(label, f"{m['precision']:.3f}", f"{m['recall']:.3f}", f"{m['f1']:.3f}", str(int(m["support"])))
+        per.add_row(
+            label, f"{m['precision']:.3f}", f"{m['recall']:.3f}", f"{m['f1']:.3f}", str(int(m["support"]))
+        )
     console.print(per)
 
     gold_labels = sorted({g for g, _ in report.confusion})
     predicted_labels = sorted({p for _, p in report.confusion})
+    from rich import box
+
     confusion = Table(
-        "gold \\ predicted",
-        *[_SHORT.get(p, p[:5]) for p in predicted_labels],
+        "gold",
+        *[_SHORT.get(p, p[:4]) for p in predicted_labels],
         title="Confusion (rows: gold, columns: predicted)",
-        caption=" ".join(f"{_SHORT.get(p, p[:5])}={p}" for p in predicted_labels),
+        caption=" ".join(
+            f"{_SHORT.get(p, p[:4])}={p}" for p in sorted(set(predicted_labels) | set(gold_labels))
+        ),
+        box=box.SIMPLE,
+        padding=(0, 1),
+        collapse_padding=True,
     )
     for g in gold_labels:
         cells = []
@@ -137,11 +155,17 @@ def _print_report(report: EvalReport, path: Path, worst: int) -> None:
             count = report.confusion.get((g, p), 0)
             cell = str(count) if count else "·"
             cells.append(f"[green]{cell}[/green]" if g == p and count else cell)
-        confusion.add_row(g, *cells)
+        confusion.add_row(_SHORT.get(g, g[:4]), *cells)
     console.print(confusion)
 
     if report.misses and worst > 0:
-        misses = Table("text", "gold", "predicted", "conf", title=f"Worst {min(worst, len(report.misses))} misclassified (most confident first)")
+        misses = Table(
+            "text",
+            "gold",
+            "predicted",
+            "conf",
+            title=f"Worst {min(worst, len(report.misses))} misclassified (most confident first)",
+        )
         for miss in report.misses[:worst]:
             misses.add_row(miss.text.strip()[:80], miss.gold, miss.predicted, f"{miss.confidence:.2f}")
         console.print(misses)
@@ -149,7 +173,9 @@ def _print_report(report: EvalReport, path: Path, worst: int) -> None:
 
 def eval_command(
     file: Annotated[Path, typer.Argument(help="CSV with columns text,intent (extra columns are ignored).")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print {accuracy, macro_f1, n, per_intent} as JSON.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print {accuracy, macro_f1, n, per_intent} as JSON.")
+    ] = False,
     worst: Annotated[int, typer.Option(help="How many misclassified examples to list.")] = 15,
 ) -> None:
     """Evaluate the classifier on a labelled CSV: accuracy, macro-F1, per-intent scores, confusions."""

@@ -11,4 +11,13 @@ optional fallback. This package never imports from bot/, flows/ or integrations/
 from intents.classifier import classify, get_model
 from intents.types import INTENT_LABELS, Classification, Context, Entity, Expecting, Intent
 
-__all__ = ["INTENT_LABELS", "Classification", "Context", "Entity", "Expecting", "Intent", "classify", "get_model"]
+__all__ = [
+    "INTENT_LABELS",
+    "Classification",
+    "Context",
+    "Entity",
+    "Expecting",
+    "Intent",
+    "classify",
+    "get_model",
+]

@@ -27,7 +27,9 @@ from intents.entities import extract_all
 from intents.text import guess_language, strip_accents
 from intents.types import Classification, Context, Entity, Expecting, Intent
 
-OPT_OUT_KEYWORDS = frozenset({"stop", "stopall", "unsubscribe", "end", "quit", "revoke", "optout", "opt-out", "opt out"})
+OPT_OUT_KEYWORDS = frozenset(
+    {"stop", "stopall", "unsubscribe", "end", "quit", "revoke", "optout", "opt-out", "opt out"}
+)
 START_KEYWORDS = frozenset({"start", "unstop"})
 HELP_KEYWORDS = frozenset({"help", "info"})
 _KEYWORD_SHAPE = re.compile(r"^\s*([a-z][a-z -]{1,14}?)\s*[.!]*\s*$")
@@ -137,21 +139,29 @@ def _with_context(
         guess = model_result()
         if guess.intent in _STRONG and guess.confidence >= 0.6:
             return None
-        return Classification(Intent.RESCHEDULE, 0.95, entities, language, "context", ((guess.intent, guess.confidence),))
+        return Classification(
+            Intent.RESCHEDULE, 0.95, entities, language, "context", ((guess.intent, guess.confidence),)
+        )
     if expecting is Expecting.ADDRESS_PART and types & ADDRESS_TYPES:
         guess = model_result()
         if guess.intent in _STRONG and guess.confidence >= 0.6:
             return None
-        return Classification(Intent.CHANGE_ADDRESS, 0.95, entities, language, "context", ((guess.intent, guess.confidence),))
+        return Classification(
+            Intent.CHANGE_ADDRESS, 0.95, entities, language, "context", ((guess.intent, guess.confidence),)
+        )
     return None
 
 
-def _model_reading(text: str, entities: tuple[Entity, ...], language: str, model: IntentModel) -> Classification:
+def _model_reading(
+    text: str, entities: tuple[Entity, ...], language: str, model: IntentModel
+) -> Classification:
     ranked = model.probabilities(text)
     best_label, best_p = ranked[0]
     alternatives = tuple((Intent(label), p) for label, p in ranked[1:4])
     if best_p < model.threshold and best_label == Intent.OUT_OF_SCOPE.value:
-        return Classification(Intent.OUT_OF_SCOPE, best_p, entities, language, "model", alternatives, uncertain=True)
+        return Classification(
+            Intent.OUT_OF_SCOPE, best_p, entities, language, "model", alternatives, uncertain=True
+        )
     if best_p < model.threshold:
         # Unsure: refuse rather than act, but keep the guess for the caller / LLM fallback.
         return Classification(
@@ -178,7 +188,9 @@ def classify(text: str, context: Context | None = None) -> Classification:
     return classify_using(get_model, text, context)
 
 
-def classify_using(model_source: Callable[[], IntentModel], text: str, context: Context | None = None) -> Classification:
+def classify_using(
+    model_source: Callable[[], IntentModel], text: str, context: Context | None = None
+) -> Classification:
     """`classify` with an explicit model (the benchmark compares candidate models this way)."""
     context = context or Context()
     language = _language(text, context)

@@ -77,12 +77,16 @@ def train(examples: Sequence[Example], *, c: float = 10.0) -> EmbeddingModel:
     vectors = embed(texts)
     labels_order = sorted(set(gold))
     oof: list[list[float]] = [[] for _ in texts]
-    for train_idx, test_idx in StratifiedKFold(n_splits=CV_FOLDS, shuffle=True, random_state=SEED).split(texts, gold):
+    for train_idx, test_idx in StratifiedKFold(n_splits=CV_FOLDS, shuffle=True, random_state=SEED).split(
+        texts, gold
+    ):
         clf = LogisticRegression(C=c, max_iter=5000, class_weight="balanced")
         clf.fit(vectors[train_idx], [gold[i] for i in train_idx])
         fold_labels = list(clf.classes_)
         for row, i in zip(clf.predict_proba(vectors[test_idx]), test_idx, strict=True):
-            oof[i] = [float(row[fold_labels.index(lab)]) if lab in fold_labels else 0.0 for lab in labels_order]
+            oof[i] = [
+                float(row[fold_labels.index(lab)]) if lab in fold_labels else 0.0 for lab in labels_order
+            ]
     threshold, held_apart = choose_threshold(oof, labels_order, gold)
     clf = LogisticRegression(C=c, max_iter=5000, class_weight="balanced").fit(vectors, gold)
     return EmbeddingModel(
@@ -94,7 +98,9 @@ def train(examples: Sequence[Example], *, c: float = 10.0) -> EmbeddingModel:
     )
 
 
-def load_or_train(data_file: Path | None = None, *, progress: Callable[[str], None] | None = None) -> EmbeddingModel:
+def load_or_train(
+    data_file: Path | None = None, *, progress: Callable[[str], None] | None = None
+) -> EmbeddingModel:
     source = data_file or nlu_path()
     path = cache_dir() / f"nlu-{EMBEDDINGS_VERSION}-{cache_key(source, EMBEDDINGS_VERSION)}.pkl"
     if path.exists():

@@ -93,15 +93,35 @@ _NUM = r"(\d{1,2}|one|two|three|four|five|six|seven|ten|ek|do|teen|chaar|char|pa
 # Patterns run on the accent-stripped, lower-cased text (same length as the
 # original, so spans map back). Order matters: longer phrases first.
 _DATE_RULES: list[tuple[re.Pattern[str], str]] = [
-    (re.compile(r"\b(day after tomorrow|day after tmrw|day after tmr|overmorrow|pasado manana|parso|parson|parsoon)\b"), "+2"),
+    (
+        re.compile(
+            r"\b(day after tomorrow|day after tmrw|day after tmr|overmorrow|pasado manana|parso|parson|parsoon)\b"
+        ),
+        "+2",
+    ),
     (re.compile(r"\b(tomorrow|tomorow|tommorow|tommorrow|tmrw|tmrow|tmr|tomm|2morrow|2moro|kal)\b"), "+1"),
     (re.compile(r"(?<!la )\b(manana)\b"), "+1es"),
     (re.compile(r"\b(today|tonight|aaj|hoy|esta noche|esta tarde)\b"), "+0"),
-    (re.compile(r"\b(this weekend|the weekend|weekend|is weekend|iss weekend|este fin de semana|el fin de semana|fin de semana|finde)\b"), "weekend"),
-    (re.compile(r"\b(next week|agle hafte|agle week|next wk|la proxima semana|la semana que viene|proxima semana)\b"), "nextweek"),
+    (
+        re.compile(
+            r"\b(this weekend|the weekend|weekend|is weekend|iss weekend|este fin de semana|el fin de semana|fin de semana|finde)\b"
+        ),
+        "weekend",
+    ),
+    (
+        re.compile(
+            r"\b(next week|agle hafte|agle week|next wk|la proxima semana|la semana que viene|proxima semana)\b"
+        ),
+        "nextweek",
+    ),
     (re.compile(rf"\b(?:in|after|en|dentro de)\s+{_NUM}\s+(?:days?|dias?)\b"), "ndays"),
     (re.compile(rf"\b{_NUM}\s+(?:din|dino|days?)\s+(?:baad|bad|me|mein|later)\b"), "ndays"),
-    (re.compile(rf"\b(?:(?:next|this|coming|agle|agla|is|iss|el|este|el proximo|proximo)\s+)?({_WD})\b(?:\s+(?:que viene|next week|ko))?"), "weekday"),
+    (
+        re.compile(
+            rf"\b(?:(?:next|this|coming|agle|agla|is|iss|el|este|el proximo|proximo)\s+)?({_WD})\b(?:\s+(?:que viene|next week|ko))?"
+        ),
+        "weekday",
+    ),
 ]
 _EXPLICIT_DATE = [
     re.compile(rf"\b\d{{1,2}}(?:st|nd|rd|th)?(?:\s+de)?\s+(?:{_MONTHS})\.?(?:\s+(?:de\s+)?\d{{4}})?\b"),
@@ -220,7 +240,9 @@ def extract_dates(text: str, context: Context) -> list[Entity]:
             elif kind == "+1":
                 # "kal" is also "yesterday"; it means tomorrow when talking about a
                 # delivery, unless the sentence is clearly in the past.
-                if m.group(1) == "kal" and re.search(r"\b(kal\s+(?:aaya|aayi|aya|ayi|mila|mili|tha|thi|gaya|gayi|hua|hui))\b", low):
+                if m.group(1) == "kal" and re.search(
+                    r"\b(kal\s+(?:aaya|aayi|aya|ayi|mila|mili|tha|thi|gaya|gayi|hua|hui))\b", low
+                ):
                     add(m, today - timedelta(days=1))
                 else:
                     add(m, today + timedelta(days=1))
@@ -241,7 +263,9 @@ def extract_dates(text: str, context: Context) -> list[Entity]:
             elif kind == "weekday":
                 weekday = _WEEKDAYS[m.group(1)]
                 target = _next_weekday(today, weekday)
-                if re.search(r"\b(next week|que viene)\b", m.group(0)) and target - today < timedelta(days=7 - today.weekday()):
+                if re.search(r"\b(next week|que viene)\b", m.group(0)) and target - today < timedelta(
+                    days=7 - today.weekday()
+                ):
                     target += timedelta(days=7)
                 add(m, target)
 
@@ -249,9 +273,9 @@ def extract_dates(text: str, context: Context) -> list[Entity]:
         if not free(m):
             continue
         raw = m.group(1) or m.group(2) or m.group(3)
-        target = _day_of_month(today, int(raw))
-        if target is not None:
-            add(m, target)
+        day_target = _day_of_month(today, int(raw))
+        if day_target is not None:
+            add(m, day_target)
 
     found.sort(key=lambda e: e.start)
     return found
@@ -260,17 +284,38 @@ def extract_dates(text: str, context: Context) -> list[Entity]:
 # --------------------------------------------------------------------------- time windows
 
 _PARTS_OF_DAY: list[tuple[re.Pattern[str], str]] = [
-    (re.compile(r"\b(?:por|en|de)\s+la\s+(manana)\b|\b(morning|mornin|morng|subah|subha|suba|savere|early|am\b|a\.m\.)"), "morning"),
-    (re.compile(r"\b(afternoon|aftrnoon|noon|lunch ?time|dopahar|dopehar|dophar|(?:por|en|de)\s+la\s+tarde|tarde|mediodia)\b"), "afternoon"),
-    (re.compile(r"\b(evening|evng|eve|tonight|night|shaam|sham|raat|(?:por|en|de)\s+la\s+noche|noche|esta noche|after office|after work)\b"), "evening"),
+    (
+        re.compile(
+            r"\b(?:por|en|de)\s+la\s+(manana)\b|\b(morning|mornin|morng|subah|subha|suba|savere|early|am\b|a\.m\.)"
+        ),
+        "morning",
+    ),
+    (
+        re.compile(
+            r"\b(afternoon|aftrnoon|noon|lunch ?time|dopahar|dopehar|dophar|(?:por|en|de)\s+la\s+tarde|tarde|mediodia)\b"
+        ),
+        "afternoon",
+    ),
+    (
+        re.compile(
+            r"\b(evening|evng|eve|tonight|night|shaam|sham|raat|(?:por|en|de)\s+la\s+noche|noche|esta noche|after office|after work)\b"
+        ),
+        "evening",
+    ),
 ]
 _H = r"(\d{1,2})(?::(\d{2}))?\s*(am|pm|a\.m\.|p\.m\.|baje|bje)?(?!\s*(?:days?|din|dino|dias?|weeks?|hafte|semanas?|hours?|hrs?|ghante|horas?|minutes?|mins?|items?|orders?|pedidos?|times?|baar|veces))"
 _RANGE = re.compile(
     rf"\b(?:between|btw|btwn|from|entre(?:\s+las)?|de(?:\s+las)?)?\s*{_H}\s*(?:-|to|and|till|until|se|y(?:\s+las)?|a(?:\s+las)?|–)\s*{_H}(?:\s*(?:ke\s+)?(?:beech|bich|baje|tak))?"
 )
-_AFTER = re.compile(rf"\b(?:after|aftr|post|despues\s+de(?:\s+las)?|a\s+partir\s+de(?:\s+las)?)\s+{_H}|\b{_H}\s+(?:ke\s+)?(?:baad|bad|ke bad|ke baad)\b")
-_BEFORE = re.compile(rf"\b(?:before|by|b4|antes\s+de(?:\s+las)?)\s+{_H}|\b{_H}\s+(?:se\s+)?(?:pehle|pahle|phle|tak)\b")
-_AT = re.compile(rf"\b(?:at|around|@|a\s+las|como\s+a\s+las)\s+{_H}|\b(\d{{1,2}})(?::(\d{{2}}))?\s*(am|pm|a\.m\.|p\.m\.|baje|bje)\b")
+_AFTER = re.compile(
+    rf"\b(?:after|aftr|post|despues\s+de(?:\s+las)?|a\s+partir\s+de(?:\s+las)?)\s+{_H}|\b{_H}\s+(?:ke\s+)?(?:baad|bad|ke bad|ke baad)\b"
+)
+_BEFORE = re.compile(
+    rf"\b(?:before|by|b4|antes\s+de(?:\s+las)?)\s+{_H}|\b{_H}\s+(?:se\s+)?(?:pehle|pahle|phle|tak)\b"
+)
+_AT = re.compile(
+    rf"\b(?:at|around|@|a\s+las|como\s+a\s+las)\s+{_H}|\b(\d{{1,2}})(?::(\d{{2}}))?\s*(am|pm|a\.m\.|p\.m\.|baje|bje)\b"
+)
 
 
 def _hour(raw: str, minute: str | None, suffix: str | None) -> tuple[int, int] | None:
@@ -300,7 +345,9 @@ def extract_time_windows(text: str, context: Context) -> list[Entity]:
         found.append(Entity("time_window", value, text[m.start() : m.end()].strip(), m.start(), m.end()))
 
     m = _RANGE.search(low)
-    if m and (m.group(3) or m.group(6) or re.search(r"between|btw|entre|beech|bich|from|baje|de las", m.group(0))):
+    if m and (
+        m.group(3) or m.group(6) or re.search(r"between|btw|entre|beech|bich|from|baje|de las", m.group(0))
+    ):
         a = _hour(m.group(1), m.group(2), m.group(3) or m.group(6))
         b = _hour(m.group(4), m.group(5), m.group(6))
         if a and b:
@@ -330,7 +377,9 @@ def extract_time_windows(text: str, context: Context) -> list[Entity]:
         a = _hour(*g)
         after = low[m.end() :].strip()
         # "at 12 MG Road" is an address: a bare hour must end the clause or be followed by a time word.
-        bare_ok = not after or re.match(r"([,.!?]|o'?clock|please|pls|today|tomorrow|tmrw|kal|aaj|or\b|and\b|on\b|hoy|manana)", after)
+        bare_ok = not after or re.match(
+            r"([,.!?]|o'?clock|please|pls|today|tomorrow|tmrw|kal|aaj|or\b|and\b|on\b|hoy|manana)", after
+        )
         if a and (g[2] or g[1] or bare_ok):
             emit(m, f"{_fmt(*a)}-{_fmt(a[0] + 2, a[1])}")
             return found
@@ -357,14 +406,20 @@ def extract_order_refs(text: str, context: Context) -> list[Entity]:
     spans: list[tuple[int, int]] = []
     for m in _ORDER_REF.finditer(text):
         value = m.group(1).upper()
-        if re.fullmatch(r"\d{10,}", value) and len(value) >= 10 and not text[m.start() : m.start(1)].strip().startswith(("order", "Order", "ORDER", "#")):
+        if (
+            re.fullmatch(r"\d{10,}", value)
+            and len(value) >= 10
+            and not text[m.start() : m.start(1)].strip().startswith(("order", "Order", "ORDER", "#"))
+        ):
             continue  # a long digit run after "ref" is more likely a phone number
         found.append(_ent("order_ref", value, m, 1))
         spans.append((m.start(1), m.end(1)))
     for m in _BARE_REF.finditer(text):
         if any(s <= m.start(1) < e for s, e in spans):
             continue
-        if re.fullmatch(r"[A-Z]{1,2}\d[A-Z\d]?", m.group(1)[:4]) and re.search(r"\s\d[A-Z]{2}\b", text[m.end() : m.end() + 5]):
+        if re.fullmatch(r"[A-Z]{1,2}\d[A-Z\d]?", m.group(1)[:4]) and re.search(
+            r"\s\d[A-Z]{2}\b", text[m.end() : m.end() + 5]
+        ):
             continue  # looks like the outward half of a UK postcode
         before = text[max(0, m.start() - 12) : m.start()].lower()
         if re.search(r"(flat|apt|apartment|house|unit|room|block|tower|wing|no\.?)\s*[:#-]?\s*$", before):
@@ -378,7 +433,11 @@ def _region(context: Context) -> str:
     if tz in ("Asia/Kolkata", "Asia/Calcutta"):
         return "IN"
     if tz.startswith("America/"):
-        return {"America/Mexico_City": "MX", "America/Bogota": "CO", "America/Argentina/Buenos_Aires": "AR"}.get(tz, "US")
+        return {
+            "America/Mexico_City": "MX",
+            "America/Bogota": "CO",
+            "America/Argentina/Buenos_Aires": "AR",
+        }.get(tz, "US")
     return {"Europe/Madrid": "ES", "Europe/London": "GB"}.get(tz, "IN")
 
 
@@ -401,7 +460,9 @@ def extract_phones(text: str, context: Context) -> list[Entity]:
 _IN_PIN = re.compile(r"(?<![\d+])([1-9]\d{2})\s?(\d{3})(?![\d])")
 _US_ZIP = re.compile(r"(?<![\d+])(\d{5})(?:-(\d{4}))?(?![\d-])")
 _UK_POST = re.compile(r"\b([A-Z]{1,2}\d[A-Z\d]?)\s*(\d[A-Z]{2})\b", _I)
-_POSTAL_CUE = re.compile(r"\b(pin|pincode|pin code|zip|zipcode|zip code|postal|postcode|post code|codigo postal|cp)\b", _I)
+_POSTAL_CUE = re.compile(
+    r"\b(pin|pincode|pin code|zip|zipcode|zip code|postal|postcode|post code|codigo postal|cp)\b", _I
+)
 _ORDER_CUE = re.compile(r"(order|ordr|pedido|orden|#|ref|awb|tracking)\W*(no\.?|number|id)?\W*$", _I)
 
 
@@ -437,7 +498,10 @@ _FLAT = re.compile(
     r"|\b(?:h\.?\s?no\.?|hno)\s*[:#-]?\s*(\d{1,5}[A-Z]?(?:[/-]\d{1,4})?)\b",
     _I,
 )
-_BARE_FLAT = re.compile(r"^\s*(?:it'?s\s+|is\s+|es\s+(?:el\s+)?|hai\s+)?#?\s*([A-Z]?-?\d{1,5}\s?[A-Z]?|[A-Z]-?\d{1,4})\s*(?:hai|h|please|pls)?\s*[.!]?\s*$", _I)
+_BARE_FLAT = re.compile(
+    r"^\s*(?:it'?s\s+|is\s+|es\s+(?:el\s+)?|hai\s+)?#?\s*([A-Z]?-?\d{1,5}\s?[A-Z]?|[A-Z]-?\d{1,4})\s*(?:hai|h|please|pls)?\s*[.!]?\s*$",
+    _I,
+)
 _ORDINAL_WORDS = {
     "ground": 0, "basement": -1, "first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5, "sixth": 6,
     "seventh": 7, "eighth": 8, "ninth": 9, "tenth": 10, "top": 99, "pehli": 1, "pehla": 1, "dusri": 2,
@@ -477,23 +541,35 @@ def extract_address_parts(text: str, context: Context) -> list[Entity]:
         value = re.sub(r"\s+", "", m.group(group)).upper()
         found.append(_ent("flat_number", value, m, group))
     if context.expecting is Expecting.ADDRESS_PART and not found:
-        m = _BARE_FLAT.match(text)
-        if m and not re.fullmatch(r"\d{5,6}", m.group(1).strip()):
-            found.append(_ent("flat_number", re.sub(r"[\s-]+", "", m.group(1)).upper(), m, 1))
+        bare = _BARE_FLAT.match(text)
+        if bare and not re.fullmatch(r"\d{5,6}", bare.group(1).strip()):
+            found.append(_ent("flat_number", re.sub(r"[\s-]+", "", bare.group(1)).upper(), bare, 1))
     for m in _FLOOR.finditer(text):
         if m.group(1) or m.group(2):
-            value = int(m.group(1) or m.group(2))
+            floor_value = int(m.group(1) or m.group(2))
         else:
-            value = _ORDINAL_WORDS[(m.group(3) or m.group(4)).lower()]
-        found.append(_ent("floor", value, m))
+            floor_value = _ORDINAL_WORDS[(m.group(3) or m.group(4)).lower()]
+        found.append(_ent("floor", floor_value, m))
     for m in _BUILDING.finditer(text):
         group = next(g for g in (1, 2, 3) if m.group(g))
         raw = m.group(group).strip()
-        if group == 1 and raw.split()[0].lower() in {"the", "my", "a", "i", "in", "at", "near", "opposite", "behind"}:
+        if group == 1 and raw.split()[0].lower() in {
+            "the",
+            "my",
+            "a",
+            "i",
+            "in",
+            "at",
+            "near",
+            "opposite",
+            "behind",
+        }:
             raw = " ".join(raw.split()[1:])
             if not raw or raw.split()[0].lower() in _BUILDING_WORDS.split("|"):
                 continue
-        found.append(Entity("building", raw, raw, m.start(group), m.start(group) + len(m.group(group).rstrip())))
+        found.append(
+            Entity("building", raw, raw, m.start(group), m.start(group) + len(m.group(group).rstrip()))
+        )
     for m in _LANDMARK.finditer(text):
         group = 1 if m.group(1) else 2
         raw = m.group(group).strip()
@@ -504,18 +580,103 @@ def extract_address_parts(text: str, context: Context) -> list[Entity]:
 # --------------------------------------------------------------------------- yes / no, choices, numbers
 
 YES_WORDS = frozenset(
-    """
-    yes y ya yah yeah yea yeh yep yup yess yesss yas sure ok okay okey okk okie k kk alright correct right
-    confirm confirmed confirmo confirmado affirmative absolutely definitely certainly indeed fine done
-    haan haa han ha haanji hanji hnji hn ji jee bilkul theek thik thk sahi zaroor zarur jarur pakka
-    chalega chalo accha acha achha si sí claro vale dale correcto exacto perfecto bueno obvio
-    """.split()
+    [
+        "yes",
+        "y",
+        "ya",
+        "yah",
+        "yeah",
+        "yea",
+        "yeh",
+        "yep",
+        "yup",
+        "yess",
+        "yesss",
+        "yas",
+        "sure",
+        "ok",
+        "okay",
+        "okey",
+        "okk",
+        "okie",
+        "k",
+        "kk",
+        "alright",
+        "correct",
+        "right",
+        "confirm",
+        "confirmed",
+        "confirmo",
+        "confirmado",
+        "affirmative",
+        "absolutely",
+        "definitely",
+        "certainly",
+        "indeed",
+        "fine",
+        "done",
+        "haan",
+        "haa",
+        "han",
+        "ha",
+        "haanji",
+        "hanji",
+        "hnji",
+        "hn",
+        "ji",
+        "jee",
+        "bilkul",
+        "theek",
+        "thik",
+        "thk",
+        "sahi",
+        "zaroor",
+        "zarur",
+        "jarur",
+        "pakka",
+        "chalega",
+        "chalo",
+        "accha",
+        "acha",
+        "achha",
+        "si",
+        "sí",
+        "claro",
+        "vale",
+        "dale",
+        "correcto",
+        "exacto",
+        "perfecto",
+        "bueno",
+        "obvio",
+    ]
 )
 NO_WORDS = frozenset(
-    """
-    no n nope nah naa nay nein never negative not nahi nahin nai nhi na mat naah ni nhin galat
-    tampoco nunca incorrecto
-    """.split()
+    [
+        "no",
+        "n",
+        "nope",
+        "nah",
+        "naa",
+        "nay",
+        "nein",
+        "never",
+        "negative",
+        "not",
+        "nahi",
+        "nahin",
+        "nai",
+        "nhi",
+        "na",
+        "mat",
+        "naah",
+        "ni",
+        "nhin",
+        "galat",
+        "tampoco",
+        "nunca",
+        "incorrecto",
+    ]
 )
 _YES_PHRASES = re.compile(
     r"^\s*(?:yes|yeah|yep|haan|ha|han|si|sí|ok|okay)\b|\b(?:of course|go ahead|sounds good|that'?s right|por supuesto|claro que si|"
@@ -565,11 +726,14 @@ def extract_choice(text: str, context: Context) -> list[Entity]:
     whole = Entity("choice", 0, text.strip(), 0, len(text))
 
     def pick(i: int) -> list[Entity]:
-        if 1 <= i and (n == 0 or i <= n):
+        if i >= 1 and (n == 0 or i <= n):
             return [Entity("choice", i, whole.text, 0, len(text))]
         return []
 
-    m = re.fullmatch(r"(?:option|opt|no\.?|number|num|#|opcion|numero)?\s*#?\s*(\d{1,2})\s*[.)]?\s*(?:wala|wali|one|please|pls|hai)?\s*", low)
+    m = re.fullmatch(
+        r"(?:option|opt|no\.?|number|num|#|opcion|numero)?\s*#?\s*(\d{1,2})\s*[.)]?\s*(?:wala|wali|one|please|pls|hai)?\s*",
+        low,
+    )
     if m:
         return pick(int(m.group(1)))
     # An item name or order id among the choices wins over ordinals ("the second one").
@@ -587,7 +751,11 @@ def extract_choice(text: str, context: Context) -> list[Entity]:
         if word in _ORDINALS and (len(low.split()) <= 5 or word not in {"one", "do", "ek", "uno", "una"}):
             return pick(_ORDINALS[word])
     # Partial item-name match: every word of the text appears in exactly one choice.
-    words = [w for w in re.findall(r"[^\W\d_]{3,}", low) if w not in {"the", "one", "wala", "wali", "please", "want"}]
+    words = [
+        w
+        for w in re.findall(r"[^\W\d_]{3,}", low)
+        if w not in {"the", "one", "wala", "wali", "please", "want"}
+    ]
     if words:
         hits = [i for i, c in enumerate(norm_choices, start=1) if any(w in c for w in words)]
         if len(hits) == 1:
@@ -595,7 +763,9 @@ def extract_choice(text: str, context: Context) -> list[Entity]:
     return []
 
 
-_SCORE = re.compile(r"^\s*(\d{1,2})\s*(?:/\s*10|out of 10|de 10|mein se \d+|⭐+|stars?|estrellas?)?\s*[.!]?\s*$", _I)
+_SCORE = re.compile(
+    r"^\s*(\d{1,2})\s*(?:/\s*10|out of 10|de 10|mein se \d+|⭐+|stars?|estrellas?)?\s*[.!]?\s*$", _I
+)
 
 
 def extract_number(text: str, context: Context) -> list[Entity]:

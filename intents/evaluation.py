@@ -45,7 +45,9 @@ class EvalReport:
         return self.per_intent.get(label, {}).get("recall", 0.0)
 
 
-def score(gold: Sequence[str], predicted: Sequence[str]) -> tuple[float, float, dict[str, dict[str, float]], dict[tuple[str, str], int]]:
+def score(
+    gold: Sequence[str], predicted: Sequence[str]
+) -> tuple[float, float, dict[str, dict[str, float]], dict[tuple[str, str], int]]:
     """Accuracy, macro-F1 over the labels present in gold, per-label P/R/F1/support, confusion counts.
 
     Macro-F1 averages over the labels that occur in the gold file (like

@@ -175,7 +175,11 @@ def validate_answer(raw: str) -> tuple[Intent, float, tuple[Entity, ...]]:
     intent_raw, confidence, entities_raw = data["intent"], data["confidence"], data["entities"]
     if not isinstance(intent_raw, str) or intent_raw not in INTENT_LABELS:
         raise ValueError(f"unknown intent {intent_raw!r}")
-    if isinstance(confidence, bool) or not isinstance(confidence, int | float) or not 0.0 <= float(confidence) <= 1.0:
+    if (
+        isinstance(confidence, bool)
+        or not isinstance(confidence, int | float)
+        or not 0.0 <= float(confidence) <= 1.0
+    ):
         raise ValueError("confidence must be a number in [0, 1]")
     if not isinstance(entities_raw, list) or len(entities_raw) > 8:
         raise ValueError("entities must be a list of at most 8 items")
@@ -222,7 +226,12 @@ def ask_llm(
             max_tokens=200,
             messages=[
                 {"role": "system", "content": SYSTEM_PROMPT.replace("{today}", today)},
-                {"role": "user", "content": json.dumps({"customer_message": mask_private(text[:MAX_TEXT], context)}, ensure_ascii=False)},
+                {
+                    "role": "user",
+                    "content": json.dumps(
+                        {"customer_message": mask_private(text[:MAX_TEXT], context)}, ensure_ascii=False
+                    ),
+                },
             ],
             response_format={
                 "type": "json_schema",
@@ -259,7 +268,9 @@ def classify_with_llm(
     if not guard.allow():
         return local
     try:
-        intent, confidence, llm_entities = ask_llm(text, ctx, api_key=api_key, base_url=base_url, model=model, timeout=timeout)
+        intent, confidence, llm_entities = ask_llm(
+            text, ctx, api_key=api_key, base_url=base_url, model=model, timeout=timeout
+        )
     except LLMUnavailable as exc:
         guard.failure()
         log.warning("LLM fallback unavailable: %s", exc)
@@ -271,7 +282,9 @@ def classify_with_llm(
     guard.success()
     known = {e.type for e in local.entities}
     entities = local.entities + tuple(e for e in llm_entities if e.type not in known)
-    best_local = local.alternatives[0] if local.uncertain and local.alternatives else (local.intent, local.confidence)
+    best_local = (
+        local.alternatives[0] if local.uncertain and local.alternatives else (local.intent, local.confidence)
+    )
     # Never more sure than the local model would have been at its threshold: flows treat llm answers with care.
     return replace(
         local,

@@ -61,7 +61,13 @@ class Entity:
     end: int = -1
 
     def as_dict(self) -> dict[str, Any]:
-        return {"type": self.type, "value": self.value, "text": self.text, "start": self.start, "end": self.end}
+        return {
+            "type": self.type,
+            "value": self.value,
+            "text": self.text,
+            "start": self.start,
+            "end": self.end,
+        }
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,9 @@ class FakeOpenAI:
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
         self._script: deque[Scripted] = deque()
-        self.default = Scripted(content=json.dumps({"intent": "out_of_scope", "confidence": 0.5, "entities": []}))
+        self.default = Scripted(
+            content=json.dumps({"intent": "out_of_scope", "confidence": 0.5, "entities": []})
+        )
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="fake-openai", daemon=True)
@@ -47,10 +49,18 @@ class FakeOpenAI:
         self._script.append(Scripted(content=content))
 
     def reply_status(self, status: int) -> None:
-        self._script.append(Scripted(status=status, raw_body=json.dumps({"error": {"message": "boom", "type": "server_error"}})))
+        self._script.append(
+            Scripted(
+                status=status, raw_body=json.dumps({"error": {"message": "boom", "type": "server_error"}})
+            )
+        )
 
     def reply_slow(self, seconds: float) -> None:
-        self._script.append(Scripted(content=json.dumps({"intent": "wismo", "confidence": 0.9, "entities": []}), delay=seconds))
+        self._script.append(
+            Scripted(
+                content=json.dumps({"intent": "wismo", "confidence": 0.9, "entities": []}), delay=seconds
+            )
+        )
 
     # ------------------------------------------------------------ lifecycle
     @property

@@ -10,7 +10,9 @@ from intents import Classification, Context, Expecting, Intent, classify
 from tests.intents.conftest import expecting
 
 
-@pytest.mark.parametrize("text", ["STOP", "stop", " Stop. ", "STOPALL", "UNSUBSCRIBE", "end", "QUIT", "revoke", "OPTOUT"])
+@pytest.mark.parametrize(
+    "text", ["STOP", "stop", " Stop. ", "STOPALL", "UNSUBSCRIBE", "end", "QUIT", "revoke", "OPTOUT"]
+)
 def test_stop_keywords_whole_message_are_opt_out(text: str) -> None:
     result = classify(text)
     assert result.intent is Intent.OPT_OUT
@@ -19,7 +21,9 @@ def test_stop_keywords_whole_message_are_opt_out(text: str) -> None:
     assert result.entity("keyword") is not None and result.entity("keyword").value == "stop"  # type: ignore[union-attr]
 
 
-@pytest.mark.parametrize(("text", "keyword"), [("START", "start"), ("unstop", "start"), ("HELP", "help"), ("info", "help")])
+@pytest.mark.parametrize(
+    ("text", "keyword"), [("START", "start"), ("unstop", "start"), ("HELP", "help"), ("info", "help")]
+)
 def test_start_and_help_keywords_are_exposed_to_the_gateway(text: str, keyword: str) -> None:
     result = classify(text)
     assert result.source == "keyword"
@@ -36,7 +40,14 @@ def test_keywords_win_over_context() -> None:
     assert classify("STOP", expecting(Expecting.YES_NO)).intent is Intent.OPT_OUT
 
 
-@pytest.mark.parametrize(("payload", "intent"), [("/btn:affirm", Intent.AFFIRM), ("/btn:reschedule", Intent.RESCHEDULE), ("/btn:cod_confirm", Intent.COD_CONFIRM)])
+@pytest.mark.parametrize(
+    ("payload", "intent"),
+    [
+        ("/btn:affirm", Intent.AFFIRM),
+        ("/btn:reschedule", Intent.RESCHEDULE),
+        ("/btn:cod_confirm", Intent.COD_CONFIRM),
+    ],
+)
 def test_button_payloads(payload: str, intent: Intent) -> None:
     result = classify(payload)
     assert (result.intent, result.confidence, result.source) == (intent, 1.0, "button")

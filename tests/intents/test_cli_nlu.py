@@ -18,7 +18,15 @@ runner = CliRunner()
 def test_classify_json_contract() -> None:
     result = runner.invoke(
         app,
-        ["classify", "deliver it on 28th after 6pm", "--json", "--now", "2026-11-18T10:00:00+05:30", "--timezone", "Asia/Kolkata"],
+        [
+            "classify",
+            "deliver it on 28th after 6pm",
+            "--json",
+            "--now",
+            "2026-11-18T10:00:00+05:30",
+            "--timezone",
+            "Asia/Kolkata",
+        ],
     )
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)

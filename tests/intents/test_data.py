@@ -22,7 +22,9 @@ def test_every_intent_has_60_english_20_hinglish_20_spanish_examples() -> None:
     for block in document["nlu"]:
         if "intent" in block:
             language = block["metadata"]["language"]
-            counts[(block["intent"], language)] += sum(1 for line in block["examples"].splitlines() if line.strip().startswith("- "))
+            counts[(block["intent"], language)] += sum(
+                1 for line in block["examples"].splitlines() if line.strip().startswith("- ")
+            )
     for intent in INTENT_LABELS:
         assert counts[(intent, "en")] >= 60, intent
         assert counts[(intent, "hi-Latn")] >= 20, intent

@@ -74,7 +74,9 @@ def test_dates_use_the_context_timezone() -> None:
 
 
 def test_this_weekend_on_a_saturday_is_today() -> None:
-    saturday = Context(now=datetime(2026, 11, 21, 9, 0, tzinfo=ZoneInfo("Asia/Kolkata")), timezone="Asia/Kolkata")
+    saturday = Context(
+        now=datetime(2026, 11, 21, 9, 0, tzinfo=ZoneInfo("Asia/Kolkata")), timezone="Asia/Kolkata"
+    )
     assert values(extract_dates("this weekend", saturday), "date") == ["2026-11-21"]
 
 
@@ -185,7 +187,9 @@ def test_floors_and_buildings(ctx: Context) -> None:
 
 def test_bare_flat_number_only_when_an_address_part_is_expected(ctx: Context) -> None:
     assert values(extract_address_parts("4B", expecting(Expecting.ADDRESS_PART)), "flat_number") == ["4B"]
-    assert values(extract_address_parts("it's 12c", expecting(Expecting.ADDRESS_PART)), "flat_number") == ["12C"]
+    assert values(extract_address_parts("it's 12c", expecting(Expecting.ADDRESS_PART)), "flat_number") == [
+        "12C"
+    ]
     assert extract_address_parts("4B", ctx) == []
 
 

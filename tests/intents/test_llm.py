@@ -30,7 +30,11 @@ def fake() -> Iterator[FakeOpenAI]:
 
 
 def llm(
-    text: str, fake: FakeOpenAI, breaker: CircuitBreaker | None = None, timeout: float = 3.0, min_confidence: float = 0.5
+    text: str,
+    fake: FakeOpenAI,
+    breaker: CircuitBreaker | None = None,
+    timeout: float = 3.0,
+    min_confidence: float = 0.5,
 ) -> Classification:
     return classify_with_llm(
         text,
@@ -46,7 +50,9 @@ def llm(
 
 def test_unsure_message_is_sent_and_a_valid_answer_is_used(fake: FakeOpenAI) -> None:
     text = unsure_text()
-    fake.reply_json({"intent": "reschedule", "confidence": 0.8, "entities": [{"type": "date", "value": "2026-11-21"}]})
+    fake.reply_json(
+        {"intent": "reschedule", "confidence": 0.8, "entities": [{"type": "date", "value": "2026-11-21"}]}
+    )
     result = llm(text, fake)
     assert result.intent is Intent.RESCHEDULE
     assert result.source == "llm"
@@ -143,4 +149,6 @@ def test_validate_answer_accepts_the_schema() -> None:
     )
     assert intent is Intent.RESCHEDULE and confidence == 0.7 and entities[0].value == "18:00-21:00"
     with pytest.raises(ValueError):
-        validate_answer('{"intent": "wismo", "confidence": 0.5, "entities": [{"type": "date", "value": "2026-02-31"}]}')
+        validate_answer(
+            '{"intent": "wismo", "confidence": 0.5, "entities": [{"type": "date", "value": "2026-02-31"}]}'
+        )
