@@ -198,7 +198,7 @@ class Flow:
             lines.append(f"    start --> {_node(target)}")
         for name, state in self.states.items():
             if state.description:
-                lines.append(f"    {name}: {name} ({state.description}; waits for {state.expecting.value})")
+                lines.append(f"    {name}: {name} - {state.description} (waits for {state.expecting.value})")
             for target in state.goes_to:
                 lines.append(f"    {name} --> {_node(target)}")
             lines.append(f"    {name} --> TIMEOUT: no reply for {minutes} min")
