@@ -1,0 +1,176 @@
+"""A real browser works a shift in the inbox: Playwright drives Debian's chromium against a
+real uvicorn (dispatcher and scheduler running), the customer writes through the signed
+Twilio webhook, and the agent's reply reaches the fake Twilio server on loopback.
+
+Saves screenshots under tests/artifacts/ (ignored by git); the conversation view is
+copied to docs/inbox.png for the README.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+from pydantic import SecretStr
+
+from bot.app import create_app
+from bot.service import Service
+from bot.settings import Settings
+from tests.conftest import TEST_API_KEY
+from tests.fakes.twilio_server import ACCOUNT_SID, AUTH_TOKEN, SMS_FROM, WHATSAPP_FROM, FakeTwilio
+from tests.handoff.helpers import PHONE, add_order
+from tests.support.server import free_port, wait_healthy
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "tests" / "artifacts"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+pytestmark = pytest.mark.browser
+
+
+@contextmanager
+def uvicorn_server(service: Service, port: int) -> Iterator[str]:
+    server = uvicorn.Server(uvicorn.Config(create_app(service=service, workers=True), host="127.0.0.1", port=port,
+                                           log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(base_url)
+        yield base_url
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+
+
+def wait_until(condition: Callable[[], object], timeout: float = 60.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def chromium_path() -> str:
+    path = shutil.which("chromium")
+    if path is None:
+        pytest.fail("chromium is not installed: run `make browser-deps` (apt-get install -y chromium)", pytrace=False)
+    return path
+
+
+def test_agent_logs_in_reads_context_replies_and_resolves_in_a_real_browser(tmp_path: Path,
+                                                                            chromium_path: str) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    # Generous waits: CI machines are shared and slow; every wait still ends as soon as the page is right.
+    expect.set_options(timeout=30_000)
+
+    twilio = FakeTwilio().start()
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    settings = Settings(DATABASE_URL=f"sqlite:///{tmp_path / 'inbox.db'}", DOORSTEP_API_KEY=TEST_API_KEY,
+                        DOORSTEP_TIMEZONE="Asia/Kolkata", DOORSTEP_CONFIG="does-not-exist.yaml", DOORSTEP_ENV="test",
+                        DOORSTEP_PUBLIC_URL=base_url)
+    settings = settings.model_copy(update={
+        "twilio_account_sid": ACCOUNT_SID, "twilio_auth_token": SecretStr(AUTH_TOKEN), "twilio_sms_from": SMS_FROM,
+        "twilio_whatsapp_from": WHATSAPP_FROM, "twilio_api_base_url": twilio.url, "twilio_sms_rate": 1000.0})
+    service = Service.create(settings)
+    add_order(service, customer={"name": "Asha Rao"})
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+
+    def customer_says(text: str) -> None:
+        form, headers = twilio.inbound(base_url, from_=PHONE, body=text)
+        assert httpx.post(f"{base_url}/webhooks/twilio", data=form, headers=headers, timeout=10).status_code == 200
+
+    def bodies() -> list[str]:
+        return [m["body"] for m in twilio.sent_to(PHONE)]
+
+    try:
+        with uvicorn_server(service, port), sync_playwright() as p:
+            customer_says("where is my order")
+            wait_until(lambda: any("A1001" in b for b in bodies()), what="the bot's WISMO answer by SMS")
+            customer_says("I want to talk to a human")
+            wait_until(lambda: any("colleague" in b for b in bodies()), what="the handoff message by SMS")
+
+            browser = p.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(f"{base_url}/inbox")
+            assert page.url.endswith("/inbox/login")  # not logged in yet
+            page.get_by_label("Agent token or API key").fill(TEST_API_KEY)
+            page.get_by_label("Your name").fill("Meera")
+            page.get_by_role("button", name="Log in").click()
+            expect(page.get_by_text("Signed in as")).to_contain_text("Meera")
+
+            row = page.locator(".esc").first
+            expect(row).to_contain_text("customer asked")
+            expect(row).to_contain_text("order A1001")
+            expect(row).to_contain_text("sms")
+            expect(row.locator(".sla")).to_contain_text("left")  # the live countdown
+            row.locator("a").click()
+
+            # The context: reason, order card, transcript with intents.
+            expect(page.locator("#reason")).to_have_text("customer asked")
+            order = page.locator(".order")
+            for fact in ("A1001", "Delhivery", "Bengaluru", "prepaid"):
+                expect(order).to_contain_text(fact)
+            expect(order.get_by_role("link", name="Track the parcel")).to_have_attribute(
+                "href", "https://track.example.com/DL123")
+            transcript = page.locator("#transcript")
+            expect(transcript).to_contain_text("I want to talk to a human")
+            expect(transcript.locator(".chip.intent").last).to_contain_text("human")
+            assert PHONE not in page.content()
+            assert "/inbox/escalations/" in page.url and PHONE.strip("+") not in page.url
+
+            # The customer writes again: it appears without a reload.
+            customer_says("it was a gift, I need it by Friday")
+            expect(transcript).to_contain_text("it was a gift, I need it by Friday")
+
+            # Quick reply, edit, send from the keyboard (Ctrl+Enter).
+            page.get_by_role("button", name="Looking into it").click()
+            box = page.get_by_label("Reply to the customer on sms")
+            expect(box).to_have_value("Thanks for waiting. I'm looking into this now and will update you in a few minutes.")
+            box.fill("Hi Asha, Meera here. I'll make sure it arrives by Friday.")
+            box.press("Control+Enter")
+            expect(page.get_by_role("status").first).to_contain_text("Reply queued")
+            wait_until(lambda: "Hi Asha, Meera here. I'll make sure it arrives by Friday." in bodies(),
+                       what="the agent's reply at the fake Twilio server")
+            agent_line = transcript.locator(".msg.agent").last
+            expect(agent_line).to_contain_text("Meera")
+            expect(agent_line).to_contain_text("queued via sms")  # accepted by Twilio
+            [sent] = [m for m in twilio.sent_to(PHONE) if m["body"].startswith("Hi Asha, Meera here.")]
+            assert twilio.status_callback(sent, "delivered").status_code == 200
+            expect(agent_line).to_contain_text("delivered via sms")  # live, from the callback
+            expect(page.locator("#owner")).to_have_text("human")
+            page.screenshot(path=str(ARTIFACTS / "inbox-conversation.png"), full_page=True)
+
+            # On a phone screen the page fits without sideways scrolling.
+            phone = browser.new_page(viewport={"width": 390, "height": 844}, is_mobile=True)
+            phone.context.add_cookies(page.context.cookies())
+            phone.goto(page.url)
+            expect(phone.locator("#transcript")).to_contain_text("arrives by Friday")
+            assert phone.evaluate("document.documentElement.scrollWidth") <= 390
+            phone.screenshot(path=str(ARTIFACTS / "inbox-phone.png"), full_page=True)
+
+            page.get_by_role("button", name="Resolve & hand back to bot").click()
+            expect(page.get_by_text("Nothing waiting")).to_be_visible()
+            browser.close()
+
+            # Handed back: the bot answers the customer's next message itself.
+            sent_before = len(bodies())
+            customer_says("where is my order")
+            wait_until(lambda: len(bodies()) > sent_before, what="the bot's answer after hand-back")
+            assert "A1001" in bodies()[-1]
+    finally:
+        twilio.stop()
+    docs = ROOT / "docs"
+    docs.mkdir(exist_ok=True)
+    shutil.copyfile(ARTIFACTS / "inbox-conversation.png", docs / "inbox.png")
