@@ -6,7 +6,9 @@ outbox row (`enqueue_escalations`, run by the per-second tick). Its sender
 creates, through Chatwoot's public application API, a contact, a
 conversation in the inbox, and a private note holding the context packet.
 Progress is kept in `chatwoot_link`, so a retry resumes where the last try
-stopped instead of opening a second conversation.
+stopped instead of opening a second conversation. While the escalation is
+open, what the customer writes afterwards is forwarded to that conversation
+as incoming messages (one outbox row each, deduped on the message id).
 
 In: `POST /webhooks/chatwoot?token=CHATWOOT_WEBHOOK_TOKEN` (the URL you give
 Chatwoot's webhook settings). `message_created` for a public outgoing agent
@@ -31,13 +33,13 @@ from typing import TYPE_CHECKING, Any
 import httpx
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, func, select
 
 from bot import escalations
 from bot.channels import Receipt
 from bot.db import Database, try_insert
 from bot.errors import Conflict, InvalidInput, NotFound, PermanentProviderError, RetryAfter
-from bot.models import ChatwootLink, Customer, Escalation, KeyValue, Outbox, utcnow
+from bot.models import ChatwootLink, Customer, Escalation, KeyValue, Message, Outbox, utcnow
 
 if TYPE_CHECKING:
     from bot.dispatcher import Claimed
@@ -76,10 +78,50 @@ class ChatwootConfig:
 # ------------------------------------------------------------------ out: escalations -> Chatwoot
 
 
+def _watermark_key(link_id: int) -> str:
+    return f"chatwoot.forwarded:{link_id}"
+
+
 def enqueue_escalations(service: Service) -> int:
-    """Queue a `chatwoot` outbox row for each open escalation not yet mirrored (tick job; idempotent)."""
+    """Queue `chatwoot` outbox rows: each open escalation not yet mirrored, and the customer's
+    later messages on mirrored ones (tick job; idempotent, safe with several workers)."""
     if ChatwootConfig.from_settings(service.settings) is None:
         return 0
+    queued = _enqueue_new(service)
+    return queued + _enqueue_customer_messages(service)
+
+
+def _enqueue_customer_messages(service: Service) -> int:
+    queued = 0
+    with service.db.session() as session:
+        rows = session.exec(
+            select(ChatwootLink, Escalation).join(Escalation, col(Escalation.id) == col(ChatwootLink.escalation_id))
+            .where(col(ChatwootLink.status).in_(("pending", "open")), col(Escalation.status).in_(("open", "assigned")))
+        ).all()
+        now = utcnow()
+        for link, escalation in rows:
+            mark = session.get(KeyValue, _watermark_key(link.id or 0))
+            if mark is None:
+                continue
+            after = int(mark.value)
+            messages = session.exec(
+                select(Message).where(Message.conversation_id == link.conversation_id, Message.direction == "in",
+                                      col(Message.id) > after).order_by(col(Message.id)).limit(50)
+            ).all()
+            for message in messages:
+                row = Outbox(kind=OUTBOX_KIND, priority=5, due_at=now, created_at=now, updated_at=now,
+                             customer_id=escalation.customer_id, max_attempts=10,
+                             payload={"op": "customer_message", "link_id": link.id, "message_id": message.id},
+                             dedupe_key=f"chatwoot:message:{message.id}")
+                if try_insert(session, row):
+                    queued += 1
+                mark.value = str(message.id)
+            mark.updated_at = now
+            session.add(mark)
+    return queued
+
+
+def _enqueue_new(service: Service) -> int:
     queued = 0
     with service.db.session() as session:
         linked = select(ChatwootLink.escalation_id)
@@ -93,6 +135,12 @@ def enqueue_escalations(service: Service) -> int:
                                 created_at=now, updated_at=now)
             if not try_insert(session, link):
                 continue  # another worker queued it first
+            # What the customer wrote up to the escalation is in the note; later messages are forwarded.
+            last_seen = session.exec(
+                select(func.max(Message.id)).where(Message.conversation_id == escalation.conversation_id,
+                                                   col(Message.created_at) <= escalation.created_at)
+            ).one()
+            session.add(KeyValue(key=_watermark_key(link.id or 0), value=str(last_seen or 0), updated_at=now))
             session.add(Outbox(kind=OUTBOX_KIND, priority=10, due_at=now, created_at=now, updated_at=now,
                                customer_id=escalation.customer_id, order_pk=escalation.order_pk, max_attempts=10,
                                payload={"escalation_id": escalation.id},
@@ -209,10 +257,35 @@ class ChatwootSender:
             raise PermanentProviderError(f"Chatwoot refused the contact inbox (HTTP {made.status_code})")
         return contact_id, str(made.json()["source_id"])
 
+    def _load_message(self, link_id: int, message_id: int) -> tuple[int | None, str]:
+        with self.db.session() as session:
+            link = session.get(ChatwootLink, link_id)
+            message = session.get(Message, message_id)
+            if link is None or message is None:
+                raise PermanentProviderError("link or message not found")
+            media = "\n".join(message.media_urls)
+            return link.chatwoot_conversation_id, (message.text + ("\n" + media if media else "")).strip()
+
+    async def _forward(self, config: ChatwootConfig, claimed: Claimed) -> Receipt:
+        conversation_id, text = await asyncio.to_thread(
+            self._load_message, int(claimed.payload.get("link_id") or 0), int(claimed.payload.get("message_id") or 0))
+        if conversation_id is None:
+            raise RetryAfter(5.0, "the Chatwoot conversation is not open yet")
+        headers = {"api_access_token": config.token, "content-type": "application/json"}
+        async with httpx.AsyncClient(timeout=REQUEST_TIMEOUT_SECONDS, headers=headers, follow_redirects=False) as client:
+            response = await self._call(client, "POST", config.api(f"/conversations/{conversation_id}/messages"),
+                                        json={"content": text or "(empty message)", "message_type": "incoming",
+                                              "private": False})
+        if response.status_code >= 300:
+            raise PermanentProviderError(f"Chatwoot refused the message (HTTP {response.status_code})")
+        return Receipt(provider_id=f"chatwoot-message-{response.json().get('id')}")
+
     async def send(self, claimed: Claimed) -> Receipt:
         config = ChatwootConfig.from_settings(self.settings)
         if config is None:
             raise PermanentProviderError("Chatwoot is not configured (CHATWOOT_URL, CHATWOOT_API_TOKEN, CHATWOOT_INBOX_ID)")
+        if claimed.payload.get("op") == "customer_message":
+            return await self._forward(config, claimed)
         escalation_id = int(claimed.payload.get("escalation_id") or 0)
         escalation, customer, link = await asyncio.to_thread(self._load, escalation_id)
         headers = {"api_access_token": config.token, "content-type": "application/json"}

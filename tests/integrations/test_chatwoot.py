@@ -121,6 +121,15 @@ def test_agent_reply_reaches_the_customer_and_resolve_hands_back(service: Servic
     client = TestClient(create_app(service=service))
     url = f"/webhooks/chatwoot?token={HOOK_TOKEN}"
 
+    # What the customer writes meanwhile reaches the agent in Chatwoot, once.
+    say(service, "hello? the courier has not called me")
+    assert enqueue_escalations(service) == 1
+    assert enqueue_escalations(service) == 0
+    deliver(service)
+    incoming = [m for m in chatwoot.messages if not m["private"]]
+    assert [(m["conversation_id"], m["message_type"], m["content"]) for m in incoming] == [
+        (conversation_id, 0, "hello? the courier has not called me")]
+
     reply = client.post(url, json=webhook("message_created", conversation_id=conversation_id))
     assert reply.status_code == 200 and reply.json()["status"] == "queued"
     again = client.post(url, json=webhook("message_created", conversation_id=conversation_id))
