@@ -7,7 +7,6 @@ take the session explicitly and never commit: the caller owns the transaction.
 from __future__ import annotations
 
 import logging
-import re
 import secrets
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -19,6 +18,7 @@ from bot.db import try_insert
 from bot.errors import Conflict, NotFound
 from bot.models import Customer, Order, OrderEvent, utcnow
 from bot.schemas import CustomerIn, CustomerOut, OrderEventIn, OrderIn, OrderOut
+from flows import address as _address_rules
 from flows.base import CustomerView, OrderView
 
 log = logging.getLogger(__name__)
@@ -36,26 +36,11 @@ ALLOWED_FROM: dict[str, set[str]] = {
     "returned": {"shipped", "out_for_delivery", "delayed", "failed_attempt", "delivered"},
     "cancelled": {"placed", "confirmed", "packed", "cancel_requested"},
 }
-POSTAL_PATTERNS = {
-    "IN": re.compile(r"^[1-9][0-9]{5}$"),
-    "US": re.compile(r"^[0-9]{5}(-[0-9]{4})?$"),
-    "GB": re.compile(r"^[A-Z]{1,2}[0-9][A-Z0-9]? ?[0-9][A-Z]{2}$", re.I),
-    "ES": re.compile(r"^[0-9]{5}$"),
-    "MX": re.compile(r"^[0-9]{5}$"),
-}
-_HOUSE_NUMBER = re.compile(r"\d")
-
-
-def postal_code_valid(code: str, country: str) -> bool:
-    pattern = POSTAL_PATTERNS.get(country.upper())
-    return bool(code.strip()) and (pattern is None or bool(pattern.match(code.strip())))
-
-
-def address_needs_clarification(address: dict[str, Any]) -> bool:
-    """An address with no house/flat number or an invalid postal code cannot be delivered reliably."""
-    first_lines = f"{address.get('line1', '')} {address.get('line2', '')}"
-    has_number = bool(_HOUSE_NUMBER.search(first_lines))
-    return not has_number or not postal_code_valid(str(address.get("postal_code", "")), str(address.get("country", "IN")))
+# Address validation is pure and lives with the address flow, so the API and the
+# conversation apply exactly the same rules (flows may not import bot).
+POSTAL_PATTERNS = _address_rules.POSTAL_PATTERNS
+postal_code_valid = _address_rules.postal_code_valid
+address_needs_clarification = _address_rules.address_needs_clarification
 
 
 # ---------------------------------------------------------------- customers
