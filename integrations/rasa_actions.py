@@ -39,6 +39,7 @@ from fastapi.responses import JSONResponse
 from sqlmodel import select
 
 from bot.auth import check_api_key
+from bot.db import try_insert
 from bot.engine import Turn, _apply, render_reply
 from bot.models import Conversation, Customer, Order
 from bot.orders import customer_orders, customer_view, find_customer, order_view
@@ -162,8 +163,8 @@ def _conversation(session: Any, service: Service, customer: Customer) -> Convers
     conversation = session.exec(select(Conversation).where(Conversation.customer_id == customer.id)).first()
     if conversation is None:
         conversation = Conversation(customer_id=customer.id, channel=customer.channel)  # type: ignore[arg-type]
-        session.add(conversation)
-        session.flush()
+        if not try_insert(session, conversation):  # the customer's first SMS raced us: use that one
+            conversation = session.exec(select(Conversation).where(Conversation.customer_id == customer.id)).one()
     service.db.lock_row(session, "conversation", conversation.id or 0)
     session.refresh(conversation)
     return conversation
