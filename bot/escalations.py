@@ -119,9 +119,11 @@ def on_inbound_while_human(*, session: Session, conversation: Conversation, cust
     now = message.created_at or utcnow()
     escalation = open_escalation_for(session=session, conversation_id=conversation.id or 0)
     if escalation is None:
-        # Owner says human but nothing is open (e.g. resolved by hand in the database): keep it
-        # marked as needing a person rather than letting the bot talk over it.
-        return []
+        # Owner says human but nothing is open (e.g. closed by hand in the database): reopen one,
+        # so the message reaches a person instead of sitting unseen, and the bot still stays quiet.
+        sla = int((config.get("escalation") or {}).get("sla_minutes", 30))
+        escalation = create_escalation(session=session, conversation=conversation, customer=customer, order=None,
+                                       reason="customer_waiting", sla_minutes=sla, now=now)
     escalation.last_customer_message_at = now
     escalation.updated_at = now
     session.add(escalation)

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from sqlmodel import select
 
 from bot.app import create_app
-from bot.models import Conversation, LogisticsEvent, Message, Outbox
+from bot.models import Conversation, Escalation, LogisticsEvent, Message, Outbox
 from bot.service import Service
 from bot.settings import Settings
 from tests.handoff.helpers import PHONE, add_order, escalate, say
@@ -193,3 +193,19 @@ def test_bad_requests_get_clear_4xx_and_change_nothing(service: Service, client:
                        headers=auth).status_code == 422
     assert client.post(f"/api/escalations/{esc_id}/assign", json={"agent": ""}, headers=auth).status_code == 422
     assert len(_outbound_texts(service)) == before and _owner(service) == "waiting_human"
+
+
+def test_a_human_owned_conversation_without_an_open_escalation_reopens_one(service: Service, client: TestClient,
+                                                                           auth: dict[str, str]) -> None:
+    add_order(service)
+    escalate(service)
+    with service.db.session() as session:  # an operator closed it in the database, not through the API
+        escalation = session.exec(select(Escalation)).one()
+        escalation.status = "resolved"
+        session.add(escalation)
+    handled = say(service, "hello, anyone?")
+    assert all("A1001" not in m.text for m in handled.replies)  # the bot did not take over
+    [item] = client.get("/api/escalations?status=open", headers=auth).json()["items"]
+    assert item["reason"] == "customer_waiting"
+    assert any(line["text"] == "hello, anyone?" for line in item["transcript"])
+    assert _owner(service) == "waiting_human"
