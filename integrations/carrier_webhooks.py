@@ -155,7 +155,7 @@ def parse_aftership(payload: Any) -> Update | None:
     # The event time keys the dedupe: AfterShip's retries of one update carry the same `ts`.
     at = _parse_when(latest.get("checkpoint_time"))
     ts = payload.get("ts")
-    if at is None and isinstance(ts, int | float) and ts > 0:
+    if at is None and isinstance(ts, int | float) and 0 < ts < 32_503_680_000:  # before year 3000
         at = datetime.fromtimestamp(ts, tz=UTC)
     note_parts = [str(msg.get("subtag_message") or ""), str(latest.get("message") or "")]
     note = " — ".join(p for p in note_parts if p)[:2000]
