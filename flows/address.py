@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 
 from flows.base import (
@@ -282,6 +283,7 @@ def reprompt_confirm(slots: Mapping[str, Any], ctx: FlowContext) -> StepResult:
 
 FLOW = Flow(
     name="address",
+    timeout=timedelta(hours=24),  # how long the open question waits for an answer
     start=start,
     start_goes_to=(CHOOSE_ORDER, ASK_PART, CONFIRM, HANDOFF, END),
     states={

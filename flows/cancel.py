@@ -10,6 +10,7 @@ really has (refuse the delivery, or return the parcel); it changes nothing.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 
 from flows.base import END, EmitEvent, Flow, FlowContext, OrderView, Reply, State, StepResult, UpdateOrder
@@ -89,6 +90,7 @@ def reprompt_confirm(slots: Mapping[str, Any], ctx: FlowContext) -> StepResult:
 
 FLOW = Flow(
     name="cancel",
+    timeout=timedelta(hours=1),  # how long the open question waits for an answer
     start=start,
     start_goes_to=(END, CHOOSE_ORDER, CONFIRM),
     states={

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 
 from flows.base import END, EmitEvent, Flow, FlowContext, OrderView, Reply, State, StepResult, UpdateOrder
@@ -151,6 +152,7 @@ def reprompt_reason(slots: Mapping[str, Any], ctx: FlowContext) -> StepResult:
 
 FLOW = Flow(
     name="cod",
+    timeout=timedelta(hours=24),  # how long the open question waits for an answer
     start=start,
     start_goes_to=(END, CHOOSE_ORDER, CONFIRM),
     states={

@@ -196,6 +196,7 @@ def reprompt_confirm(slots: Mapping[str, Any], ctx: FlowContext) -> StepResult:
 
 FLOW = Flow(
     name="reschedule",
+    timeout=timedelta(hours=2),  # how long the open question waits for an answer
     start=start,
     start_goes_to=(END, CHOOSE_ORDER, ASK_DATE, CONFIRM, HANDOFF),
     states={

@@ -130,6 +130,7 @@ def reprompt_photo(slots: Mapping[str, Any], ctx: FlowContext) -> StepResult:
 
 FLOW = Flow(
     name="returns",
+    timeout=timedelta(hours=24),  # how long the open question waits for an answer
     start=start,
     start_goes_to=(END, CHOOSE_ORDER, ASK_REASON),
     states={

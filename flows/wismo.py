@@ -10,6 +10,7 @@ asking for a person leads to a human.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 
 from flows import returns
@@ -80,6 +81,7 @@ def reprompt_delivered(slots: Mapping[str, Any], ctx: FlowContext) -> StepResult
 
 FLOW = Flow(
     name="wismo",
+    timeout=timedelta(minutes=30),  # how long the open question waits for an answer
     start=start,
     start_goes_to=(END, CHOOSE, DELIVERED_CHECK),
     states={
