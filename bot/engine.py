@@ -145,12 +145,16 @@ def handle_message(*, session: Session, runtime: Runtime, conversation: Conversa
 def reply_locale(conversation: Conversation, customer: Customer, classification: Classification, text: str) -> str:
     """The language to answer in: the language of a real sentence, else the last one used, else the customer's."""
     language = replies.normalise_locale(classification.language)
-    if language in LOCALES and len(text.split()) >= 3:
+    own = replies.normalise_locale(customer.locale)
+    # Spanish and Hinglish are never confused by a person, only by a language guesser:
+    # between two non-English locales the customer's own wins.
+    plausible = language == "en" or own == "en" or language == own
+    if language in LOCALES and len(text.split()) >= 3 and plausible:
         return language
     remembered = conversation.slots.get("_locale")
     if isinstance(remembered, str) and remembered in LOCALES:
         return remembered
-    return replies.normalise_locale(customer.locale)
+    return own
 
 
 def _run_flow(conversation: Conversation, ctx: FlowContext) -> tuple[Flow, StepResult]:
