@@ -185,7 +185,9 @@ class ChatwootSender:
     @property
     def db(self) -> Database:
         if self._db is None:
-            self._db = Database(self.settings.database_url)
+            from integrations.logistics import sender_database
+
+            self._db = sender_database(self.settings)
         return self._db
 
     def _load(self, escalation_id: int) -> tuple[Escalation, Customer, ChatwootLink]:

@@ -60,6 +60,17 @@ FEED_ONLY = "feed-only"
 USER_AGENT = "Doorstep-Webhooks/1"
 
 
+_DATABASES: dict[str, Database] = {}
+
+
+def sender_database(settings: Settings) -> Database:
+    """Senders get only settings: share one engine per database URL per process, never one per sender."""
+    url = settings.database_url
+    if url not in _DATABASES:
+        _DATABASES[url] = Database(url)
+    return _DATABASES[url]
+
+
 def next_delay(tries_done: int) -> float:
     """Seconds to wait after try number `tries_done` failed (1-based), with jitter."""
     base = RETRY_DELAYS_SECONDS[min(tries_done, MAX_TRIES - 1)]
@@ -165,9 +176,8 @@ class LogisticsWebhookSender:
 
     @property
     def db(self) -> Database:
-        # The factory only gets settings; open our own engine on the same database, once.
         if self._db is None:
-            self._db = Database(self.settings.database_url)
+            self._db = sender_database(self.settings)
         return self._db
 
     def _load(self, event_id: str | None) -> tuple[LogisticsEvent | None, bool]:

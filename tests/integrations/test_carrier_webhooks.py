@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -28,12 +29,12 @@ CARRIER_SECRET = "carrier-test-hmac-secret"
 
 
 @pytest.fixture
-def service(settings: Settings) -> Service:
+def service(make_service: Callable[..., Service], settings: Settings) -> Service:
     from pydantic import SecretStr
 
     configured = settings.model_copy(update={"aftership_webhook_secret": SecretStr(AFTERSHIP_SECRET),
                                              "carrier_webhook_secret": SecretStr(CARRIER_SECRET)})
-    service = Service.create(configured)
+    service = make_service(configured)
     with service.db.session() as session:
         order, _ = upsert_order(session=session, order_in=OrderIn.model_validate(order_payload()))
         session.flush()
@@ -175,8 +176,8 @@ def test_doorstep_format_by_order_id_and_by_tracking_number(client: TestClient, 
     assert unknown.status_code == 202
 
 
-def test_not_configured_secret_refuses_everything(settings: Settings) -> None:
-    service = Service.create(settings)
+def test_not_configured_secret_refuses_everything(make_service: Callable[..., Service], settings: Settings) -> None:
+    service = make_service(settings)
     client = TestClient(create_app(service=service))
     body = aftership_body()
     response = client.post("/webhooks/carrier", content=body, headers={

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,11 +42,11 @@ def chatwoot() -> Iterator[FakeChatwoot]:
 
 
 @pytest.fixture
-def service(settings: Settings, chatwoot: FakeChatwoot) -> Service:
+def service(make_service: Callable[..., Service], settings: Settings, chatwoot: FakeChatwoot) -> Service:
     configured = settings.model_copy(update={
         "chatwoot_url": chatwoot.url, "chatwoot_api_token": SecretStr(API_TOKEN), "chatwoot_account_id": 1,
         "chatwoot_inbox_id": chatwoot.inbox_id, "chatwoot_webhook_token": SecretStr(HOOK_TOKEN)})
-    service = Service.create(configured)
+    service = make_service(configured)
     with service.db.session() as session:
         order, _ = upsert_order(session=session, order_in=OrderIn.model_validate(order_payload()))
         session.flush()
@@ -168,8 +168,8 @@ def test_webhook_token_and_bad_bodies(service: Service) -> None:
         assert session.exec(select(Message).where(Message.direction == "out")).all() == []
 
 
-def test_not_configured_does_nothing(settings: Settings) -> None:
-    service = Service.create(settings)
+def test_not_configured_does_nothing(make_service: Callable[..., Service], settings: Settings) -> None:
+    service = make_service(settings)
     with service.db.session() as session:
         upsert_order(session=session, order_in=OrderIn.model_validate(order_payload()))
     escalate(service)

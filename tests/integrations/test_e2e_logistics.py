@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import time
+from collections.abc import Callable
 from datetime import timedelta
 
 import httpx
@@ -40,7 +41,7 @@ def _wait_for_reply(twilio: FakeTwilio, count: int) -> str:
     return str(sent[count - 1].get("body", ""))
 
 
-def test_sms_reschedule_reaches_the_logistics_endpoint_within_a_second_even_after_it_was_down(
+def test_sms_reschedule_reaches_the_logistics_endpoint_within_a_second_even_after_it_was_down(make_service: Callable[..., Service],
         settings: Settings) -> None:
     receiver = LogisticsReceiver(secret=SECRET).start()
     twilio = FakeTwilio().start()
@@ -50,7 +51,7 @@ def test_sms_reschedule_reaches_the_logistics_endpoint_within_a_second_even_afte
             "twilio_sms_from": SMS_FROM, "twilio_api_base_url": twilio.url, "twilio_sms_rate": 1000.0,
             "logistics_webhook_url": receiver.url, "logistics_webhook_secret": SecretStr(SECRET),
             "logistics_allow_private": True, "quiet_hours": ""})
-        service = Service.create(configured)
+        service = make_service(configured)
         with service.db.session() as session:
             order, _ = upsert_order(session=session, order_in=OrderIn.model_validate(order_payload()))
             session.flush()

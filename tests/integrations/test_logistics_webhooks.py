@@ -12,7 +12,7 @@ import base64
 import os
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 
 import pytest
@@ -71,9 +71,9 @@ def _outbox(service: Service, event_id: str) -> Outbox:
         return session.exec(select(Outbox).where(Outbox.event_id == event_id)).one()
 
 
-def test_event_arrives_signed_within_a_second_of_commit(settings: Settings, receiver: LogisticsReceiver) -> None:
+def test_event_arrives_signed_within_a_second_of_commit(make_service: Callable[..., Service], settings: Settings, receiver: LogisticsReceiver) -> None:
     settings = _configured(settings, receiver.url)
-    service = Service.create(settings)
+    service = make_service(settings)
     dispatcher = Dispatcher(service.db, settings)
 
     async def scenario() -> float:
@@ -101,9 +101,9 @@ def test_event_arrives_signed_within_a_second_of_commit(settings: Settings, rece
     assert _outbox(service, delivery.webhook_id).status == "sent"
 
 
-def test_endpoint_down_then_back_gets_the_same_event_once(settings: Settings, receiver: LogisticsReceiver) -> None:
+def test_endpoint_down_then_back_gets_the_same_event_once(make_service: Callable[..., Service], settings: Settings, receiver: LogisticsReceiver) -> None:
     settings = _configured(settings, receiver.url)
-    service = Service.create(settings)
+    service = make_service(settings)
     clock = Clock()
     dispatcher = Dispatcher(service.db, settings, clock=clock)
     receiver.stop()  # the logistics system is down
@@ -132,14 +132,14 @@ def test_endpoint_down_then_back_gets_the_same_event_once(settings: Settings, re
     assert len(receiver.accepted()) == 1  # a consumer deduping on webhook-id processes it once
 
 
-def test_schedule_spans_about_three_days_then_dead_letters_and_redelivers(
+def test_schedule_spans_about_three_days_then_dead_letters_and_redelivers(make_service: Callable[..., Service],
         settings: Settings, receiver: LogisticsReceiver, auth: dict[str, str]) -> None:
     from fastapi.testclient import TestClient
 
     from bot.app import create_app
 
     settings = _configured(settings, receiver.url)
-    service = Service.create(settings)
+    service = make_service(settings)
     clock = Clock()
     dispatcher = Dispatcher(service.db, settings, clock=clock)
     event_id = _emit(service)
@@ -184,9 +184,9 @@ def test_schedule_spans_about_three_days_then_dead_letters_and_redelivers(
     assert missing.returncode == 1 and "No event" in missing.stderr
 
 
-def test_410_disables_the_endpoint_until_enabled(settings: Settings, receiver: LogisticsReceiver) -> None:
+def test_410_disables_the_endpoint_until_enabled(make_service: Callable[..., Service], settings: Settings, receiver: LogisticsReceiver) -> None:
     settings = _configured(settings, receiver.url)
-    service = Service.create(settings)
+    service = make_service(settings)
     dispatcher = Dispatcher(service.db, settings)
     receiver.responses.append((410, {}))
     first = _emit(service)
@@ -211,9 +211,9 @@ def test_410_disables_the_endpoint_until_enabled(settings: Settings, receiver: L
 
 @pytest.mark.parametrize("url", ["http://127.0.0.1:9/x", "http://169.254.169.254/latest/meta-data",
                                  "http://[::1]/x", "http://10.0.0.7/x", "file:///etc/passwd"])
-def test_private_loopback_and_metadata_addresses_are_refused(settings: Settings, url: str) -> None:
+def test_private_loopback_and_metadata_addresses_are_refused(make_service: Callable[..., Service], settings: Settings, url: str) -> None:
     settings = _configured(settings, url, allow_private=False)
-    service = Service.create(settings)
+    service = make_service(settings)
     event_id = _emit(service)
     asyncio.run(Dispatcher(service.db, settings).run_once())
     row = _outbox(service, event_id)
@@ -221,12 +221,12 @@ def test_private_loopback_and_metadata_addresses_are_refused(settings: Settings,
     assert "LOGISTICS_WEBHOOK_URL" in (row.last_error or "")
 
 
-def test_without_an_endpoint_events_stay_in_the_feed(settings: Settings, auth: dict[str, str]) -> None:
+def test_without_an_endpoint_events_stay_in_the_feed(make_service: Callable[..., Service], settings: Settings, auth: dict[str, str]) -> None:
     from fastapi.testclient import TestClient
 
     from bot.app import create_app
 
-    service = Service.create(settings)
+    service = make_service(settings)
     event_id = _emit(service)
     asyncio.run(Dispatcher(service.db, settings).run_once())
     client = TestClient(create_app(service=service))
@@ -236,12 +236,12 @@ def test_without_an_endpoint_events_stay_in_the_feed(settings: Settings, auth: d
         assert session.exec(select(LogisticsEvent)).one().id == event_id
 
 
-def test_feed_pages_oldest_first_with_a_stable_cursor(settings: Settings, auth: dict[str, str]) -> None:
+def test_feed_pages_oldest_first_with_a_stable_cursor(make_service: Callable[..., Service], settings: Settings, auth: dict[str, str]) -> None:
     from fastapi.testclient import TestClient
 
     from bot.app import create_app
 
-    service = Service.create(settings)
+    service = make_service(settings)
     ids = [_emit(service, "delivery.rescheduled", n=n) for n in range(5)]
     client = TestClient(create_app(service=service))
     first = client.get("/api/events", params={"limit": 2}, headers=auth).json()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import zlib
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -40,8 +41,8 @@ def docs_call(action: str, sender: str | None = ASHA, **slots: Any) -> dict[str,
 
 
 @pytest.fixture
-def service(settings: Settings) -> Service:
-    service = Service.create(settings)
+def service(make_service: Callable[..., Service], settings: Settings) -> Service:
+    service = make_service(settings)
     with service.db.session() as session:
         order, _ = upsert_order(session=session, order_in=OrderIn.model_validate(order_payload()))
         session.flush()
