@@ -8,6 +8,7 @@ dispatcher claims due outbox rows without two workers taking the same one.
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -39,17 +40,26 @@ def normalise_url(url: str) -> str:
 class Database:
     """One engine plus its session factory. Create one per process (or per test)."""
 
+    _open: weakref.WeakSet[Database] = weakref.WeakSet()
+
     def __init__(self, url: str, *, echo: bool = False) -> None:
         self.url = normalise_url(url)
         kwargs: dict[str, Any] = {"echo": echo}
         if self.url.startswith("sqlite"):
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
         else:
-            kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
+            kwargs.update(pool_size=5, max_overflow=10, pool_pre_ping=True)
         self.engine: Engine = sa.create_engine(self.url, **kwargs)
         if self.is_sqlite:
             _make_sqlite_serialisable(self.engine)
         self._sessions = sessionmaker(self.engine, class_=Session, expire_on_commit=False)
+        Database._open.add(self)
+
+    @classmethod
+    def dispose_all(cls) -> None:
+        """Close every pooled connection of every Database in this process (shutdown, test teardown)."""
+        for database in list(cls._open):
+            database.dispose()
 
     @property
     def is_sqlite(self) -> bool:

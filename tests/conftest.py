@@ -60,6 +60,13 @@ def _only_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(autouse=True)
+def _close_databases() -> Iterator[None]:
+    """Every engine a test created gives its connections back, so PostgreSQL never runs out."""
+    yield
+    Database.dispose_all()
+
+
+@pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No test reads the developer's .env or real provider credentials."""
     for name in list(os.environ):
