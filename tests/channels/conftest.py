@@ -25,6 +25,23 @@ TELEGRAM_SECRET = "tg-secret-0123456789_abc"
 ASHA = "+919812345678"
 
 
+_created: list[Service] = []
+
+
+def new_service(settings: Settings, **kwargs: object) -> Service:
+    """Service.create, remembered so its connection pool is closed after the test."""
+    service = Service.create(settings, **kwargs)  # type: ignore[arg-type]
+    _created.append(service)
+    return service
+
+
+@pytest.fixture(autouse=True)
+def _dispose_services() -> Iterator[None]:
+    yield
+    while _created:
+        _created.pop().db.dispose()
+
+
 @pytest.fixture
 def fake_twilio() -> Iterator[FakeTwilio]:
     fake = FakeTwilio().start()

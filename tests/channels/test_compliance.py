@@ -13,12 +13,12 @@ from bot.models import Customer
 from bot.outbox import PRIORITY_TRANSACTIONAL, enqueue_message
 from bot.service import Service
 from bot.settings import Settings
-from tests.channels.conftest import ASHA, add_order
+from tests.channels.conftest import ASHA, add_order, new_service
 
 
 @pytest.fixture
 def service(settings: Settings) -> Service:
-    service = Service.create(settings)
+    service = new_service(settings)
     add_order(service)
     return service
 
@@ -108,7 +108,7 @@ def test_bare_cancel_asks_which_one_is_meant(service: Service, word: str) -> Non
 
 
 def test_cancel_question_is_in_the_customers_language(settings: Settings) -> None:
-    service = Service.create(settings)
+    service = new_service(settings)
     add_order(service, customer={"locale": "es"})
     handled = say(service, "cancelar")
     assert handled.replies[0].text.startswith("¿Quieres cancelar tu pedido")

@@ -18,7 +18,7 @@ from bot.models import Customer, Message, Outbox
 from bot.outbox import PRIORITY_TRANSACTIONAL, enqueue_message
 from bot.service import Service
 from bot.settings import Settings
-from tests.channels.conftest import ASHA, Clock, add_order, drain, with_channels
+from tests.channels.conftest import ASHA, Clock, add_order, drain, new_service, with_channels
 from tests.fakes.telegram_server import FakeTelegram
 from tests.fakes.twilio_server import FakeTwilio
 
@@ -27,7 +27,7 @@ CHAT = 555001
 
 def _service(settings: Settings, twilio: FakeTwilio | None = None, telegram: FakeTelegram | None = None,
              **extra: object) -> Service:
-    service = Service.create(with_channels(settings, twilio=twilio, telegram=telegram, **extra))
+    service = new_service(with_channels(settings, twilio=twilio, telegram=telegram, **extra))
     add_order(service, customer={"telegram_chat_id": str(CHAT)})
     return service
 
@@ -303,7 +303,7 @@ def test_crash_after_commit_before_send_sends_once_after_restart(settings: Setti
                                                     provider_message_id="SMcrash1"))
     assert len(handled.replies) == 1
     # The process died here: committed, nothing sent. A new process starts:
-    restarted = Service.create(service.settings)
+    restarted = new_service(service.settings)
     drain(Dispatcher(restarted.db, restarted.settings))
     drain(Dispatcher(restarted.db, restarted.settings))
     assert len(fake_twilio.sent_to(ASHA)) == 1
@@ -356,7 +356,7 @@ def test_two_workers_on_the_same_outbox_never_send_a_row_twice(settings: Setting
     errors: list[BaseException] = []
 
     def worker(name: str) -> None:
-        dispatcher = Dispatcher(Service.create(service.settings, migrate=False).db, service.settings, worker_id=name)
+        dispatcher = Dispatcher(new_service(service.settings, migrate=False).db, service.settings, worker_id=name)
         try:
             barrier.wait()
             for _ in range(10):

@@ -17,7 +17,7 @@ from bot.app import create_app
 from bot.models import Customer, Message
 from bot.service import Service
 from bot.settings import Settings
-from tests.channels.conftest import ASHA, PUBLIC_URL, TELEGRAM_SECRET, add_order, with_channels
+from tests.channels.conftest import ASHA, PUBLIC_URL, TELEGRAM_SECRET, add_order, new_service, with_channels
 from tests.fakes.telegram_server import FakeTelegram, update
 from tests.fakes.twilio_server import FakeTwilio, LoopbackServer
 
@@ -28,7 +28,7 @@ TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
 
 @pytest.fixture
 def running(settings: Settings, fake_twilio: FakeTwilio, fake_telegram: FakeTelegram) -> Iterator[tuple[Service, str]]:
-    service = Service.create(with_channels(settings, twilio=fake_twilio, telegram=fake_telegram))
+    service = new_service(with_channels(settings, twilio=fake_twilio, telegram=fake_telegram))
     add_order(service)
     add_order(service, order_id="A1002", phone=RAVI, customer={"name": "Ravi", "channel": "whatsapp"})
     server = LoopbackServer(create_app(service=service, workers=True)).start()

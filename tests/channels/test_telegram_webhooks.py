@@ -13,7 +13,7 @@ from bot.dispatcher import Dispatcher
 from bot.models import Customer, Message
 from bot.service import Service
 from bot.settings import Settings
-from tests.channels.conftest import ASHA, TELEGRAM_SECRET, add_order, drain, with_channels
+from tests.channels.conftest import ASHA, TELEGRAM_SECRET, add_order, drain, new_service, with_channels
 from tests.fakes.telegram_server import FakeTelegram, update
 
 CHAT = 777001
@@ -22,7 +22,7 @@ HEADERS = {"X-Telegram-Bot-Api-Secret-Token": TELEGRAM_SECRET}
 
 @pytest.fixture
 def service(settings: Settings, fake_telegram: FakeTelegram) -> Service:
-    service = Service.create(with_channels(settings, telegram=fake_telegram))
+    service = new_service(with_channels(settings, telegram=fake_telegram))
     add_order(service)
     return service
 
@@ -58,7 +58,7 @@ def test_wrong_or_missing_secret_is_403_and_stores_nothing(client: TestClient, s
 
 
 def test_without_a_configured_secret_every_update_is_refused(settings: Settings, fake_telegram: FakeTelegram) -> None:
-    service = Service.create(with_channels(settings, telegram=fake_telegram, telegram_webhook_secret=""))
+    service = new_service(with_channels(settings, telegram=fake_telegram, telegram_webhook_secret=""))
     with TestClient(create_app(service=service)) as client:
         response = client.post("/webhooks/telegram", json=update(CHAT, text="hi"), headers={})
     assert response.status_code == 403 and "TELEGRAM_WEBHOOK_SECRET" in response.json()["detail"]

@@ -14,7 +14,7 @@ from bot.dispatcher import Dispatcher
 from bot.models import Customer, Message, Outbox
 from bot.service import Service
 from bot.settings import Settings
-from tests.channels.conftest import ASHA, PUBLIC_URL, add_order, drain, with_channels
+from tests.channels.conftest import ASHA, PUBLIC_URL, add_order, drain, new_service, with_channels
 from tests.fakes.twilio_server import FakeTwilio
 
 TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
@@ -22,7 +22,7 @@ TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
 
 @pytest.fixture
 def service(settings: Settings, fake_twilio: FakeTwilio) -> Service:
-    service = Service.create(with_channels(settings, twilio=fake_twilio))
+    service = new_service(with_channels(settings, twilio=fake_twilio))
     add_order(service)
     return service
 
