@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from bot.service import Service
 
 agents_app = typer.Typer(help="Support agents who log in to the /inbox with a personal token.", no_args_is_help=True)
 
@@ -24,7 +27,7 @@ def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def _service():  # type: ignore[no-untyped-def]
+def _service() -> Service:
     from bot.service import Service
 
     return Service.create()

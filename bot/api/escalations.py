@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from bot import escalations
 from bot.api.deps import ServiceDep, SessionDep
 from bot.errors import Conflict, InvalidInput, NotFound
+from bot.models import Escalation
 
 router = APIRouter(prefix="/api/escalations", tags=["escalations"])
 
@@ -28,17 +29,17 @@ class _Strict(BaseModel):
 
 
 class AssignIn(_Strict):
-    agent: str = Field("api", min_length=1, max_length=100, description="Who takes the escalation.")
+    agent: str = Field(default="api", min_length=1, max_length=100, description="Who takes the escalation.")
 
 
 class ReplyIn(_Strict):
     text: str = Field(min_length=1, max_length=escalations.MAX_AGENT_REPLY)
-    agent: str = Field("api", min_length=1, max_length=100)
+    agent: str = Field(default="api", min_length=1, max_length=100)
 
 
 class ResolveIn(_Strict):
-    agent: str = Field("api", min_length=1, max_length=100)
-    note: str = Field("", max_length=500, description="Internal note, not sent to the customer.")
+    agent: str = Field(default="api", min_length=1, max_length=100)
+    note: str = Field(default="", max_length=500, description="Internal note, not sent to the customer.")
 
 
 class TranscriptLine(BaseModel):
@@ -129,7 +130,7 @@ def list_escalations(
 
 @router.get("/{escalation_id}", response_model=EscalationOut)
 def read_escalation(escalation_id: EscalationId, session: SessionDep, service: ServiceDep) -> EscalationOut:
-    escalation = session.get(escalations.Escalation, escalation_id)
+    escalation = session.get(Escalation, escalation_id)
     if escalation is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"escalation {escalation_id} not found")
     return EscalationOut.model_validate(escalations.escalation_view(session=session, escalation=escalation,
