@@ -4,6 +4,13 @@ Runs inside the gateway's transaction, with the conversation row locked.
 Flows are pure; this module is the one runner that turns their effects into
 rows (order changes, order events, logistics events, escalations, outbound
 messages). It never sends anything itself.
+
+The rules every flow gets from here (docs/flows.md): an interruption is
+answered and the open question asked again; a flow's state expires after its
+declared timeout; "start over" restarts the flow; two misunderstandings in a
+row offer a person and the third escalates; replies are rendered in the
+customer's language. `open_flow` / `open_proactive` let the journeys open a
+flow so that the customer's answer to a proactive message lands in context.
 """
 
 from __future__ import annotations
