@@ -20,6 +20,7 @@ import json
 import logging
 import secrets
 import time
+from collections import deque
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -64,6 +65,9 @@ NOTICES = {
     "opted_out": "The customer opted out of this channel; nothing was sent.",
 }
 EscalationId = Annotated[int, PathParam(ge=1, le=2**31 - 1)]
+# Failed logins per client address, per running app (in memory): enough to slow guessing to a crawl.
+LOGIN_FAILURES_ALLOWED = 10
+LOGIN_FAILURE_WINDOW = 600.0
 
 
 # ------------------------------------------------------------------ rendering
@@ -255,6 +259,15 @@ def login(request: Request, session: SessionDep, service: ServiceDep,
     expected = request.cookies.get(LOGIN_CSRF_COOKIE, "")
     if not csrf or not expected or not hmac.compare_digest(csrf, expected):
         return RedirectResponse("/inbox/login?error=expired", status_code=status.HTTP_303_SEE_OTHER)
+    client = request.client.host if request.client else "-"
+    if not hasattr(request.app.state, "inbox_login_failures"):
+        request.app.state.inbox_login_failures = {}
+    failures: deque[float] = request.app.state.inbox_login_failures.setdefault(client, deque())
+    while failures and failures[0] < time.monotonic() - LOGIN_FAILURE_WINDOW:
+        failures.popleft()
+    if len(failures) >= LOGIN_FAILURES_ALLOWED:
+        return _render("login.html", status_code=status.HTTP_429_TOO_MANY_REQUESTS, csrf=csrf,
+                       error="Too many failed attempts. Wait a few minutes, then try again.")
     token = token.strip()
     configured = service.settings.api_key.get_secret_value()
     secret = session_secret(session)
@@ -272,6 +285,7 @@ def login(request: Request, session: SessionDep, service: ServiceDep,
             cookie = make_session_cookie(secret, name=agent.name, kind="agent", agent_id=agent.id,
                                          fingerprint=_agent_fingerprint(agent))
     if cookie is None:
+        failures.append(time.monotonic())
         log.info("inbox login refused")
         return RedirectResponse("/inbox/login?error=bad", status_code=status.HTTP_303_SEE_OTHER)
     response = RedirectResponse("/inbox", status_code=status.HTTP_303_SEE_OTHER)

@@ -188,3 +188,13 @@ def test_bad_inbox_input_is_a_clear_4xx(service: Service, client: TestClient) ->
                        headers={"Content-Type": "application/x-www-form-urlencoded"}).status_code in (403, 422)
     with service.db.session() as session:
         assert session.exec(select(Message).where(Message.template == "agent:Meera")).first() is None
+
+
+def test_guessing_tokens_is_throttled(client: TestClient) -> None:
+    for _ in range(10):
+        login(client, token="guess")
+        assert client.get("/inbox", follow_redirects=False).status_code == 303
+    page = client.get("/inbox/login")
+    blocked = client.post("/inbox/login", data={"token": TEST_API_KEY, "csrf": _csrf(page.text)}, follow_redirects=False)
+    assert blocked.status_code == 429 and "Too many failed attempts" in blocked.text
+    assert client.get("/inbox", follow_redirects=False).status_code == 303  # even the right key waits
