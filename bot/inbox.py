@@ -327,7 +327,8 @@ def _list_items(session: Session, service: Any) -> list[dict[str, Any]]:
         view = escalations.escalation_view(session=session, escalation=escalation, now=now)
         lines = view["transcript"] or []
         view["waiting"] = bool(lines) and lines[-1]["author_kind"] == "customer"
-        view["last_text"] = lines[-1]["text"][:140] if lines else ""
+        said = [line for line in lines if line["author_kind"] == "customer"]
+        view["last_text"] = said[-1]["text"][:140] if said else ""  # what the customer last said
         view["transcript"] = None
         items.append(view)
     return items

@@ -114,7 +114,9 @@ def test_agent_logs_in_reads_context_replies_and_resolves_in_a_real_browser(tmp_
             expect(row).to_contain_text("customer asked")
             expect(row).to_contain_text("order A1001")
             expect(row).to_contain_text("sms")
+            expect(row.locator(".last")).to_have_text("I want to talk to a human")
             expect(row.locator(".sla")).to_contain_text("left")  # the live countdown
+            page.screenshot(path=str(ARTIFACTS / "inbox-list.png"))
             row.locator("a").click()
 
             # The context: reason, order card, transcript with intents.
