@@ -315,11 +315,15 @@ async def rasa_webhook(request: Request, token: str = Query("", description="DOO
     if not action_call.get("tracker", {}).get("sender_id") and action_call.get("sender_id"):
         action_call["tracker"]["sender_id"] = action_call["sender_id"]
 
-    from rasa_sdk.interfaces import (
-        ActionExecutionRejection,
-        ActionMissingDomainException,
-        ActionNotFoundException,
-    )
+    try:
+        from rasa_sdk.interfaces import (
+            ActionExecutionRejection,
+            ActionMissingDomainException,
+            ActionNotFoundException,
+        )
+    except ImportError:  # the optional extra is missing: say how to get it rather than a 500
+        return JSONResponse(status_code=503, content={
+            "error": "the Rasa action server needs rasa-sdk: pip install 'doorstep[rasa]' (make run installs it)"})
 
     action_name = str(action_call.get("next_action") or "")[:100]
     if action_name and action_name not in ACTIONS:
