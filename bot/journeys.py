@@ -172,9 +172,10 @@ class Journeys:
         if order.payment_method != "cod" or order.cod_status != "pending" or planned.message is None:
             return
         self.open_flow(session, customer, "cod", order=order, now=now)
+        asked_at = planned.due_at or now  # counted from when the question actually goes out (quiet hours)
         for kind in ("cod_reminder", "cod_escalation"):
             if self.enabled(kind):
-                due = now + parse_duration(self.spec(kind).get("delay", "2h"))
+                due = asked_at + parse_duration(self.spec(kind).get("delay", "2h"))
                 self.add_timer(session, kind=kind, order=order, customer=customer, due_at=due,
                                quiet=kind != "cod_escalation")  # agents, not customers, get the escalation
 

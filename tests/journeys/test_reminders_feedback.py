@@ -111,3 +111,27 @@ def test_reorder_nudge_for_consumable_skus_only(kit: Kit) -> None:
     reorder = [m for m in kit.log("A1001") if m["journey"] == "reorder"]
     assert len(reorder) == 1 and reorder[0]["status"] == "scheduled" and "Coffee beans" in reorder[0]["text"]
     assert reorder[0]["due_at"].startswith("2026-12-13")
+
+
+def test_cod_asked_at_night_is_reminded_2h_after_the_morning_question(settings: Settings, auth: dict[str, str]) -> None:
+    kit = make_kit(settings, auth, ist(23, 23, 30))
+    with kit.client:
+        kit.post_order(payment_method="cod")
+        kit.run_until(ist(24, 9, 55))
+        assert [s.kind for s in kit.recorder.sent] == ["journey.order_confirmed_cod"]
+        assert kit.recorder.sent[0].at == ist(24, 8)
+        kit.run_until(ist(24, 10, 15))
+        assert [s.kind for s in kit.recorder.sent] == ["journey.order_confirmed_cod", "journey.cod_reminder"]
+
+
+def test_yes_to_the_cod_question_confirms_and_stops_the_reminders(kit: Kit) -> None:
+    kit.post_order(payment_method="cod")
+    kit.run_until(ist(23, 10, 30))
+    replies = _say(kit, "yes")
+    assert replies  # the COD flow answered
+    with kit.service.db.session() as session:
+        assert session.exec(select(Order)).one().cod_status == "confirmed"
+    kit.run_until(ist(24, 10), step=timedelta(hours=1))
+    assert [s.kind for s in kit.recorder.sent if s.kind.startswith("journey.")] == ["journey.order_confirmed_cod"]
+    with kit.service.db.session() as session:
+        assert session.exec(select(Escalation)).first() is None
