@@ -259,6 +259,17 @@ def load_or_train(
         with os.fdopen(fd, "wb") as handle:
             pickle.dump(model, handle, protocol=pickle.HIGHEST_PROTOCOL)
         os.replace(tmp, path)
+        _prune(path.parent)
     except OSError as exc:  # a read-only home still classifies, it just retrains next time
         log.warning("could not cache the intent model in %s: %s", path.parent, exc)
     return model
+
+
+KEEP_CACHED = 6
+
+
+def _prune(directory: Path) -> None:
+    """Keep the most recent few cached models (several checkouts may share one cache)."""
+    cached = sorted(directory.glob("nlu-*.pkl"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for stale in cached[KEEP_CACHED:]:
+        stale.unlink(missing_ok=True)
