@@ -6,14 +6,17 @@ bot token or the webhook secret.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from bot.settings import Settings
 
 telegram_app = typer.Typer(help="Telegram bot: register or inspect the webhook.", no_args_is_help=True)
 
 
-def _settings():  # type: ignore[no-untyped-def]
+def _settings() -> Settings:
     from bot.settings import get_settings
 
     return get_settings()

@@ -86,7 +86,7 @@ class Outcome:
 
 def backoff_seconds(attempt: int) -> float:
     """Exponential backoff with full jitter (attempt 1 -> up to 2 s, 2 -> 4 s, …)."""
-    return random.uniform(0.5, 1.0) * min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** max(0, attempt - 1))
+    return float(random.uniform(0.5, 1.0) * min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** max(0, attempt - 1)))
 
 
 def outcome_for(exc: Exception, *, attempts: int, max_attempts: int) -> Outcome:
@@ -117,7 +117,7 @@ class RateLimiter:
 
     def wait_for(self, limits: list[tuple[Any, float]]) -> float:
         now = self.clock()
-        return max([0.0, *(self._next.get(key, now) - now for key, _ in limits)])
+        return float(max([0.0, *(self._next.get(key, now) - now for key, _ in limits)]))
 
     def take(self, limits: list[tuple[Any, float]]) -> float:
         """Reserve a slot on every key; returns how long to wait before sending."""
@@ -238,7 +238,7 @@ class Dispatcher:
                         outbox_id=row.id or 0, message_id=message.id, channel=message.channel,
                         to=_address(customer, message.channel), text=message.text,
                         kind=str(row.payload.get("template") or "reply"),
-                        buttons=tuple(tuple(b) for b in row.payload.get("buttons", [])),  # type: ignore[misc]
+                        buttons=tuple((str(b[0]), str(b[1])) for b in row.payload.get("buttons", [])),
                         payload=payload, attempt=row.attempts,
                     )
                 claimed.append(Claimed(row.id or 0, row.kind, message.channel if message else row.channel, reclaimed,
