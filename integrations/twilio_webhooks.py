@@ -154,10 +154,10 @@ def apply_status(service: Service, sid: str, status: str, error_code: str | None
             return False
         service.db.lock_row(session, "message", message.id or 0)
         session.refresh(message)
-        if message.status in FINAL_FAILURES or message.status == "failed":
+        if message.status in FINAL_FAILURES | {"failed", "cancelled", "expired"}:
             return False  # final: a late "sent" or "delivered" does not revive it
         if status in FINAL_FAILURES or status == "canceled":
-            message.status = "failed" if status == "canceled" else status
+            message.status = "cancelled" if status == "canceled" else status
             message.error_code = error_code
             message.error = f"Twilio reported {status}" + (f" ({error_code})" if error_code else "")
             customer = session.get(Customer, message.customer_id) if message.customer_id else None
