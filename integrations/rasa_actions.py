@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
-from sqlmodel import select
+from sqlmodel import Session, select
 
 from bot.auth import check_api_key
 from bot.db import try_insert
@@ -159,8 +159,8 @@ def _context(service: Service, customer: Customer, orders: list[Order], classifi
                        config=service.runtime.shop_config)
 
 
-def _conversation(session: Any, service: Service, customer: Customer) -> Conversation:
-    conversation = session.exec(select(Conversation).where(Conversation.customer_id == customer.id)).first()
+def _conversation(session: Session, service: Service, customer: Customer) -> Conversation:
+    conversation: Conversation | None = session.exec(select(Conversation).where(Conversation.customer_id == customer.id)).first()
     if conversation is None:
         conversation = Conversation(customer_id=customer.id, channel=customer.channel)  # type: ignore[arg-type]
         if not try_insert(session, conversation):  # the customer's first SMS raced us: use that one

@@ -92,7 +92,7 @@ def read_feed(session: Session, *, after: int = 0, limit: int = 100, failed_only
     )
     if failed_only:
         query = query.where(col(Outbox.status).in_(FAILED_STATUSES))
-    rows = [(event, row) for event, row in session.exec(query).all()]
+    rows: list[tuple[LogisticsEvent, Outbox | None]] = [(event, row) for event, row in session.exec(query).all()]
     return rows[:limit], len(rows) > limit
 
 
