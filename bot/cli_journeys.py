@@ -195,14 +195,14 @@ def simulate(
         with service.db.session() as session:
             customer = session.exec(select(Customer)).first()
             tz = ZoneInfo((customer.timezone if customer else None) or sim_settings.timezone)
-            rows = []
+            rows: list[dict[str, Any]] = []
             for message in session.exec(select(Message).where(Message.direction == "out").order_by(col(Message.id))):
                 sent_at = recorder.sent.get(message.id or 0)
                 rows.append({"journey": (message.template or "").removeprefix("journey."), "channel": message.channel,
                              "status": message.status, "due_at": message.due_at.isoformat() if message.due_at else None,
                              "sent_at": sent_at.isoformat() if sent_at else None, "error": message.error,
                              "text": message.text, "_when": sent_at or message.due_at})
-            timers = [{"kind": t.kind, "due_at": t.due_at.isoformat(), "status": t.status, "outcome": t.outcome}
+            timers: list[dict[str, Any]] = [{"kind": t.kind, "due_at": t.due_at.isoformat(), "status": t.status, "outcome": t.outcome}
                       for t in session.exec(select(JourneyTimer).order_by(col(JourneyTimer.due_at)))]
         service.db.dispose()
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, or_, select
 
 from bot.journeys import erasure_salt
 from bot.models import (
@@ -79,7 +79,7 @@ def erase_customer(*, session: Session, phone: str, now: datetime) -> ErasureRep
     messages = list(session.exec(select(Message).where(Message.customer_id == customer_id)))
     message_ids = [m.id for m in messages]
     outbox_rows = list(session.exec(select(Outbox).where(
-        (Outbox.customer_id == customer_id) | col(Outbox.message_id).in_(message_ids or [-1]))))
+        or_(col(Outbox.customer_id) == customer_id, col(Outbox.message_id).in_(message_ids or [-1])))))
     for row in outbox_rows:
         if row.status in {"pending", "sending"} and row.kind == "message":
             row.status = "cancelled"

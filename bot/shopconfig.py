@@ -99,7 +99,7 @@ def parse_quiet_hours(value: Any) -> QuietHours | None:
     parts = str(value).split("-") if isinstance(value, str) else []
     if len(parts) != 2 or not all(_CLOCK.match(p.strip()) for p in parts):
         raise ValueError(f"{value!r} is not a quiet-hours range (write it like \"21:00-08:00\", or \"\" for none)")
-    start, end = (time(*map(int, p.strip().split(":"))) for p in parts)
+    start, end = (time(int(p.strip().split(":")[0]), int(p.strip().split(":")[1])) for p in parts)
     if start == end:
         raise ValueError(f"{value!r}: start and end are equal (use \"\" to turn quiet hours off)")
     return QuietHours(start, end)
