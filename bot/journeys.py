@@ -103,6 +103,11 @@ class Journeys:
 
     def __init__(self, service: Service) -> None:
         self.service = service
+        try:  # fail at start, not on the first order at 9 pm
+            parse_quiet_hours(self.quiet_hours_text())
+        except ValueError as exc:
+            source = "DOORSTEP_QUIET_HOURS" if service.settings.quiet_hours is not None else "contact_policy.quiet_hours"
+            raise ValueError(f"{source}: {exc}") from None
 
     # ------------------------------------------------------------ config
 
