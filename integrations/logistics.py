@@ -107,16 +107,18 @@ def requeue(session: Session, row: Outbox, now: datetime | None = None) -> None:
     session.add(row)
 
 
-def check_destination(url: str, *, allow_private: bool) -> None:
+def check_destination(url: str, *, allow_private: bool) -> str | None:
     """Refuse URLs that are not http(s) or that resolve to a non-public address (SSRF guard).
 
+    Returns the vetted address to connect to (None when private addresses are
+    allowed), so a second DNS answer cannot swap in an internal one (rebinding).
     Raises PermanentProviderError: retrying a configuration mistake helps nobody.
     """
     parts = urlsplit(url)
     if parts.scheme not in {"http", "https"} or not parts.hostname:
         raise PermanentProviderError("LOGISTICS_WEBHOOK_URL must be an http(s) URL with a host")
     if allow_private:
-        return
+        return None
     try:
         infos = socket.getaddrinfo(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80),
                                    type=socket.SOCK_STREAM)
@@ -128,6 +130,23 @@ def check_destination(url: str, *, allow_private: bool) -> None:
             raise PermanentProviderError(
                 "LOGISTICS_WEBHOOK_URL resolves to a private, loopback or metadata address; "
                 "set LOGISTICS_ALLOW_PRIVATE_ADDRESSES=true to allow it")
+    return str(infos[0][4][0]).split("%")[0]
+
+
+def pinned_request(url: str, address: str | None) -> tuple[str, dict[str, str], dict[str, Any]]:
+    """(URL to connect to, extra headers, httpx extensions) for `url` pinned to a vetted `address`.
+
+    The connection goes to the address; `Host` and, for https, the TLS server name
+    (SNI and certificate check) stay the original host name.
+    """
+    if address is None:
+        return url, {}, {}
+    parts = urlsplit(url)
+    host = f"[{address}]" if ":" in address else address
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    original_host = parts.netloc.rsplit("@", 1)[-1]
+    extensions: dict[str, Any] = {"sni_hostname": parts.hostname} if parts.scheme == "https" else {}
+    return parts._replace(netloc=netloc).geturl(), {"host": original_host}, extensions
 
 
 def retry_after_seconds(response: httpx.Response, now: datetime | None = None) -> float | None:
@@ -202,7 +221,9 @@ class LogisticsWebhookSender:
         secret = self.settings.logistics.webhook_secret.get_secret_value()
         if not secret:
             raise PermanentProviderError("LOGISTICS_WEBHOOK_SECRET is not set; refusing to send unsigned webhooks")
-        await asyncio.to_thread(check_destination, url, allow_private=self.settings.logistics.allow_private_addresses)
+        address = await asyncio.to_thread(check_destination, url,
+                                          allow_private=self.settings.logistics.allow_private_addresses)
+        target, host_header, extensions = pinned_request(url, address)
         try:
             body, headers = signed_request(event, secret)
         except Exception as exc:  # a malformed secret is a configuration error, not a transient one
@@ -212,7 +233,8 @@ class LogisticsWebhookSender:
             # Redirects are not followed: a 30x to an internal address would bypass the guard.
             async with httpx.AsyncClient(timeout=REQUEST_TIMEOUT_SECONDS, follow_redirects=False,
                                          transport=self._transport) as client:
-                response = await client.post(url, content=body, headers=headers)
+                response = await client.post(target, content=body, headers={**headers, **host_header},
+                                             extensions=extensions)
         except httpx.HTTPError as exc:
             log.info("webhook %s try %s failed: %s", event.id, tries_done, exc.__class__.__name__)
             raise RetryAfter(next_delay(tries_done), f"endpoint unreachable ({exc.__class__.__name__})") from None

@@ -266,3 +266,14 @@ def test_feed_pages_oldest_first_with_a_stable_cursor(make_service: Callable[...
     assert client.post(f"/api/events/{ids[0]}/redeliver").status_code == 401
     redo = client.post(f"/api/events/{ids[0]}/redeliver", headers=auth)
     assert redo.status_code == 200 and redo.json()["delivery"]["status"] == "pending"
+
+
+def test_public_destinations_are_pinned_to_the_vetted_address() -> None:
+    from integrations.logistics import pinned_request
+
+    url, headers, extensions = pinned_request("https://hooks.example.com:8443/doorstep?x=1", "93.184.216.34")
+    assert url == "https://93.184.216.34:8443/doorstep?x=1"
+    assert headers == {"host": "hooks.example.com:8443"} and extensions == {"sni_hostname": "hooks.example.com"}
+    url, headers, extensions = pinned_request("http://hooks.example.com/in", "2606:2800:220:1::1")
+    assert url == "http://[2606:2800:220:1::1]/in" and headers == {"host": "hooks.example.com"} and extensions == {}
+    assert pinned_request("http://127.0.0.1:9/x", None) == ("http://127.0.0.1:9/x", {}, {})
