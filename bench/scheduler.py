@@ -152,7 +152,7 @@ def _insert_scheduled(db: Database, customer_id: int, count: int, start: int, no
     executemany on SQLite), in the exact storage format of `UTCDateTime`."""
     rows = []
     for i in range(count):
-        due = now + timedelta(minutes=random.randint(10, 60 * 24 * 30))
+        due = now + timedelta(minutes=random.randint(60 * 24, 60 * 24 * 30))  # never due during a run
         rows.append(("message", "console", "pending", 10 if i % 5 else 50, due, 0, 8, customer_id,
                      '{"journey": "shipped"}', f"bench:{start + i}", now, now))
     columns = ("kind, channel, status, priority, due_at, attempts, max_attempts, customer_id, payload, dedupe_key, "
