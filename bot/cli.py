@@ -144,7 +144,7 @@ def chat(
         for text in replies:
             console.print(text, markup=False, highlight=False)
         if not replies:
-            console.print("[dim](no reply: a human agent owns this conversation)[/dim]")
+            console.print(f"[dim](no reply: {_silence_reason(service, e164)})[/dim]")
         return
     console.print(f"[bold]Chatting as {e164}[/bold] on the console channel. Ctrl-D or /quit to leave.")
     while True:
@@ -159,6 +159,21 @@ def chat(
         for reply in send(text):
             console.print("[green]bot>[/green] ", end="")
             console.print(reply, markup=False, highlight=False)
+
+
+def _silence_reason(service, phone: str) -> str:  # type: ignore[no-untyped-def]
+    from sqlmodel import select
+
+    from bot.models import Conversation, Customer
+
+    with service.db.session() as session:
+        customer = session.exec(select(Customer).where(Customer.phone == phone)).first()
+        conversation = customer and session.exec(select(Conversation).where(Conversation.customer_id == customer.id)).first()
+        if conversation is not None and conversation.owner in {"waiting_human", "human"}:
+            return "a human agent owns this conversation; their replies appear in the inbox"
+        if customer is not None and "console" in customer.opted_out_channels:
+            return "this customer opted out on this channel; send START to opt back in"
+    return "nothing to say to that"
 
 
 @app.command("api-key")
