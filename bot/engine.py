@@ -43,6 +43,7 @@ from flows.base import (
 from flows.common import is_restart
 from flows.registry import FLOWS, FLOWS_BY_NAME
 from intents import Classification, Context, Expecting, Intent, classify
+from intents.sentiment import is_angry
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +141,7 @@ def handle_message(*, session: Session, runtime: Runtime, conversation: Conversa
         media_urls=tuple(message.media_urls),
     )
     flow, result = _run_flow(conversation, ctx)
-    result = _misunderstanding_rule(conversation, ctx, result)
+    result = _escalation_triggers(ctx, _misunderstanding_rule(conversation, ctx, result))
     turn.flow = result.flow or flow.name
     _apply(session=session, runtime=runtime, conversation=conversation, customer=customer, orders=orders,
            result=result, turn=turn, now=now, locale=locale)
@@ -224,6 +225,26 @@ def _misunderstanding_rule(conversation: Conversation, ctx: FlowContext, result:
         else:
             effects.append(Reply("core.offer_human"))
         return replace(result, effects=tuple(effects))
+    return result
+
+
+def _escalation_triggers(ctx: FlowContext, result: StepResult) -> StepResult:
+    """Anger and an LLM that could not answer go to a person (after whatever the flow already said)."""
+    if any(isinstance(e, Escalate) for e in result.effects):
+        return result
+    order_id = ctx.open_orders[0].order_id if len(ctx.open_orders) == 1 else None
+    if is_angry(ctx.text):
+        # Keep the flow's answer (e.g. the order status) and add a person, rather than argue with an upset customer.
+        return StepResult(next_state=HANDOFF, understood=True, effects=(
+            *result.effects, Reply("core.escalate_complaint"),
+            Escalate(reason="complaint", order_id=order_id, note="the customer sounds upset"),
+        ))
+    if ctx.classification.llm_failed and not result.understood:
+        return StepResult(next_state=HANDOFF, understood=False, effects=(
+            Reply("core.escalate_misunderstood"),
+            Escalate(reason="llm_unavailable", order_id=order_id,
+                     note="the message was unclear and the LLM fallback did not answer"),
+        ))
     return result
 
 

@@ -25,6 +25,19 @@ from bot.shopconfig import load_shop_config
 log = logging.getLogger(__name__)
 
 
+def llm_classifier(settings: Settings) -> Any:
+    """The local classifier with the optional LLM fallback (only for unsure readings, 3 s bound)."""
+    llm = settings.llm
+
+    def classify(text: str, context: Any) -> Any:
+        from intents.llm import classify_with_llm
+
+        return classify_with_llm(text, context, api_key=llm.api_key.get_secret_value(), base_url=llm.base_url or None,
+                                 model=llm.model, timeout=llm.timeout_seconds)
+
+    return classify
+
+
 @dataclass
 class Service:
     settings: Settings
@@ -43,6 +56,8 @@ class Service:
         shop = load_shop_config(settings.config_path, overrides=shop_overrides)
         shop.setdefault("support_contact", settings.support_contact)
         runtime = Runtime(timezone=settings.timezone, shop_config=shop, clock=clock or utcnow)
+        if settings.llm.configured:
+            runtime.classifier = llm_classifier(settings)
         service = cls(settings=settings, db=db, runtime=runtime)
         service.hooks = Journeys(service)
         return service

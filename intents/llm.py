@@ -266,15 +266,15 @@ def classify_with_llm(
         return local
     guard = breaker or breaker_for(base_url, model)
     if not guard.allow():
-        return local
+        return replace(local, llm_failed=True)
     try:
         intent, confidence, llm_entities = ask_llm(
             text, ctx, api_key=api_key, base_url=base_url, model=model, timeout=timeout
         )
     except LLMUnavailable as exc:
         guard.failure()
-        log.warning("LLM fallback unavailable: %s", exc)
-        return local
+        log.warning("LLM fallback unavailable: %s", exc.__class__.__name__)
+        return replace(local, llm_failed=True)
     except (ValueError, KeyError, TypeError) as exc:
         guard.success()  # the service answered; the answer was unusable
         log.warning("discarding invalid LLM answer: %s", exc)

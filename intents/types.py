@@ -101,6 +101,9 @@ class Classification:
     # replaced by out_of_scope: the flows may ask a clarifying question, and the
     # optional LLM fallback is consulted only for these.
     uncertain: bool = False
+    # True when the optional LLM fallback was needed but could not answer (timeout,
+    # error, circuit open): the bot should not guess, a person should look.
+    llm_failed: bool = False
 
     def entity(self, type_: str) -> Entity | None:
         return next((e for e in self.entities if e.type == type_), None)
