@@ -29,7 +29,7 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from intents.text import strip_accents
+from intents.text import guess_language, strip_accents
 from intents.types import Context, Entity, Expecting
 
 DELIVERY_DAY_START = 9
@@ -700,6 +700,9 @@ def extract_yes_no(text: str, context: Context) -> list[Entity]:
             return [Entity("yes_no", "no", text.strip(), 0, len(text))]
         return []
     first = words[0]
+    if first == "ya" and len(words) > 1 and guess_language(text) == "es":
+        words = words[1:]  # Spanish "ya" means "already": "ya no quiero" is a no, "ya llegó" neither
+        first = words[0]
     if first in NO_WORDS or (len(words) <= 4 and _NO_PHRASES.search(low)):
         return [Entity("yes_no", "no", text.strip(), 0, len(text))]
     if first in YES_WORDS or (len(words) <= 4 and _YES_PHRASES.search(low)):

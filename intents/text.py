@@ -187,6 +187,15 @@ _HINGLISH = frozenset(
         "jarur",
         "haanji",
         "pakka",
+        "karta",
+        "karti",
+        "karte",
+        "hu",
+        "hoon",
+        "hun",
+        "dunga",
+        "dungi",
+        "lunga",
     ]
 )
 _SPANISH = frozenset(

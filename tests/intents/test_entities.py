@@ -224,6 +224,12 @@ def test_no_yes_no_in_a_question(ctx: Context) -> None:
     assert extract_yes_no("where is my order", ctx) == []
 
 
+def test_spanish_ya_is_already_not_yes(ctx: Context) -> None:
+    assert values(extract_yes_no("ya no quiero el pedido", ctx), "yes_no") == ["no"]
+    assert extract_yes_no("ya llegó el paquete", ctx) == []
+    assert values(extract_yes_no("ya", ctx), "yes_no") == ["yes"]
+
+
 @pytest.mark.parametrize(
     ("text", "index"),
     [
