@@ -22,9 +22,23 @@ app = typer.Typer(
 
 
 def _service(migrate: bool = True):  # type: ignore[no-untyped-def]
-    from bot.service import Service
+    """The service every command uses; configuration mistakes end with a clear message, not a traceback."""
+    from pydantic import ValidationError
 
-    return Service.create(migrate=migrate)
+    from bot.service import Service
+    from bot.shopconfig import ConfigError
+
+    try:
+        return Service.create(migrate=migrate)
+    except ConfigError as exc:
+        typer.secho(f"Configuration error: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from None
+    except ValidationError as exc:
+        problems = "; ".join(
+            (f"{'.'.join(str(p) for p in e['loc'])}: " if e["loc"] else "") + e["msg"].removeprefix("Value error, ")
+            for e in exc.errors())
+        typer.secho(f"Invalid settings: {problems}", fg="red", err=True)
+        raise typer.Exit(2) from None
 
 
 def _setup_logging(level: str) -> None:
