@@ -25,6 +25,7 @@ from sqlmodel import Session, select
 
 from bot import compliance, escalations, outbox, replies
 from bot.db import try_insert
+from bot.journeys import Journeys
 from bot.models import Conversation, Customer, Message, Order, utcnow
 from bot.orders import customer_orders, customer_view, order_view, record_event
 from flows import proactive
@@ -395,6 +396,11 @@ def _apply(*, session: Session, runtime: Runtime, conversation: Conversation, cu
                 setattr(order, key, value)
             order.updated_at = now
             session.add(order)
+            if effect.changes.get("cod_status") in {"confirmed", "cancelled"}:
+                # The customer answered: a reminder still waiting (e.g. held by quiet hours) must not go out.
+                Journeys.cancel_superseded(session, order=order, journeys=("cod_reminder",),
+                                           timers=("cod_reminder", "cod_escalation"),
+                                           reason=f"cash on delivery {effect.changes['cod_status']}", now=now)
             if effect.event_type:
                 record_event(session=session, order=order, type_=effect.event_type, note=effect.note,
                              data={k: _jsonable(v) for k, v in effect.changes.items()})

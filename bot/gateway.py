@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
@@ -62,10 +62,10 @@ def _conversation_for(session: Session, customer: Customer, channel: str) -> Con
     return conversation
 
 
-def receive(db: Database, inbound: InboundMessage) -> Received:
+def receive(db: Database, inbound: InboundMessage, *, now: datetime | None = None) -> Received:
     """Store the inbound message (step 1). Safe to call twice with the same provider id."""
     text = sanitise_text(inbound.text)
-    now = utcnow()
+    now = now or utcnow()  # the service's (injectable) clock, so time-travel tests see consistent times
     try:
         with db.session() as session:
             if inbound.provider_message_id:
@@ -128,7 +128,7 @@ def process(db: Database, runtime: Runtime, conversation_id: int) -> list[Turn]:
 
 
 def handle_inbound(db: Database, runtime: Runtime, inbound: InboundMessage) -> Handled:
-    received = receive(db, inbound)
+    received = receive(db, inbound, now=runtime.now())
     if received.duplicate or received.conversation_id is None:
         return Handled(duplicate=True)
     return Handled(duplicate=False, turns=process(db, runtime, received.conversation_id))
@@ -136,7 +136,7 @@ def handle_inbound(db: Database, runtime: Runtime, inbound: InboundMessage) -> H
 
 def process_pending(db: Database, runtime: Runtime, *, older_than: timedelta = timedelta(seconds=5)) -> int:
     """Recover inbound messages stored but never processed (a crash between the two steps)."""
-    cutoff = utcnow() - older_than
+    cutoff = runtime.now() - older_than
     with db.session() as session:
         ids = session.exec(
             select(Message.conversation_id).where(Message.direction == "in", Message.status == "received",

@@ -324,7 +324,8 @@ class Journeys:
 
     # ------------------------------------------------------------ obsolescence
 
-    def cancel_superseded(self, session: Session, *, order: Order, journeys: tuple[str, ...], timers: tuple[str, ...],
+    @staticmethod
+    def cancel_superseded(session: Session, *, order: Order, journeys: tuple[str, ...], timers: tuple[str, ...],
                           reason: str, now: datetime) -> int:
         """Cancel this order's pending messages of `journeys` and pending `timers`."""
         cancelled = 0
@@ -335,7 +336,7 @@ class Journeys:
                 Outbox.order_pk == order.id, Outbox.status == "pending", col(Message.template).in_(templates),
             )).all()
             for row, message in rows:
-                self._cancel(session, row, message, reason=reason, now=now)
+                Journeys._cancel(session, row, message, reason=reason, now=now)
                 cancelled += 1
         if timers:
             for timer in session.exec(select(JourneyTimer).where(

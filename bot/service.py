@@ -73,7 +73,7 @@ class Service:
         return handled
 
     def receive(self, inbound: InboundMessage) -> gateway.Received:
-        received = gateway.receive(self.db, inbound)
+        received = gateway.receive(self.db, inbound, now=self.now())
         if received.duplicate:
             metrics.INBOUND_DUPLICATES.labels(inbound.channel).inc()
         return received
