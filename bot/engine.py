@@ -83,6 +83,7 @@ class Turn:
     replies: list[Message] = field(default_factory=list)
     flow: str | None = None
     escalated: bool = False
+    cod_confirmed: list[str] = field(default_factory=list)  # order ids whose COD was confirmed this turn
 
 
 def _classify(runtime: Runtime, conversation: Conversation, customer: Customer, text: str, now: datetime) -> Classification:
@@ -148,7 +149,31 @@ def handle_message(*, session: Session, runtime: Runtime, conversation: Conversa
            result=result, turn=turn, now=now, locale=locale)
     _advance(conversation, FLOWS_BY_NAME.get(result.flow or "", flow), result, now)
     conversation.slots = {**conversation.slots, "_locale": locale}
+    _follow_up_address(session=session, runtime=runtime, conversation=conversation, customer=customer,
+                       orders=orders, turn=turn, now=now)
     return turn
+
+
+def _follow_up_address(*, session: Session, runtime: Runtime, conversation: Conversation, customer: Customer,
+                       orders: list[Order], turn: Turn, now: datetime) -> None:
+    """After a COD confirmation, ask for the address parts the courier still needs.
+
+    The journeys hold the address question back while a COD question is open
+    (one open question at a time); this is where it follows.
+    """
+    if conversation.flow is not None or conversation.owner in HUMAN_OWNERS:
+        return
+    for order in orders:
+        if order.order_id in turn.cod_confirmed and order.address_status == "needs_clarification":
+            try:
+                message = open_proactive(session=session, runtime=runtime, customer=customer,
+                                         kind="address_clarification", order=order, conversation=conversation,
+                                         now=now, dedupe_key=f"journey:address_clarification:{order.id}")
+            except proactive.NotApplicable:
+                continue
+            if message is not None:
+                turn.replies.append(message)
+            return
 
 
 def reply_locale(conversation: Conversation, customer: Customer, classification: Classification, text: str) -> str:
@@ -396,6 +421,8 @@ def _apply(*, session: Session, runtime: Runtime, conversation: Conversation, cu
                 setattr(order, key, value)
             order.updated_at = now
             session.add(order)
+            if effect.changes.get("cod_status") == "confirmed":
+                turn.cod_confirmed.append(order.order_id)
             if effect.changes.get("cod_status") in {"confirmed", "cancelled"}:
                 # The customer answered: a reminder still waiting (e.g. held by quiet hours) must not go out.
                 Journeys.cancel_superseded(session, order=order, journeys=("cod_reminder",),

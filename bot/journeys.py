@@ -146,6 +146,7 @@ class Journeys:
             return
         self._inherit_erased_opt_out(session, customer)
         self._order_confirmed(session, order, customer, key="created")
+        self.ask_address_clarification(session, order, customer)
 
     def order_event(self, *, session: Session, order: Order, customer: Customer, event: OrderEvent) -> None:
         """A new (not duplicate) shipment event was recorded."""
@@ -183,6 +184,35 @@ class Journeys:
                 due = asked_at + parse_duration(self.spec(kind).get("delay", "2h"))
                 self.add_timer(session, kind=kind, order=order, customer=customer, due_at=due,
                                quiet=kind != "cod_escalation")  # agents, not customers, get the escalation
+
+    def ask_address_clarification(self, session: Session, order: Order, customer: Customer) -> bool:
+        """Ask for the missing parts of an address that cannot be delivered as it is.
+
+        One open question at a time: while a COD confirmation is pending, that
+        question goes first and this one follows the customer's answer
+        (`bot.engine` calls back here). Honours opt-out, quiet hours and dedupe.
+        """
+        if order.address_status != "needs_clarification" or not self.enabled("address_clarification"):
+            return False
+        if order.payment_method == "cod" and order.cod_status == "pending":
+            return False
+        if customer.erased_at is not None or customer.opted_out_channels:
+            return False
+        from bot import engine
+        from flows.proactive import NotApplicable
+
+        now = self.service.now()
+        spec = self.spec("address_clarification")
+        due = self.next_allowed(now, customer)
+        try:
+            message = engine.open_proactive(
+                session=session, runtime=self.service.runtime, customer=customer, kind="address_clarification",
+                order=order, now=now, due_at=due, expires_at=due + parse_duration(spec.get("valid_for", "24h")),
+                dedupe_key=f"journey:address_clarification:{order.id}",
+            )
+        except NotApplicable:
+            return False
+        return message is not None
 
     def _after_delivery(self, session: Session, order: Order, customer: Customer, now: datetime) -> None:
         if self.enabled("feedback"):

@@ -23,7 +23,7 @@ import yaml
 
 JOURNEY_NAMES = (
     "order_confirmed", "shipped", "out_for_delivery", "delayed", "failed_attempt", "delivered",
-    "feedback", "cod_reminder", "cod_escalation", "reorder",
+    "feedback", "cod_reminder", "cod_escalation", "reorder", "address_clarification",
 )
 PRIORITIES = ("transactional", "marketing")
 CHANNELS = ("preferred", "sms", "whatsapp", "telegram")
@@ -55,6 +55,7 @@ DEFAULTS: dict[str, Any] = {
         "cod_reminder": _journey(delay="2h", valid_for="12h"),
         "cod_escalation": _journey(delay="12h"),
         "reorder": _journey(valid_for="3d", priority="marketing"),
+        "address_clarification": _journey(valid_for="24h", reply_window="24h"),
     },
 }
 
