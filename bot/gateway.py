@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, select
+from sqlmodel import col, select
 
 from bot.channels import InboundMessage, sanitise_text
-from bot.db import Database, try_insert
-from bot.engine import Runtime, Turn, handle_message
+from bot.db import Database
+from bot.engine import Runtime, Turn, conversation_for, handle_message
 from bot.models import Conversation, Customer, Message, utcnow
 from bot.orders import get_or_create_customer
 from bot.phones import mask
@@ -50,18 +50,6 @@ class Handled:
         return [m for t in self.turns for m in t.replies]
 
 
-def _conversation_for(session: Session, customer: Customer, channel: str) -> Conversation:
-    conversation = session.exec(select(Conversation).where(Conversation.customer_id == customer.id)).first()
-    if conversation is not None:
-        return conversation
-    conversation = Conversation(customer_id=customer.id, channel=channel)  # type: ignore[arg-type]
-    if not try_insert(session, conversation):
-        found = session.exec(select(Conversation).where(Conversation.customer_id == customer.id)).first()
-        assert found is not None
-        return found
-    return conversation
-
-
 def receive(db: Database, inbound: InboundMessage, *, now: datetime | None = None) -> Received:
     """Store the inbound message (step 1). Safe to call twice with the same provider id."""
     text = sanitise_text(inbound.text)
@@ -80,7 +68,7 @@ def receive(db: Database, inbound: InboundMessage, *, now: datetime | None = Non
             )
             if inbound.telegram_chat_id and customer.telegram_chat_id is None:
                 customer.telegram_chat_id = inbound.telegram_chat_id
-            conversation = _conversation_for(session, customer, inbound.channel)
+            conversation = conversation_for(session, customer, inbound.channel)
             conversation.channel = inbound.channel
             conversation.last_inbound_at = inbound.received_at or now
             message = Message(

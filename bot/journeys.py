@@ -398,15 +398,9 @@ class Journeys:
     # ------------------------------------------------------------ conversations and flows
 
     def conversation(self, session: Session, customer: Customer, channel: str) -> Conversation:
-        found = session.exec(select(Conversation).where(Conversation.customer_id == customer.id)).first()
-        if found is not None:
-            return found
-        conversation = Conversation(customer_id=customer.id, channel=channel)  # type: ignore[arg-type]
-        if not try_insert(session, conversation):
-            found = session.exec(select(Conversation).where(Conversation.customer_id == customer.id)).first()
-            assert found is not None
-            return found
-        return conversation
+        from bot.engine import conversation_for  # engine imports this module at load time
+
+        return conversation_for(session, customer, channel)
 
     def open_flow(self, session: Session, customer: Customer, flow_name: str, *, order: Order, now: datetime) -> bool:
         """Put the customer's conversation into `flow_name` so their reply is read in context
