@@ -31,7 +31,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, model_validator
 from sqlmodel import Session, select
 
 from bot.errors import Conflict
@@ -61,24 +61,11 @@ AFTERSHIP_TAGS: dict[str, EventType | None] = {
 }
 
 
-class CarrierEventIn(BaseModel):
-    """Doorstep's own carrier event."""
-
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+class CarrierEventIn(OrderEventIn):
+    """Doorstep's own carrier event: the API's shipment event plus which order it is about."""
 
     order_id: str | None = Field(None, min_length=1, max_length=64)
     tracking_number: str | None = Field(None, min_length=1, max_length=100)
-    type: EventType
-    at: datetime | None = None
-    eta: date | None = None
-    note: str | None = Field(None, max_length=2000)
-
-    @field_validator("at")
-    @classmethod
-    def _aware(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            raise ValueError("must include a timezone offset")
-        return value
 
     @model_validator(mode="after")
     def _one_reference(self) -> CarrierEventIn:
