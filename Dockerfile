@@ -6,7 +6,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     DATABASE_URL=sqlite:////data/doorstep.db \
     DOORSTEP_STATE_DIR=/data \
-    DOORSTEP_MODEL_DIR=/data/model
+    DOORSTEP_MODEL_DIR=/app/model
 
 RUN groupadd --system doorstep && useradd --system --gid doorstep --home-dir /app --shell /usr/sbin/nologin doorstep
 
@@ -18,7 +18,9 @@ COPY flows ./flows
 COPY integrations ./integrations
 COPY data ./data
 RUN pip install --editable ".[rasa]" \
+    && doorstep classify "where is my order" > /dev/null \
     && mkdir -p /data && chown -R doorstep:doorstep /data
+# (the classify run trains the intent model once, at build time, into $DOORSTEP_MODEL_DIR)
 
 USER doorstep
 VOLUME ["/data"]
