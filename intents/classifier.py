@@ -152,17 +152,85 @@ def _with_context(
     return None
 
 
+# Words that may surround an order reference in a message that is nothing but the
+# reference: "A1003", "#1234", "order 55821", "my order A1003 status?", "pedido #A-1002".
+_REF_FILLER = frozenset(
+    {
+        "my", "the", "order", "orders", "ord", "no", "num", "number", "id", "ref", "status", "update",
+        "track", "tracking", "of", "for", "about", "please", "pls", "plz",
+        "mi", "mis", "el", "del", "de", "pedido", "orden", "estado", "numero",
+        "mera", "meri", "mere", "ka", "ki",
+    }
+)  # fmt: skip
+
+
+def _order_ref_only(text: str, entities: tuple[Entity, ...], language: str) -> Classification | None:
+    """A message that is only an order reference (plus "order"/"my order"/"status") asks about that order."""
+    refs = [e for e in entities if e.type == "order_ref"]
+    if not refs:
+        return None
+    rest = text
+    for e in sorted(refs, key=lambda e: e.start, reverse=True):
+        rest = rest[: e.start] + " " + rest[e.end :]
+    words = re.findall(r"[^\W_]+", strip_accents(rest.lower()))
+    if any(w not in _REF_FILLER for w in words) or re.search(r"[^\w\s#:.,?!¿¡-]", rest):
+        return None
+    kept = tuple(e for e in entities if e.type in ("order_ref", "choice", "number"))
+    return Classification(Intent.WISMO, 0.95, kept, language, "rules")
+
+
+_SHORT_REPLIES = frozenset({Intent.AFFIRM.value, Intent.DENY.value})
+# A one-word affirm/deny reading without a yes/no word needs at least this confidence.
+_ONE_WORD_REPLY_MIN = 0.5
+# A reading of unknown words is kept only when their character n-grams are this decisive
+# ("naw" -> deny 0.94); weaker guesses on unknown words are refused.
+_GIBBERISH_KEEP = 0.9
+
+
+def _is_gibberish(text: str, model: IntentModel) -> bool:
+    """No word of the message is one the model was trained on, or a one-letter slip from one."""
+    known = getattr(model, "known_word", None)
+    if known is None:
+        return False
+    words = re.findall(r"[^\W\d_]+", strip_accents(text.lower()))
+    return bool(words) and not any(known(w) for w in words)
+
+
 def _model_reading(
     text: str, entities: tuple[Entity, ...], language: str, model: IntentModel
 ) -> Classification:
     ranked = model.probabilities(text)
     best_label, best_p = ranked[0]
     alternatives = tuple((Intent(label), p) for label, p in ranked[1:4])
+    if best_p < _GIBBERISH_KEEP and not entities and _is_gibberish(text, model):
+        # "zzzq", "qwerty uiop": character n-grams alone can land anywhere, often on the
+        # short replies (affirm/deny). Never act on them; keep the guess for the caller.
+        if best_label == Intent.OUT_OF_SCOPE.value:
+            return Classification(
+                Intent.OUT_OF_SCOPE, best_p, entities, language, "model", alternatives, uncertain=True
+            )
+        return Classification(
+            Intent.OUT_OF_SCOPE,
+            1.0 - best_p,
+            entities,
+            language,
+            "model",
+            ((Intent(best_label), best_p), *alternatives),
+            uncertain=True,
+        )
+    # One word that is not a yes/no word ("skip", "parso", "ergo") and only weakly looks
+    # like a yes or a no: refusing beats acting on a confirmation nobody gave.
+    weak_reply = (
+        best_label in _SHORT_REPLIES
+        and best_p < _ONE_WORD_REPLY_MIN
+        and _word_count(text) == 1
+        and not any(e.type == "yes_no" for e in entities)
+    )
     if best_p < model.threshold and best_label == Intent.OUT_OF_SCOPE.value:
         return Classification(
             Intent.OUT_OF_SCOPE, best_p, entities, language, "model", alternatives, uncertain=True
         )
-    if best_p < model.threshold:
+    if best_p < model.threshold or weak_reply:
         # Unsure: refuse rather than act, but keep the guess for the caller / LLM fallback.
         return Classification(
             Intent.OUT_OF_SCOPE,
@@ -214,6 +282,9 @@ def classify_using(
     in_context = _with_context(context, entities, text, language, model_result)
     if in_context is not None:
         return in_context
+    by_ref = _order_ref_only(text, entities, language)
+    if by_ref is not None:
+        return by_ref
     if not text.strip():
         return Classification(Intent.OUT_OF_SCOPE, 1.0, (), language, "rules")
     return model_result()

@@ -11,6 +11,8 @@ Conventions (documented in docs/nlu.md):
 - a bare weekday, and "next <weekday>", mean the next such day strictly after today;
 - "this weekend" is the coming Saturday (today if it is Saturday or Sunday);
 - "28th" is the next 28th on or after today;
+- a day and month without a year ("20 nov", "3 de diciembre", "25/11") up to 60 days
+  before today is that past date (the flow says it has passed); earlier ones are next year's;
 - "after 6pm" is 18:00-21:00 (deliveries end at 21:00); "before 11" is 09:00-11:00
   (they start at 09:00); "at 3pm" is a two-hour window 15:00-17:00;
 - hours written without am/pm: 1-7 are afternoon/evening, 8-11 morning, 12 noon.
@@ -177,19 +179,15 @@ def _parse_explicit(fragment: str, now: datetime) -> date | None:
         # Day first (India, Spain, UK); month first only when the day slot cannot be a day.
         a, b = int(numeric.group(1)), int(numeric.group(2))
         day, month = (a, b) if a > 12 or b <= 12 else (b, a)
-        year = int(numeric.group(3)) if numeric.group(3) else now.year
+        if not numeric.group(3):
+            return _without_year(now.date(), month, day)
+        year = int(numeric.group(3))
         if year < 100:
             year += 2000
         try:
-            found = date(year, month, day)
+            return date(year, month, day)
         except ValueError:
             return None
-        if not numeric.group(3) and found < now.date():
-            try:
-                found = date(year + 1, month, day)
-            except ValueError:
-                return None
-        return found
     parsed = _dateparser().parse(
         fragment,
         languages=["en", "es"],
@@ -203,7 +201,37 @@ def _parse_explicit(fragment: str, now: datetime) -> date | None:
     if parsed is None:
         return None
     found_date: date = parsed.date()
+    if not re.search(r"\d{4}", fragment):
+        return _without_year(now.date(), found_date.month, found_date.day)
     return found_date
+
+
+# A day and month said without a year, up to this many days before today, is this
+# year's (past) date: "20 nov" on 22 Nov is two days ago, so the reschedule flow can
+# say the date has passed. Further back, it is next year's.
+RECENT_PAST_DAYS = 60
+
+
+def _without_year(today: date, month: int, day: int) -> date | None:
+    """The date a day/month without a year means: a recent past one, else the next one on or after today."""
+    candidates = []
+    for year in (today.year - 1, today.year, today.year + 1):
+        try:
+            candidates.append(date(year, month, day))
+        except ValueError:
+            continue  # 29 Feb outside a leap year
+    recent = [d for d in candidates if today - timedelta(days=RECENT_PAST_DAYS) <= d < today]
+    if recent:
+        return recent[-1]
+    upcoming = [d for d in candidates if d >= today]
+    if upcoming:
+        return upcoming[0]
+    for year in range(today.year + 2, today.year + 9):  # 29 Feb: the next leap year
+        try:
+            return date(year, month, day)
+        except ValueError:
+            continue
+    return None
 
 
 def extract_dates(text: str, context: Context) -> list[Entity]:

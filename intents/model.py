@@ -94,6 +94,35 @@ class LinearTextModel:
     threshold: float
     meta: dict[str, Any] = field(default_factory=dict)
 
+    def known_word(self, word: str) -> bool:
+        """Whether the model saw this word in training, a known stem of it, or a word one slip away.
+
+        Words of four letters or more also match when they start with a known word of
+        four letters or more ("refunding", "goodnight"), or through their one-letter
+        deletions (symmetric delete: one substitution, insertion, deletion or most swaps,
+        so "cancle" and "shipp" are known, "blorp" and "asdfgh" are not).
+        """
+        w = normalize(word)
+        if f"w:{w}" in self.vocabulary:
+            return True
+        if len(w) < 4:
+            return False
+        if any(f"w:{w[:k]}" in self.vocabulary for k in range(4, len(w))):
+            return True  # a known stem: "refunding", "goodnight"
+        index = self.__dict__.get("_deletes")
+        if index is None:
+            index = set()
+            for feature in self.vocabulary:
+                if feature.startswith("w:") and len(feature) >= 5:
+                    v = feature[2:]
+                    index.add(v)
+                    index.update(v[:i] + v[i + 1 :] for i in range(len(v)))
+            self.__dict__["_deletes"] = index
+        return any(v in index for v in (w, *(w[:i] + w[i + 1 :] for i in range(len(w)))))
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "_deletes"}
+
     def probabilities(self, text: str) -> list[tuple[str, float]]:
         """(label, probability) for every label, most likely first."""
         import numpy as np
