@@ -22,6 +22,8 @@ import sqlalchemy as sa
 
 from bot.db import Database
 from bot.settings import Settings
+from tests.fakes.telegram_server import FakeTelegram
+from tests.fakes.twilio_server import FakeTwilio
 
 PG_ADMIN_URL = os.environ.get("DOORSTEP_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 TEST_API_KEY = "test-api-key-0123456789abcdef"
@@ -144,6 +146,23 @@ def db(settings: Settings) -> Iterator[Database]:
     database.migrate()
     yield database
     database.dispose()
+
+
+# ------------------------------------------------------------------ fake providers (real HTTP on loopback)
+
+
+@pytest.fixture
+def fake_twilio() -> Iterator[FakeTwilio]:
+    fake = FakeTwilio().start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def fake_telegram() -> Iterator[FakeTelegram]:
+    fake = FakeTelegram().start()
+    yield fake
+    fake.stop()
 
 
 @pytest.fixture

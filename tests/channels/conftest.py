@@ -42,20 +42,6 @@ def _dispose_services() -> Iterator[None]:
         _created.pop().db.dispose()
 
 
-@pytest.fixture
-def fake_twilio() -> Iterator[FakeTwilio]:
-    fake = FakeTwilio().start()
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture
-def fake_telegram() -> Iterator[FakeTelegram]:
-    fake = FakeTelegram().start()
-    yield fake
-    fake.stop()
-
-
 def with_channels(settings: Settings, twilio: FakeTwilio | None = None, telegram: FakeTelegram | None = None,
                   **extra: object) -> Settings:
     update: dict[str, object] = {"public_url": PUBLIC_URL}
