@@ -107,8 +107,9 @@ def demo() -> None:
 
     service = _service()
     ids = load_demo(service)
-    from bot.models import Customer, Order
     from sqlmodel import select
+
+    from bot.models import Customer, Order
 
     table = Table(title="Demo orders", show_lines=False)
     for column in ("order", "customer", "phone", "status", "payment"):
