@@ -37,12 +37,13 @@ browser-deps:
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null); \
 	  else echo "chromium is missing; install it with: sudo apt-get install -y chromium"; fi; }
 
-test: dev browser-deps
+test: dev browser-deps lint
 	$(BIN)/pytest -q
 
+# ruff everywhere; mypy on all code (strict on flows/ and intents/, see pyproject.toml)
 lint: dev
 	$(BIN)/ruff check bot intents flows integrations tests bench
-	$(BIN)/mypy flows intents
+	$(BIN)/mypy bot integrations flows intents
 
 bench: dev
 	$(BIN)/python bench/inbound.py

@@ -28,7 +28,7 @@ class _Strict(BaseModel):
 class CustomerIn(_Strict):
     name: str = Field("", max_length=200)
     phone: str = Field(..., max_length=32, description="Any format; stored as E.164")
-    telegram_chat_id: str | int | None = None
+    telegram_chat_id: str | None = Field(None, max_length=32, description="a number or a string; stored as a string")
     locale: str = Field("en", pattern=r"^(en|es|hi-Latn|hi)$")
     channel: Channel = "sms"
 
@@ -40,7 +40,7 @@ class CustomerIn(_Strict):
         except InvalidPhone as exc:
             raise ValueError(str(exc)) from None
 
-    @field_validator("telegram_chat_id")
+    @field_validator("telegram_chat_id", mode="before")
     @classmethod
     def _chat_id_str(cls, value: str | int | None) -> str | None:
         return None if value in (None, "") else str(value)

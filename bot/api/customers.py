@@ -79,7 +79,7 @@ def message_log(order_id: str, session: SessionDep, service: ServiceDep) -> Mess
         entries.append(MessageLogEntry(
             id=message.id or 0, direction="in" if message.direction == "in" else "out", channel=message.channel,
             journey=journey, template=template, text=message.text,
-            status=log_status(message, now),  # type: ignore[arg-type]
+            status=log_status(message, now),
             due_at=message.due_at, sent_at=message.sent_at, created_at=message.created_at,
             error=message.error,
         ))

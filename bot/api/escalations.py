@@ -165,7 +165,7 @@ def reply_to_escalation(escalation_id: EscalationId, body: ReplyIn, session: Ses
     except (NotFound, Conflict, InvalidInput) as exc:
         raise _http(exc) from None
     return ReplyOut(escalation_id=escalation_id, message_id=sent.message.id or 0, channel=sent.channel,
-                    delivery=sent.delivery,  # type: ignore[arg-type]
+                    delivery=sent.delivery,
                     whatsapp_window_open=sent.whatsapp_window_open, message_status=sent.message.status, owner="human")
 
 
