@@ -205,19 +205,7 @@ def _model_reading(
     if best_p < _GIBBERISH_KEEP and not entities and _is_gibberish(text, model):
         # "zzzq", "qwerty uiop": character n-grams alone can land anywhere, often on the
         # short replies (affirm/deny). Never act on them; keep the guess for the caller.
-        if best_label == Intent.OUT_OF_SCOPE.value:
-            return Classification(
-                Intent.OUT_OF_SCOPE, best_p, entities, language, "model", alternatives, uncertain=True
-            )
-        return Classification(
-            Intent.OUT_OF_SCOPE,
-            1.0 - best_p,
-            entities,
-            language,
-            "model",
-            ((Intent(best_label), best_p), *alternatives),
-            uncertain=True,
-        )
+        return _refused(best_label, best_p, entities, language, alternatives)
     # One word that is not a yes/no word ("skip", "parso", "ergo") and only weakly looks
     # like a yes or a no: refusing beats acting on a confirmation nobody gave.
     weak_reply = (
@@ -226,22 +214,24 @@ def _model_reading(
         and _word_count(text) == 1
         and not any(e.type == "yes_no" for e in entities)
     )
-    if best_p < model.threshold and best_label == Intent.OUT_OF_SCOPE.value:
-        return Classification(
-            Intent.OUT_OF_SCOPE, best_p, entities, language, "model", alternatives, uncertain=True
-        )
     if best_p < model.threshold or weak_reply:
         # Unsure: refuse rather than act, but keep the guess for the caller / LLM fallback.
-        return Classification(
-            Intent.OUT_OF_SCOPE,
-            1.0 - best_p,
-            entities,
-            language,
-            "model",
-            ((Intent(best_label), best_p), *alternatives),
-            uncertain=True,
-        )
+        return _refused(best_label, best_p, entities, language, alternatives)
     return Classification(Intent(best_label), best_p, entities, language, "model", alternatives)
+
+
+def _refused(
+    best_label: str,
+    best_p: float,
+    entities: tuple[Entity, ...],
+    language: str,
+    alternatives: tuple[tuple[Intent, float], ...],
+) -> Classification:
+    """An uncertain `out_of_scope` that keeps the model's guess first among the alternatives."""
+    if best_label == Intent.OUT_OF_SCOPE.value:
+        return Classification(Intent.OUT_OF_SCOPE, best_p, entities, language, "model", alternatives, uncertain=True)
+    guessed = ((Intent(best_label), best_p), *alternatives)
+    return Classification(Intent.OUT_OF_SCOPE, 1.0 - best_p, entities, language, "model", guessed, uncertain=True)
 
 
 def _language(text: str, context: Context) -> str:

@@ -19,8 +19,11 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from fastapi.testclient import TestClient
 
+from bot.app import create_app
 from bot.db import Database
+from bot.service import Service
 from bot.settings import Settings
 from tests.fakes.telegram_server import FakeTelegram
 from tests.fakes.twilio_server import FakeTwilio
@@ -163,6 +166,13 @@ def fake_telegram() -> Iterator[FakeTelegram]:
     fake = FakeTelegram().start()
     yield fake
     fake.stop()
+
+
+@pytest.fixture
+def client(service: Service) -> Iterator[TestClient]:
+    """The app over the suite's own `service` fixture (each suite builds the service it needs)."""
+    with TestClient(create_app(service=service)) as test_client:
+        yield test_client
 
 
 @pytest.fixture

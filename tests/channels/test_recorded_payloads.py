@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,6 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import col, select
 
-from bot.app import create_app
 from bot.dispatcher import Dispatcher
 from bot.errors import RecipientOptedOut
 from bot.models import Customer, Message, Outbox
@@ -46,12 +44,6 @@ def service(settings: Settings, fake_twilio: FakeTwilio, fake_telegram: FakeTele
     service = new_service(with_channels(settings, twilio=fake_twilio, telegram=fake_telegram))
     add_order(service)
     return service
-
-
-@pytest.fixture
-def client(service: Service) -> Iterator[TestClient]:
-    with TestClient(create_app(service=service)) as client:
-        yield client
 
 
 def _signed_post(client: TestClient, fake: FakeTwilio, path: str, form: dict[str, str]):  # type: ignore[no-untyped-def]

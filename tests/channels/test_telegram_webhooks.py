@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import col, select
@@ -25,12 +23,6 @@ def service(settings: Settings, fake_telegram: FakeTelegram) -> Service:
     service = new_service(with_channels(settings, telegram=fake_telegram))
     add_order(service)
     return service
-
-
-@pytest.fixture
-def client(service: Service) -> Iterator[TestClient]:
-    with TestClient(create_app(service=service)) as client:
-        yield client
 
 
 def _customer(service: Service, phone: str = ASHA) -> Customer:

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import col, select
 
-from bot.app import create_app
 from bot.dispatcher import Dispatcher
 from bot.models import Customer, Message, Outbox
 from bot.service import Service
@@ -25,12 +23,6 @@ def service(settings: Settings, fake_twilio: FakeTwilio) -> Service:
     service = new_service(with_channels(settings, twilio=fake_twilio))
     add_order(service)
     return service
-
-
-@pytest.fixture
-def client(service: Service) -> Iterator[TestClient]:
-    with TestClient(create_app(service=service)) as client:
-        yield client
 
 
 def _inbound(client: TestClient, fake: FakeTwilio, body: str, *, from_: str = ASHA, sid: str | None = None,

@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tests.fakes.twilio_server import LoopbackServer
+from tests.fakes.twilio_server import LoopbackFake, LoopbackServer
 
 BOT_TOKEN = "123456789:AAFakeTokenForDoorstepTests_0123456789"
 BOT_ID = 123456789
@@ -47,7 +47,7 @@ class TgFailure:
 
 
 @dataclass
-class FakeTelegram:
+class FakeTelegram(LoopbackFake):
     token: str = BOT_TOKEN
     sent: list[dict[str, Any]] = field(default_factory=list)
     calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
@@ -128,19 +128,6 @@ class FakeTelegram:
 
     def app(self) -> Starlette:
         return Starlette(routes=[Route("/bot{token}/{method}", self.method, methods=["POST", "GET"])])
-
-    def start(self) -> FakeTelegram:
-        self.server = LoopbackServer(self.app()).start()
-        return self
-
-    def stop(self) -> None:
-        if self.server is not None:
-            self.server.stop()
-
-    @property
-    def url(self) -> str:
-        assert self.server is not None
-        return self.server.url
 
 
 _update_ids = itertools.count(100_000)

@@ -27,7 +27,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
-from typing import Any
+from typing import Any, Self
 
 import httpx
 import uvicorn
@@ -76,6 +76,28 @@ class LoopbackServer:
         self.thread.join(timeout=10)
 
 
+class LoopbackFake:
+    """start / stop / url for a fake provider: its `app()` served by a LoopbackServer."""
+
+    server: LoopbackServer | None
+
+    def app(self) -> Any:
+        raise NotImplementedError
+
+    def start(self) -> Self:
+        self.server = LoopbackServer(self.app()).start()
+        return self
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        return self.server.url
+
+
 @dataclass
 class Failure:
     status: int
@@ -85,7 +107,7 @@ class Failure:
 
 
 @dataclass
-class FakeTwilio:
+class FakeTwilio(LoopbackFake):
     account_sid: str = ACCOUNT_SID
     auth_token: str = AUTH_TOKEN
     messages: list[dict[str, Any]] = field(default_factory=list)
@@ -175,19 +197,6 @@ class FakeTwilio:
         path = "/2010-04-01/Accounts/{sid}/Messages.json"
         return Starlette(routes=[Route(path, self.create_message, methods=["POST"]),
                                  Route(path, self.list_messages, methods=["GET"])])
-
-    def start(self) -> FakeTwilio:
-        self.server = LoopbackServer(self.app()).start()
-        return self
-
-    def stop(self) -> None:
-        if self.server is not None:
-            self.server.stop()
-
-    @property
-    def url(self) -> str:
-        assert self.server is not None
-        return self.server.url
 
     # ------------------------------------------------------------ Twilio's side of webhooks
 
