@@ -31,7 +31,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -200,7 +200,7 @@ def _claim_latency(db: Database, customer_id: int, repeats: int = 5) -> float:
     dispatcher = Dispatcher(db, Settings(DATABASE_URL=db.url, DOORSTEP_ENV="test"), kinds=("message",))
     timings = []
     for _ in range(repeats):
-        _insert_due(db, customer_id, 50, datetime.now(UTC) - timedelta(seconds=1), f"claim{uuid.uuid4().hex[:6]}")
+        _insert_due(db, customer_id, 50, db.clock() - timedelta(seconds=1), f"claim{uuid.uuid4().hex[:6]}")
         started = time.perf_counter()
         claimed = dispatcher.claim(limit=50)
         timings.append((time.perf_counter() - started) * 1000)
@@ -213,7 +213,7 @@ def _claim_latency(db: Database, customer_id: int, repeats: int = 5) -> float:
 
 def _dispatch(url: str, db: Database, customer_id: int, count: int, workers: int, provider_url: str) -> dict[str, Any]:
     _Provider.received.clear()
-    _insert_due(db, customer_id, count, datetime.now(UTC) - timedelta(seconds=1), f"w{workers}")
+    _insert_due(db, customer_id, count, db.clock() - timedelta(seconds=1), f"w{workers}")
     ctx = multiprocessing.get_context("spawn")
     done = ctx.Queue()
     started = time.perf_counter()
@@ -242,7 +242,7 @@ def run_backend(backend: str, rows: int, dispatch: int, pg_admin: str, provider_
             latency: list[dict[str, Any]] = [{"rows": 0, "claim_ms": _claim_latency(db, customer_id)}]
             inserted = 0
             insert_seconds = 0.0
-            now = datetime.now(UTC)
+            now = db.clock()
             with Progress(TextColumn(f"[bold]{backend}[/bold] insert"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,}"),
                           TimeElapsedColumn(), TimeRemainingColumn(), console=console) as progress:
                 task = progress.add_task("insert", total=rows)

@@ -79,7 +79,7 @@ def create_app(settings: Settings | None = None, *, service: Service | None = No
     def healthz() -> dict[str, Any]:
         from sqlalchemy import text
 
-        with service.db.session() as session:
+        with service.db.read() as session:
             session.execute(text("SELECT 1"))
         return {"status": "ok", "database": service.db.engine.dialect.name}
 

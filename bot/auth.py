@@ -11,7 +11,7 @@ import hmac
 import secrets
 
 from bot.db import Database
-from bot.models import KeyValue, utcnow
+from bot.models import KeyValue
 
 KEY_NAME = "api_key_sha256"
 
@@ -28,7 +28,7 @@ def ensure_api_key(db: Database, configured: str) -> str | None:
         if session.get(KeyValue, KEY_NAME) is not None:
             return None
         key = "dsk_" + secrets.token_urlsafe(32)
-        session.add(KeyValue(key=KEY_NAME, value=_digest(key), updated_at=utcnow()))
+        session.add(KeyValue(key=KEY_NAME, value=_digest(key)))
         return key
 
 
@@ -37,7 +37,6 @@ def rotate_api_key(db: Database) -> str:
     with db.session() as session:
         row = session.get(KeyValue, KEY_NAME) or KeyValue(key=KEY_NAME, value="")
         row.value = _digest(key)
-        row.updated_at = utcnow()
         session.add(row)
     return key
 
@@ -47,6 +46,6 @@ def check_api_key(db: Database, configured: str, presented: str) -> bool:
         return False
     if configured:
         return hmac.compare_digest(configured.encode(), presented.encode())
-    with db.session() as session:
+    with db.read() as session:  # never the write lock: callers may hold a write transaction
         row = session.get(KeyValue, KEY_NAME)
     return row is not None and hmac.compare_digest(row.value, _digest(presented))

@@ -48,7 +48,7 @@ def add(name: Annotated[str, typer.Argument(help="The agent's name, as customers
     from rich.panel import Panel
     from sqlmodel import select
 
-    from bot.models import Agent, utcnow
+    from bot.models import Agent
 
     name = _clean(name)
     token = new_agent_token()
@@ -58,7 +58,7 @@ def add(name: Annotated[str, typer.Argument(help="The agent's name, as customers
             typer.echo(f"Agent {name!r} already exists; use --rotate for a new token.", err=True)
             raise typer.Exit(1)
         if agent is None:
-            agent = Agent(name=name, token_sha256=token_digest(token), created_at=utcnow())
+            agent = Agent(name=name, token_sha256=token_digest(token))
         agent.token_sha256 = token_digest(token)
         agent.revoked_at = None
         session.add(agent)
@@ -93,7 +93,8 @@ def revoke(name: Annotated[str, typer.Argument(help="The agent to lock out of th
     """Revoke an agent's token; their open inbox sessions end at once."""
     from sqlmodel import select
 
-    from bot.models import Agent, utcnow
+    from bot.db import session_now
+    from bot.models import Agent
 
     name = _clean(name)
     with _service().db.session() as session:
@@ -102,7 +103,7 @@ def revoke(name: Annotated[str, typer.Argument(help="The agent to lock out of th
             typer.echo(f"No agent named {name!r}.", err=True)
             raise typer.Exit(1)
         if agent.revoked_at is None:
-            agent.revoked_at = utcnow()
+            agent.revoked_at = session_now(session)
             # A fresh random digest too, so the old token can never match again, even if un-revoked.
             agent.token_sha256 = token_digest(new_agent_token())
             session.add(agent)

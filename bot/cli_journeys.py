@@ -69,9 +69,10 @@ def _timeline_from_db(service: Service, order_id: str) -> tuple[dict[str, Any], 
         return payload, order.created_at, events
 
 
-def _timeline_from_file(path: Path) -> tuple[dict[str, Any], datetime, list[dict[str, Any]]]:
+def _timeline_from_file(path: Path, now: datetime) -> tuple[dict[str, Any], datetime, list[dict[str, Any]]]:
     """YAML: `order:` (the API's order JSON), `start:` (ISO, default now), `events:` with
-    `type` and `after` (a duration from the previous event, e.g. 2h) or `at` (ISO)."""
+    `type` and `after` (a duration from the previous event, e.g. 2h) or `at` (ISO).
+    `now` is the default start."""
     import yaml
 
     from bot.shopconfig import parse_duration
@@ -82,7 +83,7 @@ def _timeline_from_file(path: Path) -> tuple[dict[str, Any], datetime, list[dict
         raise typer.BadParameter(f"{path}: {exc}", param_hint="--timeline") from None
     if not isinstance(spec, dict) or not isinstance(spec.get("order"), dict):
         raise typer.BadParameter(f"{path}: needs an `order:` mapping (the API's order JSON)", param_hint="--timeline")
-    start = _aware(spec.get("start")) or datetime.now(UTC).replace(microsecond=0)
+    start = _aware(spec.get("start")) or now.replace(microsecond=0)
     at = start
     events: list[dict[str, Any]] = []
     for raw in spec.get("events") or []:
@@ -122,6 +123,7 @@ def simulate(
     from sqlmodel import col, select
 
     from bot.dispatcher import Dispatcher
+    from bot.engine import Runtime
     from bot.journeys import FakeClock
     from bot.models import Customer, JourneyTimer, Message, Outbox
     from bot.orders import apply_event, get_order, upsert_order
@@ -133,7 +135,7 @@ def simulate(
         raise typer.BadParameter("give an ORDER_ID or --timeline FILE (one of them)")
     settings = get_settings()
     if timeline is not None:
-        payload, start, events = _timeline_from_file(timeline)
+        payload, start, events = _timeline_from_file(timeline, Runtime(timezone=settings.timezone).now())
     else:
         payload, start, events = _timeline_from_db(Service.create(settings), order_id or "")
     try:

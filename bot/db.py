@@ -3,14 +3,33 @@
 The rest of the code is backend-agnostic; only here do SQLite and PostgreSQL
 differ: how a transaction takes the per-conversation lock, and how the
 dispatcher claims due outbox rows without two workers taking the same one.
+
+Two kinds of session:
+- `session()` writes. On SQLite it begins with `BEGIN IMMEDIATE` (the one write
+  lock), so writers queue instead of failing half-way.
+- `read()` only reads. On SQLite it begins a deferred transaction, which under
+  WAL never waits for the writer and never blocks it; flushing a change in it
+  is an error.
+
+A thread that holds a write transaction and opens a second one waits for
+itself (SQLite: 30 s of "database is locked" that stalls every other writer;
+PostgreSQL: a second connection that may wait on the first one's row locks).
+That is always a bug: with DOORSTEP_STRICT_SESSIONS=1 (the test suite) it
+raises `NestedWriteTransaction` at once, otherwise it logs a warning.
+
+Rows get `created_at` / `updated_at` / `due_at` from the database's clock
+(the service's runtime clock), stamped at flush.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import threading
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +39,11 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session
 
+from bot.clock import Clock, system_clock
+
 log = logging.getLogger(__name__)
+
+READ_ONLY = "doorstep_read_only"  # execution option marking a read-only engine view
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
@@ -37,22 +60,44 @@ def normalise_url(url: str) -> str:
     return url
 
 
+def strict_sessions() -> bool:
+    """Raise on a nested write transaction (tests and development) instead of logging it.
+
+    Not the default in production: a FastAPI request's session may begin on one
+    worker thread and commit on another, so a busy server can see a harmless
+    overlap that looks like nesting; a warning with the stack is enough there.
+    """
+    return os.environ.get("DOORSTEP_STRICT_SESSIONS", "").lower() in {"1", "true", "yes"}
+
+
+class NestedWriteTransaction(RuntimeError):
+    """A thread that holds a write transaction opened a second one (it would wait for itself)."""
+
+
+class ReadOnlySessionError(RuntimeError):
+    """Something tried to write through a `Database.read()` session."""
+
+
 class Database:
     """One engine plus its session factory. Create one per process (or per test)."""
 
     _open: weakref.WeakSet[Database] = weakref.WeakSet()
 
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    def __init__(self, url: str, *, echo: bool = False, clock: Clock = system_clock) -> None:
         self.url = normalise_url(url)
+        self.clock = clock
         kwargs: dict[str, Any] = {"echo": echo}
         if self.url.startswith("sqlite"):
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
         else:
             kwargs.update(pool_size=5, max_overflow=10, pool_pre_ping=True)
         self.engine: Engine = sa.create_engine(self.url, **kwargs)
+        self._track_write_transactions()  # first, so the guard runs before SQLite's BEGIN IMMEDIATE waits
         if self.is_sqlite:
             _make_sqlite_serialisable(self.engine)
+        self._read_engine = self.engine.execution_options(**{READ_ONLY: True})
         self._sessions = sessionmaker(self.engine, class_=Session, expire_on_commit=False)
+        self._read_sessions = sessionmaker(self._read_engine, class_=Session, expire_on_commit=False)
         Database._open.add(self)
 
     @classmethod
@@ -71,14 +116,50 @@ class Database:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        """A transaction: commits on success, rolls back on error."""
-        with self._sessions() as session:
+        """A write transaction: commits on success, rolls back on error."""
+        with self._sessions(info={"clock": self.clock}) as session:
             try:
                 yield session
                 session.commit()
             except BaseException:
                 session.rollback()
                 raise
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A read-only transaction: takes no write lock, and refuses to flush a change."""
+        # Closing (not rolling back) ends the transaction and keeps what was loaded readable.
+        with self._read_sessions(info={"clock": self.clock, READ_ONLY: True}) as session:
+            yield session
+
+    # -------------------------------------------------------------- the nesting guard
+
+    def _track_write_transactions(self) -> None:
+        """Remember which thread began each open write transaction (DBAPI connection -> thread)."""
+        writers: dict[int, int] = {}
+
+        @event.listens_for(self.engine, "begin")
+        def _on_begin(conn: sa.Connection) -> None:
+            if conn.get_execution_options().get(READ_ONLY):
+                return
+            key, thread = id(conn.connection.dbapi_connection), threading.get_ident()
+            if any(owner == thread and other != key for other, owner in list(writers.items())):
+                message = ("this thread already holds a write transaction and began another one; "
+                           "pass the open session down, or read with Database.read()")
+                if strict_sessions():
+                    raise NestedWriteTransaction(message)
+                log.warning(message, stack_info=True)
+            writers[key] = thread
+
+        def _release(conn: sa.Connection) -> None:
+            writers.pop(id(conn.connection.dbapi_connection), None)
+
+        event.listen(self.engine, "commit", _release)
+        event.listen(self.engine, "rollback", _release)
+
+        @event.listens_for(self.engine.pool, "checkin")
+        def _on_checkin(dbapi_connection: Any, _record: Any) -> None:
+            writers.pop(id(dbapi_connection), None)
 
     def lock_row(self, session: Session, table: str, row_id: int) -> None:
         """Take the row lock that serialises work on one conversation (or order).
@@ -132,7 +213,35 @@ def _make_sqlite_serialisable(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: sa.Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Readers take a deferred transaction: under WAL they never wait for (or block) the writer.
+        conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
+
+
+# ------------------------------------------------------------------ stamping and read-only sessions
+
+_STAMPED_ON_INSERT = ("created_at", "updated_at", "due_at")
+
+
+@event.listens_for(Session, "before_flush")
+def _stamp_and_guard(session: Session, _context: Any, _instances: Any) -> None:
+    """Timestamps from the session's clock; no change may leave a read-only session."""
+    if session.info.get(READ_ONLY) and (session.new or session.dirty or session.deleted):
+        raise ReadOnlySessionError("a read-only session (Database.read()) tried to write; use Database.session()")
+    clock: Clock | None = session.info.get("clock")
+    if clock is None:
+        return
+    now: datetime | None = None
+    for row in session.new:
+        for name in _STAMPED_ON_INSERT:
+            if hasattr(row, name) and getattr(row, name) is None:
+                now = now or clock()
+                setattr(row, name, now)
+    for row in session.dirty:
+        if hasattr(row, "updated_at") and session.is_modified(row, include_collections=False):
+            history = sa.inspect(row).attrs.updated_at.history
+            if not history.added:
+                now = now or clock()
+                row.updated_at = now
 
 
 def alembic_config(engine: Engine | None = None) -> Any:
@@ -151,3 +260,9 @@ def migrate(engine: Engine) -> None:
     from alembic import command
 
     command.upgrade(alembic_config(engine), "head")
+
+
+def session_now(session: Session) -> datetime:
+    """Now, by the clock of the database this session belongs to (the service's runtime clock)."""
+    clock: Clock = session.info.get("clock") or system_clock
+    return clock()

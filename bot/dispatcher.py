@@ -44,9 +44,10 @@ from typing import Any
 from sqlmodel import Session, col, func, or_, select
 
 from bot.channels import OutboundMessage, Receipt, Sender, load_factory
+from bot.clock import Clock, system_clock
 from bot.db import Database
 from bot.errors import DeliveryError, PermanentProviderError, RecipientOptedOut, RetryAfter, WindowClosed
-from bot.models import Customer, Message, Outbox, utcnow
+from bot.models import Customer, Message, Outbox
 from bot.outbox import PRIORITY_REPLY
 from bot.settings import Settings
 
@@ -162,7 +163,7 @@ def notify() -> None:
 
 
 class Dispatcher:
-    def __init__(self, db: Database, settings: Settings, *, clock: Callable[[], datetime] = utcnow,
+    def __init__(self, db: Database, settings: Settings, *, clock: Clock = system_clock,
                  senders: dict[str, Sender] | None = None, worker_id: str | None = None,
                  kinds: tuple[str, ...] | None = None) -> None:
         self.db = db

@@ -24,9 +24,10 @@ from typing import Any
 from sqlmodel import Session, select
 
 from bot import compliance, escalations, outbox, replies
-from bot.db import try_insert
+from bot.clock import Clock, system_clock
+from bot.db import session_now, try_insert
 from bot.journeys import Journeys
-from bot.models import Conversation, Customer, Message, Order, utcnow
+from bot.models import Conversation, Customer, Message, Order
 from bot.orders import customer_orders, customer_view, order_view, record_event
 from flows import proactive
 from flows.base import (
@@ -68,7 +69,7 @@ class Runtime:
 
     timezone: str = "UTC"
     shop_config: dict[str, Any] = field(default_factory=dict)
-    clock: Callable[[], datetime] = utcnow
+    clock: Clock = system_clock
     classifier: Callable[[str, Context], Classification] = classify
 
     def now(self) -> datetime:
@@ -317,7 +318,7 @@ def open_flow(*, session: Session, conversation: Conversation, flow: Flow | str,
     the_flow = FLOWS_BY_NAME.get(flow) if isinstance(flow, str) else flow
     if the_flow is None:
         raise ValueError(f"unknown flow {flow!r}")
-    now = now or (runtime.now() if runtime is not None else utcnow())
+    now = now or (runtime.now() if runtime is not None else session_now(session))
     if state is None:
         kind = PROACTIVE_KINDS.get(the_flow.name)
         if kind is None or order_id is None:

@@ -22,6 +22,7 @@ from typing import Any
 from sqlmodel import Session, col, func, select
 
 from bot import outbox
+from bot.db import session_now
 from bot.errors import Conflict, InvalidInput, NotFound
 from bot.models import (
     Conversation,
@@ -32,7 +33,6 @@ from bot.models import (
     Order,
     OrderEvent,
     Outbox,
-    utcnow,
 )
 from bot.orders import order_public
 from bot.phones import mask
@@ -116,7 +116,7 @@ def on_inbound_while_human(*, session: Session, conversation: Conversation, cust
     has answered yet, when `escalation.ack_message` in doorstep.yaml is true
     (the default template) or a string (that text, verbatim).
     """
-    now = message.created_at or utcnow()
+    now = message.created_at or session_now(session)
     escalation = open_escalation_for(session=session, conversation_id=conversation.id or 0)
     if escalation is None:
         # Owner says human but nothing is open (e.g. closed by hand in the database): reopen one,
@@ -141,7 +141,7 @@ def create_escalation(*, session: Session, conversation: Conversation, customer:
                       now: datetime | None = None) -> Escalation:
     """Open an escalation (or return the one already open), mark the conversation as needing a human,
     queue `escalation.created` for logistics/helpdesk consumers and one agent notification."""
-    now = now or utcnow()
+    now = now or session_now(session)
     existing = open_escalation_for(session=session, conversation_id=conversation.id or 0)
     if existing is not None:
         return existing
@@ -223,7 +223,7 @@ def _clean_agent(agent: str) -> str:
 
 def assign(*, session: Session, escalation_id: int, agent: str, now: datetime | None = None) -> Escalation:
     """An agent takes the escalation: the conversation is now owned by a human."""
-    now = now or utcnow()
+    now = now or session_now(session)
     agent = _clean_agent(agent)
     escalation = _escalation(session, escalation_id)
     conversation = _locked_conversation(session, escalation)
@@ -262,7 +262,7 @@ def agent_reply(*, session: Session, escalation_id: int, agent: str, text: str,
                 now: datetime | None = None) -> AgentReply:
     """Queue the agent's reply on the customer's own channel (the dispatcher applies the WhatsApp
     window: a template or SMS fallback outside it). The first reply takes ownership."""
-    now = now or utcnow()
+    now = now or session_now(session)
     agent = _clean_agent(agent)
     text = text.replace("\x00", "").strip()
     if not text:
@@ -305,7 +305,7 @@ def agent_reply(*, session: Session, escalation_id: int, agent: str, text: str,
 def resolve(*, session: Session, escalation_id: int, agent: str, note: str = "",
             now: datetime | None = None) -> Escalation:
     """Close the escalation and hand the conversation back: the customer's next message starts with the bot."""
-    now = now or utcnow()
+    now = now or session_now(session)
     agent = _clean_agent(agent)
     escalation = _escalation(session, escalation_id)
     conversation = _locked_conversation(session, escalation)

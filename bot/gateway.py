@@ -26,7 +26,7 @@ from sqlmodel import col, select
 from bot.channels import InboundMessage, sanitise_text
 from bot.db import Database
 from bot.engine import Runtime, Turn, conversation_for, handle_message
-from bot.models import Conversation, Customer, Message, utcnow
+from bot.models import Conversation, Customer, Message
 from bot.orders import get_or_create_customer
 from bot.phones import mask
 
@@ -50,10 +50,9 @@ class Handled:
         return [m for t in self.turns for m in t.replies]
 
 
-def receive(db: Database, inbound: InboundMessage, *, now: datetime | None = None) -> Received:
+def receive(db: Database, inbound: InboundMessage, *, now: datetime) -> Received:
     """Store the inbound message (step 1). Safe to call twice with the same provider id."""
     text = sanitise_text(inbound.text)
-    now = now or utcnow()  # the service's (injectable) clock, so time-travel tests see consistent times
     try:
         with db.session() as session:
             if inbound.provider_message_id:

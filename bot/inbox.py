@@ -38,8 +38,9 @@ from sqlmodel import Session, select
 from bot import escalations
 from bot.api.deps import ServiceDep, SessionDep
 from bot.auth import KEY_NAME, check_api_key
+from bot.db import session_now
 from bot.errors import Conflict, InvalidInput, NotFound
-from bot.models import Agent, Escalation, KeyValue, utcnow
+from bot.models import Agent, Escalation, KeyValue
 from bot.replies import DATA_DIR
 
 log = logging.getLogger(__name__)
@@ -144,7 +145,7 @@ def session_secret(session: Session) -> bytes:
     """A random signing secret generated once and kept in the database, so every process agrees."""
     row = session.get(KeyValue, SECRET_KEY)
     if row is None:
-        row = KeyValue(key=SECRET_KEY, value=secrets.token_hex(32), updated_at=utcnow())
+        row = KeyValue(key=SECRET_KEY, value=secrets.token_hex(32))
         session.add(row)
         session.flush()
     return bytes.fromhex(row.value)
@@ -173,9 +174,9 @@ def _agent_fingerprint(agent: Agent) -> str:
 
 
 def make_session_cookie(secret: bytes, *, name: str, kind: str, agent_id: int | None, fingerprint: str,
-                        now: float | None = None) -> str:
+                        now: datetime) -> str:
     body = {"n": name, "k": kind, "a": agent_id, "f": fingerprint, "s": secrets.token_urlsafe(12),
-            "e": int((now or time.time()) + SESSION_SECONDS)}
+            "e": int(now.timestamp() + SESSION_SECONDS)}
     payload = json.dumps(body, separators=(",", ":")).encode()
     return f"{_b64(payload)}.{_sign(secret, payload)}"
 
@@ -192,7 +193,7 @@ def read_session(request: Request, session: Session, configured_key: str) -> Age
         if not hmac.compare_digest(signature, _sign(secret, payload)):
             return None
         body = json.loads(payload)
-        if int(body["e"]) < time.time():
+        if int(body["e"]) < session_now(session).timestamp():
             return None
         kind, name, agent_id, fingerprint, sid = body["k"], str(body["n"]), body["a"], body["f"], str(body["s"])
     except (ValueError, KeyError, TypeError):
@@ -205,7 +206,7 @@ def read_session(request: Request, session: Session, configured_key: str) -> Age
         if agent is None or agent.revoked_at is not None or not hmac.compare_digest(str(fingerprint),
                                                                                     _agent_fingerprint(agent)):
             return None
-        now = utcnow()
+        now = session_now(session)
         if agent.last_seen_at is None or (now - agent.last_seen_at).total_seconds() > LAST_SEEN_EVERY:
             agent.last_seen_at = now
             session.add(agent)
@@ -275,15 +276,15 @@ def login(request: Request, session: SessionDep, service: ServiceDep,
     if token and check_api_key(service.db, configured, token):
         display = " ".join(name.split())[:100] or "admin"
         cookie = make_session_cookie(secret, name=display, kind="key", agent_id=None,
-                                     fingerprint=_key_fingerprint(session, configured))
+                                     fingerprint=_key_fingerprint(session, configured), now=session_now(session))
     elif token:
         digest = hashlib.sha256(token.encode()).hexdigest()
         agent = session.exec(select(Agent).where(Agent.token_sha256 == digest)).first()
         if agent is not None and agent.revoked_at is None:
-            agent.last_seen_at = utcnow()
+            agent.last_seen_at = session_now(session)
             session.add(agent)
             cookie = make_session_cookie(secret, name=agent.name, kind="agent", agent_id=agent.id,
-                                         fingerprint=_agent_fingerprint(agent))
+                                         fingerprint=_agent_fingerprint(agent), now=session_now(session))
     if cookie is None:
         failures.append(time.monotonic())
         log.info("inbox login refused")

@@ -16,10 +16,6 @@ from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 class UTCDateTime(TypeDecorator[datetime]):
     """Aware UTC datetimes on every backend (SQLite drops tzinfo)."""
 
@@ -45,7 +41,8 @@ def _ts(*, nullable: bool = True, index: bool = False) -> Any:
 
 
 def _created() -> Any:
-    return Field(default_factory=utcnow, sa_column=sa.Column(UTCDateTime(), nullable=False))
+    """Stamped at flush from the session's clock (`bot.db`), never from the wall clock."""
+    return Field(default=None, sa_column=sa.Column(UTCDateTime(), nullable=False))
 
 
 def _json(default: Any) -> Any:
@@ -179,7 +176,7 @@ class Outbox(SQLModel, table=True):
     channel: str | None = Field(default=None, max_length=16)
     status: str = Field(default="pending", max_length=16)  # pending | sending | sent | failed | dead | cancelled | expired
     priority: int = 0  # lower first: 0 replies, 10 transactional, 50 marketing
-    due_at: datetime = Field(default_factory=utcnow, sa_column=sa.Column(UTCDateTime(), nullable=False))
+    due_at: datetime = _created()  # "now" unless the writer schedules it
     expires_at: datetime | None = _ts()
     attempts: int = 0
     max_attempts: int = 8

@@ -14,9 +14,9 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from bot.db import try_insert
+from bot.db import session_now, try_insert
 from bot.errors import Conflict, NotFound
-from bot.models import Customer, Order, OrderEvent, utcnow
+from bot.models import Customer, Order, OrderEvent
 from bot.schemas import CustomerIn, CustomerOut, OrderEventIn, OrderIn, OrderOut
 from flows import address as _address_rules
 from flows.base import CustomerView, OrderView
@@ -80,7 +80,6 @@ def _apply_customer(customer: Customer, data: CustomerIn) -> None:
         customer.telegram_chat_id = data.telegram_chat_id
     customer.locale = data.locale if data.locale != "hi" else "hi-Latn"
     customer.channel = data.channel
-    customer.updated_at = utcnow()
 
 
 # ---------------------------------------------------------------- orders
@@ -125,7 +124,6 @@ def upsert_order(*, session: Session, order_in: OrderIn) -> tuple[Order, bool]:
             existing.address_status = order_in.address_status
         for key, value in fields.items():
             setattr(existing, key, value)
-        existing.updated_at = utcnow()
         session.add(existing)
         return existing, False
     order = Order(
@@ -147,7 +145,7 @@ def apply_event(*, session: Session, order: Order, event_in: OrderEventIn, sourc
     Returns (event, duplicate). The same event (type + time) twice is a
     duplicate and changes nothing; an impossible transition raises Conflict.
     """
-    at = event_in.at or utcnow()
+    at = event_in.at or session_now(session)
     dedupe_key = f"{event_in.type}@{at.astimezone(UTC).isoformat()}"
     existing = session.exec(
         select(OrderEvent).where(OrderEvent.order_pk == order.id, OrderEvent.dedupe_key == dedupe_key)
@@ -165,7 +163,6 @@ def apply_event(*, session: Session, order: Order, event_in: OrderEventIn, sourc
         order.delivered_at = at
     if event_in.type == "cancelled" and order.cod_status == "pending":
         order.cod_status = "cancelled"
-    order.updated_at = utcnow()
     event = OrderEvent(order_pk=order.id, type=event_in.type, at=at, eta=event_in.eta,  # type: ignore[arg-type]
                        note=event_in.note or "", source=source, dedupe_key=dedupe_key)
     session.add(order)
@@ -177,7 +174,7 @@ def apply_event(*, session: Session, order: Order, event_in: OrderEventIn, sourc
 def record_event(*, session: Session, order: Order, type_: str, note: str = "", source: str = "bot",
                  data: dict[str, Any] | None = None) -> OrderEvent:
     """An order event that is not a carrier status (reschedule, address update, COD answer)."""
-    event = OrderEvent(order_pk=order.id, type=type_, at=utcnow(), note=note, source=source,  # type: ignore[arg-type]
+    event = OrderEvent(order_pk=order.id, type=type_, at=session_now(session), note=note, source=source,  # type: ignore[arg-type]
                        data=data or {})
     session.add(event)
     return event
@@ -247,7 +244,7 @@ def order_public(order: Order, customer: Customer) -> OrderOut:
     )
 
 
-def today_in(tz: str, now: datetime | None = None) -> date:
+def today_in(tz: str, now: datetime) -> date:
     from zoneinfo import ZoneInfo
 
-    return (now or utcnow()).astimezone(ZoneInfo(tz)).date()
+    return now.astimezone(ZoneInfo(tz)).date()

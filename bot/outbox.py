@@ -7,23 +7,22 @@ makes "nothing sent that was not committed, nothing committed lost" hold.
 from __future__ import annotations
 
 import secrets
-import time
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlmodel import Session, select
 
-from bot.db import try_insert
-from bot.models import Customer, LogisticsEvent, Message, Outbox, utcnow
+from bot.db import session_now, try_insert
+from bot.models import Customer, LogisticsEvent, Message, Outbox
 
 PRIORITY_REPLY = 0
 PRIORITY_TRANSACTIONAL = 10
 PRIORITY_MARKETING = 50
 
 
-def new_event_id() -> str:
+def new_event_id(now: datetime) -> str:
     """`evt_` + 10 hex of milliseconds + 12 random hex: unique and roughly time-ordered."""
-    return f"evt_{int(time.time() * 1000):010x}{secrets.token_hex(6)}"
+    return f"evt_{int(now.timestamp() * 1000):010x}{secrets.token_hex(6)}"
 
 
 def enqueue_message(
@@ -44,7 +43,7 @@ def enqueue_message(
     now: datetime | None = None,
 ) -> Message | None:
     """Queue one outbound message. Returns None when `dedupe_key` was already used."""
-    now = now or utcnow()
+    now = now or session_now(session)
     if dedupe_key is not None and session.exec(select(Outbox.id).where(Outbox.dedupe_key == dedupe_key)).first():
         return None
     scheduled = due_at is not None and due_at > now
@@ -85,8 +84,8 @@ def enqueue_message(
 def emit_event(*, session: Session, type_: str, order_id: str | None, data: dict[str, Any] | None = None,
                order_pk: int | None = None, now: datetime | None = None) -> LogisticsEvent:
     """Append a logistics event to the feed and queue its webhook delivery."""
-    now = now or utcnow()
-    event = LogisticsEvent(id=new_event_id(), type=type_, order_id=order_id,
+    now = now or session_now(session)
+    event = LogisticsEvent(id=new_event_id(now), type=type_, order_id=order_id,
                            data={"order_id": order_id, **(data or {})}, created_at=now)
     session.add(event)
     session.add(Outbox(kind="webhook", event_id=event.id, order_pk=order_pk, priority=PRIORITY_TRANSACTIONAL,

@@ -15,10 +15,10 @@ from typing import Any
 
 from bot import gateway, metrics
 from bot.channels import InboundMessage
+from bot.clock import system_clock
 from bot.db import Database
 from bot.engine import Runtime
 from bot.journeys import Journeys
-from bot.models import utcnow
 from bot.settings import Settings, get_settings
 from bot.shopconfig import load_shop_config
 
@@ -55,7 +55,8 @@ class Service:
             db.migrate()
         shop = load_shop_config(settings.config_path, overrides=shop_overrides)
         shop.setdefault("support_contact", settings.support_contact)
-        runtime = Runtime(timezone=settings.timezone, shop_config=shop, clock=clock or utcnow)
+        runtime = Runtime(timezone=settings.timezone, shop_config=shop, clock=clock or system_clock)
+        db.clock = runtime.clock  # rows stamped at flush share the runtime's timeline
         if settings.llm.configured:
             runtime.classifier = llm_classifier(settings)
         service = cls(settings=settings, db=db, runtime=runtime)

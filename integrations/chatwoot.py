@@ -39,7 +39,7 @@ from bot import escalations
 from bot.channels import Receipt
 from bot.db import Database, try_insert
 from bot.errors import Conflict, InvalidInput, NotFound, PermanentProviderError, RetryAfter
-from bot.models import ChatwootLink, Customer, Escalation, KeyValue, Message, Outbox, utcnow
+from bot.models import ChatwootLink, Customer, Escalation, KeyValue, Message, Outbox
 
 if TYPE_CHECKING:
     from bot.dispatcher import Claimed
@@ -98,7 +98,7 @@ def _enqueue_customer_messages(service: Service) -> int:
             select(ChatwootLink, Escalation).join(Escalation, col(Escalation.id) == col(ChatwootLink.escalation_id))
             .where(col(ChatwootLink.status).in_(("pending", "open")), col(Escalation.status).in_(("open", "assigned")))
         ).all()
-        now = utcnow()
+        now = service.now()
         for link, escalation in rows:
             mark = session.get(KeyValue, _watermark_key(link.id or 0))
             if mark is None:
@@ -129,7 +129,7 @@ def _enqueue_new(service: Service) -> int:
             select(Escalation).where(col(Escalation.status).in_(("open", "assigned")),
                                      col(Escalation.id).not_in(linked)).order_by(col(Escalation.id)).limit(100)
         ).all()
-        now = utcnow()
+        now = service.now()
         for escalation in pending:
             link = ChatwootLink(escalation_id=escalation.id or 0, conversation_id=escalation.conversation_id,
                                 created_at=now, updated_at=now)
@@ -209,7 +209,6 @@ class ChatwootSender:
                 return
             for key, value in changes.items():
                 setattr(link, key, value)
-            link.updated_at = utcnow()
             session.add(link)
 
     async def _call(self, client: httpx.AsyncClient, method: str, url: str, **kwargs: Any) -> httpx.Response:
@@ -329,7 +328,7 @@ def _is_outgoing(message_type: Any) -> bool:
 
 def _first_delivery(session: Session, key: str) -> bool:
     """True the first time a Chatwoot event id is seen (Chatwoot may deliver one event twice)."""
-    return try_insert(session, KeyValue(key=key[:100], value="1", updated_at=utcnow()))
+    return try_insert(session, KeyValue(key=key[:100], value="1"))
 
 
 def handle_event(service: Service, payload: dict[str, Any]) -> tuple[int, dict[str, Any]]:
@@ -385,7 +384,6 @@ def _resolved(service: Service, chatwoot_conversation_id: Any) -> tuple[int, dic
         escalations.resolve(session=session, escalation_id=link.escalation_id, agent=f"{AGENT_PREFIX}resolved",
                             now=service.now())
         link.status = "resolved"
-        link.updated_at = utcnow()
         session.add(link)
         return 200, {"status": "resolved", "escalation_id": link.escalation_id}
 

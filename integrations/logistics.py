@@ -35,9 +35,9 @@ import httpx
 from sqlmodel import Session, select
 
 from bot.channels import Receipt
-from bot.db import Database
+from bot.db import Database, session_now
 from bot.errors import PermanentProviderError, RetryAfter
-from bot.models import KeyValue, LogisticsEvent, Outbox, utcnow
+from bot.models import KeyValue, LogisticsEvent, Outbox
 from bot.outbox import event_envelope
 
 if TYPE_CHECKING:
@@ -88,14 +88,14 @@ def endpoint_disabled(session: Session, url: str) -> bool:
 def set_endpoint_disabled(session: Session, url: str, disabled: bool, reason: str = "") -> None:
     row = session.get(KeyValue, disabled_key(url))
     if disabled and row is None:
-        session.add(KeyValue(key=disabled_key(url), value=reason or "410 Gone", updated_at=utcnow()))
+        session.add(KeyValue(key=disabled_key(url), value=reason or "410 Gone", updated_at=session_now(session)))
     elif not disabled and row is not None:
         session.delete(row)
 
 
 def requeue(session: Session, row: Outbox, now: datetime | None = None) -> None:
     """Give a failed or dead-lettered delivery a fresh schedule (same event, same webhook-id)."""
-    now = now or utcnow()
+    now = now or session_now(session)
     row.status = "pending"
     row.attempts = 0
     row.max_attempts = MAX_TRIES
@@ -149,7 +149,7 @@ def pinned_request(url: str, address: str | None) -> tuple[str, dict[str, str], 
     return parts._replace(netloc=netloc).geturl(), {"host": original_host}, extensions
 
 
-def retry_after_seconds(response: httpx.Response, now: datetime | None = None) -> float | None:
+def retry_after_seconds(response: httpx.Response, now: datetime) -> float | None:
     """The `Retry-After` header as seconds (delta-seconds or an HTTP date), or None."""
     value = response.headers.get("retry-after", "").strip()
     if not value:
@@ -163,16 +163,16 @@ def retry_after_seconds(response: httpx.Response, now: datetime | None = None) -
             return None
         if when.tzinfo is None:
             when = when.replace(tzinfo=UTC)
-        seconds = (when - (now or utcnow())).total_seconds()
+        seconds = (when - now).total_seconds()
     return max(1.0, min(seconds, MAX_RETRY_AFTER_SECONDS))
 
 
-def signed_request(event: LogisticsEvent, secret: str, *, now: datetime | None = None) -> tuple[bytes, dict[str, str]]:
+def signed_request(event: LogisticsEvent, secret: str, *, now: datetime) -> tuple[bytes, dict[str, str]]:
     """The exact body bytes and headers of one try, signed with the reference library."""
     from standardwebhooks.webhooks import Webhook
 
     body = json.dumps(event_envelope(event), separators=(",", ":"), ensure_ascii=False)
-    timestamp = (now or utcnow()).astimezone(UTC)
+    timestamp = now.astimezone(UTC)
     signature = Webhook(secret).sign(msg_id=event.id, timestamp=timestamp, data=body)
     headers = {
         "content-type": "application/json",
@@ -207,7 +207,7 @@ class LogisticsWebhookSender:
 
     def _disable(self, url: str) -> None:
         with self.db.session() as session:
-            set_endpoint_disabled(session, url, True, f"410 Gone at {utcnow().isoformat()}")
+            set_endpoint_disabled(session, url, True, f"410 Gone at {session_now(session).isoformat()}")
 
     async def send(self, claimed: Claimed) -> Receipt:
         event, disabled = await asyncio.to_thread(self._load, claimed.event_id)
@@ -225,7 +225,7 @@ class LogisticsWebhookSender:
                                           allow_private=self.settings.logistics.allow_private_addresses)
         target, host_header, extensions = pinned_request(url, address)
         try:
-            body, headers = signed_request(event, secret)
+            body, headers = signed_request(event, secret, now=self.db.clock())
         except Exception as exc:  # a malformed secret is a configuration error, not a transient one
             raise PermanentProviderError("LOGISTICS_WEBHOOK_SECRET is not a valid whsec_<base64> secret") from exc
         tries_done = claimed.attempts
@@ -248,7 +248,7 @@ class LogisticsWebhookSender:
             raise PermanentProviderError("endpoint answered 410 Gone; endpoint disabled", code="410")
         delay = next_delay(tries_done)
         if status == 429 or status >= 500:
-            hinted = retry_after_seconds(response)
+            hinted = retry_after_seconds(response, self.db.clock())
             if hinted is not None:
                 delay = hinted
         log.info("webhook %s try %s got HTTP %s; next try in %.0f s", event.id, tries_done, status, delay)

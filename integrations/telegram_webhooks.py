@@ -32,7 +32,7 @@ from sqlmodel import Session, select
 from bot.api.deps import ServiceDep
 from bot.channels import InboundMessage, sanitise_text
 from bot.compliance import TELEGRAM_CONTACT, TELEGRAM_START
-from bot.models import Customer, utcnow
+from bot.models import Customer
 from bot.phones import InvalidPhone, to_e164
 from bot.service import Service
 from integrations.twilio_webhooks import process_in_background
@@ -128,7 +128,6 @@ def link_chat(session: Session, customer: Customer, chat_id: str) -> None:
         session.add(other)
     session.flush()
     customer.telegram_chat_id = chat_id
-    customer.updated_at = utcnow()
     session.add(customer)
 
 
@@ -203,7 +202,7 @@ async def telegram_update(request: Request, service: ServiceDep, background: Bac
         await asyncio.to_thread(link, service, parsed, service.settings.default_country)
     inbound = InboundMessage(
         channel="telegram", text=sanitise_text(parsed.text), provider_message_id=f"upd:{update.update_id}",
-        telegram_chat_id=parsed.chat_id, media_urls=parsed.media, received_at=utcnow(),
+        telegram_chat_id=parsed.chat_id, media_urls=parsed.media, received_at=service.now(),
         profile_name=sanitise_text(parsed.profile_name)[:200],
     )
     received = await asyncio.to_thread(service.receive, inbound)

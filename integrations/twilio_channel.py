@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -159,10 +159,13 @@ class TwilioSender:
 
     def _reconcile_sync(self, message: OutboundMessage) -> Receipt | None:
         since_raw = message.payload.get("claimed_since")
-        since = datetime.fromisoformat(since_raw) if since_raw else datetime.now(UTC) - timedelta(hours=1)
+        from twilio.base import values
+
+        # Without the claim time (an old row), the 50 newest messages to this recipient are searched.
+        since = datetime.fromisoformat(since_raw) - timedelta(seconds=5) if since_raw else values.unset
         try:
             candidates = self.client.messages.list(to=self._to(message), from_=self._from(),
-                                                   date_sent_after=since - timedelta(seconds=5), limit=50)
+                                                   date_sent_after=since, limit=50)
         except Exception as exc:
             raise map_twilio_error(exc) from None
         for candidate in candidates:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import datetime
 from typing import Annotated
 from urllib.parse import parse_qsl
 
@@ -31,7 +32,7 @@ from sqlmodel import col, select
 from bot import dispatcher
 from bot.api.deps import ServiceDep
 from bot.channels import InboundMessage, sanitise_text
-from bot.models import Customer, Message, utcnow
+from bot.models import Customer, Message
 from bot.outbox import enqueue_message
 from bot.phones import InvalidPhone, mask, to_e164
 from bot.service import Service
@@ -79,7 +80,7 @@ async def verified_form(request: Request, service: Service, signature: str | Non
     return params
 
 
-def parse_inbound(params: dict[str, str]) -> InboundMessage:
+def parse_inbound(params: dict[str, str], *, now: datetime) -> InboundMessage:
     """Twilio's inbound form -> InboundMessage; raises InvalidPhone / ValueError with a reason."""
     sender = params.get("From", "")
     channel = "whatsapp" if sender.startswith("whatsapp:") else "sms"
@@ -93,7 +94,7 @@ def parse_inbound(params: dict[str, str]) -> InboundMessage:
     media = tuple(params[f"MediaUrl{i}"] for i in range(count) if params.get(f"MediaUrl{i}"))
     return InboundMessage(
         channel=channel, text=sanitise_text(params.get("Body", "")), provider_message_id=sid[:100],
-        phone=to_e164(sender), media_urls=media, received_at=utcnow(),
+        phone=to_e164(sender), media_urls=media, received_at=now,
         profile_name=sanitise_text(params.get("ProfileName", ""))[:200],
     )
 
@@ -115,7 +116,7 @@ async def twilio_inbound(request: Request, service: ServiceDep, background: Back
     if isinstance(params, JSONResponse):
         return params
     try:
-        inbound = parse_inbound(params)
+        inbound = parse_inbound(params, now=service.now())
     except InvalidPhone as exc:
         return _problem(400, f"From: {exc}")
     except ValueError as exc:

@@ -29,8 +29,8 @@ from collections.abc import Callable, Iterator
 from datetime import date, datetime, timedelta
 from functools import lru_cache
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from intents.clock import local_now
 from intents.text import guess_language, strip_accents
 from intents.types import Context, Entity, Expecting
 
@@ -42,23 +42,6 @@ _I = re.IGNORECASE
 
 def _ent(type_: str, value: Any, m: re.Match[str], group: int | str = 0) -> Entity:
     return Entity(type=type_, value=value, text=m.group(group), start=m.start(group), end=m.end(group))
-
-
-# --------------------------------------------------------------------------- clock
-
-
-def local_now(context: Context) -> datetime:
-    """`Context.now` in the context's timezone (the wall clock only when no `now` is given)."""
-    try:
-        tz = ZoneInfo(context.timezone or "UTC")
-    except (ZoneInfoNotFoundError, ValueError):
-        tz = ZoneInfo("UTC")
-    now = context.now
-    if now is None:
-        return datetime.now(tz)
-    if now.tzinfo is None:
-        return now.replace(tzinfo=tz)
-    return now.astimezone(tz)
 
 
 # --------------------------------------------------------------------------- dates

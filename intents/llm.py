@@ -213,11 +213,11 @@ def ask_llm(
     timeout: float,
 ) -> tuple[Intent, float, tuple[Entity, ...]]:
     """One structured-output call; raises LLMUnavailable or ValueError."""
-    from datetime import date
-
     import openai
 
-    today = context.now.date().isoformat() if context.now else date.today().isoformat()
+    from intents.clock import local_now
+
+    today = local_now(context).date().isoformat()
     client = openai.OpenAI(api_key=api_key, base_url=base_url, timeout=timeout, max_retries=0)
     try:
         response = client.chat.completions.create(

@@ -28,6 +28,10 @@ from bot.settings import Settings
 from tests.fakes.telegram_server import FakeTelegram
 from tests.fakes.twilio_server import FakeTwilio
 
+# A thread that opens a second write transaction while it holds one is an error here, not a 30 s stall
+# (bot/db.py); subprocesses the tests start (`doorstep serve`) inherit it.
+os.environ["DOORSTEP_STRICT_SESSIONS"] = "1"
+
 PG_ADMIN_URL = os.environ.get("DOORSTEP_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 TEST_API_KEY = "test-api-key-0123456789abcdef"
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
@@ -76,7 +80,8 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No test reads the developer's .env or real provider credentials."""
     for name in list(os.environ):
         if name.startswith(("TWILIO_", "TELEGRAM_", "OPENAI_", "LOGISTICS_", "CHATWOOT_", "DOORSTEP_")) and name not in {
-            "DOORSTEP_TEST_PG_URL", "DOORSTEP_MODEL_DIR", "DOORSTEP_DATA_DIR", "DOORSTEP_UPDATE_DOCS"}:
+            "DOORSTEP_TEST_PG_URL", "DOORSTEP_MODEL_DIR", "DOORSTEP_DATA_DIR", "DOORSTEP_UPDATE_DOCS",
+            "DOORSTEP_STRICT_SESSIONS"}:
             monkeypatch.delenv(name, raising=False)
     monkeypatch.delenv("DATABASE_URL", raising=False)
     monkeypatch.chdir(tmp_path)

@@ -12,7 +12,7 @@ from typing import Literal
 from fastapi import APIRouter, HTTPException, status
 from pydantic import BaseModel
 
-from bot.api.deps import ServiceDep, SessionDep
+from bot.api.deps import ReadSessionDep, ServiceDep, SessionDep
 from bot.erasure import erase_customer, log_status, order_messages
 from bot.errors import NotFound
 from bot.orders import get_order
@@ -63,7 +63,7 @@ def erase(phone: str, session: SessionDep, service: ServiceDep) -> ErasureOut:
 
 
 @router.get("/api/orders/{order_id}/messages", response_model=MessageLogOut)
-def message_log(order_id: str, session: SessionDep, service: ServiceDep) -> MessageLogOut:
+def message_log(order_id: str, session: ReadSessionDep, service: ServiceDep) -> MessageLogOut:
     """Every message in and out about this order, oldest first, with its delivery status."""
     try:
         order = get_order(session=session, order_id=order_id)

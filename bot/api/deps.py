@@ -1,4 +1,9 @@
-"""FastAPI dependencies as Annotated aliases (SessionDep, ServiceDep, ApiKeyDep)."""
+"""FastAPI dependencies as Annotated aliases (SessionDep, ReadSessionDep, ServiceDep, ApiKeyDep).
+
+Routes that only read take `ReadSessionDep`: on SQLite it never takes the
+write lock, so reading the API or logging in never waits behind (or stalls)
+the bot's writes.
+"""
 
 from __future__ import annotations
 
@@ -30,6 +35,14 @@ def get_session(request: Request) -> Iterator[Session]:
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def get_read_session(request: Request) -> Iterator[Session]:
+    with get_service(request).db.read() as session:
+        yield session
+
+
+ReadSessionDep = Annotated[Session, Depends(get_read_session)]
 
 
 def require_api_key(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> None:

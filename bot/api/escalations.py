@@ -15,7 +15,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from bot import escalations
-from bot.api.deps import ServiceDep, SessionDep
+from bot.api.deps import ReadSessionDep, ServiceDep, SessionDep
 from bot.errors import Conflict, InvalidInput, NotFound
 from bot.models import Escalation
 
@@ -115,7 +115,7 @@ def _http(exc: Exception) -> HTTPException:
 
 @router.get("", response_model=EscalationList)
 def list_escalations(
-    session: SessionDep, service: ServiceDep,
+    session: ReadSessionDep, service: ServiceDep,
     status_: Annotated[Literal["open", "unassigned", "assigned", "resolved", "all"],
                        Query(alias="status", description="open = not resolved yet (open or assigned)")] = "open",
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
@@ -129,7 +129,7 @@ def list_escalations(
 
 
 @router.get("/{escalation_id}", response_model=EscalationOut)
-def read_escalation(escalation_id: EscalationId, session: SessionDep, service: ServiceDep) -> EscalationOut:
+def read_escalation(escalation_id: EscalationId, session: ReadSessionDep, service: ServiceDep) -> EscalationOut:
     escalation = session.get(Escalation, escalation_id)
     if escalation is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"escalation {escalation_id} not found")

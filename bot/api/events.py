@@ -62,8 +62,12 @@ def assign_cursors(db: Database) -> None:
 
     Under the lock (advisory on PostgreSQL; SQLite's single writer), only
     committed rows are visible, and every batch commits before the next
-    starts, so cursors grow in the order events became visible.
+    starts, so cursors grow in the order events became visible. A read first:
+    when every event has its cursor (the usual case), no write lock is taken.
     """
+    with db.read() as session:
+        if session.exec(select(LogisticsEvent.id).where(col(LogisticsEvent.feed_cursor).is_(None)).limit(1)).first() is None:
+            return
     with db.session() as session:
         if db.is_postgres:
             session.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": FEED_LOCK_KEY})
@@ -123,7 +127,7 @@ def list_events(
     """The logistics feed, oldest first. Store `next_cursor` and pass it back as `after`."""
     cursor = parse_cursor(after)
     assign_cursors(service.db)
-    with service.db.session() as session:
+    with service.db.read() as session:
         rows, has_more = read_feed(session, after=cursor, limit=limit, failed_only=status_ == "failed")
         items = [feed_item(event, row) for event, row in rows]
     next_cursor = items[-1].cursor if items else (str(cursor) if cursor else None)
@@ -134,7 +138,7 @@ def list_events(
 def read_event(event_id: str, service: ServiceDep) -> FeedEvent:
     """One event with its delivery status."""
     assign_cursors(service.db)
-    with service.db.session() as session:
+    with service.db.read() as session:
         event = session.exec(select(LogisticsEvent).where(LogisticsEvent.id == event_id[:40])).first()
         if event is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such event")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, Response, status
 
-from bot.api.deps import ServiceDep, SessionDep
+from bot.api.deps import ReadSessionDep, ServiceDep, SessionDep
 from bot.errors import Conflict, NotFound
 from bot.models import Customer
 from bot.orders import apply_event, get_order, order_public, upsert_order
@@ -28,7 +28,7 @@ def create_or_update_order(order_in: OrderIn, session: SessionDep, service: Serv
 
 
 @router.get("/{order_id}", response_model=OrderOut)
-def read_order(order_id: str, session: SessionDep) -> OrderOut:
+def read_order(order_id: str, session: ReadSessionDep) -> OrderOut:
     try:
         order = get_order(session=session, order_id=order_id)
     except NotFound as exc:

@@ -56,7 +56,7 @@ def test_sms_reschedule_reaches_the_logistics_endpoint_within_a_second_even_afte
             order, _ = upsert_order(session=session, order_in=OrderIn.model_validate(order_payload()))
             session.flush()
             apply_event(session=session, order=order, event_in=OrderEventIn(type="shipped"))
-        day = today_in("Asia/Kolkata") + timedelta(days=2)
+        day = today_in("Asia/Kolkata", service.now()) + timedelta(days=2)
         if day.weekday() == 6:
             day += timedelta(days=1)
 

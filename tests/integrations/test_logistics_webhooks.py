@@ -18,8 +18,9 @@ from datetime import datetime, timedelta
 import pytest
 from sqlmodel import select
 
+from bot.clock import system_clock
 from bot.dispatcher import Dispatcher
-from bot.models import LogisticsEvent, Outbox, utcnow
+from bot.models import LogisticsEvent, Outbox
 from bot.orders import upsert_order
 from bot.outbox import emit_event
 from bot.schemas import OrderIn
@@ -36,7 +37,7 @@ class Clock:
     """The dispatcher's clock, moved by hand so a 24-hour backoff takes no time."""
 
     def __init__(self) -> None:
-        self.now = utcnow() + timedelta(seconds=2)  # rows emitted during the test are due at once
+        self.now = system_clock() + timedelta(seconds=2)  # rows emitted during the test are due at once
 
     def __call__(self) -> datetime:
         return self.now
