@@ -62,16 +62,41 @@ def date_problem(day: date, ctx: FlowContext) -> str | None:
     return None
 
 
+def _iso_day(value: object) -> date | None:
+    try:
+        return date.fromisoformat(str(value)[:10])
+    except ValueError:
+        return None
+
+
 def _read(ctx: FlowContext) -> tuple[date | None, str | None]:
+    """The day and window the customer asks for (never one they rule out: see `intents.polarity`)."""
     found = ctx.classification.entity("date")
     window = ctx.classification.entity("time_window")
-    day: date | None = None
-    if found is not None:
-        try:
-            day = date.fromisoformat(str(found.value)[:10])
-        except ValueError:
-            day = None
+    day = _iso_day(found.value) if found is not None else None
     return day, (str(window.value) if window is not None else None)
+
+
+def _ruled_out(ctx: FlowContext, slots: Mapping[str, Any]) -> list[str]:
+    """Days ruled out in this conversation so far, this message included (ISO, in order)."""
+    days = [str(d) for d in slots.get("ruled_out", [])]
+    for entity in ctx.classification.entities:
+        if entity.type == "date_excluded":
+            day = _iso_day(entity.value)
+            if day is not None and day.isoformat() not in days:
+                days.append(day.isoformat())
+    return days
+
+
+def next_delivery_days(ctx: FlowContext, ruled_out: list[str], count: int = 3) -> list[date]:
+    """The next days a delivery can be booked, skipping closed days, holidays and ruled-out days."""
+    days: list[date] = []
+    day = ctx.today + timedelta(days=1)
+    while len(days) < count and day <= ctx.today + timedelta(days=max_days_ahead(ctx)):
+        if date_problem(day, ctx) is None and day.isoformat() not in ruled_out:
+            days.append(day)
+        day += timedelta(days=1)
+    return days
 
 
 def _eligible(ctx: FlowContext) -> tuple[OrderView, ...]:
@@ -86,7 +111,8 @@ def start(slots: Mapping[str, Any], ctx: FlowContext) -> StepResult:
         return StepResult(next_state=END, effects=(Reply("reschedule.not_possible", {"order": ctx.orders[0]},
                                                          order_id=ctx.orders[0].order_id),))
     day, window = _read(ctx)
-    keep = {k: v for k, v in {"date": day.isoformat() if day else None, "window": window}.items() if v}
+    keep = {k: v for k, v in {"date": day.isoformat() if day else None, "window": window,
+                              "ruled_out": _ruled_out(ctx, {})}.items() if v}
     return select_order(ctx, candidates, keep, begin)
 
 
@@ -100,14 +126,19 @@ def begin(order: OrderView, slots: Mapping[str, Any], ctx: FlowContext) -> StepR
             Reply("reschedule.out_for_delivery", {"order": order}, order_id=order.order_id),
             Escalate(reason="reschedule_out_for_delivery", order_id=order.order_id, note=note),
         ))
-    return _propose(order, day, window, ctx, first=True)
+    return _propose(order, day, window, ctx, first=True, ruled_out=list(slots.get("ruled_out", [])))
 
 
 def _propose(order: OrderView, day: date | None, window: str | None, ctx: FlowContext, *, first: bool = False,
-             understood: bool = True) -> StepResult:
+             understood: bool = True, ruled_out: list[str] | None = None) -> StepResult:
     slots: dict[str, Any] = {"order_id": order.order_id}
     if window:
         slots["window"] = window
+    if ruled_out:
+        slots["ruled_out"] = ruled_out
+    if day is None and ruled_out:
+        # "Not Monday": ask which day instead, offering the next days that are not ruled out.
+        return _ask_date(order, slots, ctx, template="reschedule.ask_date_ruled_out")
     if day is None:
         return _ask_date(order, slots, ctx, template="reschedule.ask_date" if first else "reschedule.ask_date_again",
                          understood=understood)
@@ -125,11 +156,14 @@ def _propose(order: OrderView, day: date | None, window: str | None, ctx: FlowCo
 
 def _ask_date(order: OrderView, slots: Mapping[str, Any], ctx: FlowContext, *, template: str,
               day: date | None = None, understood: bool = True) -> StepResult:
+    ruled_out = [str(d) for d in slots.get("ruled_out", [])]
     return StepResult(
         next_state=ASK_DATE,
         effects=(Reply(template, {"order": order, "date": day, "max_days": max_days_ahead(ctx),
                                   "latest": ctx.today + timedelta(days=max_days_ahead(ctx)),
-                                  "closed": [str(d).capitalize() for d in _settings(ctx).get("non_delivery_weekdays", [])]},
+                                  "closed": [str(d).capitalize() for d in _settings(ctx).get("non_delivery_weekdays", [])],
+                                  "ruled_out": [date.fromisoformat(d) for d in ruled_out],
+                                  "next_days": next_delivery_days(ctx, ruled_out)},
                        order_id=order.order_id),),
         slots=slots,
         expecting=Expecting.DATE,
@@ -143,9 +177,12 @@ def ask_date(slots: Mapping[str, Any], ctx: FlowContext) -> StepResult:
         return StepResult(next_state=END, effects=(Reply("core.order_gone"),))
     day, window = _read(ctx)
     window = window or slots.get("window")
-    if day is None and yes_no(ctx) == "no":
+    ruled_out = _ruled_out(ctx, slots)
+    newly_ruled_out = len(ruled_out) > len(slots.get("ruled_out", []))
+    if day is None and not newly_ruled_out and yes_no(ctx) == "no":
         return StepResult(next_state=END, effects=(Reply("reschedule.kept", {"order": order}, order_id=order.order_id),))
-    return _propose(order, day, window, ctx, understood=day is not None or window is not None)
+    return _propose(order, day, window, ctx, understood=day is not None or window is not None or newly_ruled_out,
+                    ruled_out=ruled_out)
 
 
 def confirm(slots: Mapping[str, Any], ctx: FlowContext) -> StepResult:
@@ -153,10 +190,14 @@ def confirm(slots: Mapping[str, Any], ctx: FlowContext) -> StepResult:
     if order is None:
         return StepResult(next_state=END, effects=(Reply("core.order_gone"),))
     day, window = _read(ctx)
+    ruled_out = _ruled_out(ctx, slots)
+    if slots.get("date") in ruled_out and day is None:
+        # "No, not Friday": the day read back is ruled out, so never confirm it; ask again.
+        return _propose(order, None, window or slots.get("window"), ctx, ruled_out=ruled_out)
     if day is not None or window is not None:
         # A correction ("no, I meant Sunday", "evening instead"): read the new choice back.
         new_day = day or date.fromisoformat(slots["date"])
-        return _propose(order, new_day, window or slots.get("window"), ctx)
+        return _propose(order, new_day, window or slots.get("window"), ctx, ruled_out=ruled_out)
     answer = yes_no(ctx)
     if answer == "yes":
         chosen = date.fromisoformat(slots["date"])
@@ -171,7 +212,8 @@ def confirm(slots: Mapping[str, Any], ctx: FlowContext) -> StepResult:
             Reply("reschedule.done", {"order": order, "date": chosen, "window": chosen_window}, order_id=order.order_id),
         ))
     if answer == "no":
-        return _ask_date(order, {"order_id": order.order_id}, ctx, template="reschedule.which_day_then")
+        keep = {"order_id": order.order_id, "ruled_out": ruled_out} if ruled_out else {"order_id": order.order_id}
+        return _ask_date(order, keep, ctx, template="reschedule.which_day_then")
     return StepResult(
         next_state=CONFIRM,
         effects=(Reply("reschedule.read_back_again", {"order": order, "date": date.fromisoformat(slots["date"]),

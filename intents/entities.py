@@ -31,6 +31,7 @@ from functools import lru_cache
 from typing import Any
 
 from intents.clock import local_now
+from intents.polarity import mark_ruled_out
 from intents.text import guess_language, strip_accents
 from intents.types import Context, Entity, Expecting
 
@@ -297,7 +298,7 @@ def extract_dates(text: str, context: Context) -> list[Entity]:
 _PARTS_OF_DAY: list[tuple[re.Pattern[str], str]] = [
     (
         re.compile(
-            r"\b(?:por|en|de)\s+la\s+(manana)\b|\b(morning|mornin|morng|subah|subha|suba|savere|early|am\b|a\.m\.)"
+            r"\b(?:por|en|de)\s+la\s+(manana)\b|\b(morning|mornin|morng|mrng|mrning|morn|subah|subha|suba|savere|early|am\b|a\.m\.)"
         ),
         "morning",
     ),
@@ -394,11 +395,11 @@ def extract_time_windows(text: str, context: Context) -> list[Entity]:
         if a and (g[2] or g[1] or bare_ok):
             emit(m, f"{_fmt(*a)}-{_fmt(a[0] + 2, a[1])}")
             return found
-    for pattern, value in _PARTS_OF_DAY:
-        pm = pattern.search(low)
-        if pm:
-            emit(pm, value)
-            return found
+    # Every part of day mentioned, in order: "subah nahi, shaam ko" names two, and
+    # intents.polarity decides which one is wanted.
+    parts = [(pm, value) for pattern, value in _PARTS_OF_DAY for pm in pattern.finditer(low)]
+    for pm, value in sorted(parts, key=lambda item: item[0].start()):
+        emit(pm, value)
     return found
 
 
@@ -828,7 +829,7 @@ def extract_all(text: str, context: Context) -> tuple[Entity, ...]:
             if any(_overlaps(entity, kept) and not _compatible(entity, kept) for kept in result):
                 continue
             result.append(entity)
-    return tuple(_dedupe(result))
+    return tuple(_dedupe(mark_ruled_out(text, result)))
 
 
 def _dedupe(entities: list[Entity]) -> Iterator[Entity]:
