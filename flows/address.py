@@ -141,6 +141,46 @@ def _read_parts(ctx: FlowContext, asking: str | None, country: str) -> tuple[dic
     return found, None
 
 
+def _whole_address(ctx: FlowContext) -> tuple[dict[str, str] | None, bool]:
+    """A complete new address in the message (to replace the old one whole), and whether one was
+    plainly given but could not be read with confidence (then a person takes it)."""
+    found = ctx.classification.entity("new_address")
+    if found is not None and isinstance(found.value, Mapping):
+        return {k: str(v) for k, v in found.value.items()}, False
+    return None, ctx.classification.entity("new_address_unsure") is not None
+
+
+def _replacement(order: OrderView, whole: Mapping[str, str]) -> dict[str, Any]:
+    """The new shipping address: every part from the customer's message, none from the old address."""
+    return {"line1": whole.get("line1", ""), "line2": whole.get("line2", ""), "landmark": whole.get("landmark", ""),
+            "city": whole.get("city", ""), "postal_code": whole.get("postal_code", "").upper(),
+            "country": str(order.shipping_address.get("country", "IN"))}
+
+
+def _new_address_step(order: OrderView, ctx: FlowContext, slots: Mapping[str, Any]) -> StepResult | None:
+    """Read a whole new address back (or hand an unclear one to a person); None when there is none."""
+    whole, unsure = _whole_address(ctx)
+    if whole is not None:
+        new = _replacement(order, whole)
+        if not postal_code_valid(new["postal_code"], new["country"]):
+            unsure = True
+        else:
+            return StepResult(
+                next_state=CONFIRM,
+                effects=(Reply("address.read_back_new", {"order": order, "address": one_line(new)},
+                               order_id=order.order_id),),
+                slots={"order_id": order.order_id, "new_address": new, "asked": list(slots.get("asked", []))},
+                expecting=Expecting.YES_NO,
+            )
+    if unsure:
+        # A whole new address is not something to guess at, nor to merge into the old one: a person checks it.
+        return StepResult(next_state=HANDOFF, effects=(
+            Reply("address.new_address_to_agent", {"order": order}, order_id=order.order_id),
+            Escalate(reason="new_address", order_id=order.order_id, note=f"new address: {ctx.text[:500]}"),
+        ))
+    return None
+
+
 def _eligible(ctx: FlowContext) -> tuple[OrderView, ...]:
     return tuple(o for o in ctx.orders if o.status not in CLOSED | {"returned"})
 
@@ -163,6 +203,10 @@ def begin(order: OrderView, slots: Mapping[str, Any], ctx: FlowContext) -> StepR
             Escalate(reason="address_change_too_late", order_id=order.order_id,
                      note=f"address change requested while {order.status}: {ctx.text[:300]}"),
         ))
+    if slots.get("customer_started"):
+        whole = _new_address_step(order, ctx, slots)
+        if whole is not None:
+            return whole
     country = str(order.shipping_address.get("country", "IN"))
     parts, problem = _read_parts(ctx, None, country) if slots.get("customer_started") else ({}, None)
     return _next(order, {"order_id": order.order_id, "parts": parts}, ctx, problem=problem)
@@ -218,6 +262,9 @@ def ask_part(slots: Mapping[str, Any], ctx: FlowContext) -> StepResult:
     order = ctx.order(slots.get("order_id"))
     if order is None:
         return StepResult(next_state=END, effects=(Reply("core.order_gone"),))
+    whole = _new_address_step(order, ctx, slots)
+    if whole is not None:
+        return whole
     asking = slots.get("asking")
     found, problem = _read_parts(ctx, asking, str(order.shipping_address.get("country", "IN")))
     parts = {**dict(slots.get("parts", {})), **found}
@@ -243,6 +290,11 @@ def confirm(slots: Mapping[str, Any], ctx: FlowContext) -> StepResult:
     order = ctx.order(slots.get("order_id"))
     if order is None:
         return StepResult(next_state=END, effects=(Reply("core.order_gone"),))
+    whole = _new_address_step(order, ctx, slots)
+    if whole is not None:
+        return whole
+    if slots.get("new_address"):
+        return _confirm_new(order, slots, ctx)
     found, problem = _read_parts(ctx, None, str(order.shipping_address.get("country", "IN")))
     parts = {**dict(slots.get("parts", {})), **found}
     if found or problem:
@@ -267,6 +319,27 @@ def confirm(slots: Mapping[str, Any], ctx: FlowContext) -> StepResult:
     )
 
 
+def _confirm_new(order: OrderView, slots: Mapping[str, Any], ctx: FlowContext) -> StepResult:
+    """The answer to the read-back of a whole new address: yes saves exactly what was read back."""
+    new = {k: str(v) for k, v in dict(slots["new_address"]).items()}
+    answer = yes_no(ctx)
+    if answer == "yes":
+        return StepResult(next_state=END, effects=(
+            UpdateOrder(order.order_id, {"shipping_address": new, "address_status": "updated"},
+                        event_type="address_updated", note="customer gave a new address"),
+            EmitEvent("address.updated", order.order_id, {"shipping_address": new, "replaced": True,
+                                                          "changed": ["city", "landmark", "line1", "line2", "postal_code"]}),
+            Reply("address.done", {"order": order, "address": one_line(new)}, order_id=order.order_id),
+        ))
+    if answer == "no":
+        return _ask(order, {"order_id": order.order_id, "parts": {}}, "any", template="address.send_whole_address")
+    return StepResult(
+        next_state=CONFIRM,
+        effects=(Reply("address.read_back_again", {"order": order, "address": one_line(new)}, order_id=order.order_id),),
+        slots=dict(slots), expecting=Expecting.YES_NO, understood=False,
+    )
+
+
 def reprompt_part(slots: Mapping[str, Any], ctx: FlowContext) -> StepResult:
     order = ctx.order(slots.get("order_id"))
     if order is None:
@@ -278,6 +351,13 @@ def reprompt_confirm(slots: Mapping[str, Any], ctx: FlowContext) -> StepResult:
     order = ctx.order(slots.get("order_id"))
     if order is None:
         return StepResult(next_state=END)
+    if slots.get("new_address"):
+        return StepResult(
+            next_state=CONFIRM,
+            effects=(Reply("address.read_back_new", {"order": order, "address": one_line(dict(slots["new_address"]))},
+                           order_id=order.order_id),),
+            slots=dict(slots), expecting=Expecting.YES_NO,
+        )
     return _next(order, dict(slots), ctx)
 
 

@@ -30,6 +30,7 @@ from datetime import date, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
+from intents.address import extract_new_address
 from intents.clock import local_now
 from intents.polarity import mark_ruled_out
 from intents.text import guess_language, strip_accents
@@ -829,6 +830,7 @@ def extract_all(text: str, context: Context) -> tuple[Entity, ...]:
             if any(_overlaps(entity, kept) and not _compatible(entity, kept) for kept in result):
                 continue
             result.append(entity)
+    result.extend(extract_new_address(text, context))  # a whole address spans the parts found above
     return tuple(_dedupe(mark_ruled_out(text, result)))
 
 
