@@ -47,10 +47,11 @@ def yes_no(ctx: FlowContext) -> str | None:
     payload = ctx.classification.entity("payload")
     if payload is not None and str(payload.value) in ("yes", "no"):
         return str(payload.value)
-    # A bare intent without a yes/no word only counts when the classifier is sure: a
-    # confirmation changes an order, so "blorp" read as `affirm` at 0.3 must not confirm it.
-    if ctx.classification.confidence >= SURE:
-        return {"affirm": "yes", "deny": "no"}.get(ctx.intent.value)
+    # A yes changes an order, so it must be a yes the customer wrote (a word, an emoji, a
+    # button): the model's `affirm` alone is never enough ("why" and "😳" once scored
+    # 0.99). A model `deny` only when it is sure: saying no changes nothing.
+    if ctx.classification.confidence >= SURE and ctx.intent.value == "deny":
+        return "no"
     return None
 
 

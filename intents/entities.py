@@ -693,7 +693,9 @@ NO_WORDS = frozenset(
 )
 _YES_PHRASES = re.compile(
     r"^\s*(?:yes|yeah|yep|haan|ha|han|si|sí|ok|okay)\b|\b(?:of course|go ahead|sounds good|that'?s right|por supuesto|claro que si|"
-    r"haan ji|ha ji|ji haan|theek hai|thik hai|kar do|kardo|de do|confirm(?:ed)?|i do)\b",
+    r"haan ji|ha ji|ji haan|theek hai|thik hai|kar do|kardo|de do|confirm(?:ed)?|i do|that works|works for me|"
+    r"sounds great|go for it|please do|do it|sure thing|that'?s fine|that is fine|me parece bien|est[aá] bien|"
+    r"adelante|perfecto|ho jayega|chalega)\b",
     _I,
 )
 _NO_PHRASES = re.compile(
