@@ -46,6 +46,7 @@ from flows.common import is_restart
 from flows.registry import FLOWS, FLOWS_BY_NAME
 from intents import Classification, Context, Expecting, Intent, classify
 from intents.sentiment import is_angry
+from intents.text import marker_words
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,12 @@ class Runtime:
 
     def now(self) -> datetime:
         return self.clock()
+
+
+def _sla_minutes(runtime: Runtime, *, urgent: bool) -> int:
+    section = runtime.shop_config.get("escalation", {})
+    normal = int(section.get("sla_minutes", 30))
+    return min(normal, int(section.get("urgent_sla_minutes", 10))) if urgent else normal
 
 
 @dataclass
@@ -184,12 +191,14 @@ def reply_locale(conversation: Conversation, customer: Customer, classification:
     # Spanish and Hinglish are never confused by a person, only by a language guesser:
     # between two non-English locales the customer's own wins.
     plausible = language == "en" or own == "en" or language == own
-    if language in LOCALES and len(text.split()) >= 3 and plausible:
-        return language
     remembered = conversation.slots.get("_locale")
-    if isinstance(remembered, str) and remembered in LOCALES:
-        return remembered
-    return own
+    current = remembered if isinstance(remembered, str) and remembered in LOCALES else own
+    # A short mixed reply ("parcel mila hi nahi") guessed as English keeps the conversation's
+    # language when it has any word of it: only a clearly English sentence switches to English.
+    keeps_current = language == "en" and current != "en" and marker_words(text, current) > 0
+    if language in LOCALES and len(text.split()) >= 3 and plausible and not keeps_current:
+        return language
+    return current
 
 
 def _run_flow(conversation: Conversation, ctx: FlowContext) -> tuple[Flow, StepResult]:
@@ -441,7 +450,7 @@ def _apply(*, session: Session, runtime: Runtime, conversation: Conversation, cu
             session.flush()
             escalations.create_escalation(session=session, conversation=conversation, customer=customer, order=order,
                               reason=effect.reason, note=effect.note, now=now,
-                              sla_minutes=int(runtime.shop_config.get("escalation", {}).get("sla_minutes", 30)))
+                              sla_minutes=_sla_minutes(runtime, urgent=effect.urgent))
             turn.escalated = True
         elif isinstance(effect, SetOptOut):
             channel = effect.channel or conversation.channel

@@ -139,6 +139,7 @@ class Escalate:
     reason: str
     order_id: str | None = None
     note: str = ""
+    urgent: bool = False  # the shop's shorter `escalation.urgent_sla_minutes` applies
 
 
 @dataclass(frozen=True)

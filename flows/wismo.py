@@ -4,7 +4,8 @@ Grounded: every fact in the reply comes from the order snapshot (a delayed
 order gets the carrier's new ETA and an apology). With several open orders
 the customer picks one by number, order id or item name. A delivered order
 gets "delivered on X, is anything wrong?"; yes leads into the returns flow,
-asking for a person leads to a human.
+asking for a person leads to a human. "It says delivered but I never got it"
+(a `problem` entity, see `intents.problems`) goes to a person at once, urgently.
 """
 
 from __future__ import annotations
@@ -30,7 +31,23 @@ def status_reply(order: OrderView) -> Reply:
     )
 
 
+def not_received(order: OrderView, ctx: FlowContext) -> StepResult:
+    """Marked delivered, never received: a person investigates with the courier, urgently."""
+    return StepResult(next_state=HANDOFF, effects=(
+        Reply("wismo.not_received", {"order": order}, order_id=order.order_id),
+        Escalate(reason="not_received", order_id=order.order_id, urgent=True,
+                 note=f"marked delivered, customer says not received: {ctx.text[:300]}"),
+    ))
+
+
+def _says_not_received(ctx: FlowContext) -> bool:
+    problem = ctx.classification.entity("problem")
+    return problem is not None and problem.value == "not_received"
+
+
 def answer(order: OrderView, slots: Mapping[str, Any], ctx: FlowContext) -> StepResult:
+    if order.status == "delivered" and _says_not_received(ctx):
+        return not_received(order, ctx)
     if order.status == "delivered":
         return StepResult(
             next_state=DELIVERED_CHECK,
@@ -59,6 +76,8 @@ def delivered_check(slots: Mapping[str, Any], ctx: FlowContext) -> StepResult:
     if ctx.intent.value == "human":
         return StepResult(next_state=HANDOFF, effects=(Reply("handoff.connecting"),
                                                        Escalate(reason="customer_asked", order_id=order.order_id)))
+    if _says_not_received(ctx):
+        return not_received(order, ctx)
     reply = yes_no(ctx)
     if reply == "no":
         return done(Reply("wismo.glad_all_good"))
@@ -83,9 +102,9 @@ FLOW = Flow(
     name="wismo",
     timeout=timedelta(minutes=30),  # how long the open question waits for an answer
     start=start,
-    start_goes_to=(END, CHOOSE, DELIVERED_CHECK),
+    start_goes_to=(END, CHOOSE, DELIVERED_CHECK, HANDOFF),
     states={
-        CHOOSE: State(choose_step(answer), Expecting.CHOICE, goes_to=(END, DELIVERED_CHECK, CHOOSE),
+        CHOOSE: State(choose_step(answer), Expecting.CHOICE, goes_to=(END, DELIVERED_CHECK, CHOOSE, HANDOFF),
                       description="which order?", reprompt=reask_which, accepts=frozenset({"wismo"})),
         DELIVERED_CHECK: State(delivered_check, Expecting.YES_NO, goes_to=(END, "returns.ask_reason", HANDOFF, DELIVERED_CHECK),
                                description="delivered, anything wrong?", reprompt=reprompt_delivered,

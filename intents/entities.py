@@ -33,6 +33,7 @@ from typing import Any
 from intents.address import extract_new_address
 from intents.clock import local_now
 from intents.polarity import mark_ruled_out
+from intents.problems import extract_problems
 from intents.text import guess_language, strip_accents
 from intents.types import Context, Entity, Expecting
 
@@ -833,6 +834,7 @@ def extract_all(text: str, context: Context) -> tuple[Entity, ...]:
                 continue
             result.append(entity)
     result.extend(extract_new_address(text, context))  # a whole address spans the parts found above
+    result.extend(extract_problems(text, context))
     return tuple(_dedupe(mark_ruled_out(text, result)))
 
 

@@ -50,6 +50,8 @@ def tokens(normalized: str) -> list[str]:
 # unambiguous words are listed: "no", "me", "de" are shared and left out.
 _HINGLISH = frozenset(
     [
+        "mila",
+        "mili",
         "hai",
         "hain",
         "hoga",
@@ -327,6 +329,14 @@ _SPANISH = frozenset(
         "dejar",
     ]
 )
+
+
+def marker_words(text: str, language: str) -> int:
+    """How many words of `text` are marker words of `language` ('es' or 'hi-Latn'; 0 for others)."""
+    markers = {"es": _SPANISH, "hi-Latn": _HINGLISH}.get(language)
+    if markers is None:
+        return 0
+    return sum(1 for w in re.findall(r"[^\W\d_]+", text.lower()) if w in markers or strip_accents(w) in markers)
 
 
 def guess_language(text: str) -> str:
