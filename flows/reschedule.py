@@ -14,6 +14,7 @@ emits `delivery.rescheduled`. Must never change an order without that yes.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import date, timedelta
 from typing import Any
 
@@ -127,6 +128,16 @@ def begin(order: OrderView, slots: Mapping[str, Any], ctx: FlowContext) -> StepR
             Escalate(reason="reschedule_out_for_delivery", order_id=order.order_id, note=note),
         ))
     return _propose(order, day, window, ctx, first=True, ruled_out=list(slots.get("ruled_out", [])))
+
+
+def continue_from(order: OrderView, ctx: FlowContext) -> StepResult | None:
+    """From another flow (WISMO): "where is my parcel, can you send it Saturday instead" also asks to
+    move the delivery. The read-back of the day asked for, in this flow; None when nothing to move."""
+    day, window = _read(ctx)
+    if (day is None and window is None) or order.status not in RESCHEDULABLE or order.status == "out_for_delivery":
+        return None
+    result = _propose(order, day, window, ctx, ruled_out=_ruled_out(ctx, {}))
+    return replace(result, flow=FLOW.name)
 
 
 def _propose(order: OrderView, day: date | None, window: str | None, ctx: FlowContext, *, first: bool = False,

@@ -10,16 +10,22 @@ asking for a person leads to a human. "It says delivered but I never got it"
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
-from flows import returns
+from flows import reschedule, returns
 from flows.base import END, HANDOFF, Escalate, Flow, FlowContext, OrderView, Reply, State, StepResult, done
 from flows.common import CHOOSE_ORDER, choose_step, named_order, reask_which, select_order, yes_no
 from intents import Expecting
 
 CHOOSE = CHOOSE_ORDER
+# "…can you send it Saturday instead", "kal bhej do", "¿me lo traéis el viernes?": a WISMO that also asks to move the day.
+_CHANGE_CUE = re.compile(
+    r"\b(send|deliver|bring|ship|reschedule|move|change|instead|come|bhej|bhejo|bhejna|bhej do|le aao|la do|"
+    r"traer|traeis|traigan|traes|entregar|entregad|enviar|envi[ae]|cambiar|mejor)\b", re.IGNORECASE)
 DELIVERED_CHECK = "delivered_check"
 
 
@@ -48,6 +54,11 @@ def _says_not_received(ctx: FlowContext) -> bool:
 def answer(order: OrderView, slots: Mapping[str, Any], ctx: FlowContext) -> StepResult:
     if order.status == "delivered" and _says_not_received(ctx):
         return not_received(order, ctx)
+    if ctx.intent.value == "wismo" and _CHANGE_CUE.search(ctx.text):
+        # Two things in one message: the status, then the read-back of the new day.
+        moved = reschedule.continue_from(order, ctx)
+        if moved is not None:
+            return replace(moved, effects=(status_reply(order), *moved.effects))
     if order.status == "delivered":
         return StepResult(
             next_state=DELIVERED_CHECK,
