@@ -155,7 +155,8 @@ def _propose(order: OrderView, day: date | None, window: str | None, ctx: FlowCo
                          understood=understood)
     problem = date_problem(day, ctx)
     if problem is not None:
-        return _ask_date(order, slots, ctx, template=problem, day=day, understood=False)
+        # Understood, only not deliverable: not a misunderstanding, so it never counts toward a hand-off.
+        return _ask_date(order, slots, ctx, template=problem, day=day)
     slots["date"] = day.isoformat()
     return StepResult(
         next_state=CONFIRM,
