@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from flows.base import FlowContext, OrderView, Reply, StepResult
+from flows.base import END, FlowContext, OrderView, Reply, StepResult
 from intents import Expecting
 
 CHOOSE_ORDER = "choose_order"
@@ -104,9 +104,26 @@ def ask_which(candidates: tuple[OrderView, ...], slots: Mapping[str, Any], *, ag
     )
 
 
+def foreign_ref(ctx: FlowContext) -> str | None:
+    """An order id the message names that is none of this customer's orders (nor their tracking numbers)."""
+    ref = ctx.classification.entity("order_ref")
+    if ref is None:
+        return None
+    value = str(ref.value).lower().lstrip("#")
+    mine = {o.order_id.lower() for o in ctx.orders} | {str(o.tracking_number or "").lower() for o in ctx.orders}
+    return None if value in mine else str(ref.value).lstrip("#")
+
+
 def select_order(ctx: FlowContext, candidates: tuple[OrderView, ...], slots: Mapping[str, Any],
                  begin: Callable[[OrderView, Mapping[str, Any], FlowContext], StepResult]) -> StepResult:
-    """Start with the one candidate, the one the message names, or ask which (oldest first)."""
+    """Start with the one candidate, the one the message names, or ask which (oldest first).
+
+    An order id that is not one of this customer's orders is never answered with another order:
+    the reply says it was not found for this number (and never whether it exists)."""
+    unknown = foreign_ref(ctx)
+    if unknown is not None:
+        return StepResult(next_state=END, effects=(Reply("core.order_not_found_for_you",
+                                                         {"ref": unknown[:20], "orders": ctx.orders}),))
     named = named_order(ctx, candidates)
     if named is not None:
         return begin(named, slots, ctx)

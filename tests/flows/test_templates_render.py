@@ -29,7 +29,7 @@ VARIABLES = {
     "address": "Flat 4B, Sai Residency, Floor 3, 12 MG Road, near Trinity metro, Bengaluru 560001",
     "policy": DEFAULTS["returns"]["policy"], "late": True, "window_days": 7, "photo": True, "has_orders": True,
     "text": "x", "ruled_out": [date(2026, 11, 27), date(2026, 11, 28)],
-    "next_days": [date(2026, 11, 24), date(2026, 11, 25), date(2026, 11, 26)],
+    "next_days": [date(2026, 11, 24), date(2026, 11, 25), date(2026, 11, 26)], "ref": "SHOP-2026-009999",
 }
 
 
