@@ -269,11 +269,21 @@ def _escalation_triggers(ctx: FlowContext, result: StepResult) -> StepResult:
     if any(isinstance(e, Escalate) for e in result.effects):
         return result
     order_id = ctx.open_orders[0].order_id if len(ctx.open_orders) == 1 else None
-    if is_angry(ctx.text):
+    if is_angry(ctx.text) and result.next_state in (END, HANDOFF):
         # Keep the flow's answer (e.g. the order status) and add a person, rather than argue with an upset customer.
+        # When the flow asks something ("CANCEL MY ORDER NOW!!!" -> "Cancel A1001?"), one path only: the
+        # question, so the customer's next "yes" acts instead of landing with a person who has to redo it.
         return StepResult(next_state=HANDOFF, understood=True, effects=(
             *result.effects, Reply("core.escalate_complaint"),
             Escalate(reason="complaint", order_id=order_id, note="the customer sounds upset"),
+        ))
+    if ctx.classification.entity("undo") is not None and result.next_state == END and not _asked_anything(result):
+        # "Wait, I pressed wrong, I DO want it": a change just confirmed is taken back. The bot does not
+        # guess which; a person stops it (the prepaid cancel is only a request until the shop acts).
+        return StepResult(next_state=HANDOFF, understood=True, effects=(
+            Reply("core.undo_to_agent"),
+            Escalate(reason="undo_request", order_id=order_id, urgent=True,
+                     note=f"the customer takes back a change: {ctx.text[:300]}"),
         ))
     if ctx.classification.llm_failed and not result.understood:
         return StepResult(next_state=HANDOFF, understood=False, effects=(
@@ -282,6 +292,11 @@ def _escalation_triggers(ctx: FlowContext, result: StepResult) -> StepResult:
                      note="the message was unclear and the LLM fallback did not answer"),
         ))
     return result
+
+
+def _asked_anything(result: StepResult) -> bool:
+    """Whether the step made a change or opened a question of its own (then it answered the message)."""
+    return any(isinstance(e, (UpdateOrder, EmitEvent, Escalate)) for e in result.effects)
 
 
 def _advance(conversation: Conversation, flow: Flow, result: StepResult, now: datetime) -> None:

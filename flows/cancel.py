@@ -32,22 +32,31 @@ def start(slots: Mapping[str, Any], ctx: FlowContext) -> StepResult:
             return StepResult(next_state=END, effects=(Reply("wismo.cancel_requested", {"order": pending},
                                                              order_id=pending.order_id),))
         return StepResult(next_state=END, effects=(Reply("cancel.nothing_to_cancel"),))
-    return select_order(ctx, candidates, {}, begin)
+    return select_order(ctx, candidates, _reason(ctx, {}), begin)
+
+
+def _reason(ctx: FlowContext, slots: Mapping[str, Any]) -> dict[str, Any]:
+    """The slots with the cancel reason the customer gave, if this message gives one."""
+    found = ctx.classification.entity("cancel_reason")
+    if found is None:
+        return dict(slots)
+    return {**dict(slots), "reason": str(found.value), "reason_text": ctx.text[:300]}
 
 
 def begin(order: OrderView, slots: Mapping[str, Any], ctx: FlowContext) -> StepResult:
     if order.status in IN_TRANSIT:
         return StepResult(next_state=END, effects=(Reply("cancel.after_shipping", {"order": order},
                                                          order_id=order.order_id),))
-    return ask(order)
+    return ask(order, slots)
 
 
-def ask(order: OrderView) -> StepResult:
+def ask(order: OrderView, slots: Mapping[str, Any] | None = None) -> StepResult:
+    reason = {k: v for k, v in (slots or {}).items() if k in ("reason", "reason_text")}
     return StepResult(
         next_state=CONFIRM,
         effects=(Reply("cancel.ask", {"order": order, "items": order.item_names}, order_id=order.order_id,
                        buttons=(("core.button_yes", "/btn:affirm:yes"), ("core.button_no", "/btn:deny:no"))),),
-        slots={"order_id": order.order_id},
+        slots={"order_id": order.order_id, **reason},
         expecting=Expecting.YES_NO,
     )
 
@@ -61,31 +70,33 @@ def confirm(slots: Mapping[str, Any], ctx: FlowContext) -> StepResult:
                                                              order_id=order.order_id),))
         return StepResult(next_state=END, effects=(Reply("core.order_gone"),))
     answer = yes_no(ctx)
+    slots = _reason(ctx, slots)
+    given = {"customer_reason": slots["reason"], "customer_reason_text": slots["reason_text"]} if slots.get("reason") else {}
     if answer == "yes" or (answer is None and ctx.intent.value == "cancel_order"):
         if order.payment_method == "cod":
             return StepResult(next_state=END, effects=(
                 UpdateOrder(order.order_id, {"status": "cancelled", "cod_status": "cancelled",
-                                             "extra": {"cancel_reason": "customer_cancelled"}},
+                                             "extra": {"cancel_reason": "customer_cancelled", **given}},
                             event_type="cancelled", note="customer cancelled before shipping"),
-                EmitEvent("cod.cancelled", order.order_id, {"reason": "customer_cancelled"}),
+                EmitEvent("cod.cancelled", order.order_id, {"reason": "customer_cancelled", **given}),
                 Reply("cancel.done_cod", {"order": order}, order_id=order.order_id),
             ))
         return StepResult(next_state=END, effects=(
             UpdateOrder(order.order_id, {"status": "cancel_requested"}, event_type="cancel_requested",
                         note="customer asked to cancel before shipping"),
             EmitEvent("order.cancel_requested", order.order_id, {"total": order.total, "currency": order.currency,
-                                                                 "payment_method": order.payment_method}),
+                                                                 "payment_method": order.payment_method, **given}),
             Reply("cancel.done_prepaid", {"order": order}, order_id=order.order_id),
         ))
     if answer == "no":
         return StepResult(next_state=END, effects=(Reply("cancel.kept", {"order": order}, order_id=order.order_id),))
     return StepResult(next_state=CONFIRM, effects=(Reply("cancel.ask_again", {"order": order}, order_id=order.order_id),),
-                      slots=dict(slots), expecting=Expecting.YES_NO, understood=False)
+                      slots=slots, expecting=Expecting.YES_NO, understood=False)
 
 
 def reprompt_confirm(slots: Mapping[str, Any], ctx: FlowContext) -> StepResult:
     order = ctx.order(slots.get("order_id"))
-    return ask(order) if order is not None else StepResult(next_state=END)
+    return ask(order, slots) if order is not None else StepResult(next_state=END)
 
 
 FLOW = Flow(

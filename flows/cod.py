@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -48,11 +49,35 @@ def start(slots: Mapping[str, Any], ctx: FlowContext) -> StepResult:
     return select_order(ctx, pending, {"answer": yes_no(ctx)}, begin)
 
 
+# A COD confirmation stated outright ("COD confirm hai, cash ready rahega", "confirmo el pedido"), with no negation.
+_STATED_CONFIRM = re.compile(r"\b(confirm|confirmed|confirming|confirmo|confirmado|pakka|cash (?:is )?ready|"
+                             r"ready rahega|paisa ready|tendre el dinero)\b", re.I)
+_NEGATION = re.compile(r"\b(no|not|don'?t|never|nahi|nahin|nhi|mat|cancel|cancelar|cancela)\b", re.I)
+
+
 def begin(order: OrderView, slots: Mapping[str, Any], ctx: FlowContext) -> StepResult:
     # "yes I confirm the cash order" confirms at once; anything else gets the question.
-    if slots.get("answer") == "yes" and ctx.intent.value == "cod_confirm":
+    stated = bool(_STATED_CONFIRM.search(ctx.text)) and not _NEGATION.search(ctx.text)
+    if ctx.intent.value == "cod_confirm" and (slots.get("answer") == "yes" or stated):
         return _confirmed(order)
     return ask(order)
+
+
+def amount_answer(ctx: FlowContext) -> StepResult:
+    """"How much do I pay?": the amount due in cash, then the confirmation question when it is pending."""
+    pending = _pending(ctx)
+    if pending:
+        order = pending[0]
+        asked = ask(order)
+        return replace(asked, effects=(Reply("cod.amount_due", {"order": order}, order_id=order.order_id),
+                                       *asked.effects))
+    cod = next((o for o in ctx.orders if o.payment_method == "cod" and o.is_open), None)
+    if cod is not None:
+        return StepResult(next_state=END, effects=(Reply("cod.amount_due", {"order": cod}, order_id=cod.order_id),))
+    paid = ctx.open_orders[0] if ctx.open_orders else (ctx.orders[0] if ctx.orders else None)
+    if paid is None:
+        return StepResult(next_state=END, effects=(Reply("no_order"),))
+    return StepResult(next_state=END, effects=(Reply("cod.nothing_to_pay", {"order": paid}, order_id=paid.order_id),))
 
 
 def ask(order: OrderView) -> StepResult:

@@ -18,6 +18,7 @@ from dataclasses import replace
 from datetime import date, timedelta
 from typing import Any
 
+from flows import instructions
 from flows.base import (
     END,
     HANDOFF,
@@ -112,6 +113,9 @@ def start(slots: Mapping[str, Any], ctx: FlowContext) -> StepResult:
         return StepResult(next_state=END, effects=(Reply("reschedule.not_possible", {"order": ctx.orders[0]},
                                                          order_id=ctx.orders[0].order_id),))
     day, window = _read(ctx)
+    if day is None and window is None and instructions.instruction(ctx) is not None:
+        # "If I'm not in, leave it with the porter": directions for the courier, not a new day.
+        return replace(instructions.start(slots, ctx), flow=instructions.FLOW.name)
     keep = {k: v for k, v in {"date": day.isoformat() if day else None, "window": window,
                               "ruled_out": _ruled_out(ctx, {})}.items() if v}
     return select_order(ctx, candidates, keep, begin)

@@ -10,8 +10,10 @@ updates. The whole-message STOP keyword (bot.compliance) acts at once.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
+from flows import cod, instructions
 from flows.base import END, Flow, FlowContext, Reply, SetOptOut, State, StepResult, done
 from flows.common import yes_no
 from intents import Expecting
@@ -29,6 +31,11 @@ def start(slots: Mapping[str, Any], ctx: FlowContext) -> StepResult:
     if intent == "choice":
         # A menu pick with no menu open (the question timed out): say so and show the menu.
         return done(Reply("smalltalk.no_open_question"), understood=False)
+    if instructions.instruction(ctx) is not None:
+        # "It's a gated community, code 4411": directions for the courier, not small talk.
+        return replace(instructions.start(slots, ctx), flow=instructions.FLOW.name)
+    if ctx.classification.entity("amount_question") is not None:
+        return replace(cod.amount_answer(ctx), flow=cod.FLOW.name)
     return done(Reply("smalltalk.out_of_scope"), understood=False)
 
 
