@@ -71,12 +71,39 @@ def _iso_day(value: object) -> date | None:
         return None
 
 
+DEFAULT_WINDOWS = {"morning": "08:00-12:00", "afternoon": "12:00-16:00", "evening": "16:00-20:00"}
+NOT_OFFERED = "not_offered"  # a time outside every delivery window ("after 10 pm")
+
+
+def _minutes(hhmm: str) -> int:
+    hours, minutes = hhmm.split(":")
+    return int(hours) * 60 + int(minutes)
+
+
+def shop_window(value: str, ctx: FlowContext) -> str:
+    """The shop's delivery window for what the customer asked ("after 6pm" -> evening).
+
+    Named windows are kept; a time range maps to the window it overlaps most, unless the shop
+    accepts exact times (`reschedule.exact_times`). A range no window touches is NOT_OFFERED."""
+    windows = _settings(ctx).get("windows") or DEFAULT_WINDOWS
+    if value in windows or _settings(ctx).get("exact_times") or "-" not in value:
+        return value
+    try:
+        start, end = (_minutes(part) for part in value.split("-", 1))
+        spans = {name: tuple(_minutes(p) for p in str(span).split("-", 1)) for name, span in windows.items()}
+    except ValueError:
+        return value
+    overlap = {name: min(end, b) - max(start, a) for name, (a, b) in spans.items()}
+    best = max(overlap, key=lambda name: overlap[name])
+    return best if overlap[best] > 0 else NOT_OFFERED
+
+
 def _read(ctx: FlowContext) -> tuple[date | None, str | None]:
     """The day and window the customer asks for (never one they rule out: see `intents.polarity`)."""
     found = ctx.classification.entity("date")
     window = ctx.classification.entity("time_window")
     day = _iso_day(found.value) if found is not None else None
-    return day, (str(window.value) if window is not None else None)
+    return day, (shop_window(str(window.value), ctx) if window is not None else None)
 
 
 def _ruled_out(ctx: FlowContext, slots: Mapping[str, Any]) -> list[str]:
@@ -151,6 +178,12 @@ def _propose(order: OrderView, day: date | None, window: str | None, ctx: FlowCo
         slots["window"] = window
     if ruled_out:
         slots["ruled_out"] = ruled_out
+    if window == NOT_OFFERED:
+        # A time no delivery window covers: ask again rather than drop it silently.
+        slots.pop("window", None)
+        if day is not None:
+            slots["date"] = day.isoformat()
+        return _ask_date(order, slots, ctx, template="reschedule.time_not_offered", day=day)
     if day is None and ruled_out:
         # "Not Monday": ask which day instead, offering the next days that are not ruled out.
         return _ask_date(order, slots, ctx, template="reschedule.ask_date_ruled_out")
@@ -193,6 +226,8 @@ def ask_date(slots: Mapping[str, Any], ctx: FlowContext) -> StepResult:
         return StepResult(next_state=END, effects=(Reply("core.order_gone"),))
     day, window = _read(ctx)
     window = window or slots.get("window")
+    if day is None and window is not None and slots.get("date"):
+        day = _iso_day(slots["date"])  # the day was fine, only the time was asked again
     ruled_out = _ruled_out(ctx, slots)
     newly_ruled_out = len(ruled_out) > len(slots.get("ruled_out", []))
     if day is None and not newly_ruled_out and yes_no(ctx) == "no":
