@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlmodel import Session, select
@@ -149,6 +149,7 @@ def handle_message(*, session: Session, runtime: Runtime, conversation: Conversa
         config=runtime.shop_config,
         locale=locale,
         media_urls=tuple(message.media_urls),
+        last_order_id=_last_order(conversation, now),
     )
     flow, result = _run_flow(conversation, ctx)
     result = _escalation_triggers(ctx, _misunderstanding_rule(conversation, ctx, result))
@@ -156,7 +157,7 @@ def handle_message(*, session: Session, runtime: Runtime, conversation: Conversa
     _apply(session=session, runtime=runtime, conversation=conversation, customer=customer, orders=orders,
            result=result, turn=turn, now=now, locale=locale)
     _advance(conversation, FLOWS_BY_NAME.get(result.flow or "", flow), result, now)
-    conversation.slots = {**conversation.slots, "_locale": locale}
+    conversation.slots = {**conversation.slots, "_locale": locale, **_remember_order(result, now)}
     _follow_up_address(session=session, runtime=runtime, conversation=conversation, customer=customer,
                        orders=orders, turn=turn, now=now)
     return turn
@@ -182,6 +183,27 @@ def _follow_up_address(*, session: Session, runtime: Runtime, conversation: Conv
             if message is not None:
                 turn.replies.append(message)
             return
+
+
+LAST_ORDER_MEMORY = timedelta(minutes=30)
+KEPT_SLOTS = ("_locale", "_last_order", "_last_order_at")  # conversation memory that outlives a flow
+
+
+def _remember_order(result: StepResult, now: datetime) -> dict[str, Any]:
+    """The order this turn was about (the last one a reply or change named), to default to next time."""
+    named = [e.order_id for e in result.effects if isinstance(e, (Reply, UpdateOrder)) and e.order_id]
+    return {"_last_order": named[-1], "_last_order_at": now.isoformat()} if named else {}
+
+
+def _last_order(conversation: Conversation, now: datetime) -> str | None:
+    order_id, at = conversation.slots.get("_last_order"), conversation.slots.get("_last_order_at")
+    if not isinstance(order_id, str) or not isinstance(at, str):
+        return None
+    try:
+        recent = now - datetime.fromisoformat(at) <= LAST_ORDER_MEMORY
+    except (TypeError, ValueError):
+        return None
+    return order_id if recent else None
 
 
 def reply_locale(conversation: Conversation, customer: Customer, classification: Classification, text: str) -> str:
@@ -316,7 +338,7 @@ def _advance(conversation: Conversation, flow: Flow, result: StepResult, now: da
 def _clear_flow(conversation: Conversation) -> None:
     conversation.flow = None
     conversation.state = ""
-    conversation.slots = {k: v for k, v in conversation.slots.items() if k == "_locale"}
+    conversation.slots = {k: v for k, v in conversation.slots.items() if k in KEPT_SLOTS}
     conversation.expires_at = None
 
 
@@ -359,7 +381,7 @@ def open_flow(*, session: Session, conversation: Conversation, flow: Flow | str,
                             flow=the_flow.name)
     conversation.flow = the_flow.name
     conversation.state = result.next_state
-    conversation.slots = {**{k: v for k, v in conversation.slots.items() if k == "_locale"}, **dict(result.slots),
+    conversation.slots = {**{k: v for k, v in conversation.slots.items() if k in KEPT_SLOTS}, **dict(result.slots),
                           "_expecting": result.expecting.value, "_choices": list(result.choices)}
     conversation.expires_at = expires_at or (now + the_flow.timeout)
     conversation.misunderstandings = 0

@@ -83,6 +83,7 @@ class FlowContext:
     config: Mapping[str, Any] = field(default_factory=dict)
     locale: str = "en"  # the reply language: the customer's, or the language they write in
     media_urls: tuple[str, ...] = ()  # photos attached to this message (returns evidence)
+    last_order_id: str | None = None  # the order the last few minutes were about: the default for "it"
 
     @property
     def intent(self) -> Intent:

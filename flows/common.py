@@ -127,6 +127,11 @@ def select_order(ctx: FlowContext, candidates: tuple[OrderView, ...], slots: Map
     named = named_order(ctx, candidates)
     if named is not None:
         return begin(named, slots, ctx)
+    # "Can you deliver it on Friday" right after talking about A1003: "it" is A1003. Every change
+    # is read back naming the order, so a wrong default costs one "no", never a wrong change.
+    recent = next((o for o in candidates if o.order_id == ctx.last_order_id), None)
+    if recent is not None:
+        return begin(recent, slots, ctx)
     if len(candidates) == 1:
         return begin(candidates[0], slots, ctx)
     return ask_which(tuple(sorted(candidates, key=_age)), slots)

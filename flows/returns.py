@@ -53,6 +53,13 @@ def begin(order: OrderView, slots: Mapping[str, Any], ctx: FlowContext) -> StepR
     policy, window_days = _policy(ctx)
     late = bool(window_days and order.delivered_at
                 and ctx.today > (order.delivered_at.date() + timedelta(days=window_days)))
+    problem = ctx.classification.entity("problem")
+    if problem is not None and problem.value in ("wrong_item", "damaged"):
+        # "You sent the wrong size": the message already says what is wrong; don't ask it again.
+        return StepResult(next_state=ASK_PHOTO, effects=(Reply("returns.ask_photo", {"order": order},
+                                                               order_id=order.order_id),),
+                          slots={"order_id": order.order_id, "late": late, "reason": ctx.text.strip()[:500]},
+                          expecting=Expecting.FREE_TEXT)
     return StepResult(
         next_state=ASK_REASON,
         effects=(Reply("returns.policy_ask_reason", {"order": order, "items": order.item_names, "policy": policy,
