@@ -18,7 +18,8 @@ negation word attaches to one mention:
   martes"), but Spanish also says "el martes no estoy": they take the mention
   just after, else the one just before.
 "instead of", "except", "en vez de", "ke alawa" rule out the mention they
-govern. When the reading is unsure, the day counts as ruled out: the cost is
+govern, and so does a limit ("away until Thursday", "budhvar tak bahar hu"):
+the customer is not there that day either. When the reading is unsure, the day counts as ruled out: the cost is
 one more question, never a wrong booking.
 
 Pure standard library; runs on every message.
@@ -47,13 +48,13 @@ _CLAUSE_BREAK = re.compile(
     r"can you|could you|can u|would you|pls|please|plz|por favor|puedes|podeis|podrian)\b"
 )
 # Negation that follows what it negates (Hindi/Hinglish word order).
-_POSTPOSED = re.compile(r"\b(nahi|nahin|nhi|nai|nahi hoga|mat|na|nako|ke alawa|ke alava|ke siwa|ke siva|ke sivay)\b")
+_POSTPOSED = re.compile(r"\b(nahi|nahin|nhi|nai|nahi hoga|mat|na|nako|ke alawa|ke alava|ke siwa|ke siva|ke sivay|tak bahar|tak nahi)\b")
 # Negation that precedes what it negates (English, Spanish), or sits after it in Spanish.
 _PREPOSED = re.compile(
     r"\b(not|no|never|nobody|no one|noone|nadie|nunca|cant|can't|cannot|won't|wont|don't|dont|didn't|isn't|"
     r"doesn't|doesnt|does not|isnt|not possible|impossible|no good|no way|"
     r"unavailable|busy|away|except|excepto|menos|salvo|besides|other than|instead of|rather than|"
-    r"en vez de|en lugar de|anything but)\b"
+    r"en vez de|en lugar de|anything but|out of town until|away until|away till|away til|until|till|hasta el|fuera hasta)\b"
 )
 _MAX_GAP_AFTER = 5  # words between a preposed negation and its mention ("not home on monday")
 _MAX_GAP_BEFORE = 4  # words between a mention and a negation after it ("subah ghar pe koi nahi")

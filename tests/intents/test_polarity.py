@@ -61,3 +61,14 @@ def test_windows_ruled_out_and_wanted(text: str, wanted: list[str], ruled_out: l
     _, _, windows, excluded = _read(text)
     assert windows == wanted
     assert excluded == ruled_out
+
+
+@pytest.mark.parametrize(("text", "wanted", "ruled_out"), [
+    ("I'm out of town until thursday, please deliver on friday", ["2026-11-27"], ["2026-11-26"]),
+    ("budhvar tak bahar hu, shukravar ko bhejna", ["2026-11-27"], ["2026-11-25"]),
+    ("estoy fuera hasta el jueves, el viernes sí", ["2026-11-27"], ["2026-11-26"]),
+])
+def test_a_limit_rules_the_day_out(text: str, wanted: list[str], ruled_out: list[str]) -> None:
+    dates, excluded, _, _ = _read(text)
+    assert dates == wanted
+    assert excluded == ruled_out
