@@ -85,7 +85,9 @@ def test_a_customer_never_sees_another_customers_order(client: TestClient) -> No
     response = post(client, docs_call("action_order_status", order_id="Z9"))
     assert response.status_code == 200
     text = json.dumps(response.json())
-    assert "Z9" not in text and "BlueDart" not in text and "BD9" not in text
+    # Nothing of the other customer's order (carrier, tracking); the id typed is only said to be not found.
+    assert "BlueDart" not in text and "BD9" not in text
+    assert "couldn't find order Z9 for this phone number" in response.json()["responses"][0]["text"]
     assert "A1001" in text
 
 
