@@ -86,6 +86,8 @@ def erase_customer(*, session: Session, phone: str, now: datetime) -> ErasureRep
     if customer is None:
         erased = session.exec(select(Customer.id).where(Customer.phone_hash == digest,
                                                         col(Customer.erased_at).is_not(None))).first()
+        if erased is not None:
+            purge_after_commit(session)  # finishes a purge an earlier erasure could not complete
         return ErasureReport(found=erased is not None, already_erased=erased is not None)
     customer_id = customer.id or 0
     identifiers = _identifiers(customer)
