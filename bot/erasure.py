@@ -57,6 +57,7 @@ ERASED_NOTE = "customer erased"
 LOG_STATUSES = ("scheduled", "queued", "sent", "delivered", "failed", "cancelled", "expired")
 # Order item fields the shop needs for its books; anything else (engravings, gift notes) may be personal.
 KEPT_ITEM_FIELDS = ("sku", "name", "qty", "price")
+CHECKPOINT_WAIT_MS = 5000
 # Every table erase_customer writes to: the ones whose freed space must be reclaimed afterwards.
 TOUCHED_TABLES = tuple(str(model.__tablename__) for model in (
     Customer, Order, OrderEvent, LogisticsEvent, Conversation, Message, Outbox, Escalation, JourneyTimer,
@@ -267,13 +268,18 @@ def purge_freed_storage(engine: Engine, tables: Iterable[str] = TOUCHED_TABLES) 
 
 def _checkpoint_sqlite(engine: Engine) -> bool:
     # A raw pooled connection outside any transaction: a checkpoint cannot run inside one. It waits
-    # (busy_timeout) for readers still on old snapshots, then empties the log.
+    # for readers still on old snapshots, then empties the log; writers queue meanwhile, so it waits
+    # less long than the connection's usual busy timeout.
     connection = engine.raw_connection()
     try:
         cursor = connection.cursor()
-        cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        busy, _frames, _copied = cursor.fetchone() or (1, 0, 0)
-        cursor.close()
+        cursor.execute(f"PRAGMA busy_timeout={CHECKPOINT_WAIT_MS}")
+        try:
+            cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            busy, _frames, _copied = cursor.fetchone() or (1, 0, 0)
+        finally:
+            cursor.execute("PRAGMA busy_timeout=30000")  # bot.db's setting for every connection
+            cursor.close()
     finally:
         connection.close()
     if busy:
