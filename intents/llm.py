@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from intents.address import parse_whole_address
 from intents.classifier import classify
 from intents.entities import extract_address_parts, extract_phones, extract_postal_codes
 from intents.types import INTENT_LABELS, Classification, Context, Entity, Intent
@@ -277,6 +278,10 @@ def _spans(text: str, context: Context) -> Iterator[tuple[int, int, str]]:
         yield entity.start, entity.end, "<ADDRESS>"
     for entity in extract_address_parts(text, context):
         yield entity.start, entity.end, "<ADDRESS>"
+    whole = parse_whole_address(text)  # "45 Park Street, Kolkata 700016": each part, wherever written
+    for part in (whole or {}).values():
+        if part.strip():
+            yield from ((m.start(), m.end(), "<ADDRESS>") for m in re.finditer(re.escape(part.strip()), text))
     for start, end in _postal_spans(text):
         trailing = _TRAILING_PLACES.match(text, end)
         yield start, trailing.end() if trailing else end, "<ADDRESS>"
