@@ -24,7 +24,7 @@ from sqlmodel import SQLModel, select
 import bot.models  # noqa: F401  (every table in the metadata)
 from bot.app import create_app
 from bot.dispatcher import Dispatcher
-from bot.models import Customer, Escalation
+from bot.models import ChatwootLink, Customer, Escalation
 from bot.service import Service
 from bot.settings import Settings
 from tests.channels.conftest import TELEGRAM_SECRET, with_channels
@@ -38,11 +38,12 @@ LINE1 = "47 Wisteria Crescent"
 LANDMARK = "opposite Marigold Bakery"
 POSTAL = "560099"
 TRACKING = "TRKQZ93817"
+CHATWOOT_CONTACT = 880041377
 SAID = ("please leave it with Mrs Pemberton at flat 9C", "I want to talk to a human about the parcel")
 
 LATE = "ring the bell twice for Quillbottom"
 SECRETS = (PHONE, PHONE[1:], PHONE[3:], str(CHAT), NAME, "Zephyrine", "Quillbottom", "Wisteria Crescent",
-           "Marigold Bakery", POSTAL, TRACKING, "Pemberton", "talk to a human about the parcel", LATE)
+           "Marigold Bakery", POSTAL, TRACKING, str(CHATWOOT_CONTACT), "Pemberton", "talk to a human about the parcel", LATE)
 HEADERS = {"X-Telegram-Bot-Api-Secret-Token": TELEGRAM_SECRET}
 
 
@@ -69,8 +70,12 @@ def _talk(service: Service, client: TestClient, auth: dict[str, str], fake: Fake
     while asyncio.run(dispatcher.run_once()):
         pass
     assert fake.sent_to(CHAT), "the bot replied on Telegram (provider ids embed the chat id)"
-    with service.db.read() as session:
-        assert session.exec(select(Escalation)).first() is not None, "the customer reached a human"
+    with service.db.session() as session:
+        escalation = session.exec(select(Escalation)).first()
+        assert escalation is not None, "the customer reached a human"
+        # What the Chatwoot sender records once it has mirrored the escalation (integrations/chatwoot.py).
+        session.add(ChatwootLink(escalation_id=escalation.id or 0, conversation_id=escalation.conversation_id,
+                                 chatwoot_contact_id=CHATWOOT_CONTACT, chatwoot_conversation_id=77, status="open"))
 
 
 def _database_files(service: Service) -> dict[str, bytes]:
@@ -124,6 +129,9 @@ def test_erasure_leaves_no_identifier_or_word_of_the_customer_in_the_database(
         with service.db.read() as session:
             customer = session.exec(select(Customer)).one()
             assert customer.erased_at is not None and customer.phone_hash
+            # Nobody is left to answer: the escalation is closed and no longer linked to a Chatwoot contact.
+            assert session.exec(select(Escalation)).one().status == "resolved"
+            assert session.exec(select(ChatwootLink)).one().chatwoot_conversation_id is None
         # The service keeps working for everyone else after the purge.
         other = order_payload(order_id="B2002", phone="+919812345678")
         assert client.post("/api/orders", json=other, headers=auth).status_code in (200, 201)
