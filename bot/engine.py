@@ -94,7 +94,15 @@ class Turn:
     cod_confirmed: list[str] = field(default_factory=list)  # order ids whose COD was confirmed this turn
 
 
-def _classify(runtime: Runtime, conversation: Conversation, customer: Customer, text: str, now: datetime) -> Classification:
+def _known_private(customer: Customer, orders: list[Order]) -> tuple[str, ...]:
+    """The customer's name and delivery addresses, masked before a message leaves for the optional LLM."""
+    parts = [customer.name] + [str(order.shipping_address.get(key) or "") for order in orders
+                               for key in ("line1", "line2", "landmark", "city", "postal_code")]
+    return tuple(dict.fromkeys(part for part in parts if part))
+
+
+def _classify(runtime: Runtime, conversation: Conversation, customer: Customer, text: str, now: datetime,
+              orders: list[Order]) -> Classification:
     expecting = Expecting(conversation.slots.get("_expecting", Expecting.NOTHING.value)) if conversation.flow else Expecting.NOTHING
     context = Context(
         expecting=expecting,
@@ -102,6 +110,7 @@ def _classify(runtime: Runtime, conversation: Conversation, customer: Customer, 
         now=now,
         timezone=customer.timezone or runtime.timezone,
         locale=customer.locale,
+        private=_known_private(customer, orders),
     )
     return runtime.classifier(text, context)
 
@@ -112,12 +121,12 @@ def handle_message(*, session: Session, runtime: Runtime, conversation: Conversa
     if conversation.flow and conversation.expires_at is not None and conversation.expires_at <= now:
         _clear_flow(conversation)  # TIMEOUT: the next message is classified afresh
 
-    classification = _classify(runtime, conversation, customer, message.text, now)
+    orders = customer_orders(session=session, customer_id=customer.id or 0)
+    classification = _classify(runtime, conversation, customer, message.text, now, orders)
     message.intent = classification.intent.value
     message.confidence = round(classification.confidence, 4)
     message.entities = [e.as_dict() for e in classification.entities]
     turn = Turn(classification=classification)
-    orders = customer_orders(session=session, customer_id=customer.id or 0)
     locale = reply_locale(conversation, customer, classification, message.text)
 
     keyword_effects = compliance.pre_flow(session=session, conversation=conversation, customer=customer,

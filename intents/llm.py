@@ -5,7 +5,9 @@ classifies locally; only when that reading is uncertain does it ask the LLM,
 with structured output restricted to Doorstep's labels and entity schema.
 
 Guarantees, each tested against a fake OpenAI-compatible server on loopback:
-- the customer's phone numbers, e-mails and address fragments are masked before sending;
+- the customer's phone numbers, e-mails and addresses (English, Spanish and Hinglish forms), and
+  the customer's own name and address when the caller knows them (`Context.private`), are masked
+  before sending;
 - one call is bounded by `timeout` (3 s by default) with no retries;
 - a circuit breaker stops calling after repeated failures and retries after a cool-down;
 - the answer is validated (labels, entity types and value formats, no extra keys); an
@@ -23,10 +25,11 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from intents.address import parse_whole_address
 from intents.classifier import classify
 from intents.entities import extract_address_parts, extract_phones, extract_postal_codes
 from intents.types import INTENT_LABELS, Classification, Context, Entity, Intent
@@ -51,7 +54,7 @@ SYSTEM_PROMPT = (
     "cancel_order, return_refund (return, exchange, refund), human (talk to a person, complaint), "
     "opt_out (stop messages), greet, thanks, affirm (yes), deny (no), "
     "out_of_scope (anything else). Dates are YYYY-MM-DD relative to today = {today}. "
-    "Placeholders like <PHONE> or <ADDRESS> replace private data."
+    "Placeholders like <PHONE>, <ADDRESS> or <PRIVATE> replace private data."
 )
 
 RESPONSE_SCHEMA: dict[str, Any] = {
@@ -84,13 +87,106 @@ _INJECTION = re.compile(
     re.IGNORECASE,
 )
 _EMAIL = re.compile(r"\b[\w.+-]+@[\w-]+\.[\w.]+\b")
-_LONG_DIGITS = re.compile(r"\+?\d[\d\s().-]{7,}\d")
-_STREET = re.compile(
-    r"\b\d{1,5}[a-z]?\s*,?\s+(?:[\w'-]+\s+){0,3}(?:road|rd|street|st|lane|ln|marg|nagar|avenue|ave|cross|main|sector|"
-    r"calle|avenida|av|carrera|colonia|block|layout)\b\.?",
+# Long digit runs are phone-like, but dates are not ("2026-12-01", "01/12/2026"): the LLM needs those.
+_LONG_DIGITS = re.compile(r"(?<!\d)(?!\d{4}-\d{2}-\d{2}(?!\d))(?!\d{1,2}[/.-]\d{1,2}[/.-]\d{2,4}(?![\d/.-]))\+?\d[\d\s().-]{7,}\d")
+
+# ---- addresses, in every supported locale (en, es, Hinglish). Over-masking a word costs the LLM
+# little; one unmasked street costs the customer their privacy, so these lean wide.
+# Street types written before the name: "Calle Mayor 5", "C/ Gran Vía 28", "Avda. de la Paz", "Carrer de Balmes".
+_TYPE_FIRST_CLEAR = (
+    r"calle|c/|cl\.|avenida|avda\.?|av\.|avd\.|paseo|p[º°]|pso\.|plaza|pza\.|plaça|carrer|ronda|rda\.|traves[ií]a|"
+    r"trv\.|glorieta|carretera|ctra\.|urbanizaci[oó]n|urb\.|callej[oó]n|rambla|bulevar|avinguda|passeig|costanilla"
+)
+# Everyday words too ("está en camino", "vía WhatsApp", "la carrera"): a street only when capitalised.
+_TYPE_FIRST_CAPITALISED = r"(?-i:Camino|V[ií]a|Cuesta|Carrera|Transversal|Diagonal|Colonia|Barrio|Pasaje|Rua|Alameda|Cam[ií])"
+_TYPE_FIRST = rf"{_TYPE_FIRST_CLEAR}|{_TYPE_FIRST_CAPITALISED}|cra\.|kr\.|cno\."
+_PARTICLES = r"(?:de|del|de\s+la|de\s+los|de\s+las|la|el|los|las|d'|dels|dos|da|do|das|en|na)"
+_NAME_WORD = r"[^\s\d,;:!?()\"]+"
+_STREET_FIRST_NUMBERED = re.compile(
+    rf"(?<!\w)(?:{_TYPE_FIRST})\s*(?:{_PARTICLES}\s+)*{_NAME_WORD}(?:\s+{_NAME_WORD}){{0,4}}?"
+    r"\s*,?\s*(?:n[º°o]\.?\s*|no\.?\s*|núm\.?\s*|num\.?\s*|#\s*)?\d{1,5}(?:\s?[a-z](?![a-z]))?(?:\s*[-–]\s*\d{1,5})?",
     re.IGNORECASE,
 )
-
+_STREET_FIRST = re.compile(
+    rf"(?<!\w)(?:{_TYPE_FIRST_CLEAR}|{_TYPE_FIRST_CAPITALISED})\s*(?:{_PARTICLES}\s+)*{_NAME_WORD}(?:\s+{_NAME_WORD}){{0,2}}", re.IGNORECASE
+)
+# Street types written after the name: "12 MG Road", "5th Cross", "Lajpat Nagar", "Elm St".
+_TYPE_AFTER = (
+    r"road|rd|street|st|lane|ln|avenue|ave|av|boulevard|blvd|drive|dr|way|court|ct|place|pl|terrace|highway|hwy|"
+    r"parkway|pkwy|circle|square|sq|cross|main|layout|marg|nagar|gali|galli|colony|vihar|enclave|chowk|bazaar|"
+    r"bazar|puram|pura|bagh|ganj|extension|extn|phase|stage|sector|block|mohalla|basti|chawl|wadi|peth|palya|halli"
+)
+_STREET_AFTER_NUMBERED = re.compile(
+    rf"\b\d{{1,5}}(?:st|nd|rd|th|[a-z])?\s*,?\s+(?:[\w'.-]+\s+){{0,3}}(?:{_TYPE_AFTER})\b\.?", re.IGNORECASE
+)
+# Without a number only the unambiguous types count ("on the way", "the main thing", "block it" are not streets).
+_TYPE_AFTER_CLEAR = (
+    r"road|rd|street|avenue|boulevard|blvd|lane|marg|nagar|gali|galli|colony|vihar|enclave|chowk|bazaar|bazar|puram|"
+    r"bagh|ganj|layout|mohalla|basti|chawl|wadi|peth|palya|halli"
+)
+_NOT_A_NAME = r"(?:the|my|a|an|this|that|our|your|his|her|their|on|in|at|of|to|is|same|wrong|right|new|old|mera|meri|mere|hamara|wahi|kis|which|what|any)"
+_STREET_AFTER = re.compile(
+    rf"\b(?!{_NOT_A_NAME}\b)(?:[\w'.-]+\s+){{1,2}}(?:{_TYPE_AFTER_CLEAR})\b\.?", re.IGNORECASE
+)
+# "gali no 4", "sector 15", "road no. 12", "plot 7", "ward 3", "khasra no 55/2".
+_NUMBERED_PLACE = re.compile(
+    r"\b(?:gali|galli|sector|road|street|lane|block|phase|stage|plot|khasra|ward|cross|main|pocket|lane|"
+    r"manzana|mz|lote|lt)\.?\s*(?:no\.?|number|num|nr|n[º°o]\.?|#)?\s*[:-]?\s*\d{1,5}(?:\s?[a-z](?![a-z]))?(?:/\d{1,4})?\b",
+    re.IGNORECASE,
+)
+# Villages and districts: "gaon Rampur", "village Khera", "dist. Meerut", "tehsil Sadar".
+_LOCALITY = re.compile(
+    r"\b(?:village|vill\.?|gaon|gram|mohalla|tehsil|taluka|taluk|district|dist\.?|p\.?o\.?)\s+[\w'-]+(?:\s+[\w'-]+)?",
+    re.IGNORECASE,
+)
+# Floors, doors and stairs: "3ºB", "2º izq", "1ª", "3r 2a", "piso 4", "puerta 2", "portal 3", "escalera B", "bajo A".
+_DOOR = re.compile(
+    r"(?<!\w)\d{1,3}\s*[º°ª]\s*(?:[a-z](?![a-z]))?(?:\s*(?:izq(?:uierda|da)?|dcha|dch|der(?:echa)?|ext|int|centro)\b\.?)?"
+    r"|(?<!\w)\d{1,3}\s*(?:izq(?:uierda|da)?|dcha|dch|derecha)\b\.?"
+    r"|(?<!\w)\d{1,2}(?:r|n|t|è|o)\s+\d{1,2}(?:a|ª)\b"
+    r"|\b(?:piso|planta|puerta|pta\.|portal|escalera|esc\.|bloque|blq\.?|casa|apartamento|interior|int\.|"
+    r"floor|flr|door|apt|unit|suite|ste\.?|flat|house|room|plot)\s*(?:no\.?|number|n[º°o]\.?|#)?\s*[:#-]?\s*"
+    r"(?:\d{1,4}\s*[º°ª]?\s*(?:[a-z](?![a-z]))?|(?-i:[A-Z])(?!\w)|izq(?:uierda|da)?|dcha|derecha|bajo|baja)(?:\s*(?:izq(?:uierda|da)?|dcha|dch|derecha)\b\.?)?"
+    r"|\b(?:bajo|entresuelo|[aá]tico|sobre[aá]tico)\s+(?:(?-i:[A-Z])\b|\d{1,2}\b|izq(?:uierda|da)?\b|dcha\b|derecha\b)"
+    r"|\b(?:house|h)\s*\.?\s*(?:no|number)\s*\.?\s*[:#-]?\s*\d{1,5}(?:[-/]\d{1,4}){0,3}[a-z]?\b",
+    re.IGNORECASE,
+)
+_WING = re.compile(r"\b(?-i:[A-Z])\s*-?\s*wing\b|\bwing\s*[:#-]?\s*(?-i:[A-Z])\b", re.IGNORECASE)
+# Postal codes: 5 digits (ES, MX, US, DE…), ZIP+4, 6 digits (IN PIN, CO) with or without the space,
+# and the city written next to one ("28013 Madrid", "Bengaluru 560001", "Austin, TX 78701").
+_POSTAL = re.compile(
+    r"(?<![\d+])(?:\d{5}(?:-\d{4})?|[1-9]\d{2}\s?\d{3})(?![\d-])"
+    r"(?:\s*,?\s+(?![Nn]o\b)(?:(?:A|O|La|El|Las|Los|Les|L')\s*)?[A-ZÁÉÍÓÚÑ][\wáéíóúñü'-]+(?:\s+(?:de\s+|del\s+)?[A-ZÁÉÍÓÚÑ][\wáéíóúñü'-]+)?)?"
+)
+_CITY_BEFORE_POSTAL = re.compile(r"\b[A-ZÁÉÍÓÚÑ][\wáéíóúñü'-]+(?:\s*,\s*[A-Z]{2})?\s*[-,]?\s*$")
+# Places written after an address, comma-separated and capitalised: ", Indiranagar", ", Austin, TX", ", A Coruña".
+_TRAILING_PLACES = re.compile(
+    r"(?:\s*,\s*(?:(?:A|O|La|El|Las|Los|Les|L')\s*)?[A-ZÁÉÍÓÚÑ][\wáéíóúñü'.-]*(?:\s+(?:de\s+|del\s+)?[A-ZÁÉÍÓÚÑ][\wáéíóúñü'.-]*){0,2})+"
+)
+# Grid addresses (Colombia, Mexico): "Carrera 7 # 45-12", "Calle 93 No. 11-26", "Cl 26 Sur #5-40".
+_GRID = re.compile(
+    r"(?<!\w)(?:calle|cl\.?|carrera|cra\.?|kr\.?|transversal|tv\.?|diagonal|dg\.?|avenida|av\.?|ak|ac)\s*"
+    r"\d{1,3}\s*(?:[a-z](?![a-z]))?(?:\s*(?:bis|sur|norte|este|oeste))?\s*(?:#|no\.?|n[º°o]\.?)\s*\d{1,3}\s*[a-z]?"
+    r"(?:\s*-\s*\d{1,3})?",
+    re.IGNORECASE,
+)
+_ORDER_CUE = re.compile(
+    r"(order|ordr|pedido|orden|#|ref|awb|tracking|seguimiento|n[uú]mero|number|no\.?|id|amount|rs\.?|inr|₹|€|\$)\W*$",
+    re.IGNORECASE,
+)
+_ADDRESS_PATTERNS = (_GRID, _STREET_FIRST_NUMBERED, _STREET_FIRST, _STREET_AFTER_NUMBERED, _STREET_AFTER, _NUMBERED_PLACE,
+                     _LOCALITY, _DOOR, _WING)
+# Words of a known address too common to mask on their own (they mean something in a request).
+_COMMON_WORDS = frozenset({
+    "the", "and", "near", "opposite", "behind", "next", "road", "street", "lane", "main", "cross", "floor", "flat",
+    "house", "block", "tower", "city", "delivery", "order", "del", "los", "las", "san", "santa", "sur", "norte", "por",
+    "con", "para", "una", "calle", "avenida", "plaza", "paseo", "carrer", "camino", "ronda", "piso", "planta",
+    "puerta", "portal", "casa", "cerca", "frente", "junto", "detras", "nagar", "marg", "gali", "sector", "colony",
+    "village", "ghar", "paas", "saamne", "india", "espana", "spain", "united", "states",
+})
+_LOOSE_LETTERS = {"a": "[aáàâä]", "e": "[eéèêë]", "i": "[iíìîï]", "o": "[oóòôö]", "u": "[uúùûü]", "n": "[nñ]",
+                  "c": "[cç]"}
+_PLAIN = str.maketrans("áàâäéèêëíìîïóòôöúùûüñç", "aaaaeeeeiiiioooouuuunc")
 
 class LLMUnavailable(Exception):
     """The fallback was not consulted (breaker open, timeout, HTTP or parse error)."""
@@ -139,29 +235,87 @@ def breaker_for(base_url: str | None, model: str) -> CircuitBreaker:
         return _breakers.setdefault((base_url or "", model), CircuitBreaker())
 
 
+def _postal_spans(text: str) -> Iterator[tuple[int, int]]:
+    for m in _POSTAL.finditer(text):
+        before = text[max(0, m.start() - 24) : m.start()]
+        if _ORDER_CUE.search(before):
+            continue  # "order 12345", "₹ 45000": not a place
+        city = _CITY_BEFORE_POSTAL.search(before)
+        start = m.start() - len(before) + city.start() if city and not _ORDER_CUE.search(city.group(0)) else m.start()
+        yield start, m.end()
+
+
+def _loose(phrase: str) -> str:
+    """A pattern for `phrase` that ignores case, accents and spacing ("Bogotá" ~ "bogota")."""
+    parts = []
+    for char in phrase.lower().translate(_PLAIN):
+        parts.append(r"\s+" if char.isspace() else _LOOSE_LETTERS.get(char, re.escape(char)))
+    return re.sub(r"(?:\\s\+)+", r"\\s+", "".join(parts))
+
+
+def _known_private_patterns(values: Iterable[str]) -> list[str]:
+    """The customer's own name and address as given by the shop: each whole value, and each of
+    its distinctive words, so "Pez Volador" is caught in a message that never says "Calle"."""
+    patterns: set[str] = set()
+    for value in values:
+        value = " ".join((value or "").split())
+        if len(value) >= 3:
+            patterns.add(_loose(value))
+        for word in re.findall(r"[\w'-]+", value):
+            plain = word.lower().translate(_PLAIN)
+            has_digit, has_alpha = any(c.isdigit() for c in word), any(c.isalpha() for c in word)
+            if has_alpha and has_digit and len(word) >= 2:
+                patterns.add(_loose(word))  # "4B", "DL123"
+            elif has_alpha and not has_digit and len(word) >= 3 and plain not in _COMMON_WORDS:
+                patterns.add(_loose(word))
+    return sorted(patterns, key=len, reverse=True)
+
+
+def _spans(text: str, context: Context) -> Iterator[tuple[int, int, str]]:
+    for entity in extract_phones(text, context):
+        yield entity.start, entity.end, "<PHONE>"
+    for entity in extract_postal_codes(text, context):
+        yield entity.start, entity.end, "<ADDRESS>"
+    for entity in extract_address_parts(text, context):
+        yield entity.start, entity.end, "<ADDRESS>"
+    whole = parse_whole_address(text)  # "45 Park Street, Kolkata 700016": each part, wherever written
+    for part in (whole or {}).values():
+        if part.strip():
+            yield from ((m.start(), m.end(), "<ADDRESS>") for m in re.finditer(re.escape(part.strip()), text))
+    for start, end in _postal_spans(text):
+        trailing = _TRAILING_PLACES.match(text, end)
+        yield start, trailing.end() if trailing else end, "<ADDRESS>"
+    for pattern in _ADDRESS_PATTERNS:
+        for m in pattern.finditer(text):
+            trailing = _TRAILING_PLACES.match(text, m.end())
+            yield m.start(), trailing.end() if trailing else m.end(), "<ADDRESS>"
+    yield from ((m.start(), m.end(), "<EMAIL>") for m in _EMAIL.finditer(text))
+    yield from ((m.start(), m.end(), "<PHONE>") for m in _LONG_DIGITS.finditer(text))
+    for known in _known_private_patterns(context.private):
+        regex = re.compile(rf"(?<!\w){known}(?!\w)", re.IGNORECASE)
+        yield from ((m.start(), m.end(), "<PRIVATE>") for m in regex.finditer(text))
+
+
 def mask_private(text: str, context: Context | None = None) -> str:
-    """The text with phones, e-mails, postal codes and address fragments replaced by placeholders."""
+    """The text with phones, e-mails, addresses (street, number, floor and door, postal code and
+    city, landmarks) in English, Spanish and Hinglish, and the customer's own known name and
+    address (`context.private`) replaced by placeholders."""
     ctx = context or Context()
-    spans: list[tuple[int, int, str]] = []
-    for entity in extract_phones(text, ctx):
-        spans.append((entity.start, entity.end, "<PHONE>"))
-    for entity in extract_postal_codes(text, ctx):
-        spans.append((entity.start, entity.end, "<POSTAL_CODE>"))
-    for entity in extract_address_parts(text, ctx):
-        spans.append((entity.start, entity.end, "<ADDRESS>"))
-    for pattern, token in ((_EMAIL, "<EMAIL>"), (_STREET, "<ADDRESS>"), (_LONG_DIGITS, "<PHONE>")):
-        spans.extend((m.start(), m.end(), token) for m in pattern.finditer(text))
-    spans.sort(key=lambda s: (s[0], -s[1]))
+    merged: list[list[Any]] = []  # overlapping spans become one: no fragment may leak between them
+    for start, end, token in sorted((s for s in _spans(text, ctx) if s[1] > s[0]), key=lambda s: (s[0], -s[1])):
+        if merged and start < merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        elif merged and token == merged[-1][2] and not text[merged[-1][1] : start].strip(" ,;/-"):
+            merged[-1][1] = end  # "Calle Mayor 5, 3ºB, 28013 Madrid" is one address
+        else:
+            merged.append([start, end, token])
     out, pos = [], 0
-    for start, end, token in spans:
-        if start < pos:
-            continue  # overlaps a span already masked
+    for start, end, token in merged:
         out.append(text[pos:start])
         out.append(token)
         pos = end
     out.append(text[pos:])
     return "".join(out)
-
 
 def looks_injected(text: str) -> bool:
     return bool(_INJECTION.search(text))

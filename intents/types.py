@@ -76,7 +76,9 @@ class Context:
 
     `now` and `timezone` anchor relative dates ("tomorrow", "kal"); `choices`
     are the labels of a list the bot just offered (order ids, item names,
-    button payloads).
+    button payloads). `private` holds what the shop told us about the
+    customer (name, address parts): never used to classify, only masked
+    before a message leaves the process (the optional LLM fallback).
     """
 
     expecting: Expecting = Expecting.NOTHING
@@ -84,6 +86,7 @@ class Context:
     now: datetime | None = None
     timezone: str = "UTC"
     locale: str | None = None
+    private: tuple[str, ...] = field(default=(), repr=False)
 
 
 @dataclass(frozen=True)
