@@ -18,8 +18,11 @@ read-back question is answered "yes"; any other question (which order?
 which day? a date the shop cannot deliver on) goes back to Rasa as the
 flow's own reply, with the slot to re-ask cleared.
 
-The customer is `tracker.sender_id` (E.164) or the `phone` slot; a customer
-only ever sees or changes their own orders. Error responses never echo the
+The customer is `tracker.sender_id` when it is a phone number (the channel's
+identity). A phone typed into the `phone` slot counts only after the customer
+types back a one-time code sent to it by SMS (`integrations.rasa_verification`):
+anyone can type anyone's number. A customer only ever sees or changes their own
+orders. Error responses never echo the
 request body, and nothing here logs phone numbers or addresses.
 """
 
@@ -45,6 +48,7 @@ from bot.models import Conversation, Customer, Order
 from bot.orders import customer_orders, customer_view, find_customer, order_view
 from bot.phones import InvalidPhone, mask, to_e164
 from flows.base import END, HANDOFF, FlowContext, Reply, StepResult
+from integrations.rasa_verification import Verification, verify
 from intents import Classification, Context, Expecting, Intent, classify
 from intents.types import Entity
 
@@ -104,15 +108,25 @@ def _slot(slots: Mapping[str, Any], name: str) -> str | None:
     return text[:300] or None
 
 
-def identify(sender_id: str | None, slots: Mapping[str, Any], default_country: str) -> str | None:
-    """The customer's E.164 phone: the conversation's sender id, else the `phone` slot."""
-    for candidate in (sender_id, _slot(slots, "phone")):
-        if candidate:
-            try:
-                return to_e164(str(candidate), default_region=default_country)
-            except (InvalidPhone, TypeError, ValueError):
-                continue
-    return None
+def as_phone(value: str | None, default_country: str) -> str | None:
+    if not value:
+        return None
+    try:
+        return to_e164(str(value), default_region=default_country)
+    except (InvalidPhone, TypeError, ValueError):
+        return None
+
+
+def _identify(session: Session, service: Service, sender_id: str | None, slots: Mapping[str, Any],
+              latest_text: str) -> Verification:
+    """The phone to act for: the sender id when it is one, else a phone proven with a one-time code."""
+    country = service.settings.default_country
+    phone = as_phone(sender_id, country)
+    if phone is not None or not sender_id:
+        return Verification(phone=phone)
+    return verify(session, sender_id=str(sender_id), claimed_phone=as_phone(_slot(slots, "phone"), country),
+                  latest_text=latest_text, code_slot=_slot(slots, "verification_code"),
+                  customer_for=lambda p: find_customer(session=session, phone=p), now=service.now())
 
 
 def _extract(text: str, expecting: Expecting, service: Service, customer: Customer) -> tuple[Entity, ...]:
@@ -175,8 +189,12 @@ def run_action(service: Service, spec: ActionSpec, *, sender_id: str | None, slo
     """Run one Doorstep action for one customer; one transaction. Pure of rasa-sdk."""
     from flows.registry import FLOWS
 
-    phone = identify(sender_id, slots, service.settings.default_country)
     with service.db.session() as session:
+        verification = _identify(session, service, sender_id, slots, latest_text)
+        if verification.reply_key is not None:
+            text = render_reply(Reply(verification.reply_key), customer=Customer(locale="en"), runtime=service.runtime)
+            return ActionOutcome([text], {"verification_code": None})
+        phone = verification.phone
         customer = find_customer(session=session, phone=phone) if phone else None
         if customer is None or customer.erased_at is not None:
             log.info("rasa %s: no customer for sender %s", spec.name, mask(phone))

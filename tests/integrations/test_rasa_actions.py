@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import zlib
 from collections.abc import Callable
 from datetime import timedelta
@@ -17,7 +18,7 @@ from fastapi.testclient import TestClient
 from sqlmodel import select
 
 from bot.app import create_app
-from bot.models import Escalation, LogisticsEvent
+from bot.models import Customer, Escalation, LogisticsEvent, Message
 from bot.orders import apply_event, get_order, today_in, upsert_order
 from bot.schemas import OrderEventIn, OrderIn
 from bot.service import Service
@@ -75,10 +76,56 @@ def test_order_status_from_the_documented_action_call(client: TestClient) -> Non
     assert slot_events(body) == {"order_id": "A1001", "order_status": "shipped"}
 
 
-def test_phone_slot_identifies_the_customer_when_sender_id_is_not_a_phone(client: TestClient) -> None:
-    response = post(client, docs_call("action_order_status", sender="2687378567977106", phone=ASHA))
+def _sms_code(service: Service, phone: str) -> str:
+    """The code in the last SMS queued to `phone` (what the customer reads on their phone)."""
+    with service.db.read() as session:
+        customer = session.exec(select(Customer).where(Customer.phone == phone)).one()
+        message = session.exec(select(Message).where(Message.customer_id == customer.id, Message.direction == "out",
+                                                      Message.template == "rasa.code_sms")
+                               .order_by(Message.id.desc())).first()  # type: ignore[union-attr]
+    assert message is not None, "no code was sent"
+    return re.search(r"\d{6}", message.text).group(0)  # type: ignore[union-attr]
+
+
+def test_a_typed_phone_is_not_an_identity_until_the_code_sent_to_it_comes_back(client: TestClient,
+                                                                               service: Service) -> None:
+    web = "2687378567977106"  # a web-chat sender id, not a phone
+    response = post(client, docs_call("action_order_status", sender=web, phone=ASHA))
     assert response.status_code == 200
+    text = response.json()["responses"][0]["text"]
+    assert "code" in text and "A1001" not in text and "Delhivery" not in text
+    code = _sms_code(service, ASHA)
+    wrong = f"{(int(code) + 1) % 1_000_000:06d}"
+    response = post(client, docs_call("action_order_status", sender=web, phone=ASHA, verification_code=wrong))
+    assert "doesn't match" in response.json()["responses"][0]["text"]
+    response = post(client, docs_call("action_order_status", sender=web, phone=ASHA, verification_code=code))
     assert "A1001" in response.json()["responses"][0]["text"]
+    # Bound for the next calls of that sender, with no phone slot at all.
+    response = post(client, docs_call("action_order_status", sender=web))
+    assert "A1001" in response.json()["responses"][0]["text"]
+
+
+def test_an_attacker_typing_another_customers_phone_can_neither_read_nor_cancel(client: TestClient,
+                                                                                service: Service) -> None:
+    attacker = "web-session-attacker"
+    for action in ("action_order_status", "action_cancel_order"):
+        response = post(client, docs_call(action, sender=attacker, phone=OTHER, order_id="Z9"))
+        assert response.status_code == 200
+        text = json.dumps(response.json())
+        assert "BlueDart" not in text and "BD9" not in text and "Z9 is" not in text
+    for guess in range(6):  # guessing codes locks the attempt
+        response = post(client, docs_call("action_cancel_order", sender=attacker, phone=OTHER,
+                                          verification_code=f"{guess:06d}"))
+    assert "Too many wrong codes" in response.json()["responses"][0]["text"]
+    with service.db.read() as session:
+        assert get_order(session=session, order_id="Z9").status == "placed"  # untouched
+        assert session.exec(select(LogisticsEvent)).all() == []
+
+
+def test_the_code_step_does_not_reveal_whether_a_number_is_a_customer(client: TestClient, service: Service) -> None:
+    known = post(client, docs_call("action_order_status", sender="web-a", phone=ASHA)).json()["responses"][0]["text"]
+    unknown = post(client, docs_call("action_order_status", sender="web-b", phone="+14155550100")).json()
+    assert unknown["responses"][0]["text"] == known
 
 
 def test_a_customer_never_sees_another_customers_order(client: TestClient) -> None:
