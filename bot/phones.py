@@ -12,8 +12,14 @@ class InvalidPhone(ValueError):
     pass
 
 
-def to_e164(raw: str, default_region: str = "IN") -> str:
-    """Normalise a phone number to E.164, or raise InvalidPhone with a reason."""
+def to_e164(raw: str, default_region: str = "IN", *, strict: bool = True) -> str:
+    """Normalise a phone number to E.164, or raise InvalidPhone with a reason.
+
+    `strict` (numbers a shop or a customer types) also asks libphonenumber whether
+    the number is assigned in its country. A sender the provider has already
+    verified (Twilio's `From`) only needs to be a *possible* number: a range newer
+    than the installed metadata must still get its answer.
+    """
     text = (raw or "").strip()
     if text.startswith("whatsapp:"):
         text = text[len("whatsapp:") :]
@@ -23,8 +29,10 @@ def to_e164(raw: str, default_region: str = "IN") -> str:
         parsed = phonenumbers.parse(text, None if text.startswith("+") else default_region)
     except phonenumbers.NumberParseException as exc:
         raise InvalidPhone(f"not a phone number ({exc.args[0] if exc.args else 'unparseable'})") from None
-    if not phonenumbers.is_valid_number(parsed):
+    if strict and not phonenumbers.is_valid_number(parsed):
         raise InvalidPhone("not a valid phone number for its country")
+    if not phonenumbers.is_possible_number(parsed):
+        raise InvalidPhone("not a possible phone number (wrong length for its country)")
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 

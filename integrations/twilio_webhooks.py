@@ -94,7 +94,7 @@ def parse_inbound(params: dict[str, str], *, now: datetime) -> InboundMessage:
     media = tuple(params[f"MediaUrl{i}"] for i in range(count) if params.get(f"MediaUrl{i}"))
     return InboundMessage(
         channel=channel, text=sanitise_text(params.get("Body", "")), provider_message_id=sid[:100],
-        phone=to_e164(sender), media_urls=media, received_at=now,
+        phone=to_e164(sender, strict=False), media_urls=media, received_at=now,  # Twilio verified the sender
         profile_name=sanitise_text(params.get("ProfileName", ""))[:200],
     )
 
