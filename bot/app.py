@@ -75,6 +75,11 @@ def create_app(settings: Settings | None = None, *, service: Service | None = No
         details = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors()]
         return JSONResponse(status_code=422, content={"detail": details})
 
+    @app.exception_handler(RecursionError)
+    async def _too_deep(request: Request, exc: RecursionError) -> JSONResponse:
+        # json.loads on `[[[[…]]]]` nested thousands deep: a bad request, not a server error.
+        return JSONResponse(status_code=400, content={"detail": "request body: JSON nested too deeply"})
+
     @app.get("/healthz", tags=["ops"])
     def healthz() -> dict[str, Any]:
         from sqlalchemy import text

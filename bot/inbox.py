@@ -42,6 +42,7 @@ from bot.db import session_now
 from bot.errors import Conflict, InvalidInput, NotFound
 from bot.models import Agent, Escalation, KeyValue
 from bot.replies import DATA_DIR
+from bot.urls import safe_link
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +95,7 @@ def _env() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
                              autoescape=jinja2.select_autoescape(["html"]), undefined=jinja2.StrictUndefined)
     env.filters["localtime"] = _local_time
+    env.filters["safe_link"] = safe_link
     env.filters["sla"] = _sla_text
     env.filters["pct"] = lambda v: "" if v is None else f"{round(float(v) * 100)}%"
     return env

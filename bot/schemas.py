@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bot.phones import InvalidPhone, to_e164
+from bot.urls import is_web_url
 
 Channel = Literal["sms", "whatsapp", "telegram", "console"]
 PaymentMethod = Literal["cod", "prepaid"]
@@ -81,6 +82,15 @@ class OrderIn(_Strict):
     tracking_number: str = Field("", max_length=100)
     tracking_url: str = Field("", max_length=500)
     address_status: Literal["ok", "needs_clarification", "updated"] | None = None
+
+    @field_validator("tracking_url")
+    @classmethod
+    def _web_link(cls, value: str) -> str:
+        # Sent to customers and rendered as a link in the inbox: a javascript: or data: URL never is.
+        value = value.strip()
+        if value and not is_web_url(value):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
 
 
 class CustomerOut(BaseModel):

@@ -23,7 +23,6 @@ import asyncio
 import base64
 import hashlib
 import hmac
-import json
 import logging
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -34,6 +33,7 @@ from fastapi.responses import JSONResponse
 from pydantic import Field, ValidationError, model_validator
 from sqlmodel import Session, select
 
+from bot import jsonbody
 from bot.errors import Conflict
 from bot.models import Customer, Order
 from bot.orders import apply_event
@@ -235,7 +235,7 @@ async def carrier_webhook(request: Request) -> JSONResponse:
         return _problem(401, "missing signature: send X-Doorstep-Signature or aftership-hmac-sha256")
 
     try:
-        payload = json.loads(body)
+        payload = jsonbody.loads(body)
     except (UnicodeDecodeError, ValueError):
         return _problem(400, "body is not JSON")
     if strict:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime
@@ -35,7 +34,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from sqlmodel import Session, col, func, select
 
-from bot import escalations
+from bot import escalations, jsonbody
 from bot.channels import Receipt
 from bot.db import Database, try_insert
 from bot.errors import Conflict, InvalidInput, NotFound, PermanentProviderError, RetryAfter
@@ -404,7 +403,7 @@ async def chatwoot_webhook(request: Request, token: str = Query("", description=
     if len(body) > MAX_BODY_BYTES:
         return JSONResponse(status_code=413, content={"detail": "body too large"})
     try:
-        payload = json.loads(body)
+        payload = jsonbody.loads(body)
     except (UnicodeDecodeError, ValueError):
         return JSONResponse(status_code=400, content={"detail": "body is not JSON"})
     if not isinstance(payload, dict):

@@ -29,7 +29,6 @@ request body, and nothing here logs phone numbers or addresses.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import zlib
 from collections.abc import Mapping
@@ -41,6 +40,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from sqlmodel import Session, select
 
+from bot import jsonbody
 from bot.auth import check_api_key
 from bot.db import try_insert
 from bot.engine import Turn, _apply, render_reply
@@ -306,7 +306,7 @@ def _read_body(raw: bytes, encoding: str | None) -> Any:
         raw = inflater.decompress(raw, MAX_BODY_BYTES + 1)
         if len(raw) > MAX_BODY_BYTES or inflater.unconsumed_tail:
             raise ValueError("too large")
-    return json.loads(raw)
+    return jsonbody.loads(raw)
 
 
 @router.post("/rasa/webhook", responses={

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import json
 import logging
 import os
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from fastapi import APIRouter, BackgroundTasks, Request, Response
 from fastapi.responses import JSONResponse
 from sqlmodel import Session, select
 
+from bot import jsonbody
 from bot.api.deps import ServiceDep
 from bot.channels import InboundMessage, sanitise_text
 from bot.compliance import TELEGRAM_CONTACT, TELEGRAM_START
@@ -180,7 +180,7 @@ async def telegram_update(request: Request, service: ServiceDep, background: Bac
 
     await ensure_aiogram()
     try:
-        data = json.loads(raw)
+        data = jsonbody.loads(raw)
     except ValueError:
         return _problem(400, "body is not JSON (expected a Telegram Update)")
     if not isinstance(data, dict):

@@ -110,7 +110,7 @@ def feed_item(event: LogisticsEvent, row: Outbox | None) -> FeedEvent:
 def parse_cursor(after: str | None) -> int:
     if after in (None, ""):
         return 0
-    if not after.isdigit() or len(after) > 18:
+    if not (after.isascii() and after.isdigit()) or len(after) > 18:  # "³" is a digit to str.isdigit
         raise HTTPException(status.HTTP_400_BAD_REQUEST,
                             detail="after: must be a cursor returned by this feed (digits only)")
     return int(after)
