@@ -161,6 +161,8 @@ class Journeys:
             return  # obsolete: never "delayed" after "delivered"
         if kind not in (*TRANSIT_JOURNEYS, "delivered"):
             return
+        if self._repeats(session, order, event):
+            return  # the carrier said the same thing again: nothing new to tell the customer
         valid_for = parse_duration(self.spec(kind).get("valid_for", "24h"))
         if event.at + valid_for < now:
             return  # a stale event (replayed late): telling the customer now would mislead
@@ -168,6 +170,19 @@ class Journeys:
                   dedupe_key=f"journey:{kind}:{order.id}:{event.dedupe_key or event.id}", now=now)
         if kind == "delivered":
             self._after_delivery(session, order, customer, now)
+
+    @staticmethod
+    def _repeats(session: Session, order: Order, event: OrderEvent) -> bool:
+        """Whether an earlier event already told this: the same status (a delay with the same ETA).
+
+        A second failed attempt is news; a second "shipped" with a new timestamp is not."""
+        if event.type == "failed_attempt":
+            return False
+        query = select(OrderEvent.id).where(OrderEvent.order_pk == order.id, OrderEvent.type == event.type,
+                                            OrderEvent.id != event.id, col(OrderEvent.at) <= event.at)
+        if event.type == "delayed":
+            query = query.where(OrderEvent.eta == event.eta)
+        return session.exec(query.limit(1)).first() is not None
 
     # ------------------------------------------------------------ journeys
 
@@ -265,7 +280,9 @@ class Journeys:
         marketing = spec.get("priority") == "marketing"
         template = str(spec.get("template") or template_key(journey, order))
         text = self.render(template, order=order, customer=customer, extra_vars=extra_vars or {})
-        cap_reason = self.cap_exceeded(session, order=order, customer=customer, due=due, marketing=marketing)
+        # Caps limit optional messages only: a delivered or failed-attempt message is never dropped.
+        cap_reason = (self.cap_exceeded(session, order=order, customer=customer, due=due, marketing=marketing)
+                      if marketing else None)
         message = outbox.enqueue_message(
             session=session, customer=customer, channel=channel, text=text, conversation_id=conversation.id,
             order_pk=order.id, template=template, due_at=due, dedupe_key=dedupe_key,
@@ -315,8 +332,9 @@ class Journeys:
         if per_day is not None:
             tz = self.customer_timezone(customer)
             day_start = datetime.combine(due.astimezone(tz).date(), datetime.min.time(), tzinfo=tz).astimezone(UTC)
+            optional = [template_key(j) for j in MARKETING_JOURNEYS]
             count = len(session.exec(select(Message.id).where(
-                Message.order_pk == order.id, Message.direction == "out", col(Message.template).startswith("journey."),
+                Message.order_pk == order.id, Message.direction == "out", col(Message.template).in_(optional),
                 col(Message.status).in_(live), col(Message.due_at) >= day_start,
                 col(Message.due_at) < day_start + timedelta(days=1),
             )).all())

@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from bot.db import session_now, try_insert
@@ -156,18 +157,32 @@ def apply_event(*, session: Session, order: Order, event_in: OrderEventIn, sourc
         allowed = ALLOWED_FROM[event_in.type]
         if order.status not in allowed:
             raise Conflict(f"order {order.order_id} is {order.status}; it cannot become {event_in.type}")
-    order.status = event_in.type
-    if event_in.eta:
-        order.eta = event_in.eta
-    if event_in.type == "delivered":
-        order.delivered_at = at
-    if event_in.type == "cancelled" and order.cod_status == "pending":
-        order.cod_status = "cancelled"
     event = OrderEvent(order_pk=order.id, type=event_in.type, at=at, eta=event_in.eta,  # type: ignore[arg-type]
                        note=event_in.note or "", source=source, dedupe_key=dedupe_key)
-    session.add(order)
-    session.add(event)
-    session.flush()
+    try:
+        # A savepoint: when an identical event raced us (same order, type and time), the unique
+        # key refuses ours and the order is left exactly as the first one made it.
+        with session.begin_nested():
+            order.status = event_in.type
+            if event_in.eta:
+                order.eta = event_in.eta
+            if event_in.type == "delivered":
+                order.delivered_at = at
+            if event_in.type == "cancelled" and order.cod_status == "pending":
+                order.cod_status = "cancelled"
+            session.add(order)
+            session.add(event)
+            session.flush()
+    except IntegrityError:
+        if event in session:
+            session.expunge(event)
+        session.refresh(order)
+        raced = session.exec(
+            select(OrderEvent).where(OrderEvent.order_pk == order.id, OrderEvent.dedupe_key == dedupe_key)
+        ).first()
+        if raced is None:
+            raise
+        return raced, True
     return event, False
 
 
