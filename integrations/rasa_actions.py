@@ -176,6 +176,7 @@ def run_action(service: Service, spec: ActionSpec, *, sender_id: str | None, slo
     from flows.registry import FLOWS
 
     phone = identify(sender_id, slots, service.settings.default_country)
+    service.runtime.warm_up()  # slot values are classified inside the transaction below
     with service.db.session() as session:
         customer = find_customer(session=session, phone=phone) if phone else None
         if customer is None or customer.erased_at is not None:
