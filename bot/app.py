@@ -65,6 +65,7 @@ def create_app(settings: Settings | None = None, *, service: Service | None = No
             yield
         finally:
             stop.set()
+            model_loading.cancel()  # shutting down: stop waiting for it (the loading thread ends by itself)
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, model_loading, return_exceptions=True)
