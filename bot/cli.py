@@ -104,6 +104,7 @@ def worker() -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        await asyncio.to_thread(service.load_model)  # before any message is processed, outside a transaction
         tasks = await start_workers(service, stop)
         typer.echo("Doorstep worker running; Ctrl-C to stop.")
         await stop.wait()

@@ -10,7 +10,12 @@ transaction ever loads or trains it.
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import stat
+import subprocess
+import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -47,6 +52,31 @@ def test_the_cached_model_is_readable_by_the_user_that_serves(cold_model: Path) 
     (cached,) = cold_model.glob("nlu-*.pkl")
     mode = stat.S_IMODE(cached.stat().st_mode)
     assert mode & 0o044 == 0o044, oct(mode)  # group and others can read it (an image built as root)
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None,
+                    reason="needs root and setpriv to act as another user")
+def test_a_model_trained_by_root_loads_for_another_user_without_training(cold_model: Path) -> None:
+    """The Docker image: root trains at build time, an unprivileged user serves."""
+    shared = Path(tempfile.mkdtemp(prefix="doorstep-model-"))
+    try:
+        shared.chmod(0o755)
+        data_dir = Path(os.environ["DOORSTEP_DATA_DIR"])
+        public_data = shared / "data"
+        shutil.copytree(data_dir, public_data)
+        public_data.chmod(0o755)
+        env = {**os.environ, "DOORSTEP_MODEL_DIR": str(shared / "model"), "DOORSTEP_DATA_DIR": str(public_data)}
+        subprocess.run([sys.executable, "-c", "from intents.model import load_or_train; load_or_train()"],
+                       env=env, check=True, timeout=120)
+        as_nobody = subprocess.run(
+            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c",
+             "from intents.model import load_or_train\nnotes = []\nload_or_train(progress=notes.append)\n"
+             "print('trained' if notes else 'loaded')"],
+            env={**env, "HOME": str(shared)}, capture_output=True, text=True, timeout=120)
+        assert as_nobody.returncode == 0, as_nobody.stderr
+        assert as_nobody.stdout.strip() == "loaded", as_nobody.stderr
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
 
 
 def test_a_model_dir_that_cannot_be_written_keeps_the_model_in_memory(
