@@ -1,6 +1,9 @@
 # Doorstep — two commands on a fresh machine:
 #   make run   # venv + install + demo data (empty database) + serve on 127.0.0.1:8000 (SQLite)
+#              # another address: make run PORT=8001 HOST=0.0.0.0
 #   make test  # venv + dev extras + browser deps + the whole suite (SQLite and PostgreSQL)
+#   make clean     # the venv and tool caches; never the database
+#   make reset-db  # deletes the local SQLite database (doorstep.db): orders, conversations, the API key
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -8,7 +11,7 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: run test install dev browser-deps lint typecheck bench clean
+.PHONY: run test install dev browser-deps lint typecheck bench clean reset-db
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,5 +51,11 @@ lint: dev
 bench: dev
 	$(BIN)/python bench/inbound.py
 
+# The database holds real data (orders, conversations, the generated API key): `clean` keeps it.
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache doorstep.db doorstep.db-*
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# Deleting the database is its own, explicitly named target.
+reset-db:
+	rm -f doorstep.db doorstep.db-wal doorstep.db-shm doorstep.db-journal
+	@echo "Deleted the local SQLite database (doorstep.db). The next 'make run' starts empty, with demo data and a new API key."

@@ -9,15 +9,19 @@ import importlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 
 from bot.api.deps import require_api_key
 from bot.auth import ensure_api_key
+from bot.metrics import OperationsCollector
 from bot.service import Service
 from bot.settings import Settings
 
@@ -44,6 +48,10 @@ def create_app(settings: Settings | None = None, *, service: Service | None = No
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # The intent model loads (or trains, once) in a thread while the server already
+        # answers: /healthz says 503 until it is ready, and message handling waits for it
+        # outside its transaction (Runtime.warm_up), never training inside one.
+        model_loading = asyncio.create_task(asyncio.to_thread(service.load_model))
         new_key = ensure_api_key(service.db, service.settings.api_key.get_secret_value())
         if new_key:
             print_new_api_key(new_key)
@@ -57,17 +65,21 @@ def create_app(settings: Settings | None = None, *, service: Service | None = No
             yield
         finally:
             stop.set()
+            model_loading.cancel()  # shutting down: stop waiting for it (the loading thread ends by itself)
             for task in tasks:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(*tasks, model_loading, return_exceptions=True)
 
     app = FastAPI(
         title="Doorstep",
         version="0.1.0",
         description="Two-way post-purchase messaging bot: orders, webhooks, escalations, logistics feed.",
         lifespan=lifespan,
+        docs_url=None,  # served below from bundled assets: the default page loads Swagger UI from a CDN
+        redoc_url=None,
     )
     app.state.service = service
+    _add_docs(app)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -80,23 +92,68 @@ def create_app(settings: Settings | None = None, *, service: Service | None = No
         # json.loads on `[[[[…]]]]` nested thousands deep: a bad request, not a server error.
         return JSONResponse(status_code=400, content={"detail": "request body: JSON nested too deeply"})
 
-    @app.get("/healthz", tags=["ops"])
-    def healthz() -> dict[str, Any]:
-        from sqlalchemy import text
+    @app.get("/healthz", tags=["ops"], responses={503: {"description": "Not ready: the model is loading, or the "
+                                                                   "database is unavailable (`reason` says which)"}})
+    def healthz() -> JSONResponse:
+        """Ready (200) when the intent model is loaded and the database answers; otherwise 503 with a reason."""
+        return health_response(service)
 
-        with service.db.read() as session:
-            session.execute(text("SELECT 1"))
-        return {"status": "ok", "database": service.db.engine.dialect.name}
+    operations = CollectorRegistry(auto_describe=True)
+    operations.register(OperationsCollector(service.db, service.now))
 
     @app.get("/metrics", tags=["ops"], response_class=PlainTextResponse)
     def prometheus_metrics() -> PlainTextResponse:
-        return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        # Process counters, then this service's gauges read from its database at scrape time.
+        body = generate_latest(REGISTRY) + generate_latest(operations)
+        return PlainTextResponse(body, media_type=CONTENT_TYPE_LATEST)
 
     for module_name, keyed in ROUTERS:
         module = importlib.import_module(module_name)
         dependencies = [Depends(require_api_key)] if keyed else []
         app.include_router(module.router, dependencies=dependencies)
     return app
+
+
+def health_response(service: Service) -> JSONResponse:
+    """`{"status", "database", "model", "reason"}`: 200 when ready, 503 while the model loads or the database is down."""
+    import sqlalchemy as sa
+
+    reasons: list[str] = []
+    if service.model.state == "loading":
+        reasons.append("the intent model is loading")
+    elif service.model.state == "failed":
+        reasons.append("the intent model failed to load (see the log)")
+    try:
+        with service.db.read() as session:
+            session.execute(sa.text("SELECT 1"))
+    except sa.exc.SQLAlchemyError as exc:
+        # The error class only: driver messages can carry the host or user name.
+        log.warning("healthz: database unavailable (%s)", exc.__class__.__name__)
+        reasons.append("the database is unavailable")
+    body = {"status": "not_ready" if reasons else "ok", "database": service.db.engine.dialect.name,
+            "model": service.model.state, "reason": "; ".join(reasons) or None}
+    return JSONResponse(body, status_code=503 if reasons else 200)
+
+
+DOCS_ASSETS = Path(__file__).resolve().parent / "static" / "swagger-ui"
+
+
+def _add_docs(app: FastAPI) -> None:
+    """`/docs` (Swagger UI) from assets bundled in bot/static/swagger-ui, so it works offline."""
+    app.mount("/docs/static", StaticFiles(directory=DOCS_ASSETS), name="docs-static")
+    oauth2_redirect = "/docs/oauth2-redirect"
+
+    @app.get("/docs", include_in_schema=False)
+    def swagger_ui() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json", title=f"{app.title} API",
+            swagger_js_url="/docs/static/swagger-ui-bundle.js", swagger_css_url="/docs/static/swagger-ui.css",
+            swagger_favicon_url="/docs/static/favicon-32x32.png", oauth2_redirect_url=oauth2_redirect,
+        )
+
+    @app.get(oauth2_redirect, include_in_schema=False)
+    def swagger_ui_redirect() -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
 
 
 def print_new_api_key(key: str) -> None:

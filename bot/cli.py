@@ -57,6 +57,7 @@ def serve(
     workers: Annotated[bool, typer.Option("--workers/--no-workers", help="Run the dispatcher and scheduler in this process.")] = True,
 ) -> None:
     """Run the API, webhooks, agent inbox, dispatcher and scheduler in one process."""
+    _refuse_busy_port(host, port)  # first: nothing (not even a new API key) is shown for a server that cannot start
     import uvicorn
 
     from bot.app import create_app
@@ -69,6 +70,22 @@ def serve(
         typer.echo(f"Loaded {len(ids)} demo orders: {', '.join(ids)}")
     typer.echo(f"Doorstep on http://{host}:{port}  (docs: /docs, inbox: /inbox, database: {service.db.engine.dialect.name})")
     uvicorn.run(create_app(service=service, workers=workers), host=host, port=port, log_level="warning")
+
+
+def _refuse_busy_port(host: str, port: int) -> None:
+    """Exit with a clear message when host:port cannot be bound (another server holds it)."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: TIME_WAIT is no conflict
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            typer.secho(f"Cannot listen on {host}:{port}: {exc.strerror or exc}. Is another Doorstep (or another "
+                        f"program) running there? Stop it, or choose another port: doorstep serve --port {port + 1} "
+                        f"(with make: make run PORT={port + 1}).", fg="red", err=True)
+            raise typer.Exit(1) from None
 
 
 @app.command()
@@ -87,6 +104,7 @@ def worker() -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        await asyncio.to_thread(service.load_model)  # before any message is processed, outside a transaction
         tasks = await start_workers(service, stop)
         typer.echo("Doorstep worker running; Ctrl-C to stop.")
         await stop.wait()
@@ -98,28 +116,41 @@ def worker() -> None:
 
 
 @app.command()
-def demo() -> None:
-    """Load the demo customers and orders (safe to run twice)."""
+def demo(
+    reset: Annotated[bool, typer.Option("--reset", help="Delete the demo customers and everything of theirs "
+                                                          "(orders, conversations, messages), then load them fresh.")] = False,
+) -> None:
+    """Load the demo customers and orders (safe to run again: existing ones are refreshed, not duplicated)."""
     from rich.console import Console
     from rich.table import Table
-
-    from bot.demo import load_demo
-
-    service = _service()
-    ids = load_demo(service)
     from sqlmodel import select
 
+    from bot.demo import load_demo_orders, reset_demo
     from bot.models import Customer, Order
 
+    service = _service()
+    if reset:
+        typer.echo(f"Deleted {reset_demo(service)} demo customers and their data.")
+    loaded = load_demo_orders(service)
+    outcomes = {d.order_id: d.outcome for d in loaded}
     table = Table(title="Demo orders", show_lines=False)
-    for column in ("order", "customer", "phone", "status", "payment"):
+    for column in ("order", "customer", "phone", "status", "payment", "loaded"):
         table.add_column(column)
-    with service.db.session() as session:
+    labels = {"created": "new", "refreshed": "kept", "taken": "[red]taken[/red]"}
+    with service.db.read() as session:
+        ids = list(outcomes)
         for order in session.exec(select(Order).where(Order.order_id.in_(ids))).all():  # type: ignore[attr-defined]
-            customer = session.get(Customer, order.customer_id)
-            table.add_row(order.order_id, customer.name if customer else "", customer.phone if customer else "",
-                          order.status, order.payment_method)
-    Console().print(table)
+            outcome = outcomes[order.order_id]
+            # Never show who holds a taken id: it is not a demo customer.
+            customer = session.get(Customer, order.customer_id) if outcome != "taken" else None
+            table.add_row(order.order_id, customer.name if customer else "", (customer.phone or "") if customer else "",
+                          order.status, order.payment_method, labels[outcome])
+    Console(soft_wrap=True).print(table)
+    if any(d.outcome == "taken" for d in loaded):
+        typer.secho("A taken demo order id belongs to another customer (e.g. an erased demo customer); "
+                    "`doorstep demo --reset` deletes the demo data and loads it fresh.", fg="yellow")
+    elif any(d.outcome == "refreshed" for d in loaded):
+        typer.echo("Kept orders were already loaded: they keep their state and conversations; `--reset` starts over.")
     typer.echo('Try: doorstep chat --phone +919812345678 --say "where is my order"')
 
 
@@ -138,7 +169,8 @@ def chat(
     from bot.dispatcher import Dispatcher
     from bot.phones import InvalidPhone, to_e164
 
-    console = Console()
+    # soft_wrap: a reply is one line however narrow the terminal (or pipe, where rich assumes 80 columns).
+    console = Console(soft_wrap=True)
     try:
         e164 = to_e164(phone)
     except InvalidPhone as exc:

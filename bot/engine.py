@@ -44,7 +44,7 @@ from flows.base import (
 )
 from flows.common import is_restart
 from flows.registry import FLOWS, FLOWS_BY_NAME
-from intents import Classification, Context, Expecting, Intent, classify
+from intents import Classification, Context, Expecting, Intent, classify, get_model
 from intents.sentiment import is_angry
 from intents.text import marker_words
 
@@ -72,6 +72,9 @@ class Runtime:
     shop_config: dict[str, Any] = field(default_factory=dict)
     clock: Clock = system_clock
     classifier: Callable[[str, Context], Classification] = classify
+    # Loads (or trains, once per process) the intent model. Called before a message's
+    # transaction opens, never inside it: training there held SQLite's write lock for seconds.
+    warm_up: Callable[[], object] = get_model
 
     def now(self) -> datetime:
         return self.clock()

@@ -90,6 +90,7 @@ def receive(db: Database, inbound: InboundMessage, *, now: datetime) -> Received
 
 def process(db: Database, runtime: Runtime, conversation_id: int) -> list[Turn]:
     """Handle all unprocessed inbound messages of one conversation, in order (step 2)."""
+    runtime.warm_up()  # the model loads outside the transaction (a no-op once loaded)
     turns: list[Turn] = []
     with db.session() as session:
         db.lock_row(session, "conversation", conversation_id)

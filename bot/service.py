@@ -21,6 +21,7 @@ from bot.engine import Runtime
 from bot.journeys import Journeys
 from bot.settings import Settings, get_settings
 from bot.shopconfig import load_shop_config
+from intents.classifier import model_loaded
 
 log = logging.getLogger(__name__)
 
@@ -39,12 +40,21 @@ def llm_classifier(settings: Settings) -> Any:
 
 
 @dataclass
+class ModelStatus:
+    """Where the intent model is: `loading` until `Service.load_model` ran, then `ready` or `failed`."""
+
+    state: str = "loading"
+    error: str | None = None
+
+
+@dataclass
 class Service:
     settings: Settings
     db: Database
     runtime: Runtime
     hooks: Any = None
     background: list[asyncio.Task[Any]] = field(default_factory=list)
+    model: ModelStatus = field(default_factory=ModelStatus)
 
     @classmethod
     def create(cls, settings: Settings | None = None, *, db: Database | None = None, migrate: bool = True,
@@ -57,11 +67,30 @@ class Service:
         shop.setdefault("support_contact", settings.support_contact)
         runtime = Runtime(timezone=settings.timezone, shop_config=shop, clock=clock or system_clock)
         db.clock = runtime.clock  # rows stamped at flush share the runtime's timeline
+        metrics.watch_lock_errors(db.engine)
         if settings.llm.configured:
             runtime.classifier = llm_classifier(settings)
         service = cls(settings=settings, db=db, runtime=runtime)
+        if model_loaded():
+            service.model.state = "ready"  # another service in this process loaded it already
         service.hooks = Journeys(service)
         return service
+
+    def load_model(self) -> None:
+        """Load (or train, once) the intent model before serving, outside any transaction.
+
+        Blocking and thread-safe: `serve` runs it in a thread at start while `/healthz`
+        answers 503. A failure is recorded for `/healthz` and logged, not raised.
+        """
+        started = time.perf_counter()
+        try:
+            self.runtime.warm_up()
+        except Exception as exc:
+            self.model.state, self.model.error = "failed", f"{exc.__class__.__name__}: {exc}"[:300]
+            log.exception("the intent model could not be loaded")
+            return
+        self.model.state, self.model.error = "ready", None
+        log.info("intent model ready in %.1f s", time.perf_counter() - started)
 
     def now(self) -> datetime:
         return self.runtime.now()

@@ -189,6 +189,7 @@ def run_action(service: Service, spec: ActionSpec, *, sender_id: str | None, slo
     """Run one Doorstep action for one customer; one transaction. Pure of rasa-sdk."""
     from flows.registry import FLOWS
 
+    service.runtime.warm_up()  # slot values are classified inside the transaction below
     with service.db.session() as session:
         verification = _identify(session, service, sender_id, slots, latest_text)
         if verification.reply_key is not None:

@@ -10,7 +10,9 @@ Order of precedence, and why:
    (the model's guess is kept in `alternatives`), never a confident wrong action.
 
 Synchronous, thread-safe and fast: the model is loaded (or trained, on the first
-call after a data change) once per process behind a lock. Must never print,
+call after a data change) once per process behind a lock, and then kept in memory
+even when it could not be saved. A service loads it with `get_model()` before it
+serves, never on a customer's first message inside a database transaction. Must never print,
 never touch the network, and never import anything outside `intents/` and its
 third-party dependencies.
 """
@@ -67,6 +69,11 @@ def get_model(progress: Callable[[str], None] | None = None) -> IntentModel:
 
                 _model = load_or_train(progress=progress)
         return _model
+
+
+def model_loaded() -> bool:
+    """Whether this process already holds the model (classifying will not load or train it)."""
+    return _model is not None
 
 
 def reset_model() -> None:

@@ -243,6 +243,10 @@ def _train(examples: Sequence[Example], *, c: float, calibrate: bool) -> LinearT
 # --------------------------------------------------------------------------- cache
 
 
+# World-readable, owner-writable: see load_or_train.
+CACHE_FILE_MODE = 0o644
+
+
 def cache_dir() -> Path:
     """`$DOORSTEP_MODEL_DIR`, else `$XDG_CACHE_HOME/doorstep`, else `~/.cache/doorstep`."""
     override = os.environ.get("DOORSTEP_MODEL_DIR")
@@ -275,6 +279,9 @@ def load_or_train(
                 model = pickle.load(handle)
             if isinstance(model, LinearTextModel):
                 return model
+        except PermissionError:
+            # Typically a model trained by another user (root at image build) with private permissions.
+            log.warning("cannot read the cached intent model %s (permissions); training it again", path)
         except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError):
             log.warning("discarding unreadable cached model %s", path)
     if progress:
@@ -287,10 +294,20 @@ def load_or_train(
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".nlu-", suffix=".tmp")
         with os.fdopen(fd, "wb") as handle:
             pickle.dump(model, handle, protocol=pickle.HIGHEST_PROTOCOL)
+        # mkstemp makes the file private (0600); the model is no secret, and a model trained
+        # by one user (root building an image) must load for another (the service's user).
+        os.chmod(tmp, CACHE_FILE_MODE)
         os.replace(tmp, path)
         _prune(path.parent)
-    except OSError as exc:  # a read-only home still classifies, it just retrains next time
-        log.warning("could not cache the intent model in %s: %s", path.parent, exc)
+    except OSError as exc:
+        # A read-only or foreign model dir still classifies: the process keeps this model in
+        # memory (intents.classifier holds it), and only the next process trains again.
+        log.warning(
+            "could not save the intent model in %s (%s); keeping it in memory for this process. "
+            "Set DOORSTEP_MODEL_DIR to a directory this user can write.",
+            path.parent,
+            exc.strerror or exc.__class__.__name__,
+        )
     return model
 
 

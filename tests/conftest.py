@@ -1,8 +1,8 @@
 """Shared fixtures: every store/engine test runs on SQLite and on PostgreSQL.
 
 PostgreSQL: DOORSTEP_TEST_PG_URL (default the local server's `test` database
-as admin). Each test session creates its own throw-away database, so parallel
-runs never collide. With CI=true an unreachable PostgreSQL fails the run
+as admin; the `postgres` maintenance database when `test` does not exist). Each
+test session creates its own throw-away database, so parallel runs never collide. With CI=true an unreachable PostgreSQL fails the run
 instead of skipping.
 
 An autouse guard fails any test that opens a connection to a non-loopback
@@ -90,15 +90,31 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 # ------------------------------------------------------------------ databases
 
 
+def pg_admin_engine(url: str = PG_ADMIN_URL) -> sa.Engine:
+    """An AUTOCOMMIT engine that can create databases: `url`, or, when its database does not
+    exist (a fresh server has no `test` database), the server's `postgres` maintenance database."""
+    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect():
+            return admin
+    except sa.exc.OperationalError as exc:
+        if "does not exist" not in str(exc) or admin.url.database == "postgres":
+            raise
+    admin.dispose()
+    return sa.create_engine(admin.url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+
+
 @pytest.fixture(scope="session")
 def pg_database_url() -> Iterator[str]:
     name = f"doorstep_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    admin: sa.Engine | None = None
     try:
+        admin = pg_admin_engine()
         with admin.connect() as conn:
             conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
     except Exception as exc:
-        admin.dispose()
+        if admin is not None:
+            admin.dispose()
         message = f"PostgreSQL unreachable at {PG_ADMIN_URL}: {exc.__class__.__name__}"
         if IN_CI:
             pytest.fail(message + " (CI=true: PostgreSQL tests must run)", pytrace=False)
