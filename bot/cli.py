@@ -6,7 +6,6 @@ Heavy SDKs are imported inside commands, never at module level, so
 
 from __future__ import annotations
 
-import logging
 from typing import Annotated
 
 import typer
@@ -41,12 +40,10 @@ def _service(migrate: bool = True):  # type: ignore[no-untyped-def]
         raise typer.Exit(2) from None
 
 
-def _setup_logging(level: str) -> None:
-    from rich.logging import RichHandler
+def _setup_logging(level: str, fmt: str = "text") -> None:
+    from bot.logs import setup_logging
 
-    logging.basicConfig(level=level.upper(), format="%(name)s: %(message)s", handlers=[RichHandler(show_path=False)])
-    # A per-second tick would flood the log at INFO.
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    setup_logging(level, fmt)
 
 
 @app.command()
@@ -64,7 +61,7 @@ def serve(
     from bot.demo import database_is_empty, load_demo
 
     service = _service()
-    _setup_logging(service.settings.log_level)
+    _setup_logging(service.settings.log_level, service.settings.log_format)
     if demo and database_is_empty(service):
         ids = load_demo(service)
         typer.echo(f"Loaded {len(ids)} demo orders: {', '.join(ids)}")
@@ -97,7 +94,7 @@ def worker() -> None:
     from bot.workers import start_workers
 
     service = _service()
-    _setup_logging(service.settings.log_level)
+    _setup_logging(service.settings.log_level, service.settings.log_format)
 
     async def main() -> None:
         stop = asyncio.Event()

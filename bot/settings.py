@@ -73,6 +73,7 @@ class Settings(BaseSettings):
     config_path: str = Field("doorstep.yaml", alias="DOORSTEP_CONFIG")
     state_dir: str = Field(".doorstep", alias="DOORSTEP_STATE_DIR")
     log_level: str = Field("INFO", alias="DOORSTEP_LOG_LEVEL")
+    log_format: Literal["text", "json"] = Field("text", alias="DOORSTEP_LOG_FORMAT")
     support_contact: str = Field("our support team", alias="DOORSTEP_SUPPORT_CONTACT")
     shop_name: str = Field("our shop", alias="DOORSTEP_SHOP_NAME")
     default_country: str = Field("IN", alias="DOORSTEP_DEFAULT_COUNTRY")
