@@ -66,7 +66,10 @@ def serve(
         ids = load_demo(service)
         typer.echo(f"Loaded {len(ids)} demo orders: {', '.join(ids)}")
     typer.echo(f"Doorstep on http://{host}:{port}  (docs: /docs, inbox: /inbox, database: {service.db.engine.dialect.name})")
-    uvicorn.run(create_app(service=service, workers=workers), host=host, port=port, log_level="warning")
+    # Idle keep-alive connections close after 5 s, request heads are capped at 64 KB, and past 1,000 open
+    # connections new ones get 503: a slow or flooding client cannot exhaust the server.
+    uvicorn.run(create_app(service=service, workers=workers), host=host, port=port, log_level="warning",
+                timeout_keep_alive=5, limit_concurrency=1000, h11_max_incomplete_event_size=64 * 1024)
 
 
 def _refuse_busy_port(host: str, port: int) -> None:

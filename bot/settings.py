@@ -74,6 +74,8 @@ class Settings(BaseSettings):
     state_dir: str = Field(".doorstep", alias="DOORSTEP_STATE_DIR")
     log_level: str = Field("INFO", alias="DOORSTEP_LOG_LEVEL")
     log_format: Literal["text", "json"] = Field("text", alias="DOORSTEP_LOG_FORMAT")
+    max_body_bytes: int = Field(1_000_000, ge=1024, alias="DOORSTEP_MAX_BODY_BYTES")
+    body_timeout_seconds: float = Field(30.0, gt=0, alias="DOORSTEP_BODY_TIMEOUT_SECONDS")
     support_contact: str = Field("our support team", alias="DOORSTEP_SUPPORT_CONTACT")
     shop_name: str = Field("our shop", alias="DOORSTEP_SHOP_NAME")
     default_country: str = Field("IN", alias="DOORSTEP_DEFAULT_COUNTRY")
