@@ -15,7 +15,11 @@ A thread that holds a write transaction and opens a second one waits for
 itself (SQLite: 30 s of "database is locked" that stalls every other writer;
 PostgreSQL: a second connection that may wait on the first one's row locks).
 That is always a bug: with DOORSTEP_STRICT_SESSIONS=1 (the test suite) it
-raises `NestedWriteTransaction` at once, otherwise it logs a warning.
+raises `NestedWriteTransaction` at once, otherwise it logs a warning. The
+check follows `session()` blocks per thread; a FastAPI request's session
+(`request_session()`) begins and ends on different worker threads, so it is
+kept out of that bookkeeping, and what a request only reads goes through
+`read()`.
 
 Rows get `created_at` / `updated_at` / `due_at` from the database's clock
 (the service's runtime clock), stamped at flush.
@@ -92,7 +96,7 @@ class Database:
         else:
             kwargs.update(pool_size=5, max_overflow=10, pool_pre_ping=True)
         self.engine: Engine = sa.create_engine(self.url, **kwargs)
-        self._track_write_transactions()  # first, so the guard runs before SQLite's BEGIN IMMEDIATE waits
+        self._writes = threading.local()  # the write sessions this thread has open (the nesting guard)
         if self.is_sqlite:
             _make_sqlite_serialisable(self.engine)
         self._read_engine = self.engine.execution_options(**{READ_ONLY: True})
@@ -117,6 +121,23 @@ class Database:
     @contextmanager
     def session(self) -> Iterator[Session]:
         """A write transaction: commits on success, rolls back on error."""
+        self._check_nesting()
+        stack = self._open_writes()
+        with self._sessions(info={"clock": self.clock}) as session:
+            stack.append(session)
+            try:
+                yield session
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+            finally:
+                stack.remove(session)
+
+    @contextmanager
+    def request_session(self) -> Iterator[Session]:
+        """`session()` for a FastAPI dependency: entered and left on different worker threads, so it
+        is not on any thread's stack of open writes (the request's routes read with `read()`)."""
         with self._sessions(info={"clock": self.clock}) as session:
             try:
                 yield session
@@ -134,32 +155,20 @@ class Database:
 
     # -------------------------------------------------------------- the nesting guard
 
-    def _track_write_transactions(self) -> None:
-        """Remember which thread began each open write transaction (DBAPI connection -> thread)."""
-        writers: dict[int, int] = {}
+    def _open_writes(self) -> list[Session]:
+        stack: list[Session] | None = getattr(self._writes, "stack", None)
+        if stack is None:
+            stack = self._writes.stack = []
+        return stack
 
-        @event.listens_for(self.engine, "begin")
-        def _on_begin(conn: sa.Connection) -> None:
-            if conn.get_execution_options().get(READ_ONLY):
-                return
-            key, thread = id(conn.connection.dbapi_connection), threading.get_ident()
-            if any(owner == thread and other != key for other, owner in list(writers.items())):
-                message = ("this thread already holds a write transaction and began another one; "
-                           "pass the open session down, or read with Database.read()")
-                if strict_sessions():
-                    raise NestedWriteTransaction(message)
-                log.warning(message, stack_info=True)
-            writers[key] = thread
-
-        def _release(conn: sa.Connection) -> None:
-            writers.pop(id(conn.connection.dbapi_connection), None)
-
-        event.listen(self.engine, "commit", _release)
-        event.listen(self.engine, "rollback", _release)
-
-        @event.listens_for(self.engine.pool, "checkin")
-        def _on_checkin(dbapi_connection: Any, _record: Any) -> None:
-            writers.pop(id(dbapi_connection), None)
+    def _check_nesting(self) -> None:
+        """A write session opened while this thread's open write session already holds a transaction."""
+        if any(held.in_transaction() for held in self._open_writes()):
+            message = ("this thread already holds a write transaction and opened another one; "
+                       "pass the open session down, or read with Database.read()")
+            if strict_sessions():
+                raise NestedWriteTransaction(message)
+            log.warning(message, stack_info=True)
 
     def lock_row(self, session: Session, table: str, row_id: int) -> None:
         """Take the row lock that serialises work on one conversation (or order).

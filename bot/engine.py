@@ -212,11 +212,15 @@ def _drop_obsolete_updates(session: Session, orders: list[Order], result: StepRe
     """A status update held for later (quiet hours) is obsolete once the customer has talked to the bot
     about that order: the conversation just told them. Cancelled (with the reason in the log), not sent."""
     named = {e.order_id for e in result.effects if isinstance(e, (Reply, UpdateOrder)) and e.order_id}
+    reason = "obsolete: the customer talked to the bot about this order"
     for order in orders:
         if order.order_id in named:
             Journeys.cancel_superseded(session, order=order, journeys=INFORMATIONAL_JOURNEYS, timers=(),
-                                       reason="obsolete: the customer talked to the bot about this order",
-                                       now=now, held_only=True)
+                                       reason=reason, now=now, held_only=True)
+            if order.payment_method == "cod" and order.cod_status in {"confirmed", "cancelled"}:
+                # The COD question waiting to go out has just been answered in the conversation.
+                Journeys.cancel_superseded(session, order=order, journeys=("order_confirmed",), timers=(),
+                                           reason=reason + " (COD answered)", now=now)
 
 
 def _last_order(conversation: Conversation, now: datetime) -> str | None:

@@ -38,7 +38,7 @@ from sqlmodel import Session, col, select
 from bot import outbox, replies
 from bot.db import try_insert
 from bot.models import Conversation, Customer, JourneyTimer, KeyValue, Message, Order, OrderEvent, Outbox
-from bot.orders import order_view
+from bot.orders import ALLOWED_FROM, order_view
 from bot.phones import phone_hash
 from bot.shopconfig import parse_duration, parse_quiet_hours
 
@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MARKETING_JOURNEYS = ("feedback", "reorder")
+REMINDER_JOURNEYS = ("cod_reminder",)  # optional too: the question itself went out already
 # Status updates a conversation about the order makes obsolete: the bot has just told the customer.
 INFORMATIONAL_JOURNEYS = ("order_confirmed", "shipped", "out_for_delivery", "delayed", "delivered")
 TRANSIT_JOURNEYS = ("shipped", "out_for_delivery", "delayed", "failed_attempt")
@@ -198,16 +199,18 @@ class Journeys:
 
     @staticmethod
     def _repeats(session: Session, order: Order, event: OrderEvent) -> bool:
-        """Whether an earlier event already told this: the same status (a delay with the same ETA).
+        """Whether the status just before this one was the same: nothing new to tell.
 
-        A second failed attempt is news; a second "shipped" with a new timestamp is not."""
-        if event.type == "failed_attempt":
+        "shipped" scanned twice is a repeat; out for delivery again after a failed attempt is
+        news; a delay is news only with a new ETA (none, or the same one, is a repeat)."""
+        previous = session.exec(
+            select(OrderEvent).where(OrderEvent.order_pk == order.id, OrderEvent.id != event.id,
+                                     col(OrderEvent.type).in_(tuple(ALLOWED_FROM)), col(OrderEvent.at) <= event.at)
+            .order_by(col(OrderEvent.at).desc(), col(OrderEvent.id).desc()).limit(1)
+        ).first()
+        if previous is None or previous.type != event.type:
             return False
-        query = select(OrderEvent.id).where(OrderEvent.order_pk == order.id, OrderEvent.type == event.type,
-                                            OrderEvent.id != event.id, col(OrderEvent.at) <= event.at)
-        if event.type == "delayed":
-            query = query.where(OrderEvent.eta == event.eta)
-        return session.exec(query.limit(1)).first() is not None
+        return event.type != "delayed" or event.eta is None or event.eta == previous.eta
 
     # ------------------------------------------------------------ journeys
 
@@ -305,9 +308,10 @@ class Journeys:
         marketing = spec.get("priority") == "marketing"
         template = str(spec.get("template") or template_key(journey, order))
         text = self.render(template, order=order, customer=customer, extra_vars=extra_vars or {})
-        # Caps limit optional messages only: a delivered or failed-attempt message is never dropped.
+        # Caps drop optional messages only (marketing, reminders): news is never dropped.
+        optional = marketing or journey in REMINDER_JOURNEYS
         cap_reason = (self.cap_exceeded(session, order=order, customer=customer, due=due, marketing=marketing)
-                      if marketing else None)
+                      if optional else None)
         message = outbox.enqueue_message(
             session=session, customer=customer, channel=channel, text=text, conversation_id=conversation.id,
             order_pk=order.id, template=template, due_at=due, dedupe_key=dedupe_key,
@@ -357,9 +361,8 @@ class Journeys:
         if per_day is not None:
             tz = self.customer_timezone(customer)
             day_start = datetime.combine(due.astimezone(tz).date(), datetime.min.time(), tzinfo=tz).astimezone(UTC)
-            optional = [template_key(j) for j in MARKETING_JOURNEYS]
             count = len(session.exec(select(Message.id).where(
-                Message.order_pk == order.id, Message.direction == "out", col(Message.template).in_(optional),
+                Message.order_pk == order.id, Message.direction == "out", col(Message.template).startswith("journey."),
                 col(Message.status).in_(live), col(Message.due_at) >= day_start,
                 col(Message.due_at) < day_start + timedelta(days=1),
             )).all())
@@ -404,8 +407,9 @@ class Journeys:
         and pending `timers`."""
         cancelled = 0
         if journeys:
+            # A held COD question is an open question, not news: only a real supersession drops it.
             templates = [template_key(j) for j in journeys] + (
-                ["journey.order_confirmed_cod"] if "order_confirmed" in journeys else [])
+                ["journey.order_confirmed_cod"] if "order_confirmed" in journeys and not held_only else [])
             query = select(Outbox, Message).join(Message, col(Message.id) == col(Outbox.message_id)).where(
                 Outbox.order_pk == order.id, Outbox.status == "pending", col(Message.template).in_(templates))
             if held_only:

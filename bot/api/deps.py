@@ -30,7 +30,7 @@ ServiceDep = Annotated["Service", Depends(get_service)]
 
 
 def get_session(request: Request) -> Iterator[Session]:
-    with get_service(request).db.session() as session:
+    with get_service(request).db.request_session() as session:
         yield session
 
 
