@@ -414,7 +414,9 @@ class Journeys:
                 Outbox.order_pk == order.id, Outbox.status == "pending", col(Message.template).in_(templates))
             if held_only:
                 query = query.where(col(Outbox.due_at) > now)
-            rows = session.exec(query).all()
+            # Locked (PostgreSQL): a row the dispatcher is claiming right now is re-read after its claim
+            # commits, and no longer matches `pending`, instead of being marked cancelled while it is sent.
+            rows = session.exec(query.with_for_update(of=Outbox)).all()
             for row, message in rows:
                 Journeys._cancel(session, row, message, reason=reason, now=now)
                 cancelled += 1
