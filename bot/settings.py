@@ -73,8 +73,9 @@ class Settings(BaseSettings):
     config_path: str = Field("doorstep.yaml", alias="DOORSTEP_CONFIG")
     state_dir: str = Field(".doorstep", alias="DOORSTEP_STATE_DIR")
     log_level: str = Field("INFO", alias="DOORSTEP_LOG_LEVEL")
-    support_contact: str = Field("our support team", alias="DOORSTEP_SUPPORT_CONTACT")
-    shop_name: str = Field("our shop", alias="DOORSTEP_SHOP_NAME")
+    # Empty = each customer's language's wording ("our support team", "nuestra tienda", ...).
+    support_contact: str = Field("", alias="DOORSTEP_SUPPORT_CONTACT")
+    shop_name: str = Field("", alias="DOORSTEP_SHOP_NAME")
     default_country: str = Field("IN", alias="DOORSTEP_DEFAULT_COUNTRY")
     dispatcher_enabled: bool = Field(True, alias="DOORSTEP_DISPATCHER")
     agent_webhook_url: str = Field("", alias="DOORSTEP_AGENT_WEBHOOK_URL")  # new-escalation notifications
