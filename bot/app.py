@@ -21,6 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, 
 
 from bot.api.deps import require_api_key
 from bot.auth import ensure_api_key
+from bot.limits import RequestLimits
 from bot.metrics import OperationsCollector
 from bot.service import Service
 from bot.settings import Settings
@@ -79,6 +80,9 @@ def create_app(settings: Settings | None = None, *, service: Service | None = No
         redoc_url=None,
     )
     app.state.service = service
+    # Outermost: no route (nor FastAPI's body parsing) ever reads more than its limit.
+    app.add_middleware(RequestLimits, max_body_bytes=service.settings.max_body_bytes,
+                       body_timeout=service.settings.body_timeout_seconds)
     _add_docs(app)
 
     @app.exception_handler(RequestValidationError)

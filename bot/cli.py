@@ -6,7 +6,6 @@ Heavy SDKs are imported inside commands, never at module level, so
 
 from __future__ import annotations
 
-import logging
 from typing import Annotated
 
 import typer
@@ -41,12 +40,10 @@ def _service(migrate: bool = True):  # type: ignore[no-untyped-def]
         raise typer.Exit(2) from None
 
 
-def _setup_logging(level: str) -> None:
-    from rich.logging import RichHandler
+def _setup_logging(level: str, fmt: str = "text") -> None:
+    from bot.logs import setup_logging
 
-    logging.basicConfig(level=level.upper(), format="%(name)s: %(message)s", handlers=[RichHandler(show_path=False)])
-    # A per-second tick would flood the log at INFO.
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    setup_logging(level, fmt)
 
 
 @app.command()
@@ -64,12 +61,15 @@ def serve(
     from bot.demo import database_is_empty, load_demo
 
     service = _service()
-    _setup_logging(service.settings.log_level)
+    _setup_logging(service.settings.log_level, service.settings.log_format)
     if demo and database_is_empty(service):
         ids = load_demo(service)
         typer.echo(f"Loaded {len(ids)} demo orders: {', '.join(ids)}")
     typer.echo(f"Doorstep on http://{host}:{port}  (docs: /docs, inbox: /inbox, database: {service.db.engine.dialect.name})")
-    uvicorn.run(create_app(service=service, workers=workers), host=host, port=port, log_level="warning")
+    # Idle keep-alive connections close after 5 s, request heads are capped at 64 KB, and past 1,000 open
+    # connections new ones get 503: a slow or flooding client cannot exhaust the server.
+    uvicorn.run(create_app(service=service, workers=workers), host=host, port=port, log_level="warning",
+                timeout_keep_alive=5, limit_concurrency=1000, h11_max_incomplete_event_size=64 * 1024)
 
 
 def _refuse_busy_port(host: str, port: int) -> None:
@@ -97,7 +97,7 @@ def worker() -> None:
     from bot.workers import start_workers
 
     service = _service()
-    _setup_logging(service.settings.log_level)
+    _setup_logging(service.settings.log_level, service.settings.log_format)
 
     async def main() -> None:
         stop = asyncio.Event()

@@ -129,7 +129,7 @@ class Database:
     def read(self) -> Iterator[Session]:
         """A read-only transaction: takes no write lock, and refuses to flush a change."""
         # Closing (not rolling back) ends the transaction and keeps what was loaded readable.
-        with self._read_sessions(info={"clock": self.clock, READ_ONLY: True}) as session:
+        with self._read_sessions(info={"clock": self.clock, READ_ONLY: True, "database": self}) as session:
             yield session
 
     # -------------------------------------------------------------- the nesting guard

@@ -27,7 +27,7 @@ from sqlmodel import Session, select
 from bot import compliance, escalations, outbox, replies
 from bot.clock import Clock, system_clock
 from bot.db import session_now, try_insert
-from bot.journeys import Journeys
+from bot.journeys import INFORMATIONAL_JOURNEYS, Journeys
 from bot.models import Conversation, Customer, Message, Order
 from bot.orders import customer_orders, customer_view, order_view, record_event
 from flows import proactive
@@ -171,6 +171,7 @@ def handle_message(*, session: Session, runtime: Runtime, conversation: Conversa
            result=result, turn=turn, now=now, locale=locale)
     _advance(conversation, FLOWS_BY_NAME.get(result.flow or "", flow), result, now)
     conversation.slots = {**conversation.slots, "_locale": locale, **_remember_order(result, now)}
+    _drop_obsolete_updates(session, orders, result, now)
     _follow_up_address(session=session, runtime=runtime, conversation=conversation, customer=customer,
                        orders=orders, turn=turn, now=now)
     return turn
@@ -206,6 +207,17 @@ def _remember_order(result: StepResult, now: datetime) -> dict[str, Any]:
     """The order this turn was about (the last one a reply or change named), to default to next time."""
     named = [e.order_id for e in result.effects if isinstance(e, (Reply, UpdateOrder)) and e.order_id]
     return {"_last_order": named[-1], "_last_order_at": now.isoformat()} if named else {}
+
+
+def _drop_obsolete_updates(session: Session, orders: list[Order], result: StepResult, now: datetime) -> None:
+    """A status update held for later (quiet hours) is obsolete once the customer has talked to the bot
+    about that order: the conversation just told them. Cancelled (with the reason in the log), not sent."""
+    named = {e.order_id for e in result.effects if isinstance(e, (Reply, UpdateOrder)) and e.order_id}
+    for order in orders:
+        if order.order_id in named:
+            Journeys.cancel_superseded(session, order=order, journeys=INFORMATIONAL_JOURNEYS, timers=(),
+                                       reason="obsolete: the customer talked to the bot about this order",
+                                       now=now, held_only=True)
 
 
 def _last_order(conversation: Conversation, now: datetime) -> str | None:

@@ -36,9 +36,9 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from sqlmodel import Session, select
 
 from bot import escalations
-from bot.api.deps import ServiceDep, SessionDep
+from bot.api.deps import ReadSessionDep, ServiceDep, SessionDep
 from bot.auth import KEY_NAME, check_api_key
-from bot.db import session_now
+from bot.db import READ_ONLY, session_now
 from bot.errors import Conflict, InvalidInput, NotFound
 from bot.models import Agent, Escalation, KeyValue
 from bot.replies import DATA_DIR
@@ -146,6 +146,10 @@ def _unb64(text: str) -> bytes:
 def session_secret(session: Session) -> bytes:
     """A random signing secret generated once and kept in the database, so every process agrees."""
     row = session.get(KeyValue, SECRET_KEY)
+    if row is None and session.info.get(READ_ONLY):
+        # A read-only page on a brand-new database: create it in its own short write transaction.
+        with session.info["database"].session() as writer:
+            return session_secret(writer)  # (this read transaction's snapshot cannot see the new row)
     if row is None:
         row = KeyValue(key=SECRET_KEY, value=secrets.token_hex(32))
         session.add(row)
@@ -209,7 +213,9 @@ def read_session(request: Request, session: Session, configured_key: str) -> Age
                                                                                     _agent_fingerprint(agent)):
             return None
         now = session_now(session)
-        if agent.last_seen_at is None or (now - agent.last_seen_at).total_seconds() > LAST_SEEN_EVERY:
+        # Pages and the live poll read only (no write lock); "last seen" moves on the agent's actions.
+        writable = not session.info.get(READ_ONLY)
+        if writable and (agent.last_seen_at is None or (now - agent.last_seen_at).total_seconds() > LAST_SEEN_EVERY):
             agent.last_seen_at = now
             session.add(agent)
     else:
@@ -338,7 +344,7 @@ def _list_items(session: Session, service: Any) -> list[dict[str, Any]]:
 
 
 @router.get("", response_class=HTMLResponse)
-def inbox_list(request: Request, session: SessionDep, service: ServiceDep) -> Response:
+def inbox_list(request: Request, session: ReadSessionDep, service: ServiceDep) -> Response:
     try:
         agent = _require(request, session, service.settings.api_key.get_secret_value())
     except LoginRequired:
@@ -348,7 +354,7 @@ def inbox_list(request: Request, session: SessionDep, service: ServiceDep) -> Re
 
 
 @router.get("/partials/list", response_class=HTMLResponse)
-def inbox_list_rows(request: Request, session: SessionDep, service: ServiceDep) -> Response:
+def inbox_list_rows(request: Request, session: ReadSessionDep, service: ServiceDep) -> Response:
     try:
         _require(request, session, service.settings.api_key.get_secret_value())
     except LoginRequired:
@@ -372,7 +378,7 @@ def _version(view: dict[str, Any]) -> str:
 
 
 @router.get("/escalations/{escalation_id}", response_class=HTMLResponse)
-def conversation_page(escalation_id: EscalationId, request: Request, session: SessionDep,
+def conversation_page(escalation_id: EscalationId, request: Request, session: ReadSessionDep,
                       service: ServiceDep) -> Response:
     try:
         agent = _require(request, session, service.settings.api_key.get_secret_value())
@@ -387,7 +393,7 @@ def conversation_page(escalation_id: EscalationId, request: Request, session: Se
 
 
 @router.get("/escalations/{escalation_id}/live")
-def conversation_live(escalation_id: EscalationId, request: Request, session: SessionDep,
+def conversation_live(escalation_id: EscalationId, request: Request, session: ReadSessionDep,
                       service: ServiceDep) -> Response:
     """Polled by the conversation page: the transcript fragment when anything changed."""
     try:

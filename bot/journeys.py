@@ -48,6 +48,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MARKETING_JOURNEYS = ("feedback", "reorder")
+# Status updates a conversation about the order makes obsolete: the bot has just told the customer.
+INFORMATIONAL_JOURNEYS = ("order_confirmed", "shipped", "out_for_delivery", "delayed", "delivered")
 TRANSIT_JOURNEYS = ("shipped", "out_for_delivery", "delayed", "failed_attempt")
 # A new event of the key's type cancels the still-pending messages of these journeys.
 SUPERSEDES: dict[str, tuple[str, ...]] = {
@@ -85,6 +87,26 @@ class Planned:
     message: Message | None = None
     due_at: datetime | None = None
     channel: str | None = None
+
+
+def phone_timezone(phone: str, shop_timezone: str) -> str | None:
+    """The time zone of a phone number's region (libphonenumber); the shop's when it is one of several,
+    else the westernmost of them."""
+    import phonenumbers
+    from phonenumbers import timezone as phone_timezones
+
+    try:
+        zones = phone_timezones.time_zones_for_number(phonenumbers.parse(phone, None))
+    except phonenumbers.NumberParseException:
+        return None
+    zones = tuple(z for z in zones if z != phone_timezones.UNKNOWN_TIMEZONE)
+    if not zones:
+        return None
+    if shop_timezone in zones:
+        return shop_timezone
+    # Several zones (Spain: Madrid and the Canaries): the one that wakes up last, so nobody is woken.
+    probe = datetime(2026, 1, 15, 12, tzinfo=UTC)
+    return min(zones, key=lambda z: probe.astimezone(ZoneInfo(z)).utcoffset() or timedelta(0))
 
 
 def erasure_salt(session: Session) -> str:
@@ -133,8 +155,11 @@ class Journeys:
         return caps
 
     def customer_timezone(self, customer: Customer) -> ZoneInfo:
+        """The recipient's time zone: the customer's own, else their phone number's, else the shop's."""
+        shop = self.service.runtime.timezone
+        name = customer.timezone or (phone_timezone(customer.phone, shop) if customer.phone else None) or shop
         try:
-            return ZoneInfo(customer.timezone or self.service.runtime.timezone)
+            return ZoneInfo(name)
         except Exception:  # an unknown zone name must not stop a journey
             return ZoneInfo("UTC")
 
@@ -375,15 +400,18 @@ class Journeys:
 
     @staticmethod
     def cancel_superseded(session: Session, *, order: Order, journeys: tuple[str, ...], timers: tuple[str, ...],
-                          reason: str, now: datetime) -> int:
-        """Cancel this order's pending messages of `journeys` and pending `timers`."""
+                          reason: str, now: datetime, held_only: bool = False) -> int:
+        """Cancel this order's pending messages of `journeys` (only those held for later: `held_only`)
+        and pending `timers`."""
         cancelled = 0
         if journeys:
             templates = [template_key(j) for j in journeys] + (
                 ["journey.order_confirmed_cod"] if "order_confirmed" in journeys else [])
-            rows = session.exec(select(Outbox, Message).join(Message, col(Message.id) == col(Outbox.message_id)).where(
-                Outbox.order_pk == order.id, Outbox.status == "pending", col(Message.template).in_(templates),
-            )).all()
+            query = select(Outbox, Message).join(Message, col(Message.id) == col(Outbox.message_id)).where(
+                Outbox.order_pk == order.id, Outbox.status == "pending", col(Message.template).in_(templates))
+            if held_only:
+                query = query.where(col(Outbox.due_at) > now)
+            rows = session.exec(query).all()
             for row, message in rows:
                 Journeys._cancel(session, row, message, reason=reason, now=now)
                 cancelled += 1

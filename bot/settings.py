@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     config_path: str = Field("doorstep.yaml", alias="DOORSTEP_CONFIG")
     state_dir: str = Field(".doorstep", alias="DOORSTEP_STATE_DIR")
     log_level: str = Field("INFO", alias="DOORSTEP_LOG_LEVEL")
+    log_format: Literal["text", "json"] = Field("text", alias="DOORSTEP_LOG_FORMAT")
+    max_body_bytes: int = Field(1_000_000, ge=1024, alias="DOORSTEP_MAX_BODY_BYTES")
+    body_timeout_seconds: float = Field(30.0, gt=0, alias="DOORSTEP_BODY_TIMEOUT_SECONDS")
     # Empty = each customer's language's wording ("our support team", "nuestra tienda", ...).
     support_contact: str = Field("", alias="DOORSTEP_SUPPORT_CONTACT")
     shop_name: str = Field("", alias="DOORSTEP_SHOP_NAME")

@@ -161,3 +161,39 @@ def test_rows_are_stamped_by_the_database_clock(db: Database) -> None:
     with db.read() as session:
         assert session.exec(select(KeyValue)).one().updated_at == fixed
 
+
+
+def test_inbox_pages_and_the_live_poll_never_wait_for_a_writer(service: Service) -> None:
+    """Every agent's browser polls the conversation: those reads take no write lock."""
+    from tests.handoff.helpers import escalate
+
+    key = ensure_api_key(service.db, "")
+    assert key
+    add_order(service)
+    escalate(service)
+    with TestClient(create_app(service=service)) as client:
+        assert _login(client, key)[0] == 303
+        page = client.get("/inbox")
+        escalation = re.search(r'href="/inbox/escalations/(\d+)"', page.text)
+        assert escalation
+        ready, release = threading.Event(), threading.Event()
+
+        def hold_the_write_lock() -> None:
+            with service.db.session() as session:
+                session.add(KeyValue(key="busy", value="1"))
+                session.flush()
+                ready.set()
+                release.wait(20)
+
+        writer = threading.Thread(target=hold_the_write_lock)
+        writer.start()
+        try:
+            assert ready.wait(10)
+            started = time.monotonic()
+            for path in ("/inbox", f"/inbox/escalations/{escalation.group(1)}",
+                         f"/inbox/escalations/{escalation.group(1)}/live"):
+                assert client.get(path).status_code == 200, path
+            assert time.monotonic() - started < 5
+        finally:
+            release.set()
+            writer.join(20)
