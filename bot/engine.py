@@ -18,8 +18,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlmodel import Session, select
 
@@ -531,16 +532,27 @@ def _label(label: str, customer: Customer, runtime: Runtime, locale: str | None)
     return label
 
 
+def _local_today(runtime: Runtime, customer: Customer) -> date:
+    """The runtime clock's date where the customer is: dates in another year are shown with it."""
+    try:
+        return runtime.now().astimezone(ZoneInfo(customer.timezone or runtime.timezone)).date()
+    except (ZoneInfoNotFoundError, ValueError):  # a bad zone name must not stop a reply
+        return runtime.now().date()
+
+
 def render_reply(reply: Reply, *, customer: Customer, runtime: Runtime, locale: str | None = None) -> str:
     """One reply's text: optional prefix template, the template, optional suffix template."""
     variables = {
-        "shop_name": runtime.shop_config.get("shop_name", "our shop"),
-        "support_contact": runtime.shop_config.get("support_contact", "our support team"),
+        # Empty = the customer's language's wording (replies.SHOP_DEFAULTS), never English "our shop".
+        "shop_name": runtime.shop_config.get("shop_name", ""),
+        "support_contact": runtime.shop_config.get("support_contact", ""),
         "customer_name": customer.name.split(" ")[0] if customer.name else "",
         **dict(reply.vars),
     }
     loc = locale or customer.locale
-    parts = [replies.render(key, loc, **variables) for key in (reply.prefix, reply.template, reply.suffix) if key]
+    today = _local_today(runtime, customer)
+    parts = [replies.render(key, loc, today=today, **variables)
+             for key in (reply.prefix, reply.template, reply.suffix) if key]
     return " ".join(p for p in parts if p)
 
 

@@ -386,8 +386,8 @@ class Journeys:
         deep_link = (f"https://t.me/{username}?start={customer.telegram_link_token}"
                      if username and customer.telegram_link_token and not customer.telegram_chat_id else "")
         variables = {
-            "shop_name": self.config.get("shop_name", "our shop"),
-            "support_contact": self.config.get("support_contact", "our support team"),
+            "shop_name": self.config.get("shop_name", ""),  # empty = the locale's wording
+            "support_contact": self.config.get("support_contact", ""),
             "customer_name": customer.name.split(" ")[0] if customer.name else "",
             "order": view,
             "items": view.item_names,
@@ -396,7 +396,8 @@ class Journeys:
             "review_link": self.config.get("review_link", ""),
             **extra_vars,
         }
-        return replies.render(template, customer.locale, **variables)
+        today = self.service.runtime.now().astimezone(self.customer_timezone(customer)).date()
+        return replies.render(template, customer.locale, today=today, **variables)
 
     # ------------------------------------------------------------ obsolescence
 

@@ -3,38 +3,46 @@
 Flows name a template; only this module turns it into text. A missing key in
 the customer's locale falls back to English; a missing English key is a bug
 and raises, so tests catch it.
+
+Everything that is not fixed wording is formatted here for the customer's
+language: dates and money through Babel (CLDR), stored codes (order status,
+delivery window) through `words.yml`, and empty shop settings through the
+locale's `shop.default_*` wording. Rendered text stays GSM-7 where the language
+allows (see bot/gsm7.py); this module never sends and never reads the clock:
+callers pass `today` from the runtime clock.
 """
 
 from __future__ import annotations
 
 import os
 from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import jinja2
 import yaml
+from babel import Locale, dates, numbers
+
+from bot.gsm7 import sms_text
 
 DATA_DIR = Path(os.environ.get("DOORSTEP_DATA_DIR") or Path(__file__).resolve().parent.parent / "data")
 TEMPLATE_DIR = DATA_DIR / "templates"
 DEFAULT_LOCALE = "en"
 
-_DAYS = {
-    "en": ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"],
-    "es": ["lun", "mar", "mié", "jue", "vie", "sáb", "dom"],
-    "hi-Latn": ["Somvar", "Mangalvar", "Budhvar", "Guruvar", "Shukravar", "Shanivar", "Ravivar"],
+# Babel locale per template locale: numbers, currencies, dates and day names come from CLDR.
+# English is formatted as English (India), the shop's home market (lakh grouping for rupees).
+BABEL_LOCALES = {"en": "en_IN", "es": "es_ES", "hi-Latn": "hi_Latn"}
+# Shop settings left empty take the customer's language's wording from these templates,
+# so a Spanish customer never reads "our shop".
+SHOP_DEFAULTS = {
+    "shop_name": "shop.default_name",
+    "support_contact": "shop.default_support_contact",
+    "policy": "shop.default_return_policy",
 }
-_MONTHS = {
-    "en": ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"],
-    "es": ["ene", "feb", "mar", "abr", "may", "jun", "jul", "ago", "sept", "oct", "nov", "dic"],
-}
-WINDOWS = {
-    "morning": ("morning", "8 am–12 pm"),
-    "afternoon": ("afternoon", "12–4 pm"),
-    "evening": ("evening", "4–8 pm"),
-}
-
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+_TODAY = "_doorstep_today"  # context key: the runtime clock's date, for the `day` filter
 
 class TemplateMissing(KeyError):
     pass
@@ -61,32 +69,84 @@ def _load(locale: str) -> dict[str, str]:
     return merged
 
 
-def format_day(value: date | datetime | str | None, locale: str = "en") -> str:
-    if value is None:
-        return ""
+def babel_locale(locale: str | None) -> str:
+    return BABEL_LOCALES.get(normalise_locale(locale), BABEL_LOCALES[DEFAULT_LOCALE])
+
+
+def as_date(value: date | datetime | str) -> date:
     if isinstance(value, str):
-        value = date.fromisoformat(value[:10])
+        return date.fromisoformat(value[:10])
     if isinstance(value, datetime):
-        value = value.date()
-    days = _DAYS.get(locale, _DAYS["en"])
-    months = _MONTHS.get(locale, _MONTHS["en"])
-    return f"{days[value.weekday()]} {value.day} {months[value.month - 1]}"
+        return value.date()
+    return value
 
 
-def format_window(value: str | None) -> str:
+def format_day(value: date | datetime | str | None, locale: str = "en", today: date | None = None) -> str:
+    """`Sat, 28 Nov` (`sáb, 28 nov`, `Shani, 28 Nov`); the year only when it is not `today`'s.
+
+    Without `today` the year is always shown: unambiguous beats guessing the clock.
+    """
+    if value is None or value == "":
+        return ""
+    day = as_date(value)
+    skeleton = "MMMEd" if today is not None and day.year == today.year else "yMMMEd"
+    return sms_text(dates.format_skeleton(skeleton, day, locale=babel_locale(locale)))
+
+
+def format_money(amount: Any, currency: str | None, locale: str = "en") -> str:
+    """`Rs. 499.00` (en, hi-Latn), `45,00 €` (es): CLDR's pattern for the customer's language."""
+    try:
+        number = Decimal(str(amount))
+    except InvalidOperation:
+        return f"{currency or ''} {amount}".strip()
+    loc = babel_locale(locale)
+    text = numbers.format_currency(number, currency.upper(), locale=loc) if currency \
+        else numbers.format_decimal(number, locale=loc)
+    return sms_text(text)  # no-break spaces and the rupee sign have no GSM-7 form
+
+
+def format_weekday(name: str, locale: str = "en") -> str:
+    """An English weekday name from the shop config ("sunday") in the customer's language."""
+    key = str(name).strip().lower()
+    if key not in WEEKDAYS:
+        return str(name)
+    days = Locale.parse(babel_locale(locale)).days["format"]["wide"]
+    return str(days[WEEKDAYS.index(key)])
+
+
+def _coded(prefix: str, value: Any, locale: str) -> str:
+    """A stored code (`cancel_requested`, `evening`) as the words of `<prefix>.<code>` in `locale`."""
+    if value is None or value == "":
+        return ""
+    key = f"{prefix}.{value}"
+    if has_template(key, locale):
+        return render(key, locale)
+    return str(value).replace("_", " ")  # a test keeps every known code translated
+
+
+def format_window(value: str | None, locale: str = "en") -> str:
+    """A named delivery window in words (`evening, 4-8 pm`); an exact range stays `14:00-16:00`."""
     if not value:
         return ""
-    if value in WINDOWS:
-        name, hours = WINDOWS[value]
-        return f"{name} {hours}"
-    return value.replace("-", "–")
+    if has_template(f"window.{value}", locale):
+        return _coded("window", value, locale)
+    return sms_text(value)
+
+
+def _today(context: Any) -> date | None:
+    value = context.get(_TODAY)
+    return value if isinstance(value, date) else None
 
 
 def _environment(locale: str) -> jinja2.Environment:
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=False)
-    env.filters["day"] = lambda v: format_day(v, locale)
-    env.filters["window"] = format_window
-    env.filters["money"] = lambda v, cur="": f"{cur} {v}".strip()
+    env.filters["day"] = jinja2.pass_context(lambda ctx, v: format_day(v, locale, _today(ctx)))
+    env.filters["window"] = lambda v: format_window(v, locale)
+    env.filters["money"] = lambda v, cur="": format_money(v, cur, locale)
+    env.filters["status"] = lambda v: _coded("status", v, locale)
+    env.filters["weekday"] = lambda v: format_weekday(v, locale)
+    # Jinja's `capitalize` lowercases the rest ("Call Priya" -> "Call priya"): only the first letter.
+    env.filters["upper_first"] = lambda v: str(v)[:1].upper() + str(v)[1:]
     return env
 
 
@@ -98,8 +158,20 @@ def _compiled(locale: str, key: str) -> jinja2.Template:
     return _environment(locale).from_string(source)
 
 
-def render(key: str, locale: str | None = None, /, **variables: Any) -> str:
-    """Render template `key` for `locale` (falling back to English)."""
+def _shop_defaults(locale: str, variables: dict[str, Any]) -> dict[str, Any]:
+    """Fill empty shop settings (shop name, support contact, return policy) with the locale's wording."""
+    filled = dict(variables)
+    for name, key in SHOP_DEFAULTS.items():
+        if name in filled and not filled[name]:
+            filled[name] = render(key, locale, **{k: v for k, v in filled.items() if k not in SHOP_DEFAULTS})
+    return filled
+
+
+def render(key: str, locale: str | None = None, /, *, today: date | None = None, **variables: Any) -> str:
+    """Render template `key` for `locale` (falling back to English).
+
+    `today` is the runtime clock's local date: a date in another year is shown with its year.
+    """
     loc = normalise_locale(locale)
     try:
         template = _compiled(loc, key)
@@ -107,7 +179,7 @@ def render(key: str, locale: str | None = None, /, **variables: Any) -> str:
         if loc == DEFAULT_LOCALE:
             raise
         template = _compiled(DEFAULT_LOCALE, key)
-    text = template.render(**variables)
+    text = template.render(**_shop_defaults(loc, variables), **{_TODAY: today})
     return " ".join(text.split())  # folded YAML + Jinja leave stray spaces
 
 

@@ -64,7 +64,9 @@ class Service:
         if migrate:
             db.migrate()
         shop = load_shop_config(settings.config_path, overrides=shop_overrides)
-        shop.setdefault("support_contact", settings.support_contact)
+        for key in ("shop_name", "support_contact"):  # doorstep.yaml wins, then the environment
+            if not shop.get(key):
+                shop[key] = getattr(settings, key)
         runtime = Runtime(timezone=settings.timezone, shop_config=shop, clock=clock or system_clock)
         db.clock = runtime.clock  # rows stamped at flush share the runtime's timeline
         metrics.watch_lock_errors(db.engine)

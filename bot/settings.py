@@ -76,8 +76,9 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = Field("text", alias="DOORSTEP_LOG_FORMAT")
     max_body_bytes: int = Field(1_000_000, ge=1024, alias="DOORSTEP_MAX_BODY_BYTES")
     body_timeout_seconds: float = Field(30.0, gt=0, alias="DOORSTEP_BODY_TIMEOUT_SECONDS")
-    support_contact: str = Field("our support team", alias="DOORSTEP_SUPPORT_CONTACT")
-    shop_name: str = Field("our shop", alias="DOORSTEP_SHOP_NAME")
+    # Empty = each customer's language's wording ("our support team", "nuestra tienda", ...).
+    support_contact: str = Field("", alias="DOORSTEP_SUPPORT_CONTACT")
+    shop_name: str = Field("", alias="DOORSTEP_SHOP_NAME")
     default_country: str = Field("IN", alias="DOORSTEP_DEFAULT_COUNTRY")
     dispatcher_enabled: bool = Field(True, alias="DOORSTEP_DISPATCHER")
     agent_webhook_url: str = Field("", alias="DOORSTEP_AGENT_WEBHOOK_URL")  # new-escalation notifications

@@ -33,12 +33,14 @@ def _journey(delay: str = "0m", valid_for: str = "24h", priority: str = "transac
     return {"enabled": True, "delay": delay, "valid_for": valid_for, "priority": priority, "channel": "preferred", **extra}
 
 
+# Empty wording (shop_name, support_contact, returns.policy) = the customer's language's
+# default from data/templates/<locale>/words.yml, so no customer reads English "our shop".
 DEFAULTS: dict[str, Any] = {
-    "shop_name": "our shop",
-    "support_contact": "our support team",
+    "shop_name": "",
+    "support_contact": "",
     "review_link": "",
     "reschedule": {"max_days_ahead": 7, "non_delivery_weekdays": ["sunday"], "holidays": []},
-    "returns": {"window_days": 7, "policy": "Unused items in their original packaging can be returned within 7 days of delivery."},
+    "returns": {"window_days": 7, "policy": ""},
     "escalation": {"sla_minutes": 30, "ack_message": True},
     "contact_policy": {
         "quiet_hours": "21:00-08:00",

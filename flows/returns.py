@@ -44,7 +44,9 @@ def start(slots: Mapping[str, Any], ctx: FlowContext) -> StepResult:
     delivered = tuple(o for o in ctx.orders if o.status == "delivered")
     if not delivered:
         order = next((o for o in ctx.orders if o.status in IN_TRANSIT), ctx.orders[0])
-        return StepResult(next_state=END, effects=(Reply("returns.not_delivered", {"order": order, "policy": _policy(ctx)[0]},
+        policy, window_days = _policy(ctx)
+        return StepResult(next_state=END, effects=(Reply("returns.not_delivered",
+                                                         {"order": order, "policy": policy, "window_days": window_days},
                                                          order_id=order.order_id),))
     return select_order(ctx, delivered, {}, begin)
 

@@ -32,6 +32,7 @@ from bot.errors import (
     RetryAfter,
     WindowClosed,
 )
+from bot.gsm7 import sms_text
 from bot.settings import Settings, TwilioSettings
 
 log = logging.getLogger(__name__)
@@ -135,7 +136,7 @@ class TwilioSender:
             params["content_sid"] = content_sid
             params["content_variables"] = json.dumps({str(k): str(v) for k, v in variables.items()})
         else:
-            params["body"] = message.text
+            params["body"] = self.body(message)
         if self.config.status_callback_url:
             params["status_callback"] = self.config.status_callback_url
         validity = message.payload.get("validity_seconds")
@@ -143,6 +144,11 @@ class TwilioSender:
             # Twilio drops the message instead of delivering it late.
             params["validity_period"] = max(1, min(MAX_VALIDITY_SECONDS, int(validity)))
         return params
+
+    def body(self, message: OutboundMessage) -> str:
+        """The text as sent: on SMS typographic punctuation is made plain so the text can stay
+        GSM-7 (160 characters a part, not 70); dynamic values such as product names bring it in."""
+        return sms_text(message.text) if self.channel == "sms" else message.text
 
     def _send_sync(self, message: OutboundMessage) -> Receipt:
         params = self.build_params(message)
@@ -168,8 +174,9 @@ class TwilioSender:
                                                    date_sent_after=since, limit=50)
         except Exception as exc:
             raise map_twilio_error(exc) from None
+        sent_body = self.body(message)  # Twilio stores what was sent, not the outbox text
         for candidate in candidates:
-            if (candidate.body or "") == message.text:
+            if (candidate.body or "") == sent_body:
                 log.info("reconciled outbox=%s: Twilio already accepted it", message.outbox_id)
                 return Receipt(provider_id=candidate.sid,
                                status=_STATUS_FROM_TWILIO.get(str(candidate.status or "queued"), "queued"),

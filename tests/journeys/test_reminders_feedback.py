@@ -28,7 +28,7 @@ def test_cod_order_asks_for_confirmation_with_the_telegram_deep_link(settings: S
         with kit.service.db.session() as session:
             token = session.exec(select(Customer)).one().telegram_link_token
         text = kit.recorder.sent[0].text
-        assert "Reply YES to confirm" in text and "INR 499.00" in text
+        assert "Reply YES to confirm" in text and "Rs. 499.00" in text
         assert f"https://t.me/DoorstepBot?start={token}" in text
 
 
