@@ -78,9 +78,9 @@ def embedded_ipv4(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]
     if address.teredo is not None:
         found.extend(address.teredo)  # (server, client): the client is the real destination
     low32 = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
-    if any(address in prefix for prefix in NAT64_PREFIXES):
-        found.append(low32)
-    elif address in IPV4_COMPATIBLE and int(address) > 1:  # ::a.b.c.d (deprecated), not :: or ::1
+    nat64 = any(address in prefix for prefix in NAT64_PREFIXES)
+    compatible = address in IPV4_COMPATIBLE and int(address) > 1  # ::a.b.c.d (deprecated), not :: or ::1
+    if nat64 or compatible:
         found.append(low32)
     return found
 

@@ -32,6 +32,7 @@ import random
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
+
 import httpx
 from sqlmodel import Session, select
 
