@@ -49,6 +49,28 @@ def _setup_logging(level: str) -> None:
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 
+def _refuse_unsafe_urls(settings) -> None:  # type: ignore[no-untyped-def]
+    """Exit before serving when an operator URL can never work (scheme, refused address).
+
+    Otherwise, a refused logistics webhook URL fails every delivery while customers
+    are told the courier knows. A host that does not resolve yet is only a warning.
+    """
+    from bot.urlguard import check_operator_urls
+
+    log = logging.getLogger("bot.config")
+    checks = check_operator_urls(settings)
+    for check in checks:
+        if not check.ok and not check.fatal:
+            log.warning("%s: %s; deliveries there are retried", check.setting, check.problem)
+    fatal = [c for c in checks if c.fatal]
+    for check in fatal:
+        log.error("%s %s", check.setting, check.problem)
+        typer.secho(f"Refusing to start: {check.setting} {check.problem}.", fg="red", err=True)
+    if fatal:
+        typer.secho("Fix the setting (see `doorstep config check`), then start again.", fg="red", err=True)
+        raise typer.Exit(2)
+
+
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Interface to bind; use 0.0.0.0 in a container.")] = "127.0.0.1",
@@ -65,6 +87,7 @@ def serve(
 
     service = _service()
     _setup_logging(service.settings.log_level)
+    _refuse_unsafe_urls(service.settings)
     if demo and database_is_empty(service):
         ids = load_demo(service)
         typer.echo(f"Loaded {len(ids)} demo orders: {', '.join(ids)}")
@@ -98,6 +121,7 @@ def worker() -> None:
 
     service = _service()
     _setup_logging(service.settings.log_level)
+    _refuse_unsafe_urls(service.settings)
 
     async def main() -> None:
         stop = asyncio.Event()
