@@ -84,6 +84,7 @@ def serve(
 
     from bot.app import create_app
     from bot.demo import database_is_empty, load_demo
+    from bot.httplimits import MAX_HEADER_BYTES, guarded_h11_protocol
 
     service = _service()
     _setup_logging(service.settings.log_level)
@@ -92,7 +93,12 @@ def serve(
         ids = load_demo(service)
         typer.echo(f"Loaded {len(ids)} demo orders: {', '.join(ids)}")
     typer.echo(f"Doorstep on http://{host}:{port}  (docs: /docs, inbox: /inbox, database: {service.db.engine.dialect.name})")
-    uvicorn.run(create_app(service=service, workers=workers), host=host, port=port, log_level="warning")
+    settings = service.settings
+    # h11 with a deadline per request (slow senders are cut off), a short keep-alive and a bounded header block;
+    # body sizes are limited inside the app (bot/httplimits.py).
+    uvicorn.run(create_app(service=service, workers=workers), host=host, port=port, log_level="warning",
+                http=guarded_h11_protocol(settings.request_timeout_seconds),
+                timeout_keep_alive=settings.keep_alive_seconds, h11_max_incomplete_event_size=MAX_HEADER_BYTES)
 
 
 def _refuse_busy_port(host: str, port: int) -> None:
