@@ -41,12 +41,11 @@ def _service(migrate: bool = True):  # type: ignore[no-untyped-def]
         raise typer.Exit(2) from None
 
 
-def _setup_logging(level: str) -> None:
-    from rich.logging import RichHandler
+def _setup_logging(settings) -> None:  # type: ignore[no-untyped-def]
+    """One line per record (DOORSTEP_LOG_FORMAT), third-party request logging quiet, secrets masked (bot/logs.py)."""
+    from bot.logs import setup_logging
 
-    logging.basicConfig(level=level.upper(), format="%(name)s: %(message)s", handlers=[RichHandler(show_path=False)])
-    # A per-second tick would flood the log at INFO.
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    setup_logging(settings.log_level, settings.log_format, access_log=settings.access_log)
 
 
 def _refuse_unsafe_urls(settings) -> None:  # type: ignore[no-untyped-def]
@@ -87,7 +86,7 @@ def serve(
     from bot.httplimits import MAX_HEADER_BYTES, guarded_h11_protocol
 
     service = _service()
-    _setup_logging(service.settings.log_level)
+    _setup_logging(service.settings)
     _refuse_unsafe_urls(service.settings)
     if demo and database_is_empty(service):
         ids = load_demo(service)
@@ -96,7 +95,9 @@ def serve(
     settings = service.settings
     # h11 with a deadline per request (slow senders are cut off), a short keep-alive and a bounded header block;
     # body sizes are limited inside the app (bot/httplimits.py).
-    uvicorn.run(create_app(service=service, workers=workers), host=host, port=port, log_level="warning",
+    # log_config=None: uvicorn's records go through Doorstep's handler (one line, redacted), not uvicorn's own.
+    uvicorn.run(create_app(service=service, workers=workers), host=host, port=port, log_config=None,
+                log_level="info" if settings.access_log else "warning", access_log=settings.access_log,
                 http=guarded_h11_protocol(settings.request_timeout_seconds),
                 timeout_keep_alive=settings.keep_alive_seconds, h11_max_incomplete_event_size=MAX_HEADER_BYTES)
 
@@ -126,7 +127,7 @@ def worker() -> None:
     from bot.workers import start_workers
 
     service = _service()
-    _setup_logging(service.settings.log_level)
+    _setup_logging(service.settings)
     _refuse_unsafe_urls(service.settings)
 
     async def main() -> None:
