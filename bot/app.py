@@ -16,12 +16,13 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 
 from bot.api.deps import require_api_key
 from bot.auth import ensure_api_key
-from bot.limits import RequestLimits
+from bot.httplimits import BodyLimitMiddleware
 from bot.metrics import OperationsCollector
 from bot.service import Service
 from bot.settings import Settings
@@ -80,9 +81,6 @@ def create_app(settings: Settings | None = None, *, service: Service | None = No
         redoc_url=None,
     )
     app.state.service = service
-    # Outermost: no route (nor FastAPI's body parsing) ever reads more than its limit.
-    app.add_middleware(RequestLimits, max_body_bytes=service.settings.max_body_bytes,
-                       body_timeout=service.settings.body_timeout_seconds)
     _add_docs(app)
 
     @app.exception_handler(RequestValidationError)
@@ -111,10 +109,16 @@ def create_app(settings: Settings | None = None, *, service: Service | None = No
         body = generate_latest(REGISTRY) + generate_latest(operations)
         return PlainTextResponse(body, media_type=CONTENT_TYPE_LATEST)
 
+    path_limits: dict[str, int] = {}
     for module_name, keyed in ROUTERS:
         module = importlib.import_module(module_name)
         dependencies = [Depends(require_api_key)] if keyed else []
         app.include_router(module.router, dependencies=dependencies)
+        if hasattr(module, "MAX_BODY_BYTES"):  # the router's own body limit, for each of its paths
+            path_limits.update({route.path: int(module.MAX_BODY_BYTES) for route in module.router.routes
+                                if isinstance(route, APIRoute)})
+    # Outermost of the app's own layers: bodies are limited before any route (or its auth) reads them.
+    app.add_middleware(BodyLimitMiddleware, default_limit=service.settings.max_body_bytes, path_limits=path_limits)
     return app
 
 

@@ -6,6 +6,7 @@ Heavy SDKs are imported inside commands, never at module level, so
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
 import typer
@@ -40,10 +41,33 @@ def _service(migrate: bool = True):  # type: ignore[no-untyped-def]
         raise typer.Exit(2) from None
 
 
-def _setup_logging(level: str, fmt: str = "text") -> None:
+def _setup_logging(settings) -> None:  # type: ignore[no-untyped-def]
+    """One line per record (DOORSTEP_LOG_FORMAT), third-party request logging quiet, secrets masked (bot/logs.py)."""
     from bot.logs import setup_logging
 
-    setup_logging(level, fmt)
+    setup_logging(settings.log_level, settings.log_format, access_log=settings.access_log)
+
+
+def _refuse_unsafe_urls(settings) -> None:  # type: ignore[no-untyped-def]
+    """Exit before serving when an operator URL can never work (scheme, refused address).
+
+    Otherwise, a refused logistics webhook URL fails every delivery while customers
+    are told the courier knows. A host that does not resolve yet is only a warning.
+    """
+    from bot.urlguard import check_operator_urls
+
+    log = logging.getLogger("bot.config")
+    checks = check_operator_urls(settings)
+    for check in checks:
+        if not check.ok and not check.fatal:
+            log.warning("%s: %s; deliveries there are retried", check.setting, check.problem)
+    fatal = [c for c in checks if c.fatal]
+    for check in fatal:
+        log.error("%s %s", check.setting, check.problem)
+        typer.secho(f"Refusing to start: {check.setting} {check.problem}.", fg="red", err=True)
+    if fatal:
+        typer.secho("Fix the setting (see `doorstep config check`), then start again.", fg="red", err=True)
+        raise typer.Exit(2)
 
 
 @app.command()
@@ -59,17 +83,23 @@ def serve(
 
     from bot.app import create_app
     from bot.demo import database_is_empty, load_demo
+    from bot.httplimits import MAX_HEADER_BYTES, guarded_h11_protocol
 
     service = _service()
-    _setup_logging(service.settings.log_level, service.settings.log_format)
+    _setup_logging(service.settings)
+    _refuse_unsafe_urls(service.settings)
     if demo and database_is_empty(service):
         ids = load_demo(service)
         typer.echo(f"Loaded {len(ids)} demo orders: {', '.join(ids)}")
     typer.echo(f"Doorstep on http://{host}:{port}  (docs: /docs, inbox: /inbox, database: {service.db.engine.dialect.name})")
-    # Idle keep-alive connections close after 5 s, request heads are capped at 64 KB, and past 1,000 open
-    # connections new ones get 503: a slow or flooding client cannot exhaust the server.
-    uvicorn.run(create_app(service=service, workers=workers), host=host, port=port, log_level="warning",
-                timeout_keep_alive=5, limit_concurrency=1000, h11_max_incomplete_event_size=64 * 1024)
+    settings = service.settings
+    # h11 with a deadline per request (slow senders are cut off), a short keep-alive and a bounded header block;
+    # body sizes are limited inside the app (bot/httplimits.py).
+    # log_config=None: uvicorn's records go through Doorstep's handler (one line, redacted), not uvicorn's own.
+    uvicorn.run(create_app(service=service, workers=workers), host=host, port=port, log_config=None,
+                log_level="info" if settings.access_log else "warning", access_log=settings.access_log,
+                http=guarded_h11_protocol(settings.request_timeout_seconds),
+                timeout_keep_alive=settings.keep_alive_seconds, h11_max_incomplete_event_size=MAX_HEADER_BYTES)
 
 
 def _refuse_busy_port(host: str, port: int) -> None:
@@ -97,7 +127,8 @@ def worker() -> None:
     from bot.workers import start_workers
 
     service = _service()
-    _setup_logging(service.settings.log_level, service.settings.log_format)
+    _setup_logging(service.settings)
+    _refuse_unsafe_urls(service.settings)
 
     async def main() -> None:
         stop = asyncio.Event()

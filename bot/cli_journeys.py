@@ -267,7 +267,7 @@ def erase(
 def config_check(
     path: Annotated[Path | None, typer.Argument(help="The file to check (default: DOORSTEP_CONFIG, doorstep.yaml).")] = None,
 ) -> None:
-    """Validate doorstep.yaml; errors name the file, the line and the problem."""
+    """Validate doorstep.yaml and the operator URLs; errors name the file and line, or the setting."""
     from rich.console import Console
 
     from bot.settings import get_settings
@@ -297,3 +297,19 @@ def config_check(
         state = "on " if spec.get("enabled") else "off"
         console.print(f"  {state} {name:<17} delay {spec.get('delay', '0m'):<4} valid {spec.get('valid_for', '-'):<4} "
                       f"{spec.get('priority', '')} via {spec.get('channel', 'preferred')}", highlight=False)
+    _check_urls(console, settings)
+
+
+def _check_urls(console: Any, settings: Any) -> None:
+    """Each operator URL that is set, vetted as the senders vet it; a refused one fails the check."""
+    from bot.urlguard import check_operator_urls
+
+    checks = check_operator_urls(settings)
+    for check in checks:
+        if check.ok:
+            console.print(f"[green]{check.setting}: OK[/green]", highlight=False)
+        else:
+            colour = "red" if check.fatal else "yellow"
+            console.print(f"[{colour}]{check.setting}: {check.problem}[/{colour}]", highlight=False)
+    if any(c.fatal for c in checks):
+        raise typer.Exit(1)

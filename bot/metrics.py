@@ -36,6 +36,10 @@ HANDLE_SECONDS = Histogram("doorstep_inbound_handle_seconds", "Time to handle on
 LOCK_ERRORS = Counter("doorstep_database_lock_errors_total",
                       "Statements that failed on a database lock (SQLite 'database is locked', "
                       "PostgreSQL lock timeout or deadlock)", ["backend"])
+LOGISTICS_WEBHOOKS = Counter("doorstep_logistics_webhook_deliveries_total",
+                             "Logistics webhook tries by outcome: delivered, feed_only, retry, failed (for good), "
+                             "refused (the URL guard or scheme refused LOGISTICS_WEBHOOK_URL), dead (retries used up)",
+                             ["outcome"])
 
 # PostgreSQL SQLSTATEs of lock failures: lock_not_available (lock_timeout, NOWAIT), deadlock_detected.
 _PG_LOCK_STATES = frozenset({"55P03", "40P01"})

@@ -29,11 +29,30 @@ log = logging.getLogger(__name__)
 def llm_classifier(settings: Settings) -> Any:
     """The local classifier with the optional LLM fallback (only for unsure readings, 3 s bound)."""
     llm = settings.llm
+    vetted: list[bool] = []  # the base URL's verdict, decided at the first call (it needs DNS)
+
+    def base_url_allowed() -> bool:
+        if not llm.base_url or not llm.configured:
+            return True
+        if not vetted:
+            from bot.urlguard import HostNotResolved, UnsafeURL, vet_url
+
+            try:
+                vet_url(llm.base_url, setting="OPENAI_BASE_URL", allow_private=settings.allow_private_urls)
+            except UnsafeURL as exc:
+                log.error("%s; the LLM fallback is off, the local classifier answers alone", exc)
+                vetted.append(False)
+            except HostNotResolved:
+                return False  # not decided: asked again next time
+            else:
+                vetted.append(True)
+        return vetted[0]
 
     def classify(text: str, context: Any) -> Any:
         from intents.llm import classify_with_llm
 
-        return classify_with_llm(text, context, api_key=llm.api_key.get_secret_value(), base_url=llm.base_url or None,
+        api_key = llm.api_key.get_secret_value() if base_url_allowed() else ""  # no key: local classifier only
+        return classify_with_llm(text, context, api_key=api_key, base_url=llm.base_url or None,
                                  model=llm.model, timeout=llm.timeout_seconds)
 
     return classify

@@ -73,9 +73,17 @@ class Settings(BaseSettings):
     config_path: str = Field("doorstep.yaml", alias="DOORSTEP_CONFIG")
     state_dir: str = Field(".doorstep", alias="DOORSTEP_STATE_DIR")
     log_level: str = Field("INFO", alias="DOORSTEP_LOG_LEVEL")
+    # "text": one line per record for people; "json": one JSON object per line for log pipelines.
     log_format: Literal["text", "json"] = Field("text", alias="DOORSTEP_LOG_FORMAT")
-    max_body_bytes: int = Field(1_000_000, ge=1024, alias="DOORSTEP_MAX_BODY_BYTES")
-    body_timeout_seconds: float = Field(30.0, gt=0, alias="DOORSTEP_BODY_TIMEOUT_SECONDS")
+    access_log: bool = Field(False, alias="DOORSTEP_ACCESS_LOG")  # one line per request, paths without queries
+    # HTTP hardening (issue 11): bodies over the limit are refused before they are read; a client gets this
+    # long to send a request's headers and body, so slow senders cannot hold connections open.
+    max_body_bytes: int = Field(1024 * 1024, alias="DOORSTEP_MAX_BODY_BYTES", gt=0)
+    request_timeout_seconds: float = Field(30.0, alias="DOORSTEP_REQUEST_TIMEOUT_SECONDS", gt=0)
+    keep_alive_seconds: int = Field(5, alias="DOORSTEP_KEEP_ALIVE_SECONDS", ge=1)
+    # Operator URLs (webhooks, Chatwoot, LLM) may point at loopback and private networks (development, tests,
+    # on-premises services); metadata and link-local addresses stay refused (bot/urlguard.py).
+    allow_private_urls: bool = Field(False, alias="DOORSTEP_ALLOW_PRIVATE_URLS")
     # Empty = each customer's language's wording ("our support team", "nuestra tienda", ...).
     support_contact: str = Field("", alias="DOORSTEP_SUPPORT_CONTACT")
     shop_name: str = Field("", alias="DOORSTEP_SHOP_NAME")

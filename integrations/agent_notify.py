@@ -13,7 +13,9 @@ With neither configured the row completes as a no-op: the escalation is in
 /inbox either way. A notification that cannot be delivered never changes the
 escalation: the conversation stays marked as needing a human. Notifications
 carry the escalation id, reason, order id and channel — never the customer's
-phone, name or messages — and nothing here logs them.
+phone, name or messages — and nothing here logs them. The webhook URL goes
+through the one URL guard (bot/urlguard.py) on every try and is never logged
+(its query often holds the receiver's secret).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import httpx
 from bot.channels import Receipt
 from bot.errors import PermanentProviderError, RetryAfter
 from bot.settings import Settings
+from bot.urlguard import GuardedTransport, HostNotResolved, UnsafeURL
 
 REQUEST_TIMEOUT_SECONDS = 10.0
 
@@ -73,10 +76,17 @@ class AgentNotifier:
                 "escalation_id": payload.get("escalation_id"), "reason": payload.get("reason"),
                 "order_id": payload.get("order_id"), "channel": payload.get("channel"),
                 "sla_due_at": payload.get("sla_due_at"), "inbox_url": inbox_url}
+        transport = GuardedTransport(setting="DOORSTEP_AGENT_WEBHOOK_URL",
+                                     allow_private=self.settings.allow_private_urls)
         try:
-            async with httpx.AsyncClient(timeout=REQUEST_TIMEOUT_SECONDS) as client:
+            async with httpx.AsyncClient(timeout=REQUEST_TIMEOUT_SECONDS, transport=transport,
+                                         follow_redirects=False) as client:
                 response = await client.post(self.settings.agent_webhook_url, json=body,
                                              headers={"Doorstep-Notification-Id": notification_id})
+        except UnsafeURL as exc:
+            raise PermanentProviderError(str(exc), code="refused_url") from exc
+        except HostNotResolved:
+            raise RetryAfter(None, "DOORSTEP_AGENT_WEBHOOK_URL host did not resolve", code="dns") from None
         except httpx.HTTPError:
             raise RetryAfter(None, "agent webhook unreachable or timed out", code="timeout") from None
         if response.status_code == 429 or response.status_code >= 500:

@@ -17,6 +17,9 @@ message is queued to the customer on their own channel through
 `conversation_status_changed` to `resolved` hands the conversation back to
 the bot through `bot.escalations.resolve`.
 
+Every call goes through the one URL guard (bot/urlguard.py): `CHATWOOT_URL`
+on loopback or a private network needs `DOORSTEP_ALLOW_PRIVATE_URLS=true`.
+
 Never logs phone numbers, message text or tokens; never echoes a webhook body.
 """
 
@@ -39,6 +42,7 @@ from bot.channels import Receipt
 from bot.db import Database, try_insert
 from bot.errors import Conflict, InvalidInput, NotFound, PermanentProviderError, RetryAfter
 from bot.models import ChatwootLink, Customer, Escalation, KeyValue, Message, Outbox
+from bot.urlguard import GuardedTransport, HostNotResolved, UnsafeURL, vet_url
 
 if TYPE_CHECKING:
     from bot.dispatcher import Claimed
@@ -213,6 +217,10 @@ class ChatwootSender:
     async def _call(self, client: httpx.AsyncClient, method: str, url: str, **kwargs: Any) -> httpx.Response:
         try:
             response = await client.request(method, url, **kwargs)
+        except UnsafeURL as exc:  # a host that resolved to a refused address between two calls
+            raise PermanentProviderError(str(exc), code="refused_url") from exc
+        except HostNotResolved:
+            raise RetryAfter(None, "CHATWOOT_URL host did not resolve", code="dns") from None
         except httpx.HTTPError as exc:
             raise RetryAfter(None, f"Chatwoot unreachable ({exc.__class__.__name__})") from None
         if response.status_code == 429 or response.status_code >= 500:
@@ -271,8 +279,7 @@ class ChatwootSender:
             self._load_message, int(claimed.payload.get("link_id") or 0), int(claimed.payload.get("message_id") or 0))
         if conversation_id is None:
             raise RetryAfter(5.0, "the Chatwoot conversation is not open yet")
-        headers = {"api_access_token": config.token, "content-type": "application/json"}
-        async with httpx.AsyncClient(timeout=REQUEST_TIMEOUT_SECONDS, headers=headers, follow_redirects=False) as client:
+        async with self._client(config) as client:
             response = await self._call(client, "POST", config.api(f"/conversations/{conversation_id}/messages"),
                                         json={"content": text or "(empty message)", "message_type": "incoming",
                                               "private": False})
@@ -280,16 +287,28 @@ class ChatwootSender:
             raise PermanentProviderError(f"Chatwoot refused the message (HTTP {response.status_code})")
         return Receipt(provider_id=f"chatwoot-message-{response.json().get('id')}")
 
+    def _client(self, config: ChatwootConfig) -> httpx.AsyncClient:
+        headers = {"api_access_token": config.token, "content-type": "application/json"}
+        transport = GuardedTransport(setting="CHATWOOT_URL", allow_private=self.settings.allow_private_urls)
+        return httpx.AsyncClient(timeout=REQUEST_TIMEOUT_SECONDS, headers=headers, follow_redirects=False,
+                                 transport=transport)
+
     async def send(self, claimed: Claimed) -> Receipt:
         config = ChatwootConfig.from_settings(self.settings)
         if config is None:
             raise PermanentProviderError("Chatwoot is not configured (CHATWOOT_URL, CHATWOOT_API_TOKEN, CHATWOOT_INBOX_ID)")
+        try:  # before anything is loaded or sent (the transport checks every call again)
+            await asyncio.to_thread(vet_url, config.url, setting="CHATWOOT_URL",
+                                    allow_private=self.settings.allow_private_urls)
+        except UnsafeURL as exc:
+            raise PermanentProviderError(str(exc), code="refused_url") from exc
+        except HostNotResolved:
+            raise RetryAfter(None, "CHATWOOT_URL host did not resolve", code="dns") from None
         if claimed.payload.get("op") == "customer_message":
             return await self._forward(config, claimed)
         escalation_id = int(claimed.payload.get("escalation_id") or 0)
         escalation, customer, link = await asyncio.to_thread(self._load, escalation_id)
-        headers = {"api_access_token": config.token, "content-type": "application/json"}
-        async with httpx.AsyncClient(timeout=REQUEST_TIMEOUT_SECONDS, headers=headers, follow_redirects=False) as client:
+        async with self._client(config) as client:
             if link.chatwoot_conversation_id is None:
                 contact_id, source_id = await self._contact(client, config, customer)
                 await asyncio.to_thread(self._save, link.id or 0, chatwoot_contact_id=contact_id)

@@ -12,33 +12,37 @@ keyed by the URL, so a new URL is enabled again); 429/5xx honour
 `Retry-After`; after the last try the dispatcher dead-letters the row
 (`outbox.status = "dead"`), which `doorstep events redeliver ID` re-queues.
 
-This module must never send to a private, loopback, link-local or metadata
-address unless `LOGISTICS_ALLOW_PRIVATE_ADDRESSES=true`, never log the
-secret, and never write outbox state itself (the dispatcher records outcomes).
+Every try goes through the one URL guard (bot/urlguard.py): never to a
+metadata, link-local or reserved address, nor to a loopback or private one
+unless `LOGISTICS_ALLOW_PRIVATE_ADDRESSES` or `DOORSTEP_ALLOW_PRIVATE_URLS`
+is true. A refused URL fails loudly (an error log naming the setting, and
+`doorstep_logistics_webhook_deliveries_total{outcome="refused"}`), because the
+customer has been told the courier knows. This module never logs the secret
+or the URL's query, and never writes outbox state itself (the dispatcher
+records outcomes).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import ipaddress
 import json
 import logging
 import random
-import socket
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 import httpx
 from sqlmodel import Session, select
 
+from bot import metrics
 from bot.channels import Receipt
 from bot.db import Database, session_now
 from bot.errors import PermanentProviderError, RetryAfter
 from bot.models import KeyValue, LogisticsEvent, Outbox
 from bot.outbox import event_envelope
+from bot.urlguard import GuardedTransport, HostNotResolved, UnsafeURL, redacted
 
 if TYPE_CHECKING:
     from bot.dispatcher import Claimed
@@ -107,48 +111,6 @@ def requeue(session: Session, row: Outbox, now: datetime | None = None) -> None:
     session.add(row)
 
 
-def check_destination(url: str, *, allow_private: bool) -> str | None:
-    """Refuse URLs that are not http(s) or that resolve to a non-public address (SSRF guard).
-
-    Returns the vetted address to connect to (None when private addresses are
-    allowed), so a second DNS answer cannot swap in an internal one (rebinding).
-    Raises PermanentProviderError: retrying a configuration mistake helps nobody.
-    """
-    parts = urlsplit(url)
-    if parts.scheme not in {"http", "https"} or not parts.hostname:
-        raise PermanentProviderError("LOGISTICS_WEBHOOK_URL must be an http(s) URL with a host")
-    if allow_private:
-        return None
-    try:
-        infos = socket.getaddrinfo(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80),
-                                   type=socket.SOCK_STREAM)
-    except socket.gaierror as exc:
-        raise RetryAfter(None, "webhook host did not resolve") from exc
-    for info in infos:
-        address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
-        if not address.is_global or address.is_multicast:
-            raise PermanentProviderError(
-                "LOGISTICS_WEBHOOK_URL resolves to a private, loopback or metadata address; "
-                "set LOGISTICS_ALLOW_PRIVATE_ADDRESSES=true to allow it")
-    return str(infos[0][4][0]).split("%")[0]
-
-
-def pinned_request(url: str, address: str | None) -> tuple[str, dict[str, str], dict[str, Any]]:
-    """(URL to connect to, extra headers, httpx extensions) for `url` pinned to a vetted `address`.
-
-    The connection goes to the address; `Host` and, for https, the TLS server name
-    (SNI and certificate check) stay the original host name.
-    """
-    if address is None:
-        return url, {}, {}
-    parts = urlsplit(url)
-    host = f"[{address}]" if ":" in address else address
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    original_host = parts.netloc.rsplit("@", 1)[-1]
-    extensions: dict[str, Any] = {"sni_hostname": parts.hostname} if parts.scheme == "https" else {}
-    return parts._replace(netloc=netloc).geturl(), {"host": original_host}, extensions
-
-
 def retry_after_seconds(response: httpx.Response, now: datetime) -> float | None:
     """The `Retry-After` header as seconds (delta-seconds or an HTTP date), or None."""
     value = response.headers.get("retry-after", "").strip()
@@ -210,6 +172,27 @@ class LogisticsWebhookSender:
             set_endpoint_disabled(session, url, True, f"410 Gone at {session_now(session).isoformat()}")
 
     async def send(self, claimed: Claimed) -> Receipt:
+        """One try; counts its outcome (delivered, retry, failed, refused, dead) in /metrics."""
+        try:
+            receipt = await self._send(claimed)
+        except RetryAfter as exc:
+            last_try = claimed.attempts >= claimed.max_attempts
+            outcome = "dead" if last_try else "retry"
+            if last_try:
+                log.error("logistics webhook dead-lettered after %s tries (%s); the logistics system was NOT told; "
+                          "`doorstep events redeliver` re-queues it", claimed.attempts, exc)
+            metrics.LOGISTICS_WEBHOOKS.labels(outcome).inc()
+            raise
+        except PermanentProviderError as exc:
+            outcome = "refused" if isinstance(exc.__cause__, UnsafeURL) else "failed"
+            log.error("logistics webhook failed for good (%s); the logistics system was NOT told; "
+                      "fix it, then `doorstep events redeliver`", exc)
+            metrics.LOGISTICS_WEBHOOKS.labels(outcome).inc()
+            raise
+        metrics.LOGISTICS_WEBHOOKS.labels("feed_only" if receipt.provider_id == FEED_ONLY else "delivered").inc()
+        return receipt
+
+    async def _send(self, claimed: Claimed) -> Receipt:
         event, disabled = await asyncio.to_thread(self._load, claimed.event_id)
         if event is None:
             raise PermanentProviderError("logistics event not found")
@@ -221,20 +204,24 @@ class LogisticsWebhookSender:
         secret = self.settings.logistics.webhook_secret.get_secret_value()
         if not secret:
             raise PermanentProviderError("LOGISTICS_WEBHOOK_SECRET is not set; refusing to send unsigned webhooks")
-        address = await asyncio.to_thread(check_destination, url,
-                                          allow_private=self.settings.logistics.allow_private_addresses)
-        target, host_header, extensions = pinned_request(url, address)
         try:
             body, headers = signed_request(event, secret, now=self.db.clock())
         except Exception as exc:  # a malformed secret is a configuration error, not a transient one
             raise PermanentProviderError("LOGISTICS_WEBHOOK_SECRET is not a valid whsec_<base64> secret") from exc
         tries_done = claimed.attempts
+        allow_private = self.settings.logistics.allow_private_addresses or self.settings.allow_private_urls
+        transport = GuardedTransport(setting="LOGISTICS_WEBHOOK_URL", allow_private=allow_private,
+                                     inner=self._transport)
         try:
-            # Redirects are not followed: a 30x to an internal address would bypass the guard.
+            # Redirects are not followed: the receiver must answer at the configured URL.
             async with httpx.AsyncClient(timeout=REQUEST_TIMEOUT_SECONDS, follow_redirects=False,
-                                         transport=self._transport) as client:
-                response = await client.post(target, content=body, headers={**headers, **host_header},
-                                             extensions=extensions)
+                                         transport=transport) as client:
+                response = await client.post(url, content=body, headers=headers)
+        except UnsafeURL as exc:
+            # Retrying a configuration mistake helps nobody.
+            raise PermanentProviderError(f"{exc} ({redacted(url)})") from exc
+        except HostNotResolved:
+            raise RetryAfter(next_delay(tries_done), "LOGISTICS_WEBHOOK_URL host did not resolve") from None
         except httpx.HTTPError as exc:
             log.info("webhook %s try %s failed: %s", event.id, tries_done, exc.__class__.__name__)
             raise RetryAfter(next_delay(tries_done), f"endpoint unreachable ({exc.__class__.__name__})") from None
@@ -251,7 +238,10 @@ class LogisticsWebhookSender:
             hinted = retry_after_seconds(response, self.db.clock())
             if hinted is not None:
                 delay = hinted
-        log.info("webhook %s try %s got HTTP %s; next try in %.0f s", event.id, tries_done, status, delay)
+        if 400 <= status < 500 and status != 429:
+            log.warning("logistics endpoint %s refused webhook %s with HTTP %s; retrying", redacted(url), event.id, status)
+        else:
+            log.info("webhook %s try %s got HTTP %s; next try in %.0f s", event.id, tries_done, status, delay)
         raise RetryAfter(delay, f"endpoint answered HTTP {status}", code=str(status))
 
 

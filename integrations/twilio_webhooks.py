@@ -36,6 +36,7 @@ from bot.models import Customer, Message
 from bot.outbox import enqueue_message
 from bot.phones import InvalidPhone, mask, to_e164
 from bot.service import Service
+from bot.urls import is_web_url
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["webhooks"])
@@ -91,7 +92,8 @@ def parse_inbound(params: dict[str, str], *, now: datetime) -> InboundMessage:
         count = min(MAX_MEDIA, max(0, int(params.get("NumMedia") or 0)))
     except ValueError:
         count = 0
-    media = tuple(params[f"MediaUrl{i}"] for i in range(count) if params.get(f"MediaUrl{i}"))
+    # Only web links are kept: the inbox and Chatwoot show attachments as links.
+    media = tuple(params[f"MediaUrl{i}"] for i in range(count) if is_web_url(params.get(f"MediaUrl{i}") or ""))
     return InboundMessage(
         channel=channel, text=sanitise_text(params.get("Body", "")), provider_message_id=sid[:100],
         phone=to_e164(sender, strict=False), media_urls=media, received_at=now,  # Twilio verified the sender

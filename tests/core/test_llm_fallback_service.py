@@ -43,7 +43,7 @@ def _service(settings: Settings, fake: FakeOpenAI) -> Service:
     llm_settings = settings.model_copy(update={
         "openai_api_key": settings.openai_api_key.__class__("sk-test"),
         "openai_base_url": fake.base_url,
-        "llm_model": "fake-model",
+        "llm_model": "fake-model", "allow_private_urls": True,  # the fake LLM listens on loopback
     })
     service = Service.create(llm_settings)
     with service.db.session() as session:

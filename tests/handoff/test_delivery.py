@@ -54,7 +54,9 @@ class AgentHook:
 
 
 def _with(settings: Settings, **update: Any) -> Settings:
-    return settings.model_copy(update={"public_url": "https://doorstep.example.com", **update})
+    # The agents' hook and the fakes listen on loopback: an operator URL there needs the explicit setting.
+    return settings.model_copy(update={"public_url": "https://doorstep.example.com", "allow_private_urls": True,
+                                       **update})
 
 
 def _twilio(fake: FakeTwilio) -> dict[str, Any]:

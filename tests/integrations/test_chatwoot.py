@@ -45,7 +45,8 @@ def chatwoot() -> Iterator[FakeChatwoot]:
 def service(make_service: Callable[..., Service], settings: Settings, chatwoot: FakeChatwoot) -> Service:
     configured = settings.model_copy(update={
         "chatwoot_url": chatwoot.url, "chatwoot_api_token": SecretStr(API_TOKEN), "chatwoot_account_id": 1,
-        "chatwoot_inbox_id": chatwoot.inbox_id, "chatwoot_webhook_token": SecretStr(HOOK_TOKEN)})
+        "chatwoot_inbox_id": chatwoot.inbox_id, "chatwoot_webhook_token": SecretStr(HOOK_TOKEN),
+        "allow_private_urls": True})  # the fake Chatwoot listens on loopback
     service = make_service(configured)
     with service.db.session() as session:
         order, _ = upsert_order(session=session, order_in=OrderIn.model_validate(order_payload()))

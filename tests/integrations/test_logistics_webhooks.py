@@ -270,11 +270,27 @@ def test_feed_pages_oldest_first_with_a_stable_cursor(make_service: Callable[...
 
 
 def test_public_destinations_are_pinned_to_the_vetted_address() -> None:
-    from integrations.logistics import pinned_request
+    import httpx
 
-    url, headers, extensions = pinned_request("https://hooks.example.com:8443/doorstep?x=1", "93.184.216.34")
-    assert url == "https://93.184.216.34:8443/doorstep?x=1"
-    assert headers == {"host": "hooks.example.com:8443"} and extensions == {"sni_hostname": "hooks.example.com"}
-    url, headers, extensions = pinned_request("http://hooks.example.com/in", "2606:2800:220:1::1")
-    assert url == "http://[2606:2800:220:1::1]/in" and headers == {"host": "hooks.example.com"} and extensions == {}
-    assert pinned_request("http://127.0.0.1:9/x", None) == ("http://127.0.0.1:9/x", {}, {})
+    from bot.urlguard import GuardedTransport
+
+    seen: list[httpx.Request] = []
+
+    def record(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(204)
+
+    async def post(url: str, allow_private: bool = False) -> None:
+        transport = GuardedTransport(setting="LOGISTICS_WEBHOOK_URL", allow_private=allow_private,
+                                     inner=httpx.MockTransport(record))
+        async with httpx.AsyncClient(transport=transport) as client:
+            await client.post(url)
+
+    asyncio.run(post("https://93.184.216.34:8443/doorstep?x=1"))
+    asyncio.run(post("http://[2606:2800:220:1::1]/in"))
+    asyncio.run(post("https://localhost:8443/hook?x=1", allow_private=True))
+    assert [str(r.url) for r in seen] == ["https://93.184.216.34:8443/doorstep?x=1", "http://[2606:2800:220:1::1]/in",
+                                          "https://127.0.0.1:8443/hook?x=1"]
+    # The connection goes to the vetted address; Host, SNI and the certificate check keep the name.
+    assert seen[2].headers["host"] == "localhost:8443" and seen[2].extensions["sni_hostname"] == "localhost"
+    assert "sni_hostname" not in seen[1].extensions

@@ -123,7 +123,8 @@ def _unsure(candidates: tuple[str, ...]) -> str:
 
 def test_the_customers_own_name_and_address_never_reach_the_llm(settings: Settings, fake: FakeOpenAI) -> None:
     llm_settings = settings.model_copy(update={"openai_api_key": settings.openai_api_key.__class__("sk-test"),
-                                               "openai_base_url": fake.base_url, "llm_model": "fake-model"})
+                                               "openai_base_url": fake.base_url, "llm_model": "fake-model",
+                                               "allow_private_urls": True})
     service = Service.create(llm_settings)
     with service.db.session() as session:
         upsert_order(session=session, order_in=OrderIn.model_validate(order_payload(

@@ -1,0 +1,147 @@
+"""Limits every HTTP request meets before any route reads it: body size and send time.
+
+`BodyLimitMiddleware` is pure ASGI and sits in front of every route, so no body
+is read whole before authentication: a declared `Content-Length` over the
+limit is answered 413 at once, unread; a chunked or lying body is counted as
+it streams and refused the moment it passes the limit, so at most one limit's
+worth is ever held. A router module's `MAX_BODY_BYTES` is the limit on its
+paths (Twilio's forms, Rasa's trackers); every other path has
+`DOORSTEP_MAX_BODY_BYTES`.
+
+`guarded_h11_protocol` is uvicorn's h11 protocol with a deadline for each
+request's headers and body (`DOORSTEP_REQUEST_TIMEOUT_SECONDS`): uvicorn only
+times out idle keep-alive connections, so a client sending a header byte every
+few seconds (slow loris) would otherwise hold its connection forever.
+
+This module never reads a body it refuses, and never logs request contents.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import h11
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+# Header block limit handed to h11 (its default, stated so `serve` documents it).
+MAX_HEADER_BYTES = 16 * 1024
+
+
+class BodyTooLarge(HTTPException):
+    """Raised from `receive` when a streamed body passes its limit; FastAPI re-raises HTTPExceptions
+    from body parsing as they are, so the client gets this 413 rather than a parse error."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"request body larger than {limit} bytes", headers={"connection": "close"})
+
+
+def _problem(status: int, detail: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    body = json.dumps({"detail": detail}).encode()
+    start = {"type": "http.response.start", "status": status,
+             "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                         (b"connection", b"close")]}  # the unread rest of the body is never read: close
+    return start, {"type": "http.response.body", "body": body}
+
+
+class BodyLimitMiddleware:
+    """Refuse request bodies over the limit for their path (413), before and while they are read."""
+
+    def __init__(self, app: ASGIApp, *, default_limit: int, path_limits: Mapping[str, int] | None = None) -> None:
+        self.app = app
+        self.default_limit = default_limit
+        self.path_limits = dict(path_limits or {})
+
+    def limit_for(self, path: str) -> int:
+        # A route's own limit was chosen for what its provider sends; every other path gets the default.
+        return self.path_limits.get(path.rstrip("/") or "/", self.default_limit)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.limit_for(scope["path"])
+        declared = [value for name, value in scope["headers"] if name == b"content-length"]
+        if declared:
+            if len(declared) > 1 or not declared[0].strip().isdigit():
+                await self._answer(send, 400, "invalid Content-Length")
+                return
+            if int(declared[0]) > limit:
+                await self._answer(send, 413, f"request body larger than {limit} bytes")
+                return
+        received = 0
+        started = False
+
+        async def counted_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise BodyTooLarge(limit)
+            return message
+
+        async def tracked_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counted_receive, tracked_send)
+        except BodyTooLarge as exc:  # raised where no route or handler turned it into the 413 already
+            if not started:
+                await self._answer(send, 413, str(exc.detail))
+
+    @staticmethod
+    async def _answer(send: Send, status: int, detail: str) -> None:
+        start, body = _problem(status, detail)
+        await send(start)
+        await send(body)
+
+
+def guarded_h11_protocol(request_timeout: float) -> type[H11Protocol]:
+    """uvicorn's h11 protocol, closing a connection whose request (headers and body) takes longer
+    than `request_timeout` seconds to arrive."""
+
+    class GuardedH11Protocol(H11Protocol):
+        _request_deadline: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._arm()  # a connection that never sends anything is a slow request too
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            if self.conn.their_state in (h11.IDLE, h11.SEND_BODY):
+                self._arm()  # a request is under way: from its first byte, not from each chunk
+            else:
+                self._disarm()
+
+        def on_response_complete(self) -> None:
+            self._disarm()  # the next request starts with its first byte; until then keep-alive rules
+            super().on_response_complete()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def _arm(self) -> None:
+            if self._request_deadline is None:
+                self._request_deadline = self.loop.call_later(request_timeout, self._too_slow)
+
+        def _disarm(self) -> None:
+            if self._request_deadline is not None:
+                self._request_deadline.cancel()
+                self._request_deadline = None
+
+        def _too_slow(self) -> None:
+            self._request_deadline = None
+            if self.conn.their_state in (h11.IDLE, h11.SEND_BODY) and not self.transport.is_closing():
+                self.transport.close()
+
+    return GuardedH11Protocol
