@@ -111,6 +111,11 @@ def confirm(slots: Mapping[str, Any], ctx: FlowContext) -> StepResult:
         return _confirmed(order)
     if answer == "no":
         return ask_reason(order)
+    if ctx.classification.entity("amount_question") is not None:
+        # "Kitna paisa dena hoga?" while we wait for YES/NO: the amount, then the question again.
+        asked = ask(order)
+        return replace(asked, effects=(Reply("cod.amount_due", {"order": order}, order_id=order.order_id),
+                                       *asked.effects))
     return StepResult(next_state=CONFIRM, effects=(Reply("cod.ask_again", {"order": order, "items": order.item_names},
                                                          order_id=order.order_id),),
                       slots=dict(slots), expecting=Expecting.YES_NO, understood=False)
