@@ -259,7 +259,7 @@ class Dispatcher:
                 message = session.get(Message, row.message_id) if row.message_id else None
                 customer = session.get(Customer, row.customer_id) if row.customer_id else None
                 if row.expires_at is not None and row.expires_at <= now:
-                    reason = "expired before it could be sent"
+                    reason = "obsolete: expired before it could be sent"
                     if row.attempts and row.last_error:
                         reason = f"obsolete: not delivered in time after {row.attempts} attempts ({row.last_error})"
                     self._close(session, row, message, "expired", now, reason[:500])
@@ -505,20 +505,30 @@ def order_key(row: Outbox) -> tuple[datetime, int]:
 
 
 def _waits_behind_an_earlier_message(now: datetime) -> Any:
-    """SQL: an earlier message of the same customer is unfinished and cannot go in this batch
-    (waiting for its next try, or held by another worker's live lease)."""
+    """SQL: an earlier message of the same customer is unfinished and will not go before this
+    one in this batch: it waits for its next try, another worker's lease holds it, or it sorts
+    after this row in the claim order (a retried message's `due_at` moved on).
+
+    So every row that passes has its earlier siblings ahead of it in the claim order, and the
+    batch limit can never take a customer's later message while leaving out the earlier one.
+    """
     earlier = aliased(Outbox)
-    status, due_at, claimed_until, row_id = (col(earlier.status), col(earlier.due_at), col(earlier.claimed_until),
-                                             col(earlier.id))
+    status, due_at, claimed_until, row_id, priority = (
+        col(earlier.status), col(earlier.due_at), col(earlier.claimed_until), col(earlier.id), col(earlier.priority))
     earlier_first = func.coalesce(col(earlier.first_due_at), due_at)
     this_first = func.coalesce(col(Outbox.first_due_at), col(Outbox.due_at))
+    claimable = or_(and_(status == "pending", due_at <= now), and_(status == "sending", claimed_until < now))
+    this_priority, this_due, this_id = col(Outbox.priority), col(Outbox.due_at), col(Outbox.id)
+    claimed_before = or_(priority < this_priority,
+                         and_(priority == this_priority, or_(due_at < this_due, and_(due_at == this_due,
+                                                                                    row_id < this_id))))
     return exists().where(
         col(earlier.kind) == "message",
         col(earlier.customer_id) == col(Outbox.customer_id),
-        row_id != col(Outbox.id),
+        row_id != this_id,
         status.in_(UNFINISHED),
-        or_(earlier_first < this_first, and_(earlier_first == this_first, row_id < col(Outbox.id))),
-        not_(or_(and_(status == "pending", due_at <= now), and_(status == "sending", claimed_until < now))),
+        or_(earlier_first < this_first, and_(earlier_first == this_first, row_id < this_id)),
+        not_(and_(claimable, claimed_before)),
     )
 
 
