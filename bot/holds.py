@@ -103,12 +103,14 @@ def superseded_by(session: Session, row: Outbox, message: Message | None) -> str
     if not journey or row.order_pk is None:
         return None
     since = message.created_at if message is not None else row.created_at
-    later = session.exec(select(OrderEvent.type).where(
+    later = session.exec(select(OrderEvent.type, OrderEvent.created_at).where(
         OrderEvent.order_pk == row.order_pk, col(OrderEvent.created_at) >= since,
     ).order_by(col(OrderEvent.id))).all()
-    for kind in later:
-        if journey in SUPERSEDES.get(kind, ()):
-            return kind
+    for kind, at in later:
+        # The event that queued this message carries its own type and time: only a strictly later
+        # one of the same type (a repeat) counts; another type at the same instant does.
+        if journey in SUPERSEDES.get(kind, ()) and (kind != journey or at > since):
+            return str(kind)
     return None
 
 
