@@ -54,7 +54,7 @@ log = logging.getLogger(__name__)
 
 ERASED_TEXT = ""
 ERASED_NOTE = "customer erased"
-LOG_STATUSES = ("scheduled", "queued", "sent", "delivered", "failed", "cancelled", "expired")
+LOG_STATUSES = ("scheduled", "queued", "held", "sent", "delivered", "failed", "cancelled", "expired")
 # Order item fields the shop needs for its books; anything else (engravings, gift notes) may be personal.
 KEPT_ITEM_FIELDS = ("sku", "name", "qty", "price")
 CHECKPOINT_WAIT_MS = 5000

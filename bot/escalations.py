@@ -2,7 +2,9 @@
 
 Ownership of a conversation moves `bot` -> `waiting_human` (escalated) ->
 `human` (an agent assigned it or replied) -> `resolved` (hand-back; the next
-customer message starts with the bot again) -> `bot`.
+customer message starts with the bot again) -> `bot`. Automatic messages due
+while a person owns it are held (bot.holds); the hand-back releases those still
+relevant.
 
 Everything here runs inside the caller's transaction and only writes rows:
 the escalation, the conversation's owner, agent replies and agent
@@ -21,7 +23,7 @@ from typing import Any
 
 from sqlmodel import Session, col, func, select
 
-from bot import outbox
+from bot import holds, outbox
 from bot.db import session_now
 from bot.errors import Conflict, InvalidInput, NotFound
 from bot.models import (
@@ -328,6 +330,7 @@ def resolve(*, session: Session, escalation_id: int, agent: str, note: str = "",
     conversation.updated_at = now
     session.add(escalation)
     session.add(conversation)
+    holds.release_held(session=session, customer_id=escalation.customer_id, now=now)
     log.info("escalation resolved id=%s", escalation.id)
     return escalation
 

@@ -35,7 +35,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from sqlmodel import Session, select
 
-from bot import escalations
+from bot import escalations, holds
 from bot.api.deps import ReadSessionDep, ServiceDep, SessionDep
 from bot.auth import KEY_NAME, check_api_key
 from bot.db import READ_ONLY, session_now
@@ -65,6 +65,9 @@ NOTICES = {
     "too_long": f"Replies can be at most {escalations.MAX_AGENT_REPLY} characters.",
     "closed": "This escalation is already resolved; the bot owns the conversation again.",
     "opted_out": "The customer opted out of this channel; nothing was sent.",
+    "held_sent": "The held message is queued. It goes out on the customer's channel in a moment.",
+    "held_obsolete": "That message is obsolete (expired, or a later order status replaced it); it was not sent.",
+    "held_gone": "That message is no longer held.",
 }
 EscalationId = Annotated[int, PathParam(ge=1, le=2**31 - 1)]
 # Failed logins per client address, per running app (in memory): enough to slow guessing to a crawl.
@@ -397,7 +400,7 @@ def conversation_live(escalation_id: EscalationId, request: Request, session: Re
                       service: ServiceDep) -> Response:
     """Polled by the conversation page: the transcript fragment when anything changed."""
     try:
-        _require(request, session, service.settings.api_key.get_secret_value())
+        agent = _require(request, session, service.settings.api_key.get_secret_value())
     except LoginRequired:
         return JSONResponse({"detail": "login required"}, status_code=401)
     view = _conversation(session, service, escalation_id)
@@ -412,7 +415,8 @@ def conversation_live(escalation_id: EscalationId, request: Request, session: Re
         "version": version, "changed": True, "status": view["status"], "owner": view["owner"],
         "assignee": view["assignee"], "count": len(lines),
         "last_author": lines[-1]["author_kind"] if lines else None,
-        "html": env.get_template("_messages.html").render(lines=lines, tz=service.runtime.timezone),
+        "html": env.get_template("_messages.html").render(lines=lines, tz=service.runtime.timezone,
+                                                          e=view, agent=agent),
     }, headers={"Cache-Control": "no-store"})
 
 
@@ -439,6 +443,26 @@ def conversation_reply(escalation_id: EscalationId, request: Request, session: S
     except Conflict as exc:
         return _back(escalation_id, "opted_out" if "opted out" in str(exc) else "closed")
     return _back(escalation_id, "fallback" if sent.delivery != "free_form" else "sent")
+
+
+@router.post("/escalations/{escalation_id}/held/{message_id}/send")
+def conversation_send_held(escalation_id: EscalationId, message_id: Annotated[int, PathParam(ge=1, le=2**31 - 1)],
+                           request: Request, session: SessionDep, service: ServiceDep,
+                           csrf: Annotated[str, Form(max_length=200)] = "") -> Response:
+    """One click: send an automatic message held while a person owns the conversation."""
+    try:
+        agent = _require(request, session, service.settings.api_key.get_secret_value())
+    except LoginRequired:
+        return _to_login()
+    _check_csrf(agent, csrf)
+    try:
+        holds.send_held(session=session, escalation_id=escalation_id, message_id=message_id, agent=agent.name,
+                        now=service.now())
+    except NotFound:
+        return _render("not_found.html", status_code=404, agent=agent)
+    except Conflict as exc:
+        return _back(escalation_id, "held_obsolete" if "obsolete" in str(exc) else "held_gone")
+    return _back(escalation_id, "held_sent")
 
 
 @router.post("/escalations/{escalation_id}/assign")

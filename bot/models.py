@@ -145,7 +145,8 @@ class Message(SQLModel, table=True):
     provider_message_id: str | None = Field(default=None, max_length=100)
     text: str = Field(default="", sa_column=sa.Column(sa.Text(), nullable=False))
     media_urls: list[str] = _json([])
-    # in: received | processed | failed ; out: scheduled | queued | sent | delivered | read | failed | cancelled | expired
+    # in: received | processed | failed
+    # out: scheduled | queued | held | sent | delivered | read | failed | cancelled | expired
     status: str = Field(default="received", max_length=16, index=True)
     intent: str | None = Field(default=None, max_length=32)
     confidence: float | None = None
@@ -169,12 +170,13 @@ class Outbox(SQLModel, table=True):
     """
 
     __tablename__ = "outbox"
-    __table_args__ = (sa.Index("ix_outbox_due", "status", "due_at"),)
+    __table_args__ = (sa.Index("ix_outbox_due", "status", "due_at"),
+                      sa.Index("ix_outbox_customer_order", "customer_id", "status", "first_due_at"))
 
     id: int | None = Field(default=None, primary_key=True)
     kind: str = Field(max_length=24)
     channel: str | None = Field(default=None, max_length=16)
-    status: str = Field(default="pending", max_length=16)  # pending | sending | sent | failed | dead | cancelled | expired
+    status: str = Field(default="pending", max_length=16)  # pending | sending | sent | failed | dead | cancelled | expired | held
     priority: int = 0  # lower first: 0 replies, 10 transactional, 50 marketing
     due_at: datetime = _created()  # "now" unless the writer schedules it
     expires_at: datetime | None = _ts()
@@ -193,6 +195,9 @@ class Outbox(SQLModel, table=True):
     sent_at: datetime | None = _ts()
     created_at: datetime = _created()
     updated_at: datetime = _created()
+    # 0007: the due time the row was queued with. Retries and deferrals move `due_at`, never this:
+    # it is one recipient's sending order (bot.dispatcher), so a retried reply keeps its place.
+    first_due_at: datetime | None = _ts()
 
 
 class LogisticsEvent(SQLModel, table=True):

@@ -18,6 +18,9 @@ from bot.models import Customer, LogisticsEvent, Message, Outbox
 PRIORITY_REPLY = 0
 PRIORITY_TRANSACTIONAL = 10
 PRIORITY_MARKETING = 50
+# A reply not delivered within this is obsolete (the conversation has moved on): the dispatcher
+# retries it through a provider outage until then, and then closes it as `expired`, never sends it.
+REPLY_VALID_FOR = timedelta(hours=1)
 
 
 def new_event_id(now: datetime) -> str:
@@ -42,8 +45,13 @@ def enqueue_message(
     payload: dict[str, Any] | None = None,
     now: datetime | None = None,
 ) -> Message | None:
-    """Queue one outbound message. Returns None when `dedupe_key` was already used."""
+    """Queue one outbound message. Returns None when `dedupe_key` was already used.
+
+    A reply (`PRIORITY_REPLY`) without its own `expires_at` is valid for `REPLY_VALID_FOR`.
+    """
     now = now or session_now(session)
+    if expires_at is None and priority == PRIORITY_REPLY:
+        expires_at = (due_at or now) + REPLY_VALID_FOR
     if dedupe_key is not None and session.exec(select(Outbox.id).where(Outbox.dedupe_key == dedupe_key)).first():
         return None
     scheduled = due_at is not None and due_at > now
@@ -66,6 +74,7 @@ def enqueue_message(
         channel=channel,
         priority=priority,
         due_at=due_at or now,
+        first_due_at=due_at or now,
         expires_at=expires_at,
         message_id=message.id,
         order_pk=order_pk,

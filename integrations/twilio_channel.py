@@ -169,18 +169,24 @@ class TwilioSender:
 
         # Without the claim time (an old row), the 50 newest messages to this recipient are searched.
         since = datetime.fromisoformat(since_raw) - timedelta(seconds=5) if since_raw else values.unset
+        # Ids the dispatcher already recorded for other rows: a message with the same text sent for
+        # another row is not this row's (matching it would give two rows one Twilio message).
+        taken = set(message.payload.get("taken_provider_ids") or ())
         try:
             candidates = self.client.messages.list(to=self._to(message), from_=self._from(),
                                                    date_sent_after=since, limit=50)
         except Exception as exc:
             raise map_twilio_error(exc) from None
-        sent_body = self.body(message)  # Twilio stores what was sent, not the outbox text
-        for candidate in candidates:
-            if (candidate.body or "") == sent_body:
-                log.info("reconciled outbox=%s: Twilio already accepted it", message.outbox_id)
-                return Receipt(provider_id=candidate.sid,
-                               status=_STATUS_FROM_TWILIO.get(str(candidate.status or "queued"), "queued"),
-                               detail="reconciled")
+        sent_body = self.body(message)  # Twilio stores what was sent (GSM-7 cleaned), not the outbox text
+        # Twilio lists newest first; a customer has one message in flight, so the oldest untaken
+        # match is the one this row sent.
+        for candidate in reversed(list(candidates)):
+            if candidate.sid in taken or (candidate.body or "") != sent_body:
+                continue
+            log.info("reconciled outbox=%s: Twilio already accepted it", message.outbox_id)
+            return Receipt(provider_id=candidate.sid,
+                           status=_STATUS_FROM_TWILIO.get(str(candidate.status or "queued"), "queued"),
+                           detail="reconciled")
         return None
 
     async def reconcile(self, message: OutboundMessage) -> Receipt | None:

@@ -36,7 +36,7 @@ class MessageLogEntry(BaseModel):
     journey: str | None
     template: str | None
     text: str
-    status: Literal["scheduled", "queued", "sent", "delivered", "failed", "cancelled", "expired"]
+    status: Literal["scheduled", "queued", "held", "sent", "delivered", "failed", "cancelled", "expired"]
     due_at: datetime | None
     sent_at: datetime | None
     created_at: datetime

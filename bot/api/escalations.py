@@ -1,5 +1,6 @@
 """Escalations API: list (most urgent SLA first), read with context and live transcript,
-assign, reply on the customer's own channel, resolve (hand back to the bot).
+assign, reply on the customer's own channel, send a held automatic message now,
+resolve (hand back to the bot).
 
 Every route needs the API key (mounted with it in bot.app). Business rules live
 in bot.escalations; this module only maps HTTP to them and their errors to
@@ -14,7 +15,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException, Path, Query, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from bot import escalations
+from bot import escalations, holds
 from bot.api.deps import ReadSessionDep, ServiceDep, SessionDep
 from bot.errors import Conflict, InvalidInput, NotFound
 from bot.models import Escalation
@@ -102,6 +103,12 @@ class ReplyOut(BaseModel):
     owner: str
 
 
+class HeldSentOut(BaseModel):
+    escalation_id: int
+    message_id: int
+    message_status: str = Field(description="`queued`: the dispatcher sends it in a moment.")
+
+
 def _http(exc: Exception) -> HTTPException:
     if isinstance(exc, NotFound):
         return HTTPException(status.HTTP_404_NOT_FOUND, detail=str(exc))
@@ -167,6 +174,21 @@ def reply_to_escalation(escalation_id: EscalationId, body: ReplyIn, session: Ses
     return ReplyOut(escalation_id=escalation_id, message_id=sent.message.id or 0, channel=sent.channel,
                     delivery=sent.delivery,
                     whatsapp_window_open=sent.whatsapp_window_open, message_status=sent.message.status, owner="human")
+
+
+@router.post("/{escalation_id}/held/{message_id}/send", response_model=HeldSentOut,
+             status_code=status.HTTP_202_ACCEPTED)
+def send_held_message(escalation_id: EscalationId, message_id: Annotated[int, Path(ge=1, le=2**31 - 1)],
+                      session: SessionDep, service: ServiceDep, body: AssignIn | None = None) -> HeldSentOut:
+    """Send one automatic message that is held while a person owns the conversation (409 when it
+    is not held, or obsolete: expired or superseded by a later status of the order)."""
+    body = body or AssignIn()
+    try:
+        message = holds.send_held(session=session, escalation_id=escalation_id, message_id=message_id,
+                                  agent=body.agent, now=service.now())
+    except (NotFound, Conflict, InvalidInput) as exc:
+        raise _http(exc) from None
+    return HeldSentOut(escalation_id=escalation_id, message_id=message_id, message_status=message.status)
 
 
 @router.post("/{escalation_id}/resolve", response_model=EscalationOut)

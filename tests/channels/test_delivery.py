@@ -110,17 +110,24 @@ def test_permanent_twilio_errors_fail_at_once_and_are_never_retried(
         assert customer.opted_out_channels == (["sms"] if opted_out else [])
 
 
-def test_gives_up_after_max_attempts(settings: Settings, fake_twilio: FakeTwilio) -> None:
+def test_a_message_without_validity_is_dead_lettered_after_the_retry_horizon(
+        settings: Settings, fake_twilio: FakeTwilio) -> None:
     clock = Clock()
     service = _service(settings, fake_twilio)
-    message_id = _queue(service, "hello", clock=clock)
-    fake_twilio.fail_next(500, times=20)
+    message_id = _queue(service, "hello", priority=PRIORITY_TRANSACTIONAL, clock=clock)
+    fake_twilio.fail_next(500, times=40)
     dispatcher = Dispatcher(service.db, service.settings, clock=clock)
-    for _ in range(12):
+    for _ in range(11):  # 20 hours of failures: still retrying, whatever the attempt count
         _once(dispatcher)
         clock.advance(hours=2)
     row, message = _outbox(service, message_id)
-    assert row.status == "dead" and row.attempts == row.max_attempts and message.status == "failed"
+    assert row.status == "pending" and row.attempts > row.max_attempts
+    for _ in range(3):
+        _once(dispatcher)
+        clock.advance(hours=2)
+    row, message = _outbox(service, message_id)
+    assert row.status == "dead" and message.status == "failed" and "gave up" in (row.last_error or "")
+    assert fake_twilio.messages == []
 
 
 # ---------------------------------------------------------------- expiry and opt-out

@@ -6,7 +6,10 @@ Implements what Doorstep uses: `POST /2010-04-01/Accounts/{sid}/Messages.json`
 with its Host header, so tests can prove the client was rewritten to us.
 
 `fail_next(status, code, delay)` scripts the next create calls: a 500, a 429,
-a Twilio error code (21610, 21211, 63016), or a slow answer (timeout). The
+a Twilio error code (21610, 21211, 63016), or a slow answer (timeout).
+`outage(status)` fails every create until `recover()`; `refuse_connections()`
+stops the server itself (the client gets "connection refused") and `recover()`
+starts it again on the same port. The
 fake can also play Twilio's side of the conversation: `inbound(...)` builds a
 correctly signed inbound webhook and `status_callback(...)` posts a signed
 delivery status to the message's StatusCallback URL.
@@ -114,6 +117,8 @@ class FakeTwilio(LoopbackFake):
     requests: list[dict[str, Any]] = field(default_factory=list)
     failures: deque[Failure] = field(default_factory=deque)
     server: LoopbackServer | None = None
+    outage_status: int | None = None
+    refused: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     # ------------------------------------------------------------ scripting
@@ -121,6 +126,23 @@ class FakeTwilio(LoopbackFake):
     def fail_next(self, status: int, code: int | None = None, *, delay: float = 0.0, times: int = 1) -> None:
         for _ in range(times):
             self.failures.append(Failure(status, code, delay))
+
+    def outage(self, status: int = 500) -> None:
+        """Every create answers `status` until `recover()`."""
+        self.outage_status = status
+
+    def refuse_connections(self) -> None:
+        """Stop listening: the client's connections are refused until `recover()`."""
+        assert self.server is not None
+        self.server.stop()
+        self.refused = True
+
+    def recover(self) -> None:
+        self.outage_status = None
+        if self.refused:
+            assert self.server is not None
+            self.server = LoopbackServer(self.app(), port=self.server.port).start()
+            self.refused = False
 
     def sent_to(self, number: str) -> list[dict[str, Any]]:
         with self._lock:
@@ -149,6 +171,9 @@ class FakeTwilio(LoopbackFake):
                                   "form": form})
         if request.path_params["sid"] != self.account_sid or not self._authorised(request):
             return JSONResponse({"code": 20003, "message": "Authenticate", "status": 401}, status_code=401)
+        if self.outage_status is not None:
+            return JSONResponse({"code": None, "message": "fake outage", "status": self.outage_status},
+                                status_code=self.outage_status)
         failure = self.failures.popleft() if self.failures else None
         if failure is not None:
             if failure.delay:
