@@ -122,7 +122,19 @@ class Database:
     def session(self) -> Iterator[Session]:
         """A write transaction: commits on success, rolls back on error."""
         self._check_nesting()
-        stack = self._open_writes()
+        with self._write(tracked=True) as session:
+            yield session
+
+    @contextmanager
+    def request_session(self) -> Iterator[Session]:
+        """`session()` for a FastAPI dependency: entered and left on different worker threads, so it
+        is not on any thread's stack of open writes (the request's routes read with `read()`)."""
+        with self._write(tracked=False) as session:
+            yield session
+
+    @contextmanager
+    def _write(self, *, tracked: bool) -> Iterator[Session]:
+        stack = self._open_writes() if tracked else []
         with self._sessions(info={"clock": self.clock}) as session:
             stack.append(session)
             try:
@@ -133,18 +145,6 @@ class Database:
                 raise
             finally:
                 stack.remove(session)
-
-    @contextmanager
-    def request_session(self) -> Iterator[Session]:
-        """`session()` for a FastAPI dependency: entered and left on different worker threads, so it
-        is not on any thread's stack of open writes (the request's routes read with `read()`)."""
-        with self._sessions(info={"clock": self.clock}) as session:
-            try:
-                yield session
-                session.commit()
-            except BaseException:
-                session.rollback()
-                raise
 
     @contextmanager
     def read(self) -> Iterator[Session]:
