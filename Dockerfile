@@ -5,7 +5,6 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     DATABASE_URL=sqlite:////data/doorstep.db \
-    DOORSTEP_STATE_DIR=/data \
     DOORSTEP_MODEL_DIR=/app/model
 
 RUN groupadd --system doorstep && useradd --system --gid doorstep --home-dir /app --shell /usr/sbin/nologin doorstep

@@ -1,7 +1,7 @@
 """CLI commands for the conversation flows: `doorstep test-conversations PATH`.
 
-Runs a shop's own YAML conversation files (format: README, "Conversation
-flows") through the real pipeline on throw-away databases and prints a rich
+Runs a shop's own YAML conversation files (format:
+docs/conversations.md) through the real pipeline on throw-away databases and prints a rich
 report. Never touches the configured database unless `--database-url` says so.
 """
 

@@ -8,7 +8,7 @@ channel) exactly like `doorstep chat`. After each turn the runner checks the
 intent, the reply pattern, the order fields (as `GET /api/orders/{id}` shows
 them), the logistics events written by that turn, and whether it escalated.
 
-The format is documented in README ("Conversation flows"). This module never
+The format is documented in docs/conversations.md. This module never
 sends anything (nothing is dispatched) and never touches the network.
 """
 

@@ -17,7 +17,7 @@ transaction commits, `purge_freed_storage` runs: on SQLite (every connection
 has `secure_delete` on, so freed cells and pages are zeroed) it checkpoints
 the write-ahead log into the main file and truncates it, so no old page image
 stays in `-wal`; on PostgreSQL it vacuums the touched tables so the dead row
-versions are reclaimed (see README, "Privacy and erasure", for what that does
+versions are reclaimed (see docs/privacy.md, for what that does
 and does not guarantee).
 """
 
@@ -228,7 +228,7 @@ def _erase_escalations(session: Session, customer_id: int, now: datetime) -> Non
         session.add(escalation)
     escalation_ids = [e.id or 0 for e in escalations]
     for link in session.exec(select(ChatwootLink).where(col(ChatwootLink.escalation_id).in_(escalation_ids or [-1]))):
-        # Chatwoot keeps its own copy of the contact; the operator deletes it there (README).
+        # Chatwoot keeps its own copy of the contact; the operator deletes it there (docs/privacy.md).
         link.chatwoot_contact_id = None
         link.chatwoot_conversation_id = None
         link.status = "resolved"

@@ -71,7 +71,6 @@ class Settings(BaseSettings):
     public_url: str = Field("http://127.0.0.1:8000", alias="DOORSTEP_PUBLIC_URL")
     timezone: str = Field("UTC", alias="DOORSTEP_TIMEZONE")
     config_path: str = Field("doorstep.yaml", alias="DOORSTEP_CONFIG")
-    state_dir: str = Field(".doorstep", alias="DOORSTEP_STATE_DIR")
     log_level: str = Field("INFO", alias="DOORSTEP_LOG_LEVEL")
     # "text": one line per record for people; "json": one JSON object per line for log pipelines.
     log_format: Literal["text", "json"] = Field("text", alias="DOORSTEP_LOG_FORMAT")
@@ -88,7 +87,6 @@ class Settings(BaseSettings):
     support_contact: str = Field("", alias="DOORSTEP_SUPPORT_CONTACT")
     shop_name: str = Field("", alias="DOORSTEP_SHOP_NAME")
     default_country: str = Field("IN", alias="DOORSTEP_DEFAULT_COUNTRY")
-    dispatcher_enabled: bool = Field(True, alias="DOORSTEP_DISPATCHER")
     agent_webhook_url: str = Field("", alias="DOORSTEP_AGENT_WEBHOOK_URL")  # new-escalation notifications
     # None = doorstep.yaml's contact_policy.quiet_hours (default 21:00-08:00); "" turns quiet hours off.
     quiet_hours: str | None = Field(None, alias="DOORSTEP_QUIET_HOURS")

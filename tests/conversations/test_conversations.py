@@ -2,7 +2,7 @@
 
 The clock is frozen per file (`now:`; `after:` moves it), orders are created
 with the API's domain functions, and each turn checks intent, reply pattern,
-order fields, logistics events and escalation (format: README, "Conversation flows").
+order fields, logistics events and escalation (format: docs/conversations.md).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Every reply template, in every locale, renders to SMS-ready text in the customer's language.
 
 - GSM-7 only (160 characters a part, not UCS-2's 70), except the Spanish accented vowels
-  that are not in GSM-7 (á, í, ó, ú): Spanish text stays correctly spelt (README, "Reply templates").
+  that are not in GSM-7 (á, í, ó, ú): Spanish text stays correctly spelt (docs/conversations.md).
 - No stored code reaches the customer: every order status and delivery window is in words in
   every locale, and no template prints such a value without the filter that translates it.
 """
