@@ -23,11 +23,11 @@ import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bot.channels import InboundMessage  # noqa: E402
-from bot.orders import upsert_order  # noqa: E402
-from bot.schemas import OrderIn  # noqa: E402
+from bot.core.channels import InboundMessage  # noqa: E402
+from bot.core.schemas import OrderIn  # noqa: E402
+from bot.core.settings import Settings  # noqa: E402
 from bot.service import Service  # noqa: E402
-from bot.settings import Settings  # noqa: E402
+from bot.store.orders import upsert_order  # noqa: E402
 
 PG_ADMIN = os.environ.get("DOORSTEP_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 TEXTS = ["where is my order", "hi", "when will my parcel arrive?", "thanks!", "track my package pls", "order status"]

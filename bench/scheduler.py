@@ -42,8 +42,8 @@ import sqlalchemy as sa  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn  # noqa: E402
 
-from bot.db import Database  # noqa: E402
-from bot.models import Customer, Message, Outbox  # noqa: E402
+from bot.core.db import Database  # noqa: E402
+from bot.core.models import Customer, Message, Outbox  # noqa: E402
 
 console = Console(stderr=True)
 PG_DEFAULT = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -84,7 +84,7 @@ class HttpSender:
         self.client = httpx.AsyncClient(timeout=10, trust_env=False)  # never via a proxy: the provider is on loopback
 
     async def send(self, message: Any) -> Any:
-        from bot.channels import Receipt
+        from bot.core.channels import Receipt
 
         response = await self.client.post(self.url, json={"id": str(message.outbox_id), "to": message.to,
                                                           "text": message.text})
@@ -94,8 +94,8 @@ class HttpSender:
 
 def _worker(url: str, provider_url: str, worker_id: str, done: Any) -> None:
     """One dispatcher process: drain every due message, then exit."""
-    from bot.dispatcher import Dispatcher
-    from bot.settings import Settings
+    from bot.core.settings import Settings
+    from bot.delivery.dispatcher import Dispatcher
 
     db = Database(url)
     settings = Settings(DATABASE_URL=url, DOORSTEP_ENV="test")
@@ -194,8 +194,8 @@ def _insert_due(db: Database, customer_id: int, count: int, now: datetime, tag: 
 
 def _claim_latency(db: Database, customer_id: int, repeats: int = 5) -> float:
     """Median ms of the dispatcher's own claim of 50 due rows."""
-    from bot.dispatcher import Dispatcher
-    from bot.settings import Settings
+    from bot.core.settings import Settings
+    from bot.delivery.dispatcher import Dispatcher
 
     dispatcher = Dispatcher(db, Settings(DATABASE_URL=db.url, DOORSTEP_ENV="test"), kinds=("message",))
     timings = []

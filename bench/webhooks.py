@@ -92,10 +92,10 @@ def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 120)
 
 
 def seed(database_url: str, phones: list[str]) -> None:
-    from bot.orders import upsert_order
-    from bot.schemas import OrderIn
+    from bot.core.schemas import OrderIn
+    from bot.core.settings import Settings
     from bot.service import Service
-    from bot.settings import Settings
+    from bot.store.orders import upsert_order
     from tests.support.factories import order_payload
 
     service = Service.create(Settings(DATABASE_URL=database_url, DOORSTEP_CONFIG="none.yaml"))

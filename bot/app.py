@@ -20,22 +20,22 @@ from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 
-from bot.api.deps import require_api_key
-from bot.auth import ensure_api_key
-from bot.httplimits import BodyLimitMiddleware
-from bot.metrics import OperationsCollector
+from bot.core.metrics import OperationsCollector
+from bot.core.settings import Settings
 from bot.service import Service
-from bot.settings import Settings
+from bot.store.auth import ensure_api_key
+from bot.web.deps import require_api_key
+from bot.web.httplimits import BodyLimitMiddleware
 
 log = logging.getLogger(__name__)
 
 # (module, requires the API key). Each module exposes `router`.
 ROUTERS: list[tuple[str, bool]] = [
-    ("bot.api.orders", True),
-    ("bot.api.escalations", True),
-    ("bot.api.events", True),
-    ("bot.api.customers", True),
-    ("bot.inbox", False),  # its own cookie login
+    ("bot.web.routes.orders", True),
+    ("bot.web.routes.escalations", True),
+    ("bot.web.routes.events", True),
+    ("bot.web.routes.customers", True),
+    ("bot.web.inbox", False),  # its own cookie login
     ("integrations.twilio_webhooks", False),  # Twilio signature
     ("integrations.telegram_webhooks", False),  # secret token header
     ("integrations.carrier_webhooks", False),  # HMAC / AfterShip signature
@@ -143,11 +143,11 @@ def health_response(service: Service) -> JSONResponse:
     return JSONResponse(body, status_code=503 if reasons else 200)
 
 
-DOCS_ASSETS = Path(__file__).resolve().parent / "static" / "swagger-ui"
+DOCS_ASSETS = Path(__file__).resolve().parent / "web" / "static" / "swagger-ui"
 
 
 def _add_docs(app: FastAPI) -> None:
-    """`/docs` (Swagger UI) from assets bundled in bot/static/swagger-ui, so it works offline."""
+    """`/docs` (Swagger UI) from assets bundled in bot/web/static/swagger-ui, so it works offline."""
     app.mount("/docs/static", StaticFiles(directory=DOCS_ASSETS), name="docs-static")
     oauth2_redirect = "/docs/oauth2-redirect"
 

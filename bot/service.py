@@ -13,14 +13,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from bot import gateway, metrics
-from bot.channels import InboundMessage
-from bot.clock import system_clock
-from bot.db import Database
-from bot.engine import Runtime
-from bot.journeys import Journeys
-from bot.settings import Settings, get_settings
-from bot.shopconfig import load_shop_config
+from bot.conversation import gateway
+from bot.conversation.engine import Runtime
+from bot.core import metrics
+from bot.core.channels import InboundMessage
+from bot.core.clock import system_clock
+from bot.core.db import Database
+from bot.core.settings import Settings, get_settings
+from bot.core.shopconfig import load_shop_config
+from bot.journeys.hooks import Journeys
 from intents.classifier import model_loaded
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ def llm_classifier(settings: Settings) -> Any:
         if not llm.base_url or not llm.configured:
             return True
         if not vetted:
-            from bot.urlguard import HostNotResolved, UnsafeURL, vet_url
+            from bot.core.urlguard import HostNotResolved, UnsafeURL, vet_url
 
             try:
                 vet_url(llm.base_url, setting="OPENAI_BASE_URL", allow_private=settings.allow_private_urls)

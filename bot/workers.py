@@ -11,8 +11,9 @@ import asyncio
 import logging
 from typing import Any
 
-from bot import gateway, journeys
-from bot.dispatcher import Dispatcher
+from bot.conversation import gateway
+from bot.delivery.dispatcher import Dispatcher
+from bot.journeys import hooks as journeys
 from bot.service import Service
 from integrations.chatwoot import enqueue_escalations as enqueue_chatwoot_escalations
 

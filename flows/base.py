@@ -4,7 +4,7 @@ A flow never touches the database, a provider SDK or FastAPI. It reads a
 `FlowContext` (snapshots of the customer and their orders, the classified
 message, the clock, the shop's config) and returns a `StepResult`: the next
 state, the slots to keep, and *effects* as data (`Reply`, `UpdateOrder`,
-`EmitEvent`, `Escalate`, …). `bot.engine` applies the effects in the same
+`EmitEvent`, `Escalate`, …). `bot.conversation.engine` applies the effects in the same
 transaction that writes the outbox. Pure steps are therefore testable with
 no database at all.
 """

@@ -1,6 +1,6 @@
 """Feedback (NPS): the reply to the "how likely are you to recommend us, 0–10?" survey.
 
-Opened proactively by the feedback journey (`bot.journeys`), never by an
+Opened proactively by the feedback journey (`bot.journeys.hooks`), never by an
 intent. A 0–10 score is recorded as an order event (`feedback`, note
 `NPS <n>/10`); a promoter (9–10) gets the shop's review link, a detractor
 (0–6) is escalated to a person. Pure: no database, no provider SDK.

@@ -4,7 +4,7 @@ Never claims anything about an order; points the customer at what the bot can
 do. An `opt_out` said in words ("don't message me any more") is confirmed
 first: a sentence can be misread ("please stop the courier" is about a
 parcel), and unsubscribing someone by mistake silences their delivery
-updates. The whole-message STOP keyword (bot.compliance) acts at once.
+updates. The whole-message STOP keyword (bot.conversation.compliance) acts at once.
 """
 
 from __future__ import annotations

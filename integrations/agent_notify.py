@@ -1,6 +1,6 @@
 """Agent notifications for new escalations: an optional webhook and/or a Telegram group message.
 
-The `agent_notify` outbox rows written by bot.escalations.create_escalation
+The `agent_notify` outbox rows written by bot.store.escalations.create_escalation
 are sent here by the dispatcher, after commit, with its retries. Targets:
 
 * `DOORSTEP_AGENT_WEBHOOK_URL` — a JSON POST (`text` for Slack/Mattermost-style
@@ -14,7 +14,7 @@ With neither configured the row completes as a no-op: the escalation is in
 escalation: the conversation stays marked as needing a human. Notifications
 carry the escalation id, reason, order id and channel — never the customer's
 phone, name or messages — and nothing here logs them. The webhook URL goes
-through the one URL guard (bot/urlguard.py) on every try and is never logged
+through the one URL guard (bot/core/urlguard.py) on every try and is never logged
 (its query often holds the receiver's secret).
 """
 
@@ -24,10 +24,10 @@ from typing import Any
 
 import httpx
 
-from bot.channels import Receipt
-from bot.errors import PermanentProviderError, RetryAfter
-from bot.settings import Settings
-from bot.urlguard import GuardedTransport, HostNotResolved, UnsafeURL
+from bot.core.channels import Receipt
+from bot.core.errors import PermanentProviderError, RetryAfter
+from bot.core.settings import Settings
+from bot.core.urlguard import GuardedTransport, HostNotResolved, UnsafeURL
 
 REQUEST_TIMEOUT_SECONDS = 10.0
 

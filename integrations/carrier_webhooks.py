@@ -8,7 +8,7 @@ Two payloads, told apart by their signature header:
   "tag", "subtag", "expected_delivery", "checkpoints", …}, "ts", …}`) with
   `aftership-hmac-sha256: <base64 HMAC-SHA256(AFTERSHIP_WEBHOOK_SECRET, raw body)>`.
 
-Both become `bot.orders.apply_event` + `service.hooks.order_event`, exactly as
+Both become `bot.store.orders.apply_event` + `service.hooks.order_event`, exactly as
 `POST /api/orders/{id}/events` does, so journeys (the out-for-delivery
 message) fire the same way. Forged → 401; malformed → 400; unknown tracking
 number → 202 and a log line; an AfterShip status Doorstep has no word for,
@@ -33,11 +33,11 @@ from fastapi.responses import JSONResponse
 from pydantic import Field, ValidationError, model_validator
 from sqlmodel import Session, select
 
-from bot import jsonbody
-from bot.errors import Conflict
-from bot.models import Customer, Order
-from bot.orders import apply_event
-from bot.schemas import EventType, OrderEventIn
+from bot.core import jsonbody
+from bot.core.errors import Conflict
+from bot.core.models import Customer, Order
+from bot.core.schemas import EventType, OrderEventIn
+from bot.store.orders import apply_event
 
 log = logging.getLogger(__name__)
 

@@ -13,11 +13,11 @@ as incoming messages (one outbox row each, deduped on the message id).
 In: `POST /webhooks/chatwoot?token=CHATWOOT_WEBHOOK_TOKEN` (the URL you give
 Chatwoot's webhook settings). `message_created` for a public outgoing agent
 message is queued to the customer on their own channel through
-`bot.escalations.agent_reply` (the same path as the Doorstep inbox);
+`bot.store.escalations.agent_reply` (the same path as the Doorstep inbox);
 `conversation_status_changed` to `resolved` hands the conversation back to
-the bot through `bot.escalations.resolve`.
+the bot through `bot.store.escalations.resolve`.
 
-Every call goes through the one URL guard (bot/urlguard.py): `CHATWOOT_URL`
+Every call goes through the one URL guard (bot/core/urlguard.py): `CHATWOOT_URL`
 on loopback or a private network needs `DOORSTEP_ALLOW_PRIVATE_URLS=true`.
 
 Never logs phone numbers, message text or tokens; never echoes a webhook body.
@@ -37,17 +37,18 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from sqlmodel import Session, col, func, select
 
-from bot import escalations, jsonbody
-from bot.channels import Receipt
-from bot.db import Database, try_insert
-from bot.errors import Conflict, InvalidInput, NotFound, PermanentProviderError, RetryAfter
-from bot.models import ChatwootLink, Customer, Escalation, KeyValue, Message, Outbox
-from bot.urlguard import GuardedTransport, HostNotResolved, UnsafeURL, vet_url
+from bot.core import jsonbody
+from bot.core.channels import Receipt
+from bot.core.db import Database, try_insert
+from bot.core.errors import Conflict, InvalidInput, NotFound, PermanentProviderError, RetryAfter
+from bot.core.models import ChatwootLink, Customer, Escalation, KeyValue, Message, Outbox
+from bot.core.urlguard import GuardedTransport, HostNotResolved, UnsafeURL, vet_url
+from bot.store import escalations
 
 if TYPE_CHECKING:
-    from bot.dispatcher import Claimed
+    from bot.core.settings import Settings
+    from bot.delivery.dispatcher import Claimed
     from bot.service import Service
-    from bot.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -6,8 +6,8 @@ command prints them from the message log. Never imports a provider SDK.
 
 from __future__ import annotations
 
-from bot.channels import OutboundMessage, Receipt
-from bot.settings import Settings
+from bot.core.channels import OutboundMessage, Receipt
+from bot.core.settings import Settings
 
 
 class ConsoleSender:

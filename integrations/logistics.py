@@ -1,6 +1,6 @@
 """Logistics webhooks out: the `webhook` outbox sender (Standard Webhooks).
 
-Each logistics event (`bot.outbox.emit_event`) is POSTed to
+Each logistics event (`bot.store.outbox.emit_event`) is POSTed to
 `LOGISTICS_WEBHOOK_URL` as the `event_envelope` JSON, signed with the
 reference `standardwebhooks` library (`webhook-id` = the event id on every
 try, `webhook-timestamp`, `webhook-signature: v1,<base64>`).
@@ -12,7 +12,7 @@ keyed by the URL, so a new URL is enabled again); 429/5xx honour
 `Retry-After`; after the last try the dispatcher dead-letters the row
 (`outbox.status = "dead"`), which `doorstep events redeliver ID` re-queues.
 
-Every try goes through the one URL guard (bot/urlguard.py): never to a
+Every try goes through the one URL guard (bot/core/urlguard.py): never to a
 metadata, link-local or reserved address, nor to a loopback or private one
 unless `LOGISTICS_ALLOW_PRIVATE_ADDRESSES` or `DOORSTEP_ALLOW_PRIVATE_URLS`
 is true. A refused URL fails loudly (an error log naming the setting, and
@@ -36,17 +36,17 @@ from typing import TYPE_CHECKING, Any
 import httpx
 from sqlmodel import Session, select
 
-from bot import metrics
-from bot.channels import Receipt
-from bot.db import Database, session_now
-from bot.errors import PermanentProviderError, RetryAfter
-from bot.models import KeyValue, LogisticsEvent, Outbox
-from bot.outbox import event_envelope
-from bot.urlguard import GuardedTransport, HostNotResolved, UnsafeURL, redacted
+from bot.core import metrics
+from bot.core.channels import Receipt
+from bot.core.db import Database, session_now
+from bot.core.errors import PermanentProviderError, RetryAfter
+from bot.core.models import KeyValue, LogisticsEvent, Outbox
+from bot.core.urlguard import GuardedTransport, HostNotResolved, UnsafeURL, redacted
+from bot.store.outbox import event_envelope
 
 if TYPE_CHECKING:
-    from bot.dispatcher import Claimed
-    from bot.settings import Settings
+    from bot.core.settings import Settings
+    from bot.delivery.dispatcher import Claimed
 
 log = logging.getLogger(__name__)
 

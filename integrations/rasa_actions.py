@@ -40,13 +40,13 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from sqlmodel import Session, select
 
-from bot import jsonbody
-from bot.auth import check_api_key
-from bot.db import try_insert
-from bot.engine import Turn, _apply, render_reply
-from bot.models import Conversation, Customer, Order
-from bot.orders import customer_orders, customer_view, find_customer, order_view
-from bot.phones import InvalidPhone, mask, to_e164
+from bot.conversation.engine import Turn, _apply, render_reply
+from bot.core import jsonbody
+from bot.core.db import try_insert
+from bot.core.models import Conversation, Customer, Order
+from bot.core.phones import InvalidPhone, mask, to_e164
+from bot.store.auth import check_api_key
+from bot.store.orders import customer_orders, customer_view, find_customer, order_view
 from flows.base import END, HANDOFF, FlowContext, Reply, StepResult
 from integrations.rasa_verification import Verification, verify
 from intents import Classification, Context, Expecting, Intent, classify

@@ -30,8 +30,8 @@ from typing import Any
 
 from sqlmodel import Session
 
-from bot.models import Customer, KeyValue
-from bot.outbox import PRIORITY_REPLY, enqueue_message
+from bot.core.models import Customer, KeyValue
+from bot.store.outbox import PRIORITY_REPLY, enqueue_message
 
 CODE_TTL = timedelta(minutes=10)
 RESEND_AFTER = timedelta(minutes=1)

@@ -6,7 +6,7 @@ callback data is the button's value, e.g. `/btn:cod_confirm`), except a value
 of `@contact`, which becomes a one-time reply keyboard asking the customer to
 share their phone number (`request_contact`).
 
-Errors map to bot.errors: `TelegramRetryAfter.retry_after` -> RetryAfter,
+Errors map to bot.core.errors: `TelegramRetryAfter.retry_after` -> RetryAfter,
 403 (bot blocked) -> RecipientOptedOut, other 4xx -> PermanentProviderError,
 5xx / network / timeout -> RetryAfter. Never logs tokens or message text.
 """
@@ -19,9 +19,9 @@ import sys
 import threading
 from typing import Any
 
-from bot.channels import OutboundMessage, Receipt
-from bot.errors import ChannelNotConfigured, PermanentProviderError, RecipientOptedOut, RetryAfter
-from bot.settings import Settings
+from bot.core.channels import OutboundMessage, Receipt
+from bot.core.errors import ChannelNotConfigured, PermanentProviderError, RecipientOptedOut, RetryAfter
+from bot.core.settings import Settings
 
 REQUEST_TIMEOUT_SECONDS = 10.0
 CONTACT_BUTTON = "@contact"

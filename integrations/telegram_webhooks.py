@@ -28,13 +28,13 @@ from fastapi import APIRouter, BackgroundTasks, Request, Response
 from fastapi.responses import JSONResponse
 from sqlmodel import Session, select
 
-from bot import jsonbody
-from bot.api.deps import ServiceDep
-from bot.channels import InboundMessage, sanitise_text
-from bot.compliance import TELEGRAM_CONTACT, TELEGRAM_START
-from bot.models import Customer
-from bot.phones import InvalidPhone, to_e164
+from bot.conversation.compliance import TELEGRAM_CONTACT, TELEGRAM_START
+from bot.core import jsonbody
+from bot.core.channels import InboundMessage, sanitise_text
+from bot.core.models import Customer
+from bot.core.phones import InvalidPhone, to_e164
 from bot.service import Service
+from bot.web.deps import ServiceDep
 from integrations.twilio_webhooks import process_in_background
 
 log = logging.getLogger(__name__)

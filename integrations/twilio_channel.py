@@ -24,16 +24,16 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from bot.channels import OutboundMessage, Receipt
-from bot.errors import (
+from bot.core.channels import OutboundMessage, Receipt
+from bot.core.errors import (
     ChannelNotConfigured,
     PermanentProviderError,
     RecipientOptedOut,
     RetryAfter,
     WindowClosed,
 )
-from bot.gsm7 import sms_text
-from bot.settings import Settings, TwilioSettings
+from bot.core.gsm7 import sms_text
+from bot.core.settings import Settings, TwilioSettings
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ def _twilio_http_client(base_url: str) -> Any:
 
 
 def map_twilio_error(exc: Exception) -> Exception:
-    """Map a twilio/requests exception to one of bot.errors' delivery errors."""
+    """Map a twilio/requests exception to one of bot.core.errors' delivery errors."""
     from requests import exceptions as rq
     from twilio.base.exceptions import TwilioRestException
 

@@ -29,14 +29,14 @@ from fastapi import APIRouter, BackgroundTasks, Header, Request, Response
 from fastapi.responses import JSONResponse
 from sqlmodel import col, select
 
-from bot import dispatcher
-from bot.api.deps import ServiceDep
-from bot.channels import InboundMessage, sanitise_text
-from bot.models import Customer, Message
-from bot.outbox import enqueue_message
-from bot.phones import InvalidPhone, mask, to_e164
+from bot.core.channels import InboundMessage, sanitise_text
+from bot.core.models import Customer, Message
+from bot.core.phones import InvalidPhone, mask, to_e164
+from bot.core.urls import is_web_url
+from bot.delivery import dispatcher
 from bot.service import Service
-from bot.urls import is_web_url
+from bot.store.outbox import enqueue_message
+from bot.web.deps import ServiceDep
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["webhooks"])

@@ -22,14 +22,14 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from bot.app import create_app
-from bot.db import Database
+from bot.core.db import Database
+from bot.core.settings import Settings
 from bot.service import Service
-from bot.settings import Settings
 from tests.fakes.telegram_server import FakeTelegram
 from tests.fakes.twilio_server import FakeTwilio
 
 # A thread that opens a second write transaction while it holds one is an error here, not a 30 s stall
-# (bot/db.py); subprocesses the tests start (`doorstep serve`) inherit it.
+# (bot/core/db.py); subprocesses the tests start (`doorstep serve`) inherit it.
 os.environ["DOORSTEP_STRICT_SESSIONS"] = "1"
 
 PG_ADMIN_URL = os.environ.get("DOORSTEP_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -139,7 +139,7 @@ def _pg_migrated(pg_database_url: str) -> str:
 def _truncate_all(db: Database) -> None:
     from sqlmodel import SQLModel
 
-    import bot.models  # noqa: F401
+    import bot.core.models  # noqa: F401
 
     tables = [t.name for t in SQLModel.metadata.sorted_tables]
     with db.engine.begin() as conn:

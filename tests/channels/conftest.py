@@ -11,11 +11,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.dispatcher import Dispatcher
-from bot.orders import upsert_order
-from bot.schemas import OrderIn
+from bot.core.schemas import OrderIn
+from bot.core.settings import Settings
+from bot.delivery.dispatcher import Dispatcher
 from bot.service import Service
-from bot.settings import Settings
+from bot.store.orders import upsert_order
 from tests.fakes.telegram_server import BOT_TOKEN, FakeTelegram
 from tests.fakes.twilio_server import ACCOUNT_SID, AUTH_TOKEN, SMS_FROM, WHATSAPP_FROM, FakeTwilio
 from tests.support.factories import order_payload

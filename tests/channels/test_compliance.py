@@ -7,12 +7,12 @@ import uuid
 import pytest
 from sqlmodel import select
 
-from bot.channels import InboundMessage
-from bot.gateway import Handled
-from bot.models import Customer
-from bot.outbox import PRIORITY_TRANSACTIONAL, enqueue_message
+from bot.conversation.gateway import Handled
+from bot.core.channels import InboundMessage
+from bot.core.models import Customer
+from bot.core.settings import Settings
 from bot.service import Service
-from bot.settings import Settings
+from bot.store.outbox import PRIORITY_TRANSACTIONAL, enqueue_message
 from tests.channels.conftest import ASHA, add_order, new_service
 
 
@@ -100,7 +100,7 @@ def test_bare_cancel_asks_which_one_is_meant(service: Service, word: str) -> Non
     assert "order" in handled.replies[0].text and "STOP" in handled.replies[0].text
     assert opted_out(service) == []
     with service.db.session() as session:
-        from bot.models import Outbox
+        from bot.core.models import Outbox
 
         row = session.exec(select(Outbox).where(Outbox.message_id == handled.replies[0].id)).one()
         assert [tuple(b) for b in row.payload["buttons"]] == [("Cancel my order", "/btn:cancel_order"),
@@ -117,7 +117,7 @@ def test_cancel_question_is_in_the_customers_language(settings: Settings) -> Non
 def test_help_and_stop_work_while_a_human_owns_the_conversation(service: Service) -> None:
     say(service, "where is my order")
     with service.db.session() as session:
-        from bot.models import Conversation
+        from bot.core.models import Conversation
 
         conversation = session.exec(select(Conversation)).one()
         conversation.owner = "human"
@@ -127,7 +127,7 @@ def test_help_and_stop_work_while_a_human_owns_the_conversation(service: Service
 
 
 def test_reply_still_goes_but_proactive_messages_do_not_after_stop(service: Service) -> None:
-    from bot.dispatcher import Dispatcher
+    from bot.delivery.dispatcher import Dispatcher
     from tests.channels.conftest import drain
 
     say(service, "STOP")
@@ -141,6 +141,6 @@ def test_reply_still_goes_but_proactive_messages_do_not_after_stop(service: Serv
         shipped_id = shipped.id
     drain(Dispatcher(service.db, service.settings, kinds=("message",)))
     with service.db.session() as session:
-        from bot.models import Message
+        from bot.core.models import Message
 
         assert session.get(Message, shipped_id).status == "cancelled"  # type: ignore[union-attr]

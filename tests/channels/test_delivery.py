@@ -12,12 +12,12 @@ from datetime import timedelta
 import pytest
 from sqlmodel import col, select
 
-from bot.channels import InboundMessage
-from bot.dispatcher import LEASE, Dispatcher
-from bot.models import Customer, Message, Outbox
-from bot.outbox import PRIORITY_TRANSACTIONAL, enqueue_message
+from bot.core.channels import InboundMessage
+from bot.core.models import Customer, Message, Outbox
+from bot.core.settings import Settings
+from bot.delivery.dispatcher import LEASE, Dispatcher
 from bot.service import Service
-from bot.settings import Settings
+from bot.store.outbox import PRIORITY_TRANSACTIONAL, enqueue_message
 from tests.channels.conftest import ASHA, Clock, add_order, drain, new_service, with_channels
 from tests.fakes.telegram_server import FakeTelegram
 from tests.fakes.twilio_server import FakeTwilio

@@ -14,9 +14,9 @@ import pytest
 from sqlmodel import col, select
 
 from bot.app import create_app
-from bot.models import Customer, Message
+from bot.core.models import Customer, Message
+from bot.core.settings import Settings
 from bot.service import Service
-from bot.settings import Settings
 from tests.channels.conftest import ASHA, PUBLIC_URL, TELEGRAM_SECRET, add_order, new_service, with_channels
 from tests.fakes.telegram_server import FakeTelegram, update
 from tests.fakes.twilio_server import FakeTwilio, LoopbackServer

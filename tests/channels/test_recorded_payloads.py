@@ -13,12 +13,12 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import col, select
 
-from bot.dispatcher import Dispatcher
-from bot.errors import RecipientOptedOut
-from bot.models import Customer, Message, Outbox
-from bot.outbox import enqueue_message
+from bot.core.errors import RecipientOptedOut
+from bot.core.models import Customer, Message, Outbox
+from bot.core.settings import Settings
+from bot.delivery.dispatcher import Dispatcher
 from bot.service import Service
-from bot.settings import Settings
+from bot.store.outbox import enqueue_message
 from tests.channels.conftest import (
     ASHA,
     PUBLIC_URL,

@@ -7,10 +7,10 @@ from fastapi.testclient import TestClient
 from sqlmodel import col, select
 
 from bot.app import create_app
-from bot.dispatcher import Dispatcher
-from bot.models import Customer, Message
+from bot.core.models import Customer, Message
+from bot.core.settings import Settings
+from bot.delivery.dispatcher import Dispatcher
 from bot.service import Service
-from bot.settings import Settings
 from tests.channels.conftest import ASHA, TELEGRAM_SECRET, add_order, drain, new_service, with_channels
 from tests.fakes.telegram_server import FakeTelegram, update
 
@@ -148,8 +148,8 @@ def test_group_chats_and_other_updates_are_ignored(client: TestClient, service: 
 def test_set_webhook_registers_url_and_secret(fake_telegram: FakeTelegram, monkeypatch: pytest.MonkeyPatch) -> None:
     from typer.testing import CliRunner
 
-    from bot.cli import app
-    from bot.settings import reset_settings_cache
+    from bot.cli.app import app
+    from bot.core.settings import reset_settings_cache
     from tests.fakes.telegram_server import BOT_TOKEN
 
     monkeypatch.setenv("TELEGRAM_BOT_TOKEN", BOT_TOKEN)

@@ -8,10 +8,10 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import col, select
 
-from bot.dispatcher import Dispatcher
-from bot.models import Customer, Message, Outbox
+from bot.core.models import Customer, Message, Outbox
+from bot.core.settings import Settings
+from bot.delivery.dispatcher import Dispatcher
 from bot.service import Service
-from bot.settings import Settings
 from tests.channels.conftest import ASHA, PUBLIC_URL, add_order, drain, new_service, with_channels
 from tests.fakes.twilio_server import FakeTwilio
 

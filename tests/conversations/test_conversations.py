@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.convtest import discover, load_file, run_conversation
-from bot.settings import Settings
+from bot.cli.convtest import discover, load_file, run_conversation
+from bot.core.settings import Settings
 
 HERE = Path(__file__).parent
 FILES = discover(HERE)

@@ -8,8 +8,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from bot.app import create_app
+from bot.core.settings import Settings
 from bot.service import Service
-from bot.settings import Settings
 from tests.support.factories import order_payload
 
 

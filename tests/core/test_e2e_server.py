@@ -8,7 +8,7 @@ import subprocess
 
 import httpx
 
-from bot.settings import Settings
+from bot.core.settings import Settings
 from tests.conftest import TEST_API_KEY
 from tests.support.factories import order_payload
 from tests.support.server import DOORSTEP, serve_subprocess

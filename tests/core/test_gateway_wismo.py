@@ -7,13 +7,13 @@ import uuid
 
 from sqlmodel import col, select
 
-from bot.channels import InboundMessage
-from bot.demo import load_demo
-from bot.models import Message, Outbox
-from bot.orders import apply_event, get_order, upsert_order
-from bot.schemas import OrderEventIn, OrderIn
+from bot.cli.demo import load_demo
+from bot.core.channels import InboundMessage
+from bot.core.models import Message, Outbox
+from bot.core.schemas import OrderEventIn, OrderIn
+from bot.core.settings import Settings
 from bot.service import Service
-from bot.settings import Settings
+from bot.store.orders import apply_event, get_order, upsert_order
 from tests.support.factories import order_payload
 
 

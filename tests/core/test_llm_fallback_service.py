@@ -13,12 +13,12 @@ from collections.abc import Iterator
 import pytest
 from sqlmodel import select
 
-from bot.channels import InboundMessage
-from bot.models import Escalation
-from bot.orders import upsert_order
-from bot.schemas import OrderIn
+from bot.core.channels import InboundMessage
+from bot.core.models import Escalation
+from bot.core.schemas import OrderIn
+from bot.core.settings import Settings
 from bot.service import Service
-from bot.settings import Settings
+from bot.store.orders import upsert_order
 from intents import classify
 from tests.fakes.openai_server import FakeOpenAI
 from tests.support.factories import order_payload

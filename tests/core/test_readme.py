@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import typer.main
 
-from bot.settings import Settings
+from bot.core.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -72,7 +72,7 @@ def _commands(group: typer.main.TyperGroup | object, prefix: str = "") -> list[s
 
 
 def test_every_cli_command_is_in_the_command_table() -> None:
-    from bot.cli import app
+    from bot.cli.app import app
 
     table = _section(README, "Command line") + _section(README, "Shop configuration (doorstep.yaml)")
     commands = _commands(typer.main.get_command(app))

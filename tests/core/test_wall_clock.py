@@ -13,7 +13,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("bot", "intents", "flows", "integrations", "bench")
-CLOCK_MODULES = {Path("bot/clock.py"), Path("intents/clock.py")}
+CLOCK_MODULES = {Path("bot/core/clock.py"), Path("intents/clock.py")}
 
 # (object, attribute) calls that read the wall clock. time.monotonic/perf_counter measure
 # durations, not timestamps, and stay allowed.

@@ -9,15 +9,15 @@ import pytest
 from sqlmodel import select
 from typer.testing import CliRunner
 
-from bot import engine
-from bot.channels import InboundMessage
-from bot.cli import app
-from bot.db import Database
-from bot.models import Conversation, LogisticsEvent
-from bot.orders import find_customer, get_order, upsert_order
-from bot.schemas import OrderIn
+from bot.cli.app import app
+from bot.conversation import engine
+from bot.core.channels import InboundMessage
+from bot.core.db import Database
+from bot.core.models import Conversation, LogisticsEvent
+from bot.core.schemas import OrderIn
+from bot.core.settings import Settings
 from bot.service import Service
-from bot.settings import Settings
+from bot.store.orders import find_customer, get_order, upsert_order
 from flows.proactive import NotApplicable
 from tests.support.factories import order_payload
 
@@ -44,7 +44,7 @@ def test_a_journey_opens_the_cod_flow_and_the_customers_yes_confirms(settings: S
         assert customer is not None
         conversation = engine.conversation_for(session, customer, "sms")
         session.flush()
-        # The call shape bot.journeys uses: it sends its own text, the engine only opens the flow.
+        # The call shape bot.journeys.hooks uses: it sends its own text, the engine only opens the flow.
         engine.open_flow(session=session, conversation=conversation, flow="cod", order_id="A1001",
                          now=service.now(), runtime=service.runtime, customer=customer)
     assert "is confirmed" in _say(service, "YES")[0]

@@ -17,9 +17,9 @@ import pytest
 import yaml
 from jinja2 import nodes
 
-from bot import replies
-from bot.gsm7 import non_gsm7
-from bot.orders import ALLOWED_FROM
+from bot.core import replies
+from bot.core.gsm7 import non_gsm7
+from bot.store.orders import ALLOWED_FROM
 from flows.base import OrderView
 from flows.reschedule import DEFAULT_WINDOWS
 from tests.flows.support import order

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bot import replies
-from bot.shopconfig import DEFAULTS
+from bot.core import replies
+from bot.core.shopconfig import DEFAULTS
 from tests.flows.support import order
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "data" / "templates"

@@ -5,11 +5,11 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from bot.channels import InboundMessage
-from bot.gateway import Handled
-from bot.orders import upsert_order
-from bot.schemas import OrderIn
+from bot.conversation.gateway import Handled
+from bot.core.channels import InboundMessage
+from bot.core.schemas import OrderIn
 from bot.service import Service
+from bot.store.orders import upsert_order
 from tests.support.factories import order_payload
 
 PHONE = "+919812345678"

@@ -15,10 +15,10 @@ from pydantic import SecretStr
 from sqlmodel import select
 
 from bot.app import create_app
-from bot.dispatcher import Dispatcher
-from bot.models import Conversation, Message, Outbox
+from bot.core.models import Conversation, Message, Outbox
+from bot.core.settings import Settings
+from bot.delivery.dispatcher import Dispatcher
 from bot.service import Service
-from bot.settings import Settings
 from tests.fakes.telegram_server import BOT_TOKEN, FakeTelegram
 from tests.fakes.twilio_server import ACCOUNT_SID, AUTH_TOKEN, SMS_FROM, WHATSAPP_FROM, FakeTwilio
 from tests.handoff.helpers import PHONE, add_order, escalate

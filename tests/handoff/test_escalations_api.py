@@ -10,9 +10,9 @@ from fastapi.testclient import TestClient
 from sqlmodel import select
 
 from bot.app import create_app
-from bot.models import Conversation, Escalation, LogisticsEvent, Message, Outbox
+from bot.core.models import Conversation, Escalation, LogisticsEvent, Message, Outbox
+from bot.core.settings import Settings
 from bot.service import Service
-from bot.settings import Settings
 from tests.handoff.helpers import PHONE, add_order, escalate, say
 
 

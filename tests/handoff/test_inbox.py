@@ -11,10 +11,10 @@ from sqlmodel import select
 from typer.testing import CliRunner
 
 from bot.app import create_app
-from bot.cli import app as cli_app
-from bot.models import Agent, Conversation, Message
+from bot.cli.app import app as cli_app
+from bot.core.models import Agent, Conversation, Message
+from bot.core.settings import Settings, reset_settings_cache
 from bot.service import Service
-from bot.settings import Settings, reset_settings_cache
 from tests.conftest import TEST_API_KEY
 from tests.handoff.helpers import PHONE, add_order, escalate, say
 

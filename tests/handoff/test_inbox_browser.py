@@ -23,8 +23,8 @@ import uvicorn
 from pydantic import SecretStr
 
 from bot.app import create_app
+from bot.core.settings import Settings
 from bot.service import Service
-from bot.settings import Settings
 from tests.conftest import TEST_API_KEY
 from tests.fakes.twilio_server import ACCOUNT_SID, AUTH_TOKEN, SMS_FROM, WHATSAPP_FROM, FakeTwilio
 from tests.handoff.helpers import PHONE, add_order

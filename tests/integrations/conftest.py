@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from bot.core.settings import Settings
 from bot.service import Service
-from bot.settings import Settings
 
 
 @pytest.fixture

@@ -15,11 +15,11 @@ from fastapi.testclient import TestClient
 from sqlmodel import select
 
 from bot.app import create_app
-from bot.models import Message, Order, OrderEvent
-from bot.orders import apply_event, get_order, upsert_order
-from bot.schemas import OrderEventIn, OrderIn
+from bot.core.models import Message, Order, OrderEvent
+from bot.core.schemas import OrderEventIn, OrderIn
+from bot.core.settings import Settings
 from bot.service import Service
-from bot.settings import Settings
+from bot.store.orders import apply_event, get_order, upsert_order
 from integrations.carrier_webhooks import aftership_signature, doorstep_signature
 from tests.support.factories import order_payload
 

@@ -17,13 +17,13 @@ from pydantic import SecretStr
 from sqlmodel import col, select
 
 from bot.app import create_app
-from bot.channels import InboundMessage
-from bot.dispatcher import Dispatcher
-from bot.models import ChatwootLink, Conversation, Escalation, Message, Outbox
-from bot.orders import apply_event, upsert_order
-from bot.schemas import OrderEventIn, OrderIn
+from bot.core.channels import InboundMessage
+from bot.core.models import ChatwootLink, Conversation, Escalation, Message, Outbox
+from bot.core.schemas import OrderEventIn, OrderIn
+from bot.core.settings import Settings
+from bot.delivery.dispatcher import Dispatcher
 from bot.service import Service
-from bot.settings import Settings
+from bot.store.orders import apply_event, upsert_order
 from integrations.chatwoot import enqueue_escalations
 from tests.fakes.chatwoot_server import FakeChatwoot
 from tests.support.factories import order_payload

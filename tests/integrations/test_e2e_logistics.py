@@ -14,10 +14,10 @@ import httpx
 from pydantic import SecretStr
 
 from bot.app import create_app
-from bot.orders import apply_event, get_order, today_in, upsert_order
-from bot.schemas import OrderEventIn, OrderIn
+from bot.core.schemas import OrderEventIn, OrderIn
+from bot.core.settings import Settings
 from bot.service import Service
-from bot.settings import Settings
+from bot.store.orders import apply_event, get_order, today_in, upsert_order
 from tests.conftest import TEST_API_KEY
 from tests.fakes.logistics_receiver import LogisticsReceiver
 from tests.fakes.twilio_server import ACCOUNT_SID, AUTH_TOKEN, SMS_FROM, FakeTwilio

@@ -11,9 +11,9 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
 from bot.app import create_app
+from bot.core.settings import Settings
+from bot.core.urls import is_web_url, safe_link
 from bot.service import Service
-from bot.settings import Settings
-from bot.urls import is_web_url, safe_link
 from integrations.carrier_webhooks import doorstep_signature
 from tests.support.factories import order_payload
 

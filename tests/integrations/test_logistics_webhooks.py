@@ -18,14 +18,14 @@ from datetime import datetime, timedelta
 import pytest
 from sqlmodel import select
 
-from bot.clock import system_clock
-from bot.dispatcher import Dispatcher
-from bot.models import LogisticsEvent, Outbox
-from bot.orders import upsert_order
-from bot.outbox import emit_event
-from bot.schemas import OrderIn
+from bot.core.clock import system_clock
+from bot.core.models import LogisticsEvent, Outbox
+from bot.core.schemas import OrderIn
+from bot.core.settings import Settings
+from bot.delivery.dispatcher import Dispatcher
 from bot.service import Service
-from bot.settings import Settings
+from bot.store.orders import upsert_order
+from bot.store.outbox import emit_event
 from tests.fakes.logistics_receiver import LogisticsReceiver
 from tests.support.factories import order_payload
 from tests.support.server import DOORSTEP
@@ -272,7 +272,7 @@ def test_feed_pages_oldest_first_with_a_stable_cursor(make_service: Callable[...
 def test_public_destinations_are_pinned_to_the_vetted_address() -> None:
     import httpx
 
-    from bot.urlguard import GuardedTransport
+    from bot.core.urlguard import GuardedTransport
 
     seen: list[httpx.Request] = []
 

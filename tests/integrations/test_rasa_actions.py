@@ -18,11 +18,11 @@ from fastapi.testclient import TestClient
 from sqlmodel import select
 
 from bot.app import create_app
-from bot.models import Customer, Escalation, LogisticsEvent, Message
-from bot.orders import apply_event, get_order, today_in, upsert_order
-from bot.schemas import OrderEventIn, OrderIn
+from bot.core.models import Customer, Escalation, LogisticsEvent, Message
+from bot.core.schemas import OrderEventIn, OrderIn
+from bot.core.settings import Settings
 from bot.service import Service
-from bot.settings import Settings
+from bot.store.orders import apply_event, get_order, today_in, upsert_order
 from tests.conftest import TEST_API_KEY
 from tests.support.factories import order_payload
 

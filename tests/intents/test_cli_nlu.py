@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from typer.testing import CliRunner
 
-from bot import cli_nlu
+from bot.cli import nlu as cli_nlu
 
 app = typer.Typer()
 cli_nlu.register(app)

@@ -19,7 +19,7 @@ def _modules_after(code: str) -> set[str]:
 
 
 def test_cli_module_imports_nothing_heavy() -> None:
-    loaded = _modules_after("import bot.cli_nlu")
+    loaded = _modules_after("import bot.cli.nlu")
     assert not loaded & {"sklearn", "numpy", "scipy", "dateparser", "openai", "torch"}
 
 

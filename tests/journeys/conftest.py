@@ -16,12 +16,12 @@ from fastapi.testclient import TestClient
 from sqlmodel import col, select
 
 from bot.app import create_app
-from bot.channels import OutboundMessage, Receipt
-from bot.dispatcher import Dispatcher
-from bot.journeys import FakeClock
-from bot.models import Message
+from bot.core.channels import OutboundMessage, Receipt
+from bot.core.models import Message
+from bot.core.settings import Settings
+from bot.delivery.dispatcher import Dispatcher
+from bot.journeys.hooks import FakeClock
 from bot.service import Service
-from bot.settings import Settings
 from tests.support.factories import order_payload
 
 IST = ZoneInfo("Asia/Kolkata")  # the test settings' DOORSTEP_TIMEZONE

@@ -8,9 +8,9 @@ import uuid
 
 from sqlmodel import select
 
-from bot.channels import InboundMessage
-from bot.models import Conversation, Order
-from bot.settings import Settings
+from bot.core.channels import InboundMessage
+from bot.core.models import Conversation, Order
+from bot.core.settings import Settings
 from tests.journeys.conftest import Kit, ist, make_kit
 
 NO_HOUSE_NUMBER = {"line1": "MG Road", "line2": "", "city": "Bengaluru", "postal_code": "560001"}

@@ -8,9 +8,9 @@ from datetime import timedelta
 import pytest
 from sqlmodel import select
 
-from bot.models import JourneyTimer, Message
+from bot.core.models import JourneyTimer, Message
+from bot.core.settings import Settings
 from bot.service import Service
-from bot.settings import Settings
 from tests.journeys.conftest import ist, make_kit
 
 

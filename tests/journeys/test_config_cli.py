@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from bot.cli import app
-from bot.settings import Settings, reset_settings_cache
-from bot.shopconfig import ConfigError, load_shop_config, parse_quiet_hours
+from bot.cli.app import app
+from bot.core.settings import Settings, reset_settings_cache
+from bot.core.shopconfig import ConfigError, load_shop_config, parse_quiet_hours
 
 REPO = Path(__file__).resolve().parents[2]
 runner = CliRunner()

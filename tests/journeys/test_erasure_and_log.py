@@ -8,9 +8,9 @@ from datetime import timedelta
 import sqlalchemy as sa
 from sqlmodel import SQLModel, select
 
-import bot.models  # noqa: F401  (all tables in the metadata)
-from bot.channels import InboundMessage
-from bot.models import Customer, Outbox
+import bot.core.models  # noqa: F401  (all tables in the metadata)
+from bot.core.channels import InboundMessage
+from bot.core.models import Customer, Outbox
 from tests.journeys.conftest import Kit, ist
 
 PHONE = "+919812345678"

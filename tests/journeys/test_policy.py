@@ -7,9 +7,9 @@ from datetime import timedelta
 
 from sqlmodel import select
 
-from bot.channels import InboundMessage
-from bot.models import Customer, Outbox
-from bot.settings import Settings
+from bot.core.channels import InboundMessage
+from bot.core.models import Customer, Outbox
+from bot.core.settings import Settings
 from tests.journeys.conftest import Kit, ist, make_kit
 
 

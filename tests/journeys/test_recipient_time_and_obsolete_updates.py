@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 
-from bot.channels import InboundMessage
+from bot.core.channels import InboundMessage
 from tests.journeys.conftest import Kit, ist
 
 US_PHONE = "+14155550123"  # San Francisco

@@ -9,8 +9,8 @@ from zoneinfo import ZoneInfo
 
 from sqlmodel import select
 
-from bot.models import Customer
-from bot.settings import Settings
+from bot.core.models import Customer
+from bot.core.settings import Settings
 from tests.journeys.conftest import Kit, ist, make_kit
 
 NEW_YORK = ZoneInfo("America/New_York")

@@ -7,9 +7,9 @@ from datetime import timedelta
 
 from sqlmodel import select
 
-from bot.channels import InboundMessage
-from bot.models import Conversation, Customer, Escalation, JourneyTimer, Order, OrderEvent
-from bot.settings import Settings
+from bot.core.channels import InboundMessage
+from bot.core.models import Conversation, Customer, Escalation, JourneyTimer, Order, OrderEvent
+from bot.core.settings import Settings
 from tests.journeys.conftest import Kit, ist, make_kit
 
 

@@ -18,11 +18,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from bot.channels import InboundMessage
-from bot.orders import upsert_order
-from bot.schemas import OrderIn
+from bot.core.channels import InboundMessage
+from bot.core.schemas import OrderIn
+from bot.core.settings import Settings
 from bot.service import Service
-from bot.settings import Settings
+from bot.store.orders import upsert_order
 from intents import Context, Intent, classify
 from intents.llm import CircuitBreaker, classify_with_llm, mask_private
 from tests.fakes.openai_server import FakeOpenAI

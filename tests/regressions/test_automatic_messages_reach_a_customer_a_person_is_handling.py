@@ -18,12 +18,12 @@ from fastapi.testclient import TestClient
 from sqlmodel import select
 
 from bot.app import create_app
-from bot.channels import InboundMessage
-from bot.dispatcher import Dispatcher
-from bot.models import Conversation, Customer, Escalation, Message
-from bot.outbox import PRIORITY_TRANSACTIONAL, enqueue_message
+from bot.core.channels import InboundMessage
+from bot.core.models import Conversation, Customer, Escalation, Message
+from bot.core.settings import Settings
+from bot.delivery.dispatcher import Dispatcher
 from bot.service import Service
-from bot.settings import Settings
+from bot.store.outbox import PRIORITY_TRANSACTIONAL, enqueue_message
 from tests.channels.conftest import ASHA, Clock, add_order, new_service, with_channels
 from tests.conftest import TEST_API_KEY
 from tests.fakes.twilio_server import FakeTwilio

@@ -14,8 +14,8 @@ from collections.abc import Iterator
 import pytest
 
 from bot.app import create_app
+from bot.core.settings import Settings
 from bot.service import Service
-from bot.settings import Settings
 from tests.support.server import serve_in_thread
 
 

@@ -21,8 +21,8 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from bot.core.settings import Settings
 from bot.service import Service
-from bot.settings import Settings
 from tests.conftest import TEST_API_KEY
 from tests.support.server import DOORSTEP, free_port, wait_healthy
 

@@ -8,10 +8,10 @@ import subprocess
 
 from sqlmodel import col, select
 
-from bot.demo import load_demo
-from bot.models import Message
+from bot.cli.demo import load_demo
+from bot.core.models import Message
+from bot.core.settings import Settings
 from bot.service import Service
-from bot.settings import Settings
 from tests.support.server import DOORSTEP
 
 

@@ -8,9 +8,9 @@ from datetime import timedelta
 
 from sqlmodel import select
 
-from bot.channels import InboundMessage
-from bot.models import Customer, Message, Order
-from bot.settings import Settings
+from bot.core.channels import InboundMessage
+from bot.core.models import Customer, Message, Order
+from bot.core.settings import Settings
 from tests.journeys.conftest import ist, make_kit
 
 

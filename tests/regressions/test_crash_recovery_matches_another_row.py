@@ -10,11 +10,11 @@ import asyncio
 
 from sqlmodel import select
 
-from bot.dispatcher import LEASE, Dispatcher
-from bot.models import Customer, Message, Outbox
-from bot.outbox import enqueue_message
+from bot.core.models import Customer, Message, Outbox
+from bot.core.settings import Settings
+from bot.delivery.dispatcher import LEASE, Dispatcher
 from bot.service import Service
-from bot.settings import Settings
+from bot.store.outbox import enqueue_message
 from tests.channels.conftest import ASHA, Clock, new_service, with_channels
 from tests.fakes.twilio_server import FakeTwilio
 

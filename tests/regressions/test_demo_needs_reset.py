@@ -10,13 +10,13 @@ import subprocess
 
 from sqlmodel import select
 
-from bot.demo import load_demo_orders, reset_demo
-from bot.erasure import erase_customer
-from bot.models import Customer, Order
-from bot.orders import upsert_order
-from bot.schemas import OrderIn
+from bot.cli.demo import load_demo_orders, reset_demo
+from bot.core.models import Customer, Order
+from bot.core.schemas import OrderIn
+from bot.core.settings import Settings
 from bot.service import Service
-from bot.settings import Settings
+from bot.store.erasure import erase_customer
+from bot.store.orders import upsert_order
 from tests.support.factories import order_payload
 from tests.support.server import DOORSTEP
 

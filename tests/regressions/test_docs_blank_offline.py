@@ -1,5 +1,5 @@
 """`/docs` loaded Swagger UI from a CDN, so it was a blank page offline. Its assets are
-now bundled (bot/static/swagger-ui) and served by the app itself."""
+now bundled (bot/web/static/swagger-ui) and served by the app itself."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import re
 from fastapi.testclient import TestClient
 
 from bot.app import create_app
+from bot.core.settings import Settings
 from bot.service import Service
-from bot.settings import Settings
 
 
 def test_docs_page_needs_nothing_but_the_server(tmp_path: object, settings: Settings) -> None:

@@ -21,12 +21,12 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from sqlmodel import SQLModel, select
 
-import bot.models  # noqa: F401  (every table in the metadata)
+import bot.core.models  # noqa: F401  (every table in the metadata)
 from bot.app import create_app
-from bot.dispatcher import Dispatcher
-from bot.models import ChatwootLink, Customer, Escalation
+from bot.core.models import ChatwootLink, Customer, Escalation
+from bot.core.settings import Settings
+from bot.delivery.dispatcher import Dispatcher
 from bot.service import Service
-from bot.settings import Settings
 from tests.channels.conftest import TELEGRAM_SECRET, with_channels
 from tests.fakes.telegram_server import FakeTelegram, update
 from tests.support.factories import order_payload

@@ -11,8 +11,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from bot.channels import InboundMessage
-from bot.settings import Settings
+from bot.core.channels import InboundMessage
+from bot.core.settings import Settings
 from tests.journeys.conftest import Kit, ist, make_kit
 
 

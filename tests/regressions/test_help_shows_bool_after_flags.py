@@ -7,7 +7,7 @@ from typing import Any
 import typer.main
 from typer.testing import CliRunner
 
-from bot.cli import app
+from bot.cli.app import app
 
 
 def _commands(command: Any, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:

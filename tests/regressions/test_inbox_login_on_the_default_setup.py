@@ -18,12 +18,12 @@ from fastapi.testclient import TestClient
 from sqlmodel import select
 
 from bot.app import create_app
-from bot.auth import ensure_api_key
-from bot.cli_agents import new_agent_token, token_digest
-from bot.db import Database, NestedWriteTransaction, ReadOnlySessionError
-from bot.models import Agent, KeyValue
+from bot.cli.agents import new_agent_token, token_digest
+from bot.core.db import Database, NestedWriteTransaction, ReadOnlySessionError
+from bot.core.models import Agent, KeyValue
+from bot.core.settings import Settings
 from bot.service import Service
-from bot.settings import Settings
+from bot.store.auth import ensure_api_key
 from tests.handoff.helpers import PHONE, add_order, say
 
 

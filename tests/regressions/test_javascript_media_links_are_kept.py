@@ -10,9 +10,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import select
 
-from bot.models import Message
+from bot.core.models import Message
+from bot.core.settings import Settings
 from bot.service import Service
-from bot.settings import Settings
 from tests.channels.conftest import ASHA, PUBLIC_URL, new_service, with_channels
 from tests.fakes.twilio_server import FakeTwilio
 

@@ -2,7 +2,7 @@
 
 twilio's HTTP client logged each request's parameters (the recipient's number)
 at INFO, and httpx logged webhook URLs with their tokens. `serve` and `worker`
-log through bot.logs: noisy libraries at WARNING, every record redacted.
+log through bot.core.logs: noisy libraries at WARNING, every record redacted.
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from bot.app import create_app
-from bot.channels import OutboundMessage
-from bot.dispatcher import Dispatcher
-from bot.logs import redact, setup_logging
+from bot.core.channels import OutboundMessage
+from bot.core.logs import redact, setup_logging
+from bot.core.settings import Settings
+from bot.delivery.dispatcher import Dispatcher
 from bot.service import Service
-from bot.settings import Settings
 from integrations.twilio_channel import TwilioSender
 from tests.channels.conftest import ASHA, PUBLIC_URL, add_order, drain, new_service, with_channels
 from tests.fakes.twilio_server import AUTH_TOKEN, FakeTwilio

@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 import pytest
 
-from bot.logs import RedactingFilter, redact, setup_logging
+from bot.core.logs import RedactingFilter, redact, setup_logging
 from tests.conftest import TEST_API_KEY
 from tests.fakes.twilio_server import ACCOUNT_SID, AUTH_TOKEN, SMS_FROM, FakeTwilio
 from tests.support.factories import order_payload

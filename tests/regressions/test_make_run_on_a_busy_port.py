@@ -9,9 +9,9 @@ import subprocess
 
 from sqlmodel import select
 
-from bot.models import KeyValue
+from bot.core.models import KeyValue
+from bot.core.settings import Settings
 from bot.service import Service
-from bot.settings import Settings
 from tests.support.server import DOORSTEP
 
 

@@ -11,9 +11,9 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from bot.app import create_app
-from bot.models import Conversation, Customer, Escalation, KeyValue, Outbox
+from bot.core.models import Conversation, Customer, Escalation, KeyValue, Outbox
+from bot.core.settings import Settings
 from bot.service import Service
-from bot.settings import Settings
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 

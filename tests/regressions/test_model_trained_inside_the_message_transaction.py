@@ -26,9 +26,9 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from bot.app import create_app
-from bot.channels import InboundMessage
+from bot.core.channels import InboundMessage
+from bot.core.settings import Settings
 from bot.service import Service
-from bot.settings import Settings
 from intents import classifier
 from intents.model import load_or_train
 from tests.intents.test_model import TINY, write_nlu

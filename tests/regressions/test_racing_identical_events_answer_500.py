@@ -17,8 +17,8 @@ from typing import Any
 from pydantic import SecretStr
 from sqlmodel import select
 
-from bot.models import Message, OrderEvent
-from bot.settings import Settings
+from bot.core.models import Message, OrderEvent
+from bot.core.settings import Settings
 from integrations.carrier_webhooks import doorstep_signature
 from tests.journeys.conftest import Kit, ist, make_kit
 

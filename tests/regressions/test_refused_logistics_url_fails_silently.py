@@ -23,14 +23,14 @@ from pydantic import SecretStr
 from sqlmodel import select
 
 from bot.app import create_app
-from bot.clock import system_clock
-from bot.dispatcher import Dispatcher
-from bot.models import Outbox
-from bot.orders import upsert_order
-from bot.outbox import emit_event
-from bot.schemas import OrderIn
+from bot.core.clock import system_clock
+from bot.core.models import Outbox
+from bot.core.schemas import OrderIn
+from bot.core.settings import Settings
+from bot.delivery.dispatcher import Dispatcher
 from bot.service import Service
-from bot.settings import Settings
+from bot.store.orders import upsert_order
+from bot.store.outbox import emit_event
 from tests.fakes.logistics_receiver import LogisticsReceiver
 from tests.support.factories import order_payload
 from tests.support.server import DOORSTEP, free_port

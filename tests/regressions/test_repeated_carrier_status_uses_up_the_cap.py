@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from bot.settings import Settings
+from bot.core.settings import Settings
 from integrations.carrier_webhooks import aftership_signature, doorstep_signature
 from tests.journeys.conftest import Kit, ist, make_kit
 

@@ -14,10 +14,10 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from bot.engine import Runtime, render_reply
-from bot.models import Customer
-from bot.settings import Settings
-from bot.shopconfig import load_shop_config
+from bot.conversation.engine import Runtime, render_reply
+from bot.core.models import Customer
+from bot.core.settings import Settings
+from bot.core.shopconfig import load_shop_config
 from flows.base import Reply
 from tests.channels.conftest import new_service
 from tests.flows.support import order

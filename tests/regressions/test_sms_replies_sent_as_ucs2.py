@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import asyncio
 
-from bot.channels import InboundMessage
-from bot.dispatcher import LEASE, Dispatcher
-from bot.gsm7 import is_gsm7, non_gsm7, segments
-from bot.settings import Settings
+from bot.core.channels import InboundMessage
+from bot.core.gsm7 import is_gsm7, non_gsm7, segments
+from bot.core.settings import Settings
+from bot.delivery.dispatcher import LEASE, Dispatcher
 from tests.channels.conftest import ASHA, Clock, add_order, drain, new_service, with_channels
 from tests.fakes.twilio_server import FakeTwilio
 

@@ -1,7 +1,7 @@
 """The SSRF guard let the cloud metadata address through inside IPv6 (NAT64, 6to4) and missed
 192.0.0.192; the Chatwoot and agent-webhook URLs were not vetted at all.
 
-Now one guard (bot/urlguard.py) vets every operator-set URL, and the senders
+Now one guard (bot/core/urlguard.py) vets every operator-set URL, and the senders
 refuse before any byte leaves. Loopback fakes stay reachable only with the
 explicit DOORSTEP_ALLOW_PRIVATE_URLS setting.
 """
@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from bot.dispatcher import Claimed
-from bot.errors import PermanentProviderError
+from bot.core.errors import PermanentProviderError
+from bot.core.settings import Settings
+from bot.core.urlguard import UnsafeURL, address_problem, check_operator_urls, vet_url
+from bot.delivery.dispatcher import Claimed
 from bot.service import llm_classifier
-from bot.settings import Settings
-from bot.urlguard import UnsafeURL, address_problem, check_operator_urls, vet_url
 from integrations.agent_notify import AgentNotifier
 from integrations.chatwoot import ChatwootSender
 from tests.fakes.chatwoot_server import FakeChatwoot

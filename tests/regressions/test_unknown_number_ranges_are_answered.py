@@ -12,11 +12,11 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import select
 
-from bot.dispatcher import Dispatcher
-from bot.models import Message
-from bot.phones import InvalidPhone, to_e164
+from bot.core.models import Message
+from bot.core.phones import InvalidPhone, to_e164
+from bot.core.settings import Settings
+from bot.delivery.dispatcher import Dispatcher
 from bot.service import Service
-from bot.settings import Settings
 from tests.channels.conftest import PUBLIC_URL, drain, new_service, with_channels
 from tests.fakes.twilio_server import FakeTwilio
 

@@ -1,0 +1,1 @@
+"""One inbound message: receive and process (gateway), one turn (engine), effects, compliance."""

@@ -1,0 +1,564 @@
+"""The conversation engine: classify one inbound message, run its flow, apply effects.
+
+Runs inside the gateway's transaction, with the conversation row locked.
+Flows are pure; this module is the one runner that turns their effects into
+rows (order changes, order events, logistics events, escalations, outbound
+messages). It never sends anything itself.
+
+The rules every flow gets from here (docs/flows.md): an interruption is
+answered and the open question asked again; a flow's state expires after its
+declared timeout; "start over" restarts the flow; two misunderstandings in a
+row offer a person and the third escalates; replies are rendered in the
+customer's language. `open_flow` / `open_proactive` let the journeys open a
+flow so that the customer's answer to a proactive message lands in context.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlmodel import Session, select
+
+from bot.conversation import compliance
+from bot.core import replies
+from bot.core.clock import Clock, system_clock
+from bot.core.db import session_now, try_insert
+from bot.core.models import Conversation, Customer, Message, Order
+from bot.journeys.hooks import INFORMATIONAL_JOURNEYS, Journeys
+from bot.store import escalations, outbox
+from bot.store.orders import customer_orders, customer_view, order_view, record_event
+from flows import proactive
+from flows.base import (
+    END,
+    HANDOFF,
+    EmitEvent,
+    Escalate,
+    Flow,
+    FlowContext,
+    Reply,
+    SetOptOut,
+    StepResult,
+    UpdateOrder,
+)
+from flows.common import is_restart
+from flows.registry import FLOWS, FLOWS_BY_NAME
+from intents import Classification, Context, Expecting, Intent, classify, get_model
+from intents.sentiment import is_angry
+from intents.text import marker_words
+
+log = logging.getLogger(__name__)
+
+# Order fields a flow may change through UpdateOrder.
+UPDATABLE_ORDER_FIELDS = {"delivery_date", "delivery_window", "cod_status", "address_status", "shipping_address", "status", "extra"}
+HUMAN_OWNERS = {"waiting_human", "human"}
+LOCALES = ("en", "es", "hi-Latn")
+# Answers to an open question whatever the flow: they never count as an interruption.
+ANSWER_INTENTS = frozenset({"affirm", "deny", "choice", "out_of_scope"})
+# Below this the model's reading is not sure enough to leave the open question for another topic.
+INTERRUPT_CONFIDENCE = 0.8
+# Interruptions that end the open question instead of returning to it.
+SWITCH_INTENTS = frozenset({"human", "opt_out"})
+# Flows a proactive message can open (`open_flow` without an explicit state).
+PROACTIVE_KINDS = {"cod": "cod_confirmation", "address": "address_clarification"}
+
+
+@dataclass
+class Runtime:
+    """What the engine needs from the running service; tests inject the clock."""
+
+    timezone: str = "UTC"
+    shop_config: dict[str, Any] = field(default_factory=dict)
+    clock: Clock = system_clock
+    classifier: Callable[[str, Context], Classification] = classify
+    # Loads (or trains, once per process) the intent model. Called before a message's
+    # transaction opens, never inside it: training there held SQLite's write lock for seconds.
+    warm_up: Callable[[], object] = get_model
+
+    def now(self) -> datetime:
+        return self.clock()
+
+
+def _sla_minutes(runtime: Runtime, *, urgent: bool) -> int:
+    section = runtime.shop_config.get("escalation", {})
+    normal = int(section.get("sla_minutes", 30))
+    return min(normal, int(section.get("urgent_sla_minutes", 10))) if urgent else normal
+
+
+@dataclass
+class Turn:
+    """Everything one inbound message produced (for the CLI, tests and metrics)."""
+
+    classification: Classification | None
+    replies: list[Message] = field(default_factory=list)
+    flow: str | None = None
+    escalated: bool = False
+    cod_confirmed: list[str] = field(default_factory=list)  # order ids whose COD was confirmed this turn
+
+
+def _known_private(customer: Customer, orders: list[Order]) -> tuple[str, ...]:
+    """The customer's name and delivery addresses, masked before a message leaves for the optional LLM."""
+    parts = [customer.name] + [str(order.shipping_address.get(key) or "") for order in orders
+                               for key in ("line1", "line2", "landmark", "city", "postal_code")]
+    return tuple(dict.fromkeys(part for part in parts if part))
+
+
+def _classify(runtime: Runtime, conversation: Conversation, customer: Customer, text: str, now: datetime,
+              orders: list[Order]) -> Classification:
+    expecting = Expecting(conversation.slots.get("_expecting", Expecting.NOTHING.value)) if conversation.flow else Expecting.NOTHING
+    context = Context(
+        expecting=expecting,
+        choices=tuple(conversation.slots.get("_choices", ())) if conversation.flow else (),
+        now=now,
+        timezone=customer.timezone or runtime.timezone,
+        locale=customer.locale,
+        private=_known_private(customer, orders),
+    )
+    return runtime.classifier(text, context)
+
+
+def handle_message(*, session: Session, runtime: Runtime, conversation: Conversation, customer: Customer,
+                   message: Message) -> Turn:
+    now = runtime.now()
+    if conversation.flow and conversation.expires_at is not None and conversation.expires_at <= now:
+        _clear_flow(conversation)  # TIMEOUT: the next message is classified afresh
+
+    orders = customer_orders(session=session, customer_id=customer.id or 0)
+    classification = _classify(runtime, conversation, customer, message.text, now, orders)
+    message.intent = classification.intent.value
+    message.confidence = round(classification.confidence, 4)
+    message.entities = [e.as_dict() for e in classification.entities]
+    turn = Turn(classification=classification)
+    locale = reply_locale(conversation, customer, classification, message.text)
+
+    keyword_effects = compliance.pre_flow(session=session, conversation=conversation, customer=customer,
+                                          message=message, classification=classification)
+    if keyword_effects is not None:
+        _apply(session=session, runtime=runtime, conversation=conversation, customer=customer, orders=orders,
+               result=StepResult(next_state=END, effects=tuple(keyword_effects)), turn=turn, now=now, locale=locale)
+        return turn
+
+    if conversation.owner in HUMAN_OWNERS:
+        # A person owns this conversation: the bot stays quiet (bar an optional one-time
+        # acknowledgement), and the agent sees the message.
+        ack = escalations.on_inbound_while_human(session=session, conversation=conversation, customer=customer,
+                                                 message=message, config=runtime.shop_config)
+        _apply(session=session, runtime=runtime, conversation=conversation, customer=customer, orders=orders,
+               result=StepResult(next_state=END, effects=tuple(ack)), turn=turn, now=now, locale=locale)
+        return turn
+
+    if conversation.owner == "resolved":
+        conversation.owner = "bot"
+    ctx = FlowContext(
+        text=message.text,
+        classification=classification,
+        customer=customer_view(customer),
+        orders=tuple(order_view(o) for o in orders),
+        now=now,
+        timezone=customer.timezone or runtime.timezone,
+        channel=message.channel,
+        config=runtime.shop_config,
+        locale=locale,
+        media_urls=tuple(message.media_urls),
+        last_order_id=_last_order(conversation, now),
+    )
+    flow, result = _run_flow(conversation, ctx)
+    result = _escalation_triggers(ctx, _misunderstanding_rule(conversation, ctx, result))
+    turn.flow = result.flow or flow.name
+    _apply(session=session, runtime=runtime, conversation=conversation, customer=customer, orders=orders,
+           result=result, turn=turn, now=now, locale=locale)
+    _advance(conversation, FLOWS_BY_NAME.get(result.flow or "", flow), result, now)
+    conversation.slots = {**conversation.slots, "_locale": locale, **_remember_order(result, now)}
+    _drop_obsolete_updates(session, orders, result, now)
+    _follow_up_address(session=session, runtime=runtime, conversation=conversation, customer=customer,
+                       orders=orders, turn=turn, now=now)
+    return turn
+
+
+def _follow_up_address(*, session: Session, runtime: Runtime, conversation: Conversation, customer: Customer,
+                       orders: list[Order], turn: Turn, now: datetime) -> None:
+    """After a COD confirmation, ask for the address parts the courier still needs.
+
+    The journeys hold the address question back while a COD question is open
+    (one open question at a time); this is where it follows.
+    """
+    if conversation.flow is not None or conversation.owner in HUMAN_OWNERS:
+        return
+    for order in orders:
+        if order.order_id in turn.cod_confirmed and order.address_status == "needs_clarification":
+            try:
+                message = open_proactive(session=session, runtime=runtime, customer=customer,
+                                         kind="address_clarification", order=order, conversation=conversation,
+                                         now=now, dedupe_key=f"journey:address_clarification:{order.id}")
+            except proactive.NotApplicable:
+                continue
+            if message is not None:
+                turn.replies.append(message)
+            return
+
+
+LAST_ORDER_MEMORY = timedelta(minutes=30)
+KEPT_SLOTS = ("_locale", "_last_order", "_last_order_at")  # conversation memory that outlives a flow
+
+
+def _remember_order(result: StepResult, now: datetime) -> dict[str, Any]:
+    """The order this turn was about (the last one a reply or change named), to default to next time."""
+    named = [e.order_id for e in result.effects if isinstance(e, (Reply, UpdateOrder)) and e.order_id]
+    return {"_last_order": named[-1], "_last_order_at": now.isoformat()} if named else {}
+
+
+def _drop_obsolete_updates(session: Session, orders: list[Order], result: StepResult, now: datetime) -> None:
+    """A status update held for later (quiet hours) is obsolete once the customer has talked to the bot
+    about that order: the conversation just told them. Cancelled (with the reason in the log), not sent."""
+    named = {e.order_id for e in result.effects if isinstance(e, (Reply, UpdateOrder)) and e.order_id}
+    reason = "obsolete: the customer talked to the bot about this order"
+    for order in orders:
+        if order.order_id in named:
+            Journeys.cancel_superseded(session, order=order, journeys=INFORMATIONAL_JOURNEYS, timers=(),
+                                       reason=reason, now=now, held_only=True)
+            if order.payment_method == "cod" and order.cod_status in {"confirmed", "cancelled"}:
+                # The COD question waiting to go out has just been answered in the conversation.
+                Journeys.cancel_superseded(session, order=order, journeys=("order_confirmed",), timers=(),
+                                           reason=reason + " (COD answered)", now=now)
+
+
+def _last_order(conversation: Conversation, now: datetime) -> str | None:
+    order_id, at = conversation.slots.get("_last_order"), conversation.slots.get("_last_order_at")
+    if not isinstance(order_id, str) or not isinstance(at, str):
+        return None
+    try:
+        recent = now - datetime.fromisoformat(at) <= LAST_ORDER_MEMORY
+    except (TypeError, ValueError):
+        return None
+    return order_id if recent else None
+
+
+def reply_locale(conversation: Conversation, customer: Customer, classification: Classification, text: str) -> str:
+    """The language to answer in: the language of a real sentence, else the last one used, else the customer's."""
+    language = replies.normalise_locale(classification.language)
+    own = replies.normalise_locale(customer.locale)
+    # Spanish and Hinglish are never confused by a person, only by a language guesser:
+    # between two non-English locales the customer's own wins.
+    plausible = language == "en" or own == "en" or language == own
+    remembered = conversation.slots.get("_locale")
+    current = remembered if isinstance(remembered, str) and remembered in LOCALES else own
+    # A short mixed reply ("parcel mila hi nahi") guessed as English keeps the conversation's
+    # language when it has any word of it: only a clearly English sentence switches to English.
+    keeps_current = language == "en" and current != "en" and marker_words(text, current) > 0
+    if language in LOCALES and len(text.split()) >= 3 and plausible and not keeps_current:
+        return language
+    return current
+
+
+def _run_flow(conversation: Conversation, ctx: FlowContext) -> tuple[Flow, StepResult]:
+    """Run the open question's step, an interruption, a restart, or the flow the intent starts."""
+    active = FLOWS_BY_NAME.get(conversation.flow or "")
+    state = active.states.get(conversation.state) if active is not None else None
+    slots = {k: v for k, v in conversation.slots.items() if not k.startswith("_")}
+    if is_restart(ctx.text):
+        if active is None:
+            return FLOWS[Intent.GREET], StepResult(next_state=END, effects=(Reply("core.start_over_nothing"),))
+        return active, _prefixed(active.start({}, ctx), "core.start_over")
+    if active is None or state is None:
+        flow = FLOWS.get(ctx.intent) or FLOWS[Intent.OUT_OF_SCOPE]
+        return flow, flow.start({}, ctx)
+    intent = ctx.intent.value
+    answers = active.intents | state.accepts | ANSWER_INTENTS
+    unsure = ctx.classification.source in ("model", "llm") and ctx.classification.confidence < INTERRUPT_CONFIDENCE
+    if intent in answers or ctx.classification.source == "context" or ctx.intent not in FLOWS or unsure:
+        # An answer to the open question (or too unsure a reading to drop the question for).
+        return active, state.step(slots, ctx)
+    # An interruption: the customer asked something else in the middle of a question.
+    other = FLOWS[ctx.intent]
+    answer = other.start({}, ctx)
+    if answer.next_state != END or answer.flow or intent in SWITCH_INTENTS or state.reprompt is None:
+        return other, answer  # a new dialog (or a person, or opt-out) replaces the open question
+    back = _prefixed(state.reprompt(slots, ctx), "core.back_to_question")
+    return active, StepResult(next_state=back.next_state, effects=(*answer.effects, *back.effects), slots=back.slots,
+                              expecting=back.expecting, choices=back.choices, understood=answer.understood)
+
+
+def _prefixed(result: StepResult, prefix: str) -> StepResult:
+    """The same result with `prefix` rendered before its first reply."""
+    effects = list(result.effects)
+    for i, effect in enumerate(effects):
+        if isinstance(effect, Reply):
+            effects[i] = replace(effect, prefix=prefix)
+            break
+    return replace(result, effects=tuple(effects))
+
+
+def _misunderstanding_rule(conversation: Conversation, ctx: FlowContext, result: StepResult) -> StepResult:
+    """Two misunderstandings in a row offer a human; the third hands the conversation to one."""
+    if result.understood:
+        return result
+    count = conversation.misunderstandings + 1
+    if count >= 3:
+        order_id = next((str(e.order_id) for e in result.effects if isinstance(e, Reply) and e.order_id), None)
+        if order_id is None and len(ctx.open_orders) == 1:
+            order_id = ctx.open_orders[0].order_id
+        return StepResult(next_state=HANDOFF, understood=False, effects=(
+            Reply("core.escalate_misunderstood"),
+            Escalate(reason="misunderstood", order_id=order_id, note="three messages in a row were not understood"),
+        ))
+    if count == 2:
+        effects = list(result.effects)
+        last = max((i for i, e in enumerate(effects) if isinstance(e, Reply)), default=None)
+        last_reply = effects[last] if last is not None else None
+        if last is not None and isinstance(last_reply, Reply):
+            effects[last] = replace(last_reply, suffix="core.offer_human")
+        else:
+            effects.append(Reply("core.offer_human"))
+        return replace(result, effects=tuple(effects))
+    return result
+
+
+def _escalation_triggers(ctx: FlowContext, result: StepResult) -> StepResult:
+    """Anger and an LLM that could not answer go to a person (after whatever the flow already said)."""
+    if any(isinstance(e, Escalate) for e in result.effects):
+        return result
+    order_id = ctx.open_orders[0].order_id if len(ctx.open_orders) == 1 else None
+    if is_angry(ctx.text) and result.next_state in (END, HANDOFF):
+        # Keep the flow's answer (e.g. the order status) and add a person, rather than argue with an upset customer.
+        # When the flow asks something ("CANCEL MY ORDER NOW!!!" -> "Cancel A1001?"), one path only: the
+        # question, so the customer's next "yes" acts instead of landing with a person who has to redo it.
+        return StepResult(next_state=HANDOFF, understood=True, effects=(
+            *result.effects, Reply("core.escalate_complaint"),
+            Escalate(reason="complaint", order_id=order_id, note="the customer sounds upset"),
+        ))
+    if ctx.classification.entity("undo") is not None and result.next_state == END and not _asked_anything(result):
+        # "Wait, I pressed wrong, I DO want it": a change just confirmed is taken back. The bot does not
+        # guess which; a person stops it (the prepaid cancel is only a request until the shop acts).
+        return StepResult(next_state=HANDOFF, understood=True, effects=(
+            Reply("core.undo_to_agent"),
+            Escalate(reason="undo_request", order_id=order_id, urgent=True,
+                     note=f"the customer takes back a change: {ctx.text[:300]}"),
+        ))
+    if ctx.classification.llm_failed and not result.understood:
+        return StepResult(next_state=HANDOFF, understood=False, effects=(
+            Reply("core.escalate_misunderstood"),
+            Escalate(reason="llm_unavailable", order_id=order_id,
+                     note="the message was unclear and the LLM fallback did not answer"),
+        ))
+    return result
+
+
+def _asked_anything(result: StepResult) -> bool:
+    """Whether the step made a change or opened a question of its own (then it answered the message)."""
+    return any(isinstance(e, (UpdateOrder, EmitEvent, Escalate)) for e in result.effects)
+
+
+def _advance(conversation: Conversation, flow: Flow, result: StepResult, now: datetime) -> None:
+    conversation.misunderstandings = 0 if result.understood else conversation.misunderstandings + 1
+    if result.next_state in (END, HANDOFF) or conversation.owner in HUMAN_OWNERS:
+        _clear_flow(conversation)
+        if result.next_state == HANDOFF or conversation.owner in HUMAN_OWNERS:
+            conversation.misunderstandings = 0  # a person has it now; start counting afresh when it comes back
+    else:
+        conversation.flow = flow.name
+        conversation.state = result.next_state
+        conversation.slots = {**dict(result.slots), "_expecting": result.expecting.value, "_choices": list(result.choices)}
+        conversation.expires_at = now + flow.timeout
+    conversation.updated_at = now
+
+
+def _clear_flow(conversation: Conversation) -> None:
+    conversation.flow = None
+    conversation.state = ""
+    conversation.slots = {k: v for k, v in conversation.slots.items() if k in KEPT_SLOTS}
+    conversation.expires_at = None
+
+
+def open_flow(*, session: Session, conversation: Conversation, flow: Flow | str, order_id: str | None = None,
+              now: datetime | None = None, runtime: Runtime | None = None, customer: Customer | None = None,
+              state: str | None = None, slots: dict[str, Any] | None = None, expecting: Expecting | None = None,
+              choices: tuple[str, ...] = (), expires_at: datetime | None = None) -> StepResult:
+    """Put `conversation` into a flow's state so the customer's *next* message is its answer.
+
+    For proactive messages (journeys): after queueing "reply YES to confirm or NO
+    to cancel", call `open_flow(session=…, conversation=…, flow="cod", order_id=…, now=…)`
+    and the reply "YES" lands in the COD flow's `confirm` state for that order.
+    Without `state`, the state, slots and expecting come from
+    `flows.proactive.open_flow` for that flow ("cod" -> cod_confirmation,
+    "address" -> address_clarification), so they always match what the flow
+    asks. Pass `state`/`slots`/`expecting` to open any other state explicitly.
+    The flow expires after its declared timeout (or `expires_at`). Changes
+    only the conversation row (caller's transaction); sends nothing. Returns the
+    `StepResult` used (its effects are the opening message, for callers that
+    want the text: see `opening_text`). Raises `flows.proactive.NotApplicable`
+    when the order does not need that flow, ValueError for an unknown flow.
+    """
+    the_flow = FLOWS_BY_NAME.get(flow) if isinstance(flow, str) else flow
+    if the_flow is None:
+        raise ValueError(f"unknown flow {flow!r}")
+    now = now or (runtime.now() if runtime is not None else session_now(session))
+    if state is None:
+        kind = PROACTIVE_KINDS.get(the_flow.name)
+        if kind is None or order_id is None:
+            raise ValueError(f"flow {the_flow.name!r} needs an explicit state to be opened")
+        order = session.exec(select(Order).where(Order.order_id == order_id)).first()
+        if order is None:
+            raise ValueError(f"order {order_id!r} not found")
+        result = proactive.open_flow(kind, order_view(order))
+    else:
+        if state not in the_flow.states:
+            raise ValueError(f"flow {the_flow.name!r} has no state {state!r}")
+        result = StepResult(next_state=state, slots={**({"order_id": order_id} if order_id else {}), **(slots or {})},
+                            expecting=expecting or the_flow.states[state].expecting, choices=choices,
+                            flow=the_flow.name)
+    conversation.flow = the_flow.name
+    conversation.state = result.next_state
+    conversation.slots = {**{k: v for k, v in conversation.slots.items() if k in KEPT_SLOTS}, **dict(result.slots),
+                          "_expecting": result.expecting.value, "_choices": list(result.choices)}
+    conversation.expires_at = expires_at or (now + the_flow.timeout)
+    conversation.misunderstandings = 0
+    conversation.updated_at = now
+    session.add(conversation)
+    return result
+
+
+def open_proactive(*, session: Session, runtime: Runtime, customer: Customer, kind: str, order: Order,
+                   conversation: Conversation | None = None, channel: str | None = None,
+                   now: datetime | None = None, **enqueue: Any) -> Message | None:
+    """Send a proactive opening ("reply YES to confirm or NO to cancel") *and* open its flow.
+
+    `kind` is one of `flows.proactive.KINDS` ("cod_confirmation",
+    "address_clarification"). The message is queued through the outbox in the
+    caller's transaction (extra keyword arguments — `due_at`, `expires_at`,
+    `dedupe_key`, `priority` — go to `outbox.enqueue_message`); the
+    conversation is created if needed and put in the state that reads the
+    answer. Returns the queued message, or None when `dedupe_key` was used.
+    Raises `flows.proactive.NotApplicable` when the order does not need it.
+    """
+    now = now or runtime.now()
+    result = proactive.open_flow(kind, order_view(order))
+    conversation = conversation or conversation_for(session, customer, channel or customer.channel)
+    session.flush()
+    message: Message | None = None
+    for effect in result.effects:
+        if isinstance(effect, Reply):
+            text = render_reply(effect, customer=customer, runtime=runtime,
+                                locale=str(conversation.slots.get("_locale") or customer.locale))
+            buttons = [(_label(label, customer, runtime, None), payload) for label, payload in effect.buttons]
+            message = outbox.enqueue_message(
+                session=session, customer=customer, channel=conversation.channel, text=text,
+                conversation_id=conversation.id, order_pk=order.id, template=effect.template,
+                buttons=buttons or None, now=now, **{"priority": outbox.PRIORITY_TRANSACTIONAL, **enqueue},
+            )
+    if message is None and enqueue.get("dedupe_key"):
+        return None  # already sent once: leave the conversation as it is
+    open_flow(session=session, conversation=conversation, flow=str(result.flow), order_id=order.order_id, now=now,
+              runtime=runtime)
+    return message
+
+
+def conversation_for(session: Session, customer: Customer, channel: str) -> Conversation:
+    """The customer's one conversation, created (race-safe) when they have none yet."""
+    found = session.exec(select(Conversation).where(Conversation.customer_id == customer.id)).first()
+    if found is not None:
+        return found
+    conversation = Conversation(customer_id=customer.id, channel=channel)  # type: ignore[arg-type]
+    if not try_insert(session, conversation):
+        found = session.exec(select(Conversation).where(Conversation.customer_id == customer.id)).first()
+        assert found is not None
+        return found
+    return conversation
+
+
+def opening_text(result: StepResult, *, customer: Customer, runtime: Runtime) -> str:
+    """The rendered opening question of a `flows.proactive.open_flow` result, in the customer's locale."""
+    return " ".join(render_reply(e, customer=customer, runtime=runtime) for e in result.effects if isinstance(e, Reply))
+
+
+def _apply(*, session: Session, runtime: Runtime, conversation: Conversation, customer: Customer,
+           orders: list[Order], result: StepResult, turn: Turn, now: datetime, locale: str | None = None) -> None:
+    by_id = {o.order_id: o for o in orders}
+    for effect in result.effects:
+        if isinstance(effect, Reply):
+            order = by_id.get(effect.order_id or "")
+            text = render_reply(effect, customer=customer, runtime=runtime, locale=locale)
+            buttons = [(_label(label, customer, runtime, locale), payload) for label, payload in effect.buttons]
+            msg = outbox.enqueue_message(
+                session=session, customer=customer, channel=conversation.channel, text=text,
+                conversation_id=conversation.id, order_pk=order.id if order else None,
+                template=effect.template, buttons=buttons or None, now=now,
+            )
+            if msg is not None:
+                turn.replies.append(msg)
+        elif isinstance(effect, UpdateOrder):
+            order = by_id[effect.order_id]
+            for key, value in effect.changes.items():
+                if key not in UPDATABLE_ORDER_FIELDS:
+                    raise ValueError(f"flow tried to change order field {key!r}")
+                if key == "extra":
+                    value = {**order.extra, **dict(value)}  # bookkeeping accumulates (cancel reason, NPS, …)
+                setattr(order, key, value)
+            order.updated_at = now
+            session.add(order)
+            if effect.changes.get("cod_status") == "confirmed":
+                turn.cod_confirmed.append(order.order_id)
+            if effect.changes.get("cod_status") in {"confirmed", "cancelled"}:
+                # The customer answered: a reminder still waiting (e.g. held by quiet hours) must not go out.
+                Journeys.cancel_superseded(session, order=order, journeys=("cod_reminder",),
+                                           timers=("cod_reminder", "cod_escalation"),
+                                           reason=f"cash on delivery {effect.changes['cod_status']}", now=now)
+            if effect.event_type:
+                record_event(session=session, order=order, type_=effect.event_type, note=effect.note,
+                             data={k: _jsonable(v) for k, v in effect.changes.items()})
+        elif isinstance(effect, EmitEvent):
+            order = by_id.get(effect.order_id or "")
+            outbox.emit_event(session=session, type_=effect.type, order_id=effect.order_id,
+                              order_pk=order.id if order else None, data=dict(effect.data), now=now)
+        elif isinstance(effect, Escalate):
+            order = by_id.get(effect.order_id or "")
+            session.flush()
+            escalations.create_escalation(session=session, conversation=conversation, customer=customer, order=order,
+                              reason=effect.reason, note=effect.note, now=now,
+                              sla_minutes=_sla_minutes(runtime, urgent=effect.urgent))
+            turn.escalated = True
+        elif isinstance(effect, SetOptOut):
+            channel = effect.channel or conversation.channel
+            channels = set(customer.opted_out_channels)
+            channels = channels | {channel} if effect.opted_out else channels - {channel}
+            customer.opted_out_channels = sorted(channels)
+            session.add(customer)
+
+
+def _label(label: str, customer: Customer, runtime: Runtime, locale: str | None) -> str:
+    if replies.has_template(label, locale or customer.locale):
+        return render_reply(Reply(label), customer=customer, runtime=runtime, locale=locale)
+    return label
+
+
+def _local_today(runtime: Runtime, customer: Customer) -> date:
+    """The runtime clock's date where the customer is: dates in another year are shown with it."""
+    try:
+        return runtime.now().astimezone(ZoneInfo(customer.timezone or runtime.timezone)).date()
+    except (ZoneInfoNotFoundError, ValueError):  # a bad zone name must not stop a reply
+        return runtime.now().date()
+
+
+def render_reply(reply: Reply, *, customer: Customer, runtime: Runtime, locale: str | None = None) -> str:
+    """One reply's text: optional prefix template, the template, optional suffix template."""
+    variables = {
+        # Empty = the customer's language's wording (replies.SHOP_DEFAULTS), never English "our shop".
+        "shop_name": runtime.shop_config.get("shop_name", ""),
+        "support_contact": runtime.shop_config.get("support_contact", ""),
+        "customer_name": customer.name.split(" ")[0] if customer.name else "",
+        **dict(reply.vars),
+    }
+    loc = locale or customer.locale
+    today = _local_today(runtime, customer)
+    parts = [replies.render(key, loc, today=today, **variables)
+             for key in (reply.prefix, reply.template, reply.suffix) if key]
+    return " ".join(p for p in parts if p)
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return value

@@ -1,0 +1,137 @@
+"""The gateway: the one entry point for an inbound message from any channel.
+
+Two steps, two transactions, so a webhook can be acknowledged as soon as the
+message is safely stored:
+
+1. `receive` — dedupe on (channel, provider message id), identify the
+   customer, store the message as `received`. Commit.
+2. `process` — lock the conversation row, then handle *every* unprocessed
+   inbound message of that conversation in arrival order (so two messages
+   racing in are answered in order), writing state changes and replies to
+   the outbox in one transaction.
+
+`handle_inbound` does both, for the console channel and tests. Messages left
+`received` by a crash are picked up again by `process_pending`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select
+
+from bot.conversation.engine import Runtime, Turn, conversation_for, handle_message
+from bot.core.channels import InboundMessage, sanitise_text
+from bot.core.db import Database
+from bot.core.models import Conversation, Customer, Message
+from bot.core.phones import mask
+from bot.store.orders import get_or_create_customer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Received:
+    message_id: int | None
+    conversation_id: int | None
+    duplicate: bool
+
+
+@dataclass
+class Handled:
+    duplicate: bool
+    turns: list[Turn] = field(default_factory=list)
+
+    @property
+    def replies(self) -> list[Message]:
+        return [m for t in self.turns for m in t.replies]
+
+
+def receive(db: Database, inbound: InboundMessage, *, now: datetime) -> Received:
+    """Store the inbound message (step 1). Safe to call twice with the same provider id."""
+    text = sanitise_text(inbound.text)
+    try:
+        with db.session() as session:
+            if inbound.provider_message_id:
+                dup = session.exec(select(Message.id).where(
+                    Message.channel == inbound.channel, Message.provider_message_id == inbound.provider_message_id,
+                )).first()
+                if dup is not None:
+                    return Received(message_id=dup, conversation_id=None, duplicate=True)
+            customer, created = get_or_create_customer(
+                session=session, phone=inbound.phone, telegram_chat_id=inbound.telegram_chat_id,
+                defaults={"channel": inbound.channel, "name": inbound.profile_name[:200]},
+            )
+            if inbound.telegram_chat_id and customer.telegram_chat_id is None:
+                customer.telegram_chat_id = inbound.telegram_chat_id
+            conversation = conversation_for(session, customer, inbound.channel)
+            conversation.channel = inbound.channel
+            conversation.last_inbound_at = inbound.received_at or now
+            message = Message(
+                conversation_id=conversation.id, customer_id=customer.id, direction="in", channel=inbound.channel,
+                provider_message_id=inbound.provider_message_id, text=text,
+                media_urls=[sanitise_text(u)[:1000] for u in inbound.media_urls], status="received",
+                created_at=inbound.received_at or now,
+            )
+            session.add(message)
+            session.add(conversation)
+            session.flush()
+            log.info("inbound stored channel=%s customer=%s new_customer=%s message=%s",
+                     inbound.channel, mask(customer.phone), created, message.id)
+            return Received(message_id=message.id, conversation_id=conversation.id, duplicate=False)
+    except IntegrityError:
+        # The same provider id committed by a concurrent request: a duplicate, not an error.
+        log.info("inbound duplicate (concurrent) channel=%s", inbound.channel)
+        return Received(message_id=None, conversation_id=None, duplicate=True)
+
+
+def process(db: Database, runtime: Runtime, conversation_id: int) -> list[Turn]:
+    """Handle all unprocessed inbound messages of one conversation, in order (step 2)."""
+    runtime.warm_up()  # the model loads outside the transaction (a no-op once loaded)
+    turns: list[Turn] = []
+    with db.session() as session:
+        db.lock_row(session, "conversation", conversation_id)
+        conversation = session.get(Conversation, conversation_id, populate_existing=True)
+        if conversation is None:
+            return turns
+        customer = session.get(Customer, conversation.customer_id)
+        assert customer is not None
+        pending = session.exec(
+            select(Message).where(Message.conversation_id == conversation_id, Message.direction == "in",
+                                  Message.status == "received").order_by(col(Message.id))
+        ).all()
+        for message in pending:
+            turn = handle_message(session=session, runtime=runtime, conversation=conversation, customer=customer,
+                                  message=message)
+            message.status = "processed"
+            message.processed_at = runtime.now()
+            session.add(message)
+            session.add(conversation)
+            session.flush()
+            turns.append(turn)
+    return turns
+
+
+def handle_inbound(db: Database, runtime: Runtime, inbound: InboundMessage) -> Handled:
+    received = receive(db, inbound, now=runtime.now())
+    if received.duplicate or received.conversation_id is None:
+        return Handled(duplicate=True)
+    return Handled(duplicate=False, turns=process(db, runtime, received.conversation_id))
+
+
+def process_pending(db: Database, runtime: Runtime, *, older_than: timedelta = timedelta(seconds=5)) -> int:
+    """Recover inbound messages stored but never processed (a crash between the two steps)."""
+    cutoff = runtime.now() - older_than
+    with db.session() as session:
+        ids = session.exec(
+            select(Message.conversation_id).where(Message.direction == "in", Message.status == "received",
+                                                  col(Message.created_at) <= cutoff).distinct()
+        ).all()
+    count = 0
+    for conversation_id in ids:
+        if conversation_id is not None:
+            count += len(process(db, runtime, conversation_id))
+    return count

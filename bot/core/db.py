@@ -1,0 +1,278 @@
+"""Engine, sessions, migrations and the two backend-specific primitives.
+
+The rest of the code is backend-agnostic; only here do SQLite and PostgreSQL
+differ: how a transaction takes the per-conversation lock, and how the
+dispatcher claims due outbox rows without two workers taking the same one.
+
+Two kinds of session:
+- `session()` writes. On SQLite it begins with `BEGIN IMMEDIATE` (the one write
+  lock), so writers queue instead of failing half-way.
+- `read()` only reads. On SQLite it begins a deferred transaction, which under
+  WAL never waits for the writer and never blocks it; flushing a change in it
+  is an error.
+
+A thread that holds a write transaction and opens a second one waits for
+itself (SQLite: 30 s of "database is locked" that stalls every other writer;
+PostgreSQL: a second connection that may wait on the first one's row locks).
+That is always a bug: with DOORSTEP_STRICT_SESSIONS=1 (the test suite) it
+raises `NestedWriteTransaction` at once, otherwise it logs a warning. The
+check follows `session()` blocks per thread; a FastAPI request's session
+(`request_session()`) begins and ends on different worker threads, so it is
+kept out of that bookkeeping, and what a request only reads goes through
+`read()`.
+
+Rows get `created_at` / `updated_at` / `due_at` from the database's clock
+(the service's runtime clock), stamped at flush.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import sessionmaker
+from sqlmodel import Session
+
+from bot.core.clock import Clock, system_clock
+
+log = logging.getLogger(__name__)
+
+READ_ONLY = "doorstep_read_only"  # execution option marking a read-only engine view
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+
+def normalise_url(url: str) -> str:
+    """Accept the URL forms of DESIGN.md; the store itself runs on sync drivers.
+
+    `postgresql+asyncpg://` and bare `postgresql://` run on psycopg 3, which
+    serves sync sessions and is the one driver installed.
+    """
+    for prefix in ("postgresql+asyncpg://", "postgresql+psycopg2://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def strict_sessions() -> bool:
+    """Raise on a nested write transaction (tests and development) instead of logging it.
+
+    Not the default in production: a FastAPI request's session may begin on one
+    worker thread and commit on another, so a busy server can see a harmless
+    overlap that looks like nesting; a warning with the stack is enough there.
+    """
+    return os.environ.get("DOORSTEP_STRICT_SESSIONS", "").lower() in {"1", "true", "yes"}
+
+
+class NestedWriteTransaction(RuntimeError):
+    """A thread that holds a write transaction opened a second one (it would wait for itself)."""
+
+
+class ReadOnlySessionError(RuntimeError):
+    """Something tried to write through a `Database.read()` session."""
+
+
+class Database:
+    """One engine plus its session factory. Create one per process (or per test)."""
+
+    _open: weakref.WeakSet[Database] = weakref.WeakSet()
+
+    def __init__(self, url: str, *, echo: bool = False, clock: Clock = system_clock) -> None:
+        self.url = normalise_url(url)
+        self.clock = clock
+        kwargs: dict[str, Any] = {"echo": echo}
+        if self.url.startswith("sqlite"):
+            kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+        else:
+            kwargs.update(pool_size=5, max_overflow=10, pool_pre_ping=True)
+        self.engine: Engine = sa.create_engine(self.url, **kwargs)
+        self._writes = threading.local()  # the write sessions this thread has open (the nesting guard)
+        if self.is_sqlite:
+            _make_sqlite_serialisable(self.engine)
+        self._read_engine = self.engine.execution_options(**{READ_ONLY: True})
+        self._sessions = sessionmaker(self.engine, class_=Session, expire_on_commit=False)
+        self._read_sessions = sessionmaker(self._read_engine, class_=Session, expire_on_commit=False)
+        Database._open.add(self)
+
+    @classmethod
+    def dispose_all(cls) -> None:
+        """Close every pooled connection of every Database in this process (shutdown, test teardown)."""
+        for database in list(cls._open):
+            database.dispose()
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.engine.dialect.name == "sqlite"
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.engine.dialect.name == "postgresql"
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A write transaction: commits on success, rolls back on error."""
+        self._check_nesting()
+        with self._write(tracked=True) as session:
+            yield session
+
+    @contextmanager
+    def request_session(self) -> Iterator[Session]:
+        """`session()` for a FastAPI dependency: entered and left on different worker threads, so it
+        is not on any thread's stack of open writes (the request's routes read with `read()`)."""
+        with self._write(tracked=False) as session:
+            yield session
+
+    @contextmanager
+    def _write(self, *, tracked: bool) -> Iterator[Session]:
+        stack = self._open_writes() if tracked else []
+        with self._sessions(info={"clock": self.clock}) as session:
+            stack.append(session)
+            try:
+                yield session
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+            finally:
+                stack.remove(session)
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A read-only transaction: takes no write lock, and refuses to flush a change."""
+        # Closing (not rolling back) ends the transaction and keeps what was loaded readable.
+        with self._read_sessions(info={"clock": self.clock, READ_ONLY: True, "database": self}) as session:
+            yield session
+
+    # -------------------------------------------------------------- the nesting guard
+
+    def _open_writes(self) -> list[Session]:
+        stack: list[Session] | None = getattr(self._writes, "stack", None)
+        if stack is None:
+            stack = self._writes.stack = []
+        return stack
+
+    def _check_nesting(self) -> None:
+        """A write session opened while this thread's open write session already holds a transaction."""
+        if any(held.in_transaction() for held in self._open_writes()):
+            message = ("this thread already holds a write transaction and opened another one; "
+                       "pass the open session down, or read with Database.read()")
+            if strict_sessions():
+                raise NestedWriteTransaction(message)
+            log.warning(message, stack_info=True)
+
+    def lock_row(self, session: Session, table: str, row_id: int) -> None:
+        """Take the row lock that serialises work on one conversation (or order).
+
+        PostgreSQL: `SELECT … FOR UPDATE`. SQLite: every transaction already
+        began with `BEGIN IMMEDIATE` (one writer at a time), so nothing to do.
+        """
+        if self.is_postgres:
+            session.execute(sa.text(f"SELECT id FROM {table} WHERE id = :id FOR UPDATE"), {"id": row_id})
+
+    def skip_locked(self) -> dict[str, Any]:
+        """`with_for_update` arguments for claim queries (empty on SQLite)."""
+        return {"skip_locked": True} if self.is_postgres else {}
+
+    def migrate(self) -> None:
+        migrate(self.engine)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def try_insert(session: Session, row: Any) -> bool:
+    """Insert `row` inside a savepoint; False (and the row forgotten) if a unique
+    constraint says a concurrent transaction inserted the same thing first."""
+    from sqlalchemy.exc import IntegrityError
+
+    try:
+        with session.begin_nested():
+            session.add(row)
+            session.flush()
+    except IntegrityError:
+        if row in session:
+            session.expunge(row)
+        return False
+    return True
+
+
+def _make_sqlite_serialisable(engine: Engine) -> None:
+    """SQLite allows one writer: take the write lock at BEGIN so transactions queue
+    instead of failing with "database is locked" half-way (SQLAlchemy's documented recipe)."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA secure_delete=ON")  # freed cells and pages are zeroed (erasure, bot/store/erasure.py)
+        if ":memory:" not in str(engine.url):
+            cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: sa.Connection) -> None:
+        # Readers take a deferred transaction: under WAL they never wait for (or block) the writer.
+        conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
+
+
+# ------------------------------------------------------------------ stamping and read-only sessions
+
+_STAMPED_ON_INSERT = ("created_at", "updated_at", "due_at")
+
+
+@event.listens_for(Session, "before_flush")
+def _stamp_and_guard(session: Session, _context: Any, _instances: Any) -> None:
+    """Timestamps from the session's clock; no change may leave a read-only session."""
+    if session.info.get(READ_ONLY) and (session.new or session.dirty or session.deleted):
+        raise ReadOnlySessionError("a read-only session (Database.read()) tried to write; use Database.session()")
+    clock: Clock | None = session.info.get("clock")
+    if clock is None:
+        return
+    now: datetime | None = None
+    for row in session.new:
+        for name in _STAMPED_ON_INSERT:
+            if hasattr(row, name) and getattr(row, name) is None:
+                now = now or clock()
+                setattr(row, name, now)
+    for row in session.dirty:
+        if hasattr(row, "updated_at") and session.is_modified(row, include_collections=False):
+            history = sa.inspect(row).attrs.updated_at.history
+            if not history.added:
+                now = now or clock()
+                row.updated_at = now
+
+
+def alembic_config(engine: Engine | None = None) -> Any:
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    if engine is not None:
+        cfg.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False).replace("%", "%%"))
+        cfg.attributes["engine"] = engine
+    return cfg
+
+
+def migrate(engine: Engine) -> None:
+    """Apply every alembic migration (idempotent; runs at each start)."""
+    from alembic import command
+
+    command.upgrade(alembic_config(engine), "head")
+
+
+def session_now(session: Session) -> datetime:
+    """Now, by the clock of the database this session belongs to (the service's runtime clock)."""
+    clock: Clock = session.info.get("clock") or system_clock
+    return clock()

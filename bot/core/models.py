@@ -1,0 +1,301 @@
+"""Database tables (SQLModel). Schema changes go through alembic (bot/core/migrations).
+
+Timestamps are stored and returned as timezone-aware UTC on SQLite and
+PostgreSQL alike (`UTCDateTime`). Personal data lives only in customer,
+order address/name and message text columns, so erasure knows where to look.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on every backend (SQLite drops tzinfo)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _ts(*, nullable: bool = True, index: bool = False) -> Any:
+    return Field(default=None, sa_column=sa.Column(UTCDateTime(), nullable=nullable, index=index))
+
+
+def _created() -> Any:
+    """Stamped at flush from the session's clock (`bot.core.db`), never from the wall clock."""
+    return Field(default=None, sa_column=sa.Column(UTCDateTime(), nullable=False))
+
+
+def _json(default: Any) -> Any:
+    factory = (lambda: list(default)) if isinstance(default, list) else (lambda: dict(default))
+    return Field(default_factory=factory, sa_column=sa.Column(sa.JSON(), nullable=False))
+
+
+class Customer(SQLModel, table=True):
+    __tablename__ = "customer"
+
+    id: int | None = Field(default=None, primary_key=True)
+    phone: str | None = Field(default=None, max_length=20, unique=True, index=True)  # E.164
+    phone_hash: str | None = Field(default=None, max_length=64, index=True)  # salted, survives erasure
+    name: str = Field(default="", max_length=200)
+    telegram_chat_id: str | None = Field(default=None, max_length=32, unique=True, index=True)
+    telegram_link_token: str | None = Field(default=None, max_length=64, unique=True, index=True)
+    locale: str = Field(default="en", max_length=16)
+    channel: str = Field(default="sms", max_length=16)  # preferred channel
+    timezone: str | None = Field(default=None, max_length=64)
+    opted_out_channels: list[str] = _json([])
+    erased_at: datetime | None = _ts()
+    created_at: datetime = _created()
+    updated_at: datetime = _created()
+
+
+class Order(SQLModel, table=True):
+    __tablename__ = "orders"
+
+    id: int | None = Field(default=None, primary_key=True)
+    order_id: str = Field(max_length=64, unique=True, index=True)
+    customer_id: int = Field(foreign_key="customer.id", index=True)
+    items: list[dict[str, Any]] = _json([])
+    currency: str = Field(default="INR", max_length=3)
+    total: Decimal = Field(default=Decimal("0"), sa_column=sa.Column(sa.Numeric(12, 2), nullable=False))
+    payment_method: str = Field(default="prepaid", max_length=16)
+    shipping_address: dict[str, Any] = _json({})
+    promised_date: date | None = None
+    carrier: str = Field(default="", max_length=100)
+    tracking_number: str = Field(default="", max_length=100, index=True)
+    tracking_url: str = Field(default="", max_length=500)
+    status: str = Field(default="placed", max_length=32, index=True)
+    delivery_date: date | None = None
+    delivery_window: str | None = Field(default=None, max_length=16)
+    cod_status: str | None = Field(default=None, max_length=16)
+    address_status: str = Field(default="ok", max_length=32)
+    eta: date | None = None  # latest carrier estimate (e.g. from a "delayed" event)
+    delivered_at: datetime | None = _ts()
+    extra: dict[str, Any] = _json({})  # flow bookkeeping: cancel reason, NPS score, …
+    created_at: datetime = _created()
+    updated_at: datetime = _created()
+
+
+class OrderEvent(SQLModel, table=True):
+    __tablename__ = "order_event"
+    __table_args__ = (sa.UniqueConstraint("order_pk", "dedupe_key", name="uq_order_event_dedupe"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    order_pk: int = Field(foreign_key="orders.id", index=True)
+    type: str = Field(max_length=40)
+    at: datetime = Field(sa_column=sa.Column(UTCDateTime(), nullable=False))
+    eta: date | None = None
+    note: str = Field(default="", max_length=2000)
+    source: str = Field(default="api", max_length=16)  # api | carrier | bot | agent
+    data: dict[str, Any] = _json({})
+    dedupe_key: str | None = Field(default=None, max_length=200)
+    created_at: datetime = _created()
+
+
+class Conversation(SQLModel, table=True):
+    """One per customer; the per-conversation lock is taken on this row."""
+
+    __tablename__ = "conversation"
+
+    id: int | None = Field(default=None, primary_key=True)
+    customer_id: int = Field(foreign_key="customer.id", unique=True, index=True)
+    channel: str = Field(default="sms", max_length=16)  # where the customer last wrote
+    flow: str | None = Field(default=None, max_length=40)
+    state: str = Field(default="", max_length=60)
+    slots: dict[str, Any] = _json({})
+    owner: str = Field(default="bot", max_length=16)  # bot | waiting_human | human | resolved
+    expires_at: datetime | None = _ts()
+    misunderstandings: int = 0
+    last_inbound_at: datetime | None = _ts()
+    created_at: datetime = _created()
+    updated_at: datetime = _created()
+
+
+class Message(SQLModel, table=True):
+    """Every message in and out: the transcript and the message log."""
+
+    __tablename__ = "message"
+    __table_args__ = (sa.UniqueConstraint("channel", "provider_message_id", name="uq_message_provider_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    conversation_id: int | None = Field(default=None, foreign_key="conversation.id", index=True)
+    customer_id: int | None = Field(default=None, foreign_key="customer.id", index=True)
+    order_pk: int | None = Field(default=None, foreign_key="orders.id", index=True)
+    direction: str = Field(max_length=3)  # in | out
+    channel: str = Field(max_length=16)
+    provider_message_id: str | None = Field(default=None, max_length=100)
+    text: str = Field(default="", sa_column=sa.Column(sa.Text(), nullable=False))
+    media_urls: list[str] = _json([])
+    # in: received | processed | failed
+    # out: scheduled | queued | held | sent | delivered | read | failed | cancelled | expired
+    status: str = Field(default="received", max_length=16, index=True)
+    intent: str | None = Field(default=None, max_length=32)
+    confidence: float | None = None
+    entities: list[dict[str, Any]] = _json([])
+    template: str | None = Field(default=None, max_length=80)  # reply template or journey
+    error_code: str | None = Field(default=None, max_length=32)
+    error: str | None = Field(default=None, max_length=500)
+    due_at: datetime | None = _ts()
+    sent_at: datetime | None = _ts()
+    processed_at: datetime | None = _ts()
+    created_at: datetime = _created()
+
+
+class Outbox(SQLModel, table=True):
+    """Side effects written in the same transaction as the state change.
+
+    kind = "message" (an outbound Message row, sent by the channel's sender),
+    "webhook" (a LogisticsEvent delivered to LOGISTICS_WEBHOOK_URL), or any
+    other registered sender kind. The dispatcher claims due rows
+    (`FOR UPDATE SKIP LOCKED` on PostgreSQL) and records the outcome here.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (sa.Index("ix_outbox_due", "status", "due_at"),
+                      sa.Index("ix_outbox_customer_order", "customer_id", "status", "first_due_at"))
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=24)
+    channel: str | None = Field(default=None, max_length=16)
+    status: str = Field(default="pending", max_length=16)  # pending | sending | sent | failed | dead | cancelled | expired | held
+    priority: int = 0  # lower first: 0 replies, 10 transactional, 50 marketing
+    due_at: datetime = _created()  # "now" unless the writer schedules it
+    expires_at: datetime | None = _ts()
+    attempts: int = 0
+    max_attempts: int = 8
+    claimed_until: datetime | None = _ts()
+    claimed_by: str | None = Field(default=None, max_length=64)
+    message_id: int | None = Field(default=None, foreign_key="message.id", index=True)
+    event_id: str | None = Field(default=None, max_length=40, index=True)
+    order_pk: int | None = Field(default=None, foreign_key="orders.id", index=True)
+    customer_id: int | None = Field(default=None, foreign_key="customer.id", index=True)
+    payload: dict[str, Any] = _json({})
+    dedupe_key: str | None = Field(default=None, max_length=200, unique=True)
+    provider_id: str | None = Field(default=None, max_length=100)
+    last_error: str | None = Field(default=None, max_length=500)
+    sent_at: datetime | None = _ts()
+    created_at: datetime = _created()
+    updated_at: datetime = _created()
+    # 0007: the due time the row was queued with. Retries and deferrals move `due_at`, never this:
+    # it is one recipient's sending order (bot.delivery.dispatcher), so a retried reply keeps its place.
+    first_due_at: datetime | None = _ts()
+
+
+class LogisticsEvent(SQLModel, table=True):
+    """The logistics feed (`GET /api/events`); `feed_cursor` is the stable cursor."""
+
+    __tablename__ = "logistics_event"
+
+    seq: int | None = Field(default=None, primary_key=True)
+    id: str = Field(max_length=40, unique=True, index=True)  # evt_…, also the webhook-id
+    type: str = Field(max_length=40)
+    order_id: str | None = Field(default=None, max_length=64, index=True)
+    data: dict[str, Any] = _json({})
+    created_at: datetime = _created()
+    # Assigned after commit, in commit order (integrations, 0006): `seq` alone can let a
+    # slower transaction's smaller seq appear behind a consumer's cursor on PostgreSQL.
+    feed_cursor: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger(), nullable=True, unique=True,
+                                                                       index=True))
+
+
+class Escalation(SQLModel, table=True):
+    __tablename__ = "escalation"
+
+    id: int | None = Field(default=None, primary_key=True)
+    conversation_id: int = Field(foreign_key="conversation.id", index=True)
+    customer_id: int = Field(foreign_key="customer.id", index=True)
+    order_pk: int | None = Field(default=None, foreign_key="orders.id")
+    reason: str = Field(max_length=40)
+    note: str = Field(default="", max_length=2000)
+    status: str = Field(default="open", max_length=16, index=True)  # open | assigned | resolved
+    assignee: str | None = Field(default=None, max_length=100)
+    context: dict[str, Any] = _json({})
+    sla_due_at: datetime | None = _ts(index=True)
+    resolved_at: datetime | None = _ts()
+    created_at: datetime = _created()
+    updated_at: datetime = _created()
+    # 0004_handoff
+    assigned_at: datetime | None = _ts()
+    first_response_at: datetime | None = _ts()  # first agent reply (SLA met or missed)
+    resolved_by: str | None = Field(default=None, max_length=100)
+    ack_sent_at: datetime | None = _ts()  # the one "an agent will reply shortly" acknowledgement
+    last_customer_message_at: datetime | None = _ts()
+
+
+class Agent(SQLModel, table=True):
+    """A support agent who can log in to /inbox with a personal token (only its SHA-256 is stored)."""
+
+    __tablename__ = "agent"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=100, unique=True, index=True)
+    token_sha256: str = Field(max_length=64, unique=True, index=True)
+    revoked_at: datetime | None = _ts()
+    last_seen_at: datetime | None = _ts()
+    created_at: datetime = _created()
+
+
+class KeyValue(SQLModel, table=True):
+    """Small persistent settings the service generates itself (e.g. the API key hash)."""
+
+    __tablename__ = "kv"
+
+    key: str = Field(primary_key=True, max_length=100)
+    value: str = Field(sa_column=sa.Column(sa.Text(), nullable=False))
+    updated_at: datetime = _created()
+
+
+class JourneyTimer(SQLModel, table=True):
+    """A journey step that must be decided when it falls due, not when it is planned
+    (COD reminder / escalation, NPS survey): the tick job claims due rows
+    (`FOR UPDATE SKIP LOCKED` on PostgreSQL) and re-checks the order first.
+    Rows, not in-memory jobs, so a restart loses none."""
+
+    __tablename__ = "journey_timer"
+    __table_args__ = (sa.Index("ix_journey_timer_due", "status", "due_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=32)  # cod_reminder | cod_escalation | feedback
+    order_pk: int = Field(foreign_key="orders.id", index=True)
+    customer_id: int = Field(foreign_key="customer.id", index=True)
+    status: str = Field(default="pending", max_length=16)  # pending | done | skipped | cancelled
+    due_at: datetime = Field(sa_column=sa.Column(UTCDateTime(), nullable=False))
+    dedupe_key: str = Field(max_length=200, unique=True)
+    outcome: str | None = Field(default=None, max_length=200)
+    fired_at: datetime | None = _ts()
+    created_at: datetime = _created()
+
+
+class ChatwootLink(SQLModel, table=True):
+    """An escalation mirrored into a Chatwoot conversation (integrations, 0006)."""
+
+    __tablename__ = "chatwoot_link"
+
+    id: int | None = Field(default=None, primary_key=True)
+    escalation_id: int = Field(foreign_key="escalation.id", unique=True, index=True)
+    conversation_id: int = Field(foreign_key="conversation.id")
+    chatwoot_contact_id: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger(), nullable=True))
+    chatwoot_conversation_id: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger(), nullable=True,
+                                                                                   index=True))
+    status: str = Field(default="pending", max_length=16)  # pending | open | resolved
+    created_at: datetime = _created()
+    updated_at: datetime = _created()

@@ -1,0 +1,253 @@
+"""The shop's own configuration (`doorstep.yaml`, path from DOORSTEP_CONFIG).
+
+Holds policy that flows and journeys read: support contact, reschedule limits,
+return policy, review link, the proactive journeys (delays, templates,
+validity, priority), quiet hours and frequency caps. Missing file = defaults.
+Flows receive the merged mapping read-only through FlowContext.config.
+
+Validation is strict where a typo would silently change behaviour (unknown
+keys, durations, quiet hours, journey names): a `ConfigError` names the file,
+the line and the problem. This module never reads the database or sends.
+"""
+
+from __future__ import annotations
+
+import re
+from copy import deepcopy
+from dataclasses import dataclass
+from datetime import time, timedelta
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+JOURNEY_NAMES = (
+    "order_confirmed", "shipped", "out_for_delivery", "delayed", "failed_attempt", "delivered",
+    "feedback", "cod_reminder", "cod_escalation", "reorder", "address_clarification",
+)
+PRIORITIES = ("transactional", "marketing")
+CHANNELS = ("preferred", "sms", "whatsapp", "telegram")
+
+
+def _journey(delay: str = "0m", valid_for: str = "24h", priority: str = "transactional", **extra: Any) -> dict[str, Any]:
+    return {"enabled": True, "delay": delay, "valid_for": valid_for, "priority": priority, "channel": "preferred", **extra}
+
+
+# Empty wording (shop_name, support_contact, returns.policy) = the customer's language's
+# default from data/templates/<locale>/words.yml, so no customer reads English "our shop".
+DEFAULTS: dict[str, Any] = {
+    "shop_name": "",
+    "support_contact": "",
+    "review_link": "",
+    "reschedule": {"max_days_ahead": 7, "non_delivery_weekdays": ["sunday"], "holidays": []},
+    "returns": {"window_days": 7, "policy": ""},
+    "escalation": {"sla_minutes": 30, "ack_message": True},
+    "contact_policy": {
+        "quiet_hours": "21:00-08:00",
+        "caps": {"per_order_per_day": 4, "marketing_per_customer_per_week": 1},
+    },
+    "journeys": {
+        "order_confirmed": _journey(valid_for="24h"),
+        "shipped": _journey(valid_for="48h"),
+        "out_for_delivery": _journey(valid_for="12h"),
+        "delayed": _journey(valid_for="24h"),
+        "failed_attempt": _journey(valid_for="24h"),
+        "delivered": _journey(valid_for="24h"),
+        "feedback": _journey(delay="3d", valid_for="2d", priority="marketing", reply_window="2d"),
+        "cod_reminder": _journey(delay="2h", valid_for="12h"),
+        "cod_escalation": _journey(delay="12h"),
+        "reorder": _journey(valid_for="3d", priority="marketing"),
+        "address_clarification": _journey(valid_for="24h", reply_window="24h"),
+    },
+}
+
+_DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w)\s*$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+_CLOCK = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
+
+
+class ConfigError(ValueError):
+    """An invalid doorstep.yaml; `problems` are (line, message), lines 1-based (0 = unknown)."""
+
+    def __init__(self, path: str, problems: list[tuple[int, str]]) -> None:
+        self.path = path
+        self.problems = sorted(problems)
+        problems = self.problems
+        super().__init__("\n".join(f"{path}:{line}: {msg}" if line else f"{path}: {msg}" for line, msg in problems))
+
+
+def parse_duration(value: Any) -> timedelta:
+    """'30m', '2h', '3d', '1w' (also '90s') -> timedelta; anything else raises ValueError."""
+    match = _DURATION.match(str(value)) if isinstance(value, str) else None
+    if match is None:
+        raise ValueError(f"{value!r} is not a duration (write it like 30m, 2h, 3d or 1w)")
+    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+
+
+@dataclass(frozen=True)
+class QuietHours:
+    start: time
+    end: time
+
+    def contains(self, local: time) -> bool:
+        if self.start <= self.end:
+            return self.start <= local < self.end
+        return local >= self.start or local < self.end  # wraps midnight, e.g. 21:00-08:00
+
+
+def parse_quiet_hours(value: Any) -> QuietHours | None:
+    """'21:00-08:00' -> QuietHours; '' or None -> off; anything else raises ValueError."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    parts = str(value).split("-") if isinstance(value, str) else []
+    if len(parts) != 2 or not all(_CLOCK.match(p.strip()) for p in parts):
+        raise ValueError(f"{value!r} is not a quiet-hours range (write it like \"21:00-08:00\", or \"\" for none)")
+    start, end = (time(int(p.strip().split(":")[0]), int(p.strip().split(":")[1])) for p in parts)
+    if start == end:
+        raise ValueError(f"{value!r}: start and end are equal (use \"\" to turn quiet hours off)")
+    return QuietHours(start, end)
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+# ---------------------------------------------------------------- validation
+
+
+def _lines(node: yaml.Node | None, prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], int]:
+    """Map every key path of the YAML document to its 1-based line."""
+    found: dict[tuple[str, ...], int] = {}
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            path = (*prefix, str(key_node.value))
+            found[path] = key_node.start_mark.line + 1
+            found.update(_lines(value_node, path))
+    return found
+
+
+def _validate(data: dict[str, Any], lines: dict[tuple[str, ...], int]) -> list[tuple[int, str]]:
+    problems: list[tuple[int, str]] = []
+
+    def bad(path: tuple[str, ...], message: str) -> None:
+        line = 0
+        for cut in range(len(path), 0, -1):  # the nearest line we know
+            if path[:cut] in lines:
+                line = lines[path[:cut]]
+                break
+        problems.append((line, f"{'.'.join(path)}: {message}"))
+
+    for key in data:
+        if key not in DEFAULTS:
+            bad((key,), f"unknown setting (known: {', '.join(sorted(DEFAULTS))})")
+    for section in ("reschedule", "returns", "escalation", "contact_policy", "journeys"):
+        if section in data and not isinstance(data[section], dict):
+            bad((section,), "must be a mapping")
+    for key in ("shop_name", "support_contact", "review_link"):
+        if key in data and not isinstance(data[key], str):
+            bad((key,), "must be a string")
+    review = data.get("review_link")
+    if isinstance(review, str) and review and not review.startswith(("https://", "http://")):
+        bad(("review_link",), "must be an http(s) URL")
+
+    policy = data.get("contact_policy")
+    if isinstance(policy, dict):
+        for key in policy:
+            if key not in DEFAULTS["contact_policy"]:
+                bad(("contact_policy", key), "unknown setting (known: caps, quiet_hours)")
+        if "quiet_hours" in policy:
+            try:
+                parse_quiet_hours(policy["quiet_hours"])
+            except ValueError as exc:
+                bad(("contact_policy", "quiet_hours"), str(exc))
+        caps = policy.get("caps")
+        if caps is not None and not isinstance(caps, dict):
+            bad(("contact_policy", "caps"), "must be a mapping")
+        elif isinstance(caps, dict):
+            for key, value in caps.items():
+                if key not in DEFAULTS["contact_policy"]["caps"]:
+                    bad(("contact_policy", "caps", key),
+                        "unknown cap (known: marketing_per_customer_per_week, per_order_per_day)")
+                elif isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                    bad(("contact_policy", "caps", key), f"must be a whole number >= 0, not {value!r}")
+
+    journeys = data.get("journeys")
+    if isinstance(journeys, dict):
+        for name, spec in journeys.items():
+            path = ("journeys", str(name))
+            if name not in JOURNEY_NAMES:
+                bad(path, f"unknown journey (known: {', '.join(JOURNEY_NAMES)})")
+                continue
+            if isinstance(spec, bool):  # `shipped: false` is a handy shorthand
+                continue
+            if not isinstance(spec, dict):
+                bad(path, "must be a mapping (or true/false)")
+                continue
+            allowed = set(DEFAULTS["journeys"][name]) | {"template"}
+            for key, value in spec.items():
+                where = (*path, str(key))
+                if key not in allowed:
+                    bad(where, f"unknown setting (known: {', '.join(sorted(allowed))})")
+                elif key in {"delay", "valid_for", "reply_window"}:
+                    try:
+                        parse_duration(value)
+                    except ValueError as exc:
+                        bad(where, str(exc))
+                elif key == "enabled" and not isinstance(value, bool):
+                    bad(where, f"must be true or false, not {value!r}")
+                elif key == "priority" and value not in PRIORITIES:
+                    bad(where, f"must be one of {', '.join(PRIORITIES)}, not {value!r}")
+                elif key == "channel" and value not in CHANNELS:
+                    bad(where, f"must be one of {', '.join(CHANNELS)}, not {value!r}")
+                elif key == "template":
+                    from bot.core.replies import has_template
+
+                    if not isinstance(value, str) or not has_template(value):
+                        bad(where, f"no reply template named {value!r} in data/templates/")
+    return problems
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """Parse and validate one doorstep.yaml; raises ConfigError naming file, line and problem."""
+    name = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(name, [(0, f"cannot read the file ({exc.strerror})")]) from None
+    except UnicodeDecodeError:
+        raise ConfigError(name, [(0, "is not UTF-8 text")]) from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        loaded = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        raise ConfigError(name, [((mark.line + 1) if mark else 0, f"not valid YAML: {exc.problem}")]) from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(name, [(1, "the top level must be a mapping (key: value lines)")])
+    problems = _validate(loaded, _lines(node))
+    if problems:
+        raise ConfigError(name, problems)
+    return loaded
+
+
+def load_shop_config(path: str | Path | None, *, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    data: dict[str, Any] = {}
+    if path and Path(path).exists():
+        data = read_config_file(path)
+    if overrides:
+        problems = _validate(overrides, {})
+        if problems:
+            raise ConfigError("<overrides>", problems)
+    merged = _merge(_merge(DEFAULTS, data), overrides or {})
+    for name, spec in list(merged["journeys"].items()):
+        if isinstance(spec, bool):
+            merged["journeys"][name] = {**DEFAULTS["journeys"][name], "enabled": spec}
+    return merged

@@ -1,0 +1,1 @@
+"""Sending: the outbox dispatcher, outcomes, rate limits, the sender registry."""

@@ -1,0 +1,603 @@
+"""The dispatcher: sends committed outbox rows, with retries, rate limits and one failure policy.
+
+Claims due rows (`FOR UPDATE SKIP LOCKED` on PostgreSQL; SQLite has one
+writer) by moving them to `sending` with a lease, sends them outside any
+transaction, and records the outcome (and the provider's id) at once.
+
+No double sends. A row is only sent by the worker holding its lease. A row
+whose lease expired while `sending` (the worker crashed after claiming it)
+is reclaimed; if its sender can reconcile (Twilio: list the messages sent to
+that number since the claim and match the text, skipping every provider id
+already recorded for another row, so it can only match the one message this
+row sent: one customer has at most one message in flight), the provider is
+asked first, so the ordinary crash does not send twice. The window that remains: a crash
+after the provider accepted a message and before `record` committed, on a
+channel that cannot reconcile (Telegram), or a Twilio template message, sends
+it once more after the lease (60 s) expires.
+
+Rate limits, per process: Telegram 30 messages/s in all and 1/s per chat;
+Twilio `TWILIO_SMS_RATE_PER_SECOND` / `TWILIO_WHATSAPP_RATE_PER_SECOND` per
+sender. A message that would wait more than `MAX_INLINE_WAIT` is put back
+with a later `due_at` instead of holding its lease.
+
+One customer's messages go out in the order they were queued (by
+`first_due_at`, which retries never move): a message row is not claimed while
+an earlier one of the same customer is still pending (waiting for its next
+try after a provider error) or being sent, and within one batch a customer's
+messages are sent one after another, the rest put back as soon as one has to
+wait. The SQL filter keeps blocked rows out of the batch; a second check in
+the same transaction drops a row whose earlier sibling was skipped (locked by
+another worker, or beyond the batch limit), so two workers never send one
+customer's messages out of order.
+
+Retries are time-based for messages: a message is retried (backoff capped at
+a minute for replies, five minutes otherwise) until it expires — replies are
+valid for `bot.store.outbox.REPLY_VALID_FOR`, journeys for their `valid_for` — and
+is then closed as `expired` (obsolete, with the reason in the message log),
+never sent late; a message without a validity is dead-lettered after
+`MESSAGE_RETRY_HORIZON`. Other kinds (webhooks, notifications) keep their
+attempt limits.
+
+Before sending: an expired row (`expires_at`, the ValidityPeriod) becomes
+`expired`; a proactive message (priority above replies) to a customer who
+opted out of that channel becomes `cancelled`; an automatic message to a
+customer whose conversation a person owns becomes `held` (bot.store.holds). WhatsApp
+rows carry whether the 24-hour window is open; `WindowClosed` falls back to
+SMS.
+
+`outcome_for` is the one place that maps delivery errors to retry, fallback
+or failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+import random
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, exists, not_
+from sqlalchemy.orm import aliased
+from sqlmodel import Session, col, func, or_, select
+
+from bot.core.channels import OutboundMessage, Receipt, Sender, load_factory
+from bot.core.clock import Clock, system_clock
+from bot.core.db import Database
+from bot.core.errors import DeliveryError, PermanentProviderError, RecipientOptedOut, RetryAfter, WindowClosed
+from bot.core.models import Customer, Message, Outbox
+from bot.core.settings import Settings
+from bot.store import holds
+from bot.store.outbox import PRIORITY_REPLY
+
+log = logging.getLogger(__name__)
+
+LEASE = timedelta(seconds=60)
+BACKOFF_BASE_SECONDS = 2.0
+BACKOFF_CAP_SECONDS = 3600.0
+# Messages: a reply goes out within a minute of the provider's recovery; others within five.
+REPLY_BACKOFF_CAP_SECONDS = 60.0
+MESSAGE_BACKOFF_CAP_SECONDS = 300.0
+MESSAGE_RETRY_HORIZON = timedelta(hours=24)  # a message without its own validity is retried this long
+UNFINISHED = ("pending", "sending")
+# A message outcome after which the customer's next message may go: anything else keeps them waiting.
+FINAL = {"sent", "failed", "dead", "expired"}
+WHATSAPP_WINDOW = timedelta(hours=24)
+MAX_INLINE_WAIT = 2.0  # seconds a rate-limited message may wait while holding its lease
+TELEGRAM_GLOBAL_RATE = 30.0
+TELEGRAM_PER_CHAT_RATE = 1.0
+FALLBACK_CHANNEL = {"whatsapp": "sms"}
+
+
+@dataclass(frozen=True)
+class Claimed:
+    row_id: int
+    kind: str
+    channel: str | None
+    reclaimed: bool
+    message: OutboundMessage | None
+    payload: dict[str, Any]
+    event_id: str | None
+    attempts: int
+    max_attempts: int
+    customer_id: int | None = None
+    order_key: tuple[datetime, int] | None = None  # one customer's sending order
+    retry_until: datetime | None = None  # time-based retries (messages); None = attempt limit
+    give_up_as: str = "dead"  # expired (past its validity: obsolete) | dead
+    backoff_cap: float = BACKOFF_CAP_SECONDS
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str  # sent | retry | failed | dead | expired | fallback | deferred
+    retry_in: float | None = None
+    error: str | None = None
+    error_code: str | None = None
+    opt_out: bool = False
+
+
+def backoff_seconds(attempt: int, cap: float = BACKOFF_CAP_SECONDS) -> float:
+    """Exponential backoff with jitter (attempt 1 -> up to 2 s, 2 -> 4 s, …, at most `cap`)."""
+    return float(random.uniform(0.5, 1.0) * min(cap, BACKOFF_BASE_SECONDS * 2 ** min(30, max(0, attempt - 1))))
+
+
+def outcome_for(exc: Exception, *, attempts: int, max_attempts: int, retry_for: float | None = None,
+                give_up_as: str = "dead", backoff_cap: float = BACKOFF_CAP_SECONDS) -> Outcome:
+    """The one delivery policy. `retry_for` (seconds left before the row's deadline) makes the
+    retries time-based: the attempt count does not matter, the deadline does."""
+    if isinstance(exc, RecipientOptedOut):
+        return Outcome("failed", error=str(exc), error_code=exc.code, opt_out=True)
+    if isinstance(exc, WindowClosed):
+        return Outcome("fallback", error=str(exc), error_code=exc.code)
+    if isinstance(exc, PermanentProviderError):
+        return Outcome("failed", error=str(exc), error_code=exc.code)
+    code = exc.code if isinstance(exc, DeliveryError) else None
+    if retry_for is None and attempts >= max_attempts:
+        return Outcome("dead", error=f"gave up after {attempts} attempts: {exc}", error_code=code)
+    wait = backoff_seconds(attempts, backoff_cap)
+    if isinstance(exc, RetryAfter) and exc.seconds is not None:
+        wait = max(wait, float(exc.seconds))
+    if retry_for is not None and wait >= retry_for:
+        # The next try would come too late: an obsolete message is never sent late.
+        reason = "obsolete: not delivered in time" if give_up_as == "expired" else "gave up"
+        return Outcome(give_up_as, error=f"{reason} after {attempts} attempts: {exc}"[:500], error_code=code)
+    return Outcome("retry", retry_in=wait, error=str(exc)[:500] or exc.__class__.__name__, error_code=code)
+
+
+# ---------------------------------------------------------------- rate limits
+
+
+@dataclass
+class RateLimiter:
+    """Spacing-based limiter: each key gets one slot every 1/rate seconds (per process)."""
+
+    clock: Callable[[], float] = time.monotonic
+    _next: dict[Any, float] = field(default_factory=dict)
+
+    def wait_for(self, limits: list[tuple[Any, float]]) -> float:
+        now = self.clock()
+        return float(max([0.0, *(self._next.get(key, now) - now for key, _ in limits)]))
+
+    def take(self, limits: list[tuple[Any, float]]) -> float:
+        """Reserve a slot on every key; returns how long to wait before sending."""
+        now = self.clock()
+        wait = self.wait_for(limits)
+        start = now + wait
+        for key, rate in limits:
+            self._next[key] = start + 1.0 / rate
+        return wait
+
+    def finished(self, limits: list[tuple[Any, float]]) -> None:
+        """Count the spacing from when the provider answered: a slow first request (connection
+        setup) must not let the next one arrive less than 1/rate after it."""
+        done = self.clock()
+        for key, rate in limits:
+            self._next[key] = max(self._next.get(key, done), done + 1.0 / rate)
+
+
+def channel_limits(settings: Settings, channel: str | None, to: str) -> list[tuple[Any, float]]:
+    if channel == "telegram":
+        return [("telegram", TELEGRAM_GLOBAL_RATE), (("telegram", to), TELEGRAM_PER_CHAT_RATE)]
+    if channel == "sms":
+        return [("sms", settings.twilio.sms_rate_per_second)]
+    if channel == "whatsapp":
+        return [("whatsapp", settings.twilio.whatsapp_rate_per_second)]
+    return []
+
+
+# ---------------------------------------------------------------- wake-up
+
+_wake_lock = threading.Lock()
+_wake_events: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
+
+
+def notify() -> None:
+    """Wake every dispatcher of this process now (called after new outbox rows commit)."""
+    with _wake_lock:
+        targets = list(_wake_events)
+    for loop, event in targets:
+        if not loop.is_closed():
+            loop.call_soon_threadsafe(event.set)
+
+
+class Dispatcher:
+    def __init__(self, db: Database, settings: Settings, *, clock: Clock = system_clock,
+                 senders: dict[str, Sender] | None = None, worker_id: str | None = None,
+                 kinds: tuple[str, ...] | None = None) -> None:
+        self.db = db
+        self.settings = settings
+        self.clock = clock
+        self._senders: dict[str, Sender] = dict(senders or {})
+        self.worker_id = (worker_id or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}")[:64]
+        self.kinds = kinds
+        self.limiter = RateLimiter()
+
+    # ------------------------------------------------------------ senders
+
+    def sender_for(self, key: str) -> Sender | None:
+        if key not in self._senders:
+            factory = load_factory(key)
+            if factory is None:
+                return None
+            self._senders[key] = factory(self.settings)
+        return self._senders[key]
+
+    @staticmethod
+    def sender_key(claimed: Claimed) -> str:
+        return f"message:{claimed.channel}" if claimed.kind == "message" else claimed.kind
+
+    # ------------------------------------------------------------ claiming
+
+    def claim(self, limit: int = 50) -> list[Claimed]:
+        now = self.clock()
+        claimed: list[Claimed] = []
+        with self.db.session() as session:
+            query = (
+                select(Outbox)
+                .where(or_(
+                    (col(Outbox.status) == "pending") & (col(Outbox.due_at) <= now),
+                    (col(Outbox.status) == "sending") & (col(Outbox.claimed_until) < now),
+                ))
+                .where(or_(col(Outbox.kind) != "message", col(Outbox.customer_id).is_(None),
+                           not_(_waits_behind_an_earlier_message(now))))
+                .order_by(col(Outbox.priority), col(Outbox.due_at), col(Outbox.id))
+                .limit(limit)
+                .with_for_update(**self.db.skip_locked())
+            )
+            if self.kinds:
+                query = query.where(col(Outbox.kind).in_(self.kinds))
+            for row in _in_recipient_order(session, list(session.exec(query).all())):
+                reclaimed = row.status == "sending"
+                previous_claim = (row.claimed_until - LEASE) if reclaimed and row.claimed_until else None
+                message = session.get(Message, row.message_id) if row.message_id else None
+                customer = session.get(Customer, row.customer_id) if row.customer_id else None
+                if row.expires_at is not None and row.expires_at <= now:
+                    reason = "obsolete: expired before it could be sent"
+                    if row.attempts and row.last_error:
+                        reason = f"obsolete: not delivered in time after {row.attempts} attempts ({row.last_error})"
+                    self._close(session, row, message, "expired", now, reason[:500])
+                    continue
+                if (message is not None and customer is not None and row.priority > PRIORITY_REPLY
+                        and message.channel in customer.opted_out_channels):
+                    # Proactive message to someone who opted out of this channel: never send it.
+                    self._close(session, row, message, "cancelled", now, "recipient opted out")
+                    continue
+                if not reclaimed and holds.is_automatic(row) and holds.human_owns(session, row.customer_id):
+                    holds.hold(session, row, message, now)
+                    continue
+                row.status = "sending"
+                row.attempts += 1
+                row.claimed_by = self.worker_id
+                row.claimed_until = now + LEASE
+                row.updated_at = now
+                session.add(row)
+                outbound = None
+                if message is not None:
+                    payload = dict(row.payload)
+                    if row.expires_at is not None:
+                        # Twilio's ValidityPeriod: what is left of the message's useful life, by our clock.
+                        payload["validity_seconds"] = max(1, int((row.expires_at - now).total_seconds()))
+                    if previous_claim is not None:
+                        payload["claimed_since"] = previous_claim.isoformat()
+                    if message.channel == "whatsapp":
+                        payload["whatsapp_window_open"] = _whatsapp_window_open(session, message.customer_id, now)
+                    outbound = OutboundMessage(
+                        outbox_id=row.id or 0, message_id=message.id, channel=message.channel,
+                        to=_address(customer, message.channel), text=message.text,
+                        kind=str(row.payload.get("template") or "reply"),
+                        buttons=tuple((str(b[0]), str(b[1])) for b in row.payload.get("buttons", [])),
+                        payload=payload, attempt=row.attempts,
+                    )
+                claimed.append(Claimed(row.id or 0, row.kind, message.channel if message else row.channel, reclaimed,
+                                       outbound, dict(row.payload), row.event_id, row.attempts, row.max_attempts,
+                                       **_message_policy(row)))
+        return claimed
+
+    @staticmethod
+    def _close(session: Session, row: Outbox, message: Message | None, status: str, now: datetime, reason: str) -> None:
+        row.status = status
+        row.updated_at = now
+        row.claimed_until = None
+        row.last_error = reason
+        session.add(row)
+        if message is not None:
+            message.status = status
+            message.error = reason
+            session.add(message)
+
+    # ------------------------------------------------------------ sending
+
+    async def deliver(self, claimed: Claimed) -> Outcome:
+        sender = self.sender_for(self.sender_key(claimed))
+        if sender is None:
+            outcome = Outcome("failed", error=f"no sender for {self.sender_key(claimed)} (channel not configured)")
+            await asyncio.to_thread(self.record, claimed, outcome, None)
+            return outcome
+        limits = channel_limits(self.settings, claimed.channel, claimed.message.to if claimed.message else "")
+        if limits:
+            wait = self.limiter.wait_for(limits)
+            if wait > MAX_INLINE_WAIT:
+                outcome = Outcome("deferred", retry_in=wait)
+                await asyncio.to_thread(self.record, claimed, outcome, None)
+                return outcome
+            await asyncio.sleep(self.limiter.take(limits))
+        receipt: Receipt | None = None
+        try:
+            if claimed.reclaimed and claimed.message is not None and hasattr(sender, "reconcile"):
+                # Read now, not at claim: an earlier message of this lane may have been recorded since.
+                taken = await asyncio.to_thread(self.provider_ids_taken, claimed)
+                asked = dataclasses.replace(claimed.message,
+                                            payload={**claimed.message.payload, "taken_provider_ids": sorted(taken)})
+                receipt = await sender.reconcile(asked)
+            if receipt is None:
+                receipt = await sender.send(claimed.message if claimed.message is not None else claimed)  # type: ignore[arg-type]
+            outcome = Outcome("sent")
+        except Exception as exc:  # every failure is mapped; nothing escapes the loop
+            if not isinstance(exc, DeliveryError):
+                log.warning("send failed outbox=%s kind=%s: %s", claimed.row_id, claimed.kind, exc.__class__.__name__)
+            retry_for = (claimed.retry_until - self.clock()).total_seconds() if claimed.retry_until else None
+            outcome = outcome_for(exc, attempts=claimed.attempts, max_attempts=claimed.max_attempts,
+                                  retry_for=retry_for, give_up_as=claimed.give_up_as, backoff_cap=claimed.backoff_cap)
+        finally:
+            if limits:
+                self.limiter.finished(limits)
+        await asyncio.to_thread(self.record, claimed, outcome, receipt)
+        return outcome
+
+    def provider_ids_taken(self, claimed: Claimed) -> set[str]:
+        """Provider ids already recorded for this customer's other messages around the claim:
+        reconciliation must never match one of them (it would be another row's message)."""
+        if claimed.message is None or claimed.customer_id is None:
+            return set()
+        since_raw = claimed.message.payload.get("claimed_since")
+        since = datetime.fromisoformat(since_raw) - timedelta(hours=1) if since_raw else None
+        with self.db.read() as session:
+            query = select(Message.provider_message_id).where(
+                Message.customer_id == claimed.customer_id, Message.direction == "out",
+                col(Message.provider_message_id).is_not(None), Message.id != claimed.message.message_id)
+            if since is not None:
+                query = query.where(or_(col(Message.sent_at) >= since, col(Message.sent_at).is_(None)))
+            return {str(pid) for pid in session.exec(query).all() if pid}
+
+    def record(self, claimed: Claimed, outcome: Outcome, receipt: Receipt | None) -> None:
+        now = self.clock()
+        with self.db.session() as session:
+            row = session.get(Outbox, claimed.row_id)
+            if row is None:
+                return
+            if row.status != "sending" or row.claimed_by != self.worker_id:
+                # Our lease expired and another worker took the row: its outcome wins.
+                log.warning("outbox=%s was reclaimed by another worker; not recording", claimed.row_id)
+                return
+            message = session.get(Message, row.message_id) if row.message_id else None
+            row.updated_at = now
+            row.claimed_until = None
+            if outcome.status == "sent" and receipt is not None and receipt.provider_id and message is not None \
+                    and _provider_id_owned(session, receipt.provider_id, message):
+                # Reconciliation matched a message another row already recorded: ours did not go out.
+                log.warning("outbox=%s: reconciled id belongs to another message; sending again", claimed.row_id)
+                row.status = "pending"
+                row.attempts = max(0, row.attempts - 1)
+                row.due_at = now
+                row.last_error = "reconciliation matched another message; sent again"
+            elif outcome.status == "sent":
+                row.status = "sent"
+                row.sent_at = now
+                row.provider_id = receipt.provider_id if receipt else None
+                row.last_error = None
+                if message is not None:
+                    message.status = receipt.status if receipt and receipt.status in {"sent", "delivered", "queued"} else "sent"
+                    message.provider_message_id = receipt.provider_id if receipt else None
+                    message.sent_at = now
+                    if receipt and receipt.channel:
+                        message.channel = receipt.channel
+            elif outcome.status == "deferred":
+                # Rate-limited: not an attempt, just later.
+                row.status = "pending"
+                row.attempts = max(0, row.attempts - 1)
+                row.due_at = now + timedelta(seconds=outcome.retry_in or 1)
+            elif outcome.status == "retry":
+                row.status = "pending"
+                row.due_at = now + timedelta(seconds=outcome.retry_in or 1)
+                if row.expires_at is not None:
+                    row.due_at = min(row.due_at, row.expires_at)  # closed as expired then, not left waiting
+                row.last_error = outcome.error
+            elif outcome.status == "fallback" and message is not None and self._fall_back(session, row, message, outcome):
+                pass
+            else:  # failed | dead | expired | fallback impossible
+                row.status = outcome.status if outcome.status in {"dead", "expired"} else "failed"
+                row.last_error = outcome.error
+                if message is not None:
+                    message.status = "expired" if outcome.status == "expired" else "failed"
+                    message.error = (outcome.error or "")[:500]
+                    message.error_code = outcome.error_code
+                    if outcome.opt_out and message.customer_id:
+                        mark_opted_out(session, message.customer_id, message.channel)
+            session.add(row)
+            if message is not None:
+                session.add(message)
+
+    def _fall_back(self, session: Session, row: Outbox, message: Message, outcome: Outcome) -> bool:
+        """WhatsApp refused (window closed): send the same message by SMS instead, if we may."""
+        target = FALLBACK_CHANNEL.get(message.channel)
+        customer = session.get(Customer, message.customer_id) if message.customer_id else None
+        if (target is None or customer is None or not customer.phone or target in customer.opted_out_channels
+                or not self.settings.twilio.whatsapp_sms_fallback):
+            return False
+        log.info("outbox=%s %s refused (%s); falling back to %s", row.id, message.channel, outcome.error_code, target)
+        row.payload = {**row.payload, "fallback_from": message.channel}
+        row.channel = target
+        row.status = "pending"
+        row.due_at = self.clock()
+        row.last_error = outcome.error
+        message.channel = target
+        message.status = "queued"
+        message.error_code = outcome.error_code
+        message.error = f"{outcome.error or 'window closed'}; sent by {target} instead"[:500]
+        return True
+
+    async def run_once(self, limit: int = 50) -> int:
+        claimed = await asyncio.to_thread(self.claim, limit)
+        # One lane per recipient: a customer's messages go out in order (whatever the channel),
+        # different customers in parallel.
+        lanes: dict[tuple[str, str | None, str], list[Claimed]] = {}
+        for item in claimed:
+            if item.kind == "message" and item.customer_id is not None:
+                lane: tuple[str, str | None, str] = ("message", None, str(item.customer_id))
+            else:
+                lane = (item.kind, item.channel, item.message.to if item.message else str(item.row_id))
+            lanes.setdefault(lane, []).append(item)
+        for items in lanes.values():
+            items.sort(key=lambda i: i.order_key or (datetime.min.replace(tzinfo=UTC), i.row_id))
+
+        started = time.monotonic()
+
+        async def drain(items: list[Claimed]) -> None:
+            waiting = False
+            for item in items:
+                if waiting or time.monotonic() - started > LEASE.total_seconds() / 2:
+                    # Put back, not an attempt: behind a message that must wait (the customer's order),
+                    # or a long rate-limited lane that must not outlive its lease.
+                    await asyncio.to_thread(self.record, item, Outcome("deferred", retry_in=0.0), None)
+                    continue
+                outcome = await self.deliver(item)
+                waiting = item.kind == "message" and item.customer_id is not None and outcome.status not in FINAL
+
+        await asyncio.gather(*(drain(items) for items in lanes.values()))
+        return len(claimed)
+
+    async def run_forever(self, stop: asyncio.Event, *, idle_sleep: float = 0.5) -> None:
+        wake = asyncio.Event()
+        entry = (asyncio.get_running_loop(), wake)
+        with _wake_lock:
+            _wake_events.add(entry)
+        try:
+            while not stop.is_set():
+                wake.clear()
+                try:
+                    count = await self.run_once()
+                except Exception:
+                    log.exception("dispatcher iteration failed; retrying")
+                    count = 0
+                if count == 0:
+                    waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
+                    await asyncio.wait(waiters, timeout=idle_sleep, return_when=asyncio.FIRST_COMPLETED)
+                    for waiter in waiters:
+                        waiter.cancel()
+        finally:
+            with _wake_lock:
+                _wake_events.discard(entry)
+
+
+# ---------------------------------------------------------------- one customer's order
+
+
+def order_key(row: Outbox) -> tuple[datetime, int]:
+    """A customer's sending order: when the message was first due, then when it was queued."""
+    return (row.first_due_at or row.due_at, row.id or 0)
+
+
+def _waits_behind_an_earlier_message(now: datetime) -> Any:
+    """SQL: an earlier message of the same customer is unfinished and will not go before this
+    one in this batch: it waits for its next try, another worker's lease holds it, or it sorts
+    after this row in the claim order (a retried message's `due_at` moved on).
+
+    So every row that passes has its earlier siblings ahead of it in the claim order, and the
+    batch limit can never take a customer's later message while leaving out the earlier one.
+    """
+    earlier = aliased(Outbox)
+    status, due_at, claimed_until, row_id, priority = (
+        col(earlier.status), col(earlier.due_at), col(earlier.claimed_until), col(earlier.id), col(earlier.priority))
+    earlier_first = func.coalesce(col(earlier.first_due_at), due_at)
+    this_first = func.coalesce(col(Outbox.first_due_at), col(Outbox.due_at))
+    claimable = or_(and_(status == "pending", due_at <= now), and_(status == "sending", claimed_until < now))
+    this_priority, this_due, this_id = col(Outbox.priority), col(Outbox.due_at), col(Outbox.id)
+    claimed_before = or_(priority < this_priority,
+                         and_(priority == this_priority, or_(due_at < this_due, and_(due_at == this_due,
+                                                                                    row_id < this_id))))
+    return exists().where(
+        col(earlier.kind) == "message",
+        col(earlier.customer_id) == col(Outbox.customer_id),
+        row_id != this_id,
+        status.in_(UNFINISHED),
+        or_(earlier_first < this_first, and_(earlier_first == this_first, row_id < this_id)),
+        not_(and_(claimable, claimed_before)),
+    )
+
+
+def _in_recipient_order(session: Session, rows: list[Outbox]) -> list[Outbox]:
+    """Drop a message row whose customer has an earlier unfinished message outside this batch.
+
+    The SQL filter saw a snapshot; this check, in the same transaction, catches an earlier row
+    that another worker holds locked (SKIP LOCKED skipped it) or that the batch limit cut off.
+    """
+    taken = {row.id for row in rows}
+    customers = {row.customer_id for row in rows if row.kind == "message" and row.customer_id is not None}
+    if not customers:
+        return rows
+    unfinished = session.exec(select(Outbox.id, Outbox.customer_id, Outbox.first_due_at, Outbox.due_at).where(
+        Outbox.kind == "message", col(Outbox.customer_id).in_(customers), col(Outbox.status).in_(UNFINISHED),
+    )).all()
+    by_customer: dict[int, list[tuple[tuple[datetime, int], int]]] = {}
+    for row_id, customer_id, first_due_at, due_at in unfinished:
+        by_customer.setdefault(customer_id or 0, []).append(((first_due_at or due_at, row_id or 0), row_id or 0))
+    allowed: set[int] = set()
+    for siblings in by_customer.values():
+        for _, row_id in sorted(siblings):
+            if row_id not in taken:
+                break  # everything after a sibling we do not hold must wait for it
+            allowed.add(row_id)
+    return [row for row in rows if row.kind != "message" or row.customer_id is None or row.id in allowed]
+
+
+def _message_policy(row: Outbox) -> dict[str, Any]:
+    """Claimed fields of the time-based retry policy (messages) and the customer's order."""
+    if row.kind != "message":
+        return {"customer_id": row.customer_id}
+    if row.expires_at is not None:
+        until, give_up_as = row.expires_at, "expired"
+    else:
+        until, give_up_as = (row.first_due_at or row.due_at) + MESSAGE_RETRY_HORIZON, "dead"
+    cap = REPLY_BACKOFF_CAP_SECONDS if row.priority <= PRIORITY_REPLY else MESSAGE_BACKOFF_CAP_SECONDS
+    return {"customer_id": row.customer_id, "order_key": order_key(row), "retry_until": until,
+            "give_up_as": give_up_as, "backoff_cap": cap}
+
+
+def mark_opted_out(session: Session, customer_id: int, channel: str) -> None:
+    customer = session.get(Customer, customer_id)
+    if customer is not None and channel not in customer.opted_out_channels:
+        customer.opted_out_channels = sorted({*customer.opted_out_channels, channel})
+        session.add(customer)
+
+
+def _whatsapp_window_open(session: Session, customer_id: int | None, now: datetime) -> bool:
+    if customer_id is None:
+        return False
+    last = session.exec(select(func.max(Message.created_at)).where(
+        Message.customer_id == customer_id, Message.direction == "in", Message.channel == "whatsapp")).first()
+    if last is None:
+        return False
+    if last.tzinfo is None:  # func.max bypasses the UTCDateTime type on SQLite
+        last = last.replace(tzinfo=UTC)
+    return bool(now - last < WHATSAPP_WINDOW)
+
+
+def _provider_id_owned(session: Session, provider_id: str, message: Message) -> bool:
+    return session.exec(select(Message.id).where(
+        Message.channel == message.channel, Message.provider_message_id == provider_id, Message.id != message.id,
+    )).first() is not None
+
+
+def _address(customer: Customer | None, channel: str) -> str:
+    if customer is None:
+        return ""
+    if channel == "telegram":
+        return customer.telegram_chat_id or ""
+    return customer.phone or ""

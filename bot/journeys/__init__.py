@@ -1,0 +1,1 @@
+"""Proactive journeys: hooks on order events, contact policy, timers."""

@@ -1,0 +1,590 @@
+"""Proactive journeys: order and shipment events become timely, well-placed messages.
+
+Called by the orders API, the demo loader and carrier webhooks inside the same
+transaction that stored the order or event, so a journey message is never
+lost or doubled. Every message goes through one contact policy (`plan`):
+
+* the customer's preferred channel (Telegram only once linked, else SMS);
+* nothing proactive for an opted-out or erased customer;
+* quiet hours in the customer's timezone move a message to the next allowed
+  time (a scheduled outbox row), never drop it; a customer who wrote in the
+  last half hour is awake, so nothing is held;
+* frequency caps per order per day and for marketing per customer per week
+  (a capped message is logged as `cancelled` with the reason);
+* priority: transactional before marketing (the dispatcher orders by it);
+* dedupe: the outbox `dedupe_key` is derived from the event, so the same
+  event twice gives one message;
+* obsolescence: a later event cancels pending messages it supersedes
+  (outbox row and message both `cancelled`), and nothing about transit is
+  said once the order is delivered.
+
+Steps that must be decided when they fall due (COD reminder and escalation,
+the NPS survey) are `JourneyTimer` rows, claimed by the per-second tick
+(`run_due_timers`) with `FOR UPDATE SKIP LOCKED`. This module never sends
+anything itself; the dispatcher does, after commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+from sqlmodel import Session, col, select
+
+from bot.core import replies
+from bot.core.db import try_insert
+from bot.core.models import Conversation, Customer, JourneyTimer, KeyValue, Message, Order, OrderEvent, Outbox
+from bot.core.phones import phone_hash
+from bot.core.shopconfig import parse_duration, parse_quiet_hours
+from bot.store import outbox
+from bot.store.orders import ALLOWED_FROM, order_view
+
+if TYPE_CHECKING:
+    from bot.service import Service
+
+log = logging.getLogger(__name__)
+
+MARKETING_JOURNEYS = ("feedback", "reorder")
+REMINDER_JOURNEYS = ("cod_reminder",)  # optional too: the question itself went out already
+# Status updates a conversation about the order makes obsolete: the bot has just told the customer.
+INFORMATIONAL_JOURNEYS = ("order_confirmed", "shipped", "out_for_delivery", "delayed", "delivered")
+TRANSIT_JOURNEYS = ("shipped", "out_for_delivery", "delayed", "failed_attempt")
+# A new event of the key's type cancels the still-pending messages of these journeys.
+SUPERSEDES: dict[str, tuple[str, ...]] = {
+    "shipped": ("shipped",),
+    "out_for_delivery": ("shipped", "out_for_delivery", "delayed", "failed_attempt"),
+    "delayed": ("shipped", "delayed"),
+    "failed_attempt": ("out_for_delivery", "failed_attempt"),
+    "delivered": (*TRANSIT_JOURNEYS, "cod_reminder"),
+    "returned": (*TRANSIT_JOURNEYS, "cod_reminder", "delivered", "feedback", "reorder"),
+    "cancelled": ("order_confirmed", *TRANSIT_JOURNEYS, "cod_reminder", "delivered", "feedback", "reorder"),
+}
+# Timers a new event makes pointless.
+TIMERS_SUPERSEDED: dict[str, tuple[str, ...]] = {
+    "delivered": ("cod_reminder", "cod_escalation"),
+    "returned": ("cod_reminder", "cod_escalation", "feedback"),
+    "cancelled": ("cod_reminder", "cod_escalation", "feedback"),
+}
+AWAKE_WINDOW = timedelta(minutes=30)  # a customer who just wrote is awake: quiet hours do not hold replies
+SALT_KEY = "erasure_salt"
+FEEDBACK_FLOW = "feedback"
+
+
+def template_key(journey: str, order: Order | None = None) -> str:
+    if journey == "order_confirmed" and order is not None and order.payment_method == "cod":
+        return "journey.order_confirmed_cod"
+    return f"journey.{journey}"
+
+
+@dataclass(frozen=True)
+class Planned:
+    """What the policy decided for one journey message (for tests, simulate and logs)."""
+
+    journey: str
+    decision: str  # queued | scheduled | capped | opted_out | disabled | duplicate | stale | no_channel
+    message: Message | None = None
+    due_at: datetime | None = None
+    channel: str | None = None
+
+
+def phone_timezone(phone: str, shop_timezone: str) -> str | None:
+    """The time zone of a phone number's region (libphonenumber); the shop's when it is one of several,
+    else the westernmost of them."""
+    import phonenumbers
+    from phonenumbers import timezone as phone_timezones
+
+    try:
+        zones = phone_timezones.time_zones_for_number(phonenumbers.parse(phone, None))
+    except phonenumbers.NumberParseException:
+        return None
+    zones = tuple(z for z in zones if z != phone_timezones.UNKNOWN_TIMEZONE)
+    if not zones:
+        return None
+    if shop_timezone in zones:
+        return shop_timezone
+    # Several zones (Spain: Madrid and the Canaries): the one that wakes up last, so nobody is woken.
+    probe = datetime(2026, 1, 15, 12, tzinfo=UTC)
+    return min(zones, key=lambda z: probe.astimezone(ZoneInfo(z)).utcoffset() or timedelta(0))
+
+
+def erasure_salt(session: Session) -> str:
+    """The per-installation salt for erased phone hashes (kv), created on first use."""
+    row = session.get(KeyValue, SALT_KEY)
+    if row is None:
+        row = KeyValue(key=SALT_KEY, value=secrets.token_hex(32))
+        if not try_insert(session, row):
+            row = session.get(KeyValue, SALT_KEY)
+            assert row is not None
+    return row.value
+
+
+class Journeys:
+    """The hooks the orders API calls, plus the contact policy and the timer tick."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+        try:  # fail at start, not on the first order at 9 pm
+            parse_quiet_hours(self.quiet_hours_text())
+        except ValueError as exc:
+            source = "DOORSTEP_QUIET_HOURS" if service.settings.quiet_hours is not None else "contact_policy.quiet_hours"
+            raise ValueError(f"{source}: {exc}") from None
+
+    # ------------------------------------------------------------ config
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return self.service.runtime.shop_config
+
+    def spec(self, journey: str) -> dict[str, Any]:
+        spec: dict[str, Any] = self.config.get("journeys", {}).get(journey, {})
+        return spec
+
+    def enabled(self, journey: str) -> bool:
+        return bool(self.spec(journey).get("enabled", False))
+
+    def quiet_hours_text(self) -> str:
+        env = self.service.settings.quiet_hours
+        if env is not None:
+            return env
+        return str(self.config.get("contact_policy", {}).get("quiet_hours", ""))
+
+    def caps(self) -> dict[str, int]:
+        caps: dict[str, int] = self.config.get("contact_policy", {}).get("caps", {})
+        return caps
+
+    def customer_timezone(self, customer: Customer) -> ZoneInfo:
+        """The recipient's time zone: the customer's own, else their phone number's, else the shop's."""
+        shop = self.service.runtime.timezone
+        name = customer.timezone or (phone_timezone(customer.phone, shop) if customer.phone else None) or shop
+        try:
+            return ZoneInfo(name)
+        except Exception:  # an unknown zone name must not stop a journey
+            return ZoneInfo("UTC")
+
+    # ------------------------------------------------------------ hooks
+
+    def order_saved(self, *, session: Session, order: Order, customer: Customer, created: bool) -> None:
+        """An order was created or updated through the API: the order-confirmed journey."""
+        if not created:
+            return
+        self._inherit_erased_opt_out(session, customer)
+        self._order_confirmed(session, order, customer, key="created")
+        self.ask_address_clarification(session, order, customer)
+
+    def order_event(self, *, session: Session, order: Order, customer: Customer, event: OrderEvent) -> None:
+        """A new (not duplicate) shipment event was recorded."""
+        now = self.service.now()
+        kind = event.type
+        self.cancel_superseded(session, order=order, journeys=SUPERSEDES.get(kind, ()),
+                               timers=TIMERS_SUPERSEDED.get(kind, ()), reason=f"superseded by {kind}", now=now)
+        if kind == "confirmed":
+            self._order_confirmed(session, order, customer, key="created")
+            return
+        if kind in TRANSIT_JOURNEYS and (order.delivered_at is not None or order.status in {"delivered", "returned", "cancelled"}):
+            return  # obsolete: never "delayed" after "delivered"
+        if kind not in (*TRANSIT_JOURNEYS, "delivered"):
+            return
+        if self._repeats(session, order, event):
+            return  # the carrier said the same thing again: nothing new to tell the customer
+        valid_for = parse_duration(self.spec(kind).get("valid_for", "24h"))
+        if event.at + valid_for < now:
+            return  # a stale event (replayed late): telling the customer now would mislead
+        self.plan(session, journey=kind, order=order, customer=customer,
+                  dedupe_key=f"journey:{kind}:{order.id}:{event.dedupe_key or event.id}", now=now)
+        if kind == "delivered":
+            self._after_delivery(session, order, customer, now)
+
+    @staticmethod
+    def _repeats(session: Session, order: Order, event: OrderEvent) -> bool:
+        """Whether the status just before this one was the same: nothing new to tell.
+
+        "shipped" scanned twice is a repeat; out for delivery again after a failed attempt is
+        news; a delay is news only with a new ETA (none, or the same one, is a repeat)."""
+        previous = session.exec(
+            select(OrderEvent).where(OrderEvent.order_pk == order.id, OrderEvent.id != event.id,
+                                     col(OrderEvent.type).in_(tuple(ALLOWED_FROM)), col(OrderEvent.at) <= event.at)
+            .order_by(col(OrderEvent.at).desc(), col(OrderEvent.id).desc()).limit(1)
+        ).first()
+        if previous is None or previous.type != event.type:
+            return False
+        return event.type != "delayed" or event.eta is None or event.eta == previous.eta
+
+    # ------------------------------------------------------------ journeys
+
+    def _order_confirmed(self, session: Session, order: Order, customer: Customer, *, key: str) -> None:
+        now = self.service.now()
+        planned = self.plan(session, journey="order_confirmed", order=order, customer=customer,
+                            dedupe_key=f"journey:order_confirmed:{order.id}", now=now)
+        if order.payment_method != "cod" or order.cod_status != "pending" or planned.message is None:
+            return
+        self.open_flow(session, customer, "cod", order=order, now=now)
+        asked_at = planned.due_at or now  # counted from when the question actually goes out (quiet hours)
+        for kind in ("cod_reminder", "cod_escalation"):
+            if self.enabled(kind):
+                due = asked_at + parse_duration(self.spec(kind).get("delay", "2h"))
+                self.add_timer(session, kind=kind, order=order, customer=customer, due_at=due,
+                               quiet=kind != "cod_escalation")  # agents, not customers, get the escalation
+
+    def ask_address_clarification(self, session: Session, order: Order, customer: Customer) -> bool:
+        """Ask for the missing parts of an address that cannot be delivered as it is.
+
+        One open question at a time: while a COD confirmation is pending, that
+        question goes first and this one follows the customer's answer
+        (`bot.conversation.engine` calls back here). Honours opt-out, quiet hours and dedupe.
+        """
+        if order.address_status != "needs_clarification" or not self.enabled("address_clarification"):
+            return False
+        if order.payment_method == "cod" and order.cod_status == "pending":
+            return False
+        if customer.erased_at is not None or customer.opted_out_channels:
+            return False
+        from bot.conversation import engine
+        from flows.proactive import NotApplicable
+
+        now = self.service.now()
+        spec = self.spec("address_clarification")
+        due = self.next_allowed(now, customer)
+        try:
+            message = engine.open_proactive(
+                session=session, runtime=self.service.runtime, customer=customer, kind="address_clarification",
+                order=order, now=now, due_at=due, expires_at=due + parse_duration(spec.get("valid_for", "24h")),
+                dedupe_key=f"journey:address_clarification:{order.id}",
+            )
+        except NotApplicable:
+            return False
+        return message is not None
+
+    def _after_delivery(self, session: Session, order: Order, customer: Customer, now: datetime) -> None:
+        if self.enabled("feedback"):
+            due = now + parse_duration(self.spec("feedback").get("delay", "3d"))
+            self.add_timer(session, kind="feedback", order=order, customer=customer, due_at=due)
+        if self.enabled("reorder"):
+            for item in order.items:
+                days = item.get("consumable_days")
+                if not days:
+                    continue
+                self.plan(session, journey="reorder", order=order, customer=customer,
+                          dedupe_key=f"journey:reorder:{order.id}:{item.get('sku')}", now=now,
+                          delay=timedelta(days=int(days)), extra_vars={"item": item})
+
+    def _inherit_erased_opt_out(self, session: Session, customer: Customer) -> None:
+        """A number that opted out and was then erased stays opted out when it orders again
+        (only for a customer with no conversation yet, so a later START still works)."""
+        if not customer.phone or customer.opted_out_channels:
+            return
+        if session.exec(select(Message.id).where(Message.customer_id == customer.id).limit(1)).first():
+            return
+        digest = phone_hash(customer.phone, erasure_salt(session))
+        for erased in session.exec(select(Customer).where(Customer.phone_hash == digest,
+                                                          col(Customer.erased_at).is_not(None))):
+            if erased.opted_out_channels:
+                customer.opted_out_channels = sorted(set(erased.opted_out_channels))
+                session.add(customer)
+                return
+
+    # ------------------------------------------------------------ the contact policy
+
+    def plan(self, session: Session, *, journey: str, order: Order, customer: Customer, dedupe_key: str,
+             now: datetime, delay: timedelta | None = None, extra_vars: dict[str, Any] | None = None) -> Planned:
+        """Decide whether, when and where one journey message goes, and queue it."""
+        spec = self.spec(journey)
+        if not spec.get("enabled", False):
+            return Planned(journey, "disabled")
+        if customer.erased_at is not None or customer.opted_out_channels:
+            return Planned(journey, "opted_out")
+        channel = self.channel_for(customer, spec)
+        if channel is None:
+            return Planned(journey, "no_channel")
+        if session.exec(select(Outbox.id).where(Outbox.dedupe_key == dedupe_key)).first():
+            return Planned(journey, "duplicate")
+        due = now + (delay if delay is not None else parse_duration(spec.get("delay", "0m")))
+        conversation = self.conversation(session, customer, channel)
+        awake = conversation.last_inbound_at is not None and now - conversation.last_inbound_at <= AWAKE_WINDOW
+        if not (awake and due <= now):
+            due = self.next_allowed(due, customer)
+        marketing = spec.get("priority") == "marketing"
+        template = str(spec.get("template") or template_key(journey, order))
+        text = self.render(template, order=order, customer=customer, extra_vars=extra_vars or {})
+        # Caps drop optional messages only (marketing, reminders): news is never dropped.
+        optional = marketing or journey in REMINDER_JOURNEYS
+        cap_reason = (self.cap_exceeded(session, order=order, customer=customer, due=due, marketing=marketing)
+                      if optional else None)
+        message = outbox.enqueue_message(
+            session=session, customer=customer, channel=channel, text=text, conversation_id=conversation.id,
+            order_pk=order.id, template=template, due_at=due, dedupe_key=dedupe_key,
+            priority=outbox.PRIORITY_MARKETING if marketing else outbox.PRIORITY_TRANSACTIONAL,
+            expires_at=due + parse_duration(spec.get("valid_for", "24h")),
+            payload={"journey": journey, "marketing": marketing, "fallback_channel": "sms"},
+            now=now,
+        )
+        if message is None:
+            return Planned(journey, "duplicate")
+        if cap_reason is not None:
+            # Logged rather than silently skipped, so "why did they not hear from us" has an answer.
+            self._cancel_message(session, message, reason=cap_reason, code="frequency_cap", now=now)
+            return Planned(journey, "capped", message, due, channel)
+        return Planned(journey, "scheduled" if due > now else "queued", message, due, channel)
+
+    def channel_for(self, customer: Customer, spec: dict[str, Any]) -> str | None:
+        wanted = str(spec.get("channel") or "preferred")
+        channel = customer.channel if wanted == "preferred" else wanted
+        if channel == "telegram" and not customer.telegram_chat_id:
+            channel = "sms"  # not linked yet: SMS carries the deep link
+        if channel != "telegram" and not customer.phone:
+            return "telegram" if customer.telegram_chat_id else None
+        return channel
+
+    def next_allowed(self, due: datetime, customer: Customer) -> datetime:
+        """`due`, or the end of the quiet hours it falls in (customer's timezone)."""
+        quiet = parse_quiet_hours(self.quiet_hours_text())
+        if quiet is None:
+            return due
+        tz = self.customer_timezone(customer)
+        local = due.astimezone(tz)
+        if not quiet.contains(local.time()):
+            return due
+        end = local.replace(hour=quiet.end.hour, minute=quiet.end.minute, second=0, microsecond=0)
+        if end <= local:
+            end = end + timedelta(days=1)
+        # Re-localise so a DST change overnight still lands on the wall-clock end time.
+        end = datetime.combine(end.date(), quiet.end, tzinfo=tz)
+        return end.astimezone(UTC)
+
+    def cap_exceeded(self, session: Session, *, order: Order, customer: Customer, due: datetime,
+                     marketing: bool) -> str | None:
+        caps = self.caps()
+        live = ("scheduled", "queued", "sent", "delivered", "read")
+        per_day = caps.get("per_order_per_day")
+        if per_day is not None:
+            tz = self.customer_timezone(customer)
+            day_start = datetime.combine(due.astimezone(tz).date(), datetime.min.time(), tzinfo=tz).astimezone(UTC)
+            count = len(session.exec(select(Message.id).where(
+                Message.order_pk == order.id, Message.direction == "out", col(Message.template).startswith("journey."),
+                col(Message.status).in_(live), col(Message.due_at) >= day_start,
+                col(Message.due_at) < day_start + timedelta(days=1),
+            )).all())
+            if count >= per_day:
+                return f"frequency cap: {per_day} proactive messages per order per day"
+        per_week = caps.get("marketing_per_customer_per_week")
+        if marketing and per_week is not None:
+            templates = [template_key(j) for j in MARKETING_JOURNEYS]
+            count = len(session.exec(select(Message.id).where(
+                Message.customer_id == customer.id, Message.direction == "out", col(Message.template).in_(templates),
+                col(Message.status).in_(live), col(Message.due_at) > due - timedelta(days=7),
+                col(Message.due_at) < due + timedelta(days=7),
+            )).all())
+            if count >= per_week:
+                return f"frequency cap: {per_week} marketing messages per customer per week"
+        return None
+
+    def render(self, template: str, *, order: Order, customer: Customer, extra_vars: dict[str, Any]) -> str:
+        view = order_view(order)
+        username = self.service.settings.telegram_bot_username.lstrip("@")
+        deep_link = (f"https://t.me/{username}?start={customer.telegram_link_token}"
+                     if username and customer.telegram_link_token and not customer.telegram_chat_id else "")
+        variables = {
+            "shop_name": self.config.get("shop_name", ""),  # empty = the locale's wording
+            "support_contact": self.config.get("support_contact", ""),
+            "customer_name": customer.name.split(" ")[0] if customer.name else "",
+            "order": view,
+            "items": view.item_names,
+            "expected": view.expected_date,
+            "deep_link": deep_link,
+            "review_link": self.config.get("review_link", ""),
+            **extra_vars,
+        }
+        today = self.service.runtime.now().astimezone(self.customer_timezone(customer)).date()
+        return replies.render(template, customer.locale, today=today, **variables)
+
+    # ------------------------------------------------------------ obsolescence
+
+    @staticmethod
+    def cancel_superseded(session: Session, *, order: Order, journeys: tuple[str, ...], timers: tuple[str, ...],
+                          reason: str, now: datetime, held_only: bool = False) -> int:
+        """Cancel this order's pending messages of `journeys` (only those held for later: `held_only`)
+        and pending `timers`."""
+        cancelled = 0
+        if journeys:
+            # A held COD question is an open question, not news: only a real supersession drops it.
+            templates = [template_key(j) for j in journeys] + (
+                ["journey.order_confirmed_cod"] if "order_confirmed" in journeys and not held_only else [])
+            query = select(Outbox, Message).join(Message, col(Message.id) == col(Outbox.message_id)).where(
+                Outbox.order_pk == order.id, Outbox.status == "pending", col(Message.template).in_(templates))
+            if held_only:
+                query = query.where(col(Outbox.due_at) > now)
+            # Locked (PostgreSQL): a row the dispatcher is claiming right now is re-read after its claim
+            # commits, and no longer matches `pending`, instead of being marked cancelled while it is sent.
+            rows = session.exec(query.with_for_update(of=Outbox)).all()
+            for row, message in rows:
+                Journeys._cancel(session, row, message, reason=reason, now=now)
+                cancelled += 1
+        if timers:
+            for timer in session.exec(select(JourneyTimer).where(
+                    JourneyTimer.order_pk == order.id, JourneyTimer.status == "pending",
+                    col(JourneyTimer.kind).in_(timers))):
+                timer.status = "cancelled"
+                timer.outcome = reason[:200]
+                session.add(timer)
+        return cancelled
+
+    def _cancel_message(self, session: Session, message: Message, *, reason: str, code: str, now: datetime) -> None:
+        row = session.exec(select(Outbox).where(Outbox.message_id == message.id)).first()
+        if row is not None:
+            self._cancel(session, row, message, reason=reason, now=now, code=code)
+
+    @staticmethod
+    def _cancel(session: Session, row: Outbox, message: Message | None, *, reason: str, now: datetime,
+                code: str = "superseded") -> None:
+        row.status = "cancelled"
+        row.last_error = reason[:500]
+        row.updated_at = now
+        session.add(row)
+        if message is not None:
+            message.status = "cancelled"
+            message.error = reason[:500]
+            message.error_code = code
+            session.add(message)
+
+    # ------------------------------------------------------------ conversations and flows
+
+    def conversation(self, session: Session, customer: Customer, channel: str) -> Conversation:
+        from bot.conversation.engine import conversation_for  # engine imports this module at load time
+
+        return conversation_for(session, customer, channel)
+
+    def open_flow(self, session: Session, customer: Customer, flow_name: str, *, order: Order, now: datetime) -> bool:
+        """Put the customer's conversation into `flow_name` so their reply is read in context
+        (the engine's `open_flow`). Never hijacks a human-owned conversation or another
+        live dialog; False when the flow was not opened."""
+        from bot.conversation import engine
+        from flows.registry import FLOWS_BY_NAME
+
+        flow = FLOWS_BY_NAME.get(flow_name)
+        if flow is None:
+            return False
+        conversation = self.conversation(session, customer, customer.channel)
+        session.flush()
+        self.service.db.lock_row(session, "conversation", conversation.id or 0)
+        session.refresh(conversation)
+        if conversation.owner in {"waiting_human", "human"}:
+            return False
+        live = conversation.flow and conversation.expires_at is not None and conversation.expires_at > now
+        if live and conversation.flow != flow_name:
+            return False  # the customer is mid-dialog about something else; don't hijack it
+        reply_window = self.spec(flow_name).get("reply_window")
+        expires_at = now + parse_duration(reply_window) if reply_window else None
+        explicit: dict[str, Any] = {}
+        if flow_name == FEEDBACK_FLOW:
+            from flows import feedback
+
+            explicit = {"state": feedback.SCORE}
+        try:
+            engine.open_flow(session=session, conversation=conversation, flow=flow, order_id=order.order_id, now=now,
+                             runtime=self.service.runtime, customer=customer, expires_at=expires_at, **explicit)
+        except ValueError as exc:  # includes flows.proactive.NotApplicable (e.g. COD already answered)
+            log.info("flow %s not opened for order pk=%s: %s", flow_name, order.id, exc.__class__.__name__)
+            return False
+        return True
+
+    # ------------------------------------------------------------ timers
+
+    def add_timer(self, session: Session, *, kind: str, order: Order, customer: Customer, due_at: datetime,
+                  quiet: bool = True) -> JourneyTimer | None:
+        if quiet:
+            due_at = self.next_allowed(due_at, customer)
+        timer = JourneyTimer(kind=kind, order_pk=order.id, customer_id=customer.id,  # type: ignore[arg-type]
+                             due_at=due_at, dedupe_key=f"timer:{kind}:{order.id}", created_at=self.service.now())
+        return timer if try_insert(session, timer) else None
+
+    def run_due_timers(self, *, limit: int = 100) -> int:
+        """Fire due timers (the per-second tick). Each is decided and marked in one
+        transaction; SKIP LOCKED lets several workers share the table."""
+        db = self.service.db
+        now = self.service.now()
+        fired = 0
+        with db.session() as session:
+            timers = session.exec(
+                select(JourneyTimer).where(JourneyTimer.status == "pending", col(JourneyTimer.due_at) <= now)
+                .order_by(col(JourneyTimer.due_at), col(JourneyTimer.id)).limit(limit)
+                .with_for_update(**db.skip_locked())
+            ).all()
+            for timer in timers:
+                outcome = self._fire(session, timer, now)
+                timer.status = "done" if outcome.startswith("sent") or outcome.startswith("escalated") else "skipped"
+                timer.outcome = outcome[:200]
+                timer.fired_at = now
+                session.add(timer)
+                fired += 1
+        return fired
+
+    def _fire(self, session: Session, timer: JourneyTimer, now: datetime) -> str:
+        order = session.get(Order, timer.order_pk)
+        customer = session.get(Customer, timer.customer_id)
+        if order is None or customer is None:
+            return "skipped: order gone"
+        if timer.kind == "cod_reminder":
+            if order.cod_status != "pending" or order.status in {"cancelled", "returned", "delivered"}:
+                return f"skipped: COD is {order.cod_status}"
+            planned = self.plan(session, journey="cod_reminder", order=order, customer=customer,
+                                dedupe_key=f"journey:cod_reminder:{order.id}", now=now,
+                                delay=timedelta(0))  # the timer already waited
+            if planned.message is not None and planned.decision != "capped":
+                self.open_flow(session, customer, "cod", order=order, now=now)
+            return f"sent: {planned.decision}" if planned.message else f"skipped: {planned.decision}"
+        if timer.kind == "cod_escalation":
+            if order.cod_status != "pending" or order.status in {"cancelled", "returned", "delivered"}:
+                return f"skipped: COD is {order.cod_status}"
+            from bot.store import escalations
+
+            conversation = self.conversation(session, customer, customer.channel)
+            session.flush()
+            self.service.db.lock_row(session, "conversation", conversation.id or 0)
+            escalations.create_escalation(
+                session=session, conversation=conversation, customer=customer, order=order, reason="needs_call",
+                note="Cash-on-delivery order not confirmed: please call the customer.", now=now,
+                sla_minutes=int(self.config.get("escalation", {}).get("sla_minutes", 30)),
+                actions=["cod_confirmation_requested"],
+            )
+            return "escalated: needs_call"
+        if timer.kind == "feedback":
+            if order.status != "delivered":
+                return f"skipped: order is {order.status}"
+            planned = self.plan(session, journey="feedback", order=order, customer=customer,
+                                dedupe_key=f"journey:feedback:{order.id}", now=now,
+                                delay=timedelta(0))  # the timer already waited
+            if planned.message is not None and planned.decision != "capped":
+                self.open_flow(session, customer, FEEDBACK_FLOW, order=order, now=now)
+            return f"sent: {planned.decision}" if planned.message and planned.decision != "capped" else f"skipped: {planned.decision}"
+        return f"skipped: unknown timer {timer.kind}"
+
+
+class FakeClock:
+    """An injectable, manually advanced clock (`Service.create(clock=FakeClock(...))`):
+    tests and `doorstep simulate` run days of journeys in milliseconds."""
+
+    def __init__(self, start: datetime) -> None:
+        if start.tzinfo is None:
+            raise ValueError("FakeClock needs an aware datetime")
+        self.current = start.astimezone(UTC)
+
+    def __call__(self) -> datetime:
+        return self.current
+
+    def advance(self, delta: timedelta) -> datetime:
+        self.current = self.current + delta
+        return self.current
+
+    def set(self, when: datetime) -> datetime:
+        self.current = when.astimezone(UTC)
+        return self.current
+
+
+def tick(service: Service) -> None:
+    """The scheduler job (bot.workers.TICK_JOBS)."""
+    hooks = service.hooks
+    if isinstance(hooks, Journeys):
+        hooks.run_due_timers()

@@ -1,0 +1,1 @@
+"""Row operations on a caller's session; they never commit."""

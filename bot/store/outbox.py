@@ -1,0 +1,109 @@
+"""Writing side effects into the outbox, inside the caller's transaction.
+
+Nothing here sends anything: the dispatcher does, after commit. That is what
+makes "nothing sent that was not committed, nothing committed lost" hold.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlmodel import Session, select
+
+from bot.core.db import session_now, try_insert
+from bot.core.models import Customer, LogisticsEvent, Message, Outbox
+
+PRIORITY_REPLY = 0
+PRIORITY_TRANSACTIONAL = 10
+PRIORITY_MARKETING = 50
+# A reply not delivered within this is obsolete (the conversation has moved on): the dispatcher
+# retries it through a provider outage until then, and then closes it as `expired`, never sends it.
+REPLY_VALID_FOR = timedelta(hours=1)
+
+
+def new_event_id(now: datetime) -> str:
+    """`evt_` + 10 hex of milliseconds + 12 random hex: unique and roughly time-ordered."""
+    return f"evt_{int(now.timestamp() * 1000):010x}{secrets.token_hex(6)}"
+
+
+def enqueue_message(
+    *,
+    session: Session,
+    customer: Customer,
+    channel: str,
+    text: str,
+    conversation_id: int | None = None,
+    order_pk: int | None = None,
+    template: str | None = None,
+    buttons: list[tuple[str, str]] | None = None,
+    priority: int = PRIORITY_REPLY,
+    due_at: datetime | None = None,
+    expires_at: datetime | None = None,
+    dedupe_key: str | None = None,
+    payload: dict[str, Any] | None = None,
+    now: datetime | None = None,
+) -> Message | None:
+    """Queue one outbound message. Returns None when `dedupe_key` was already used.
+
+    A reply (`PRIORITY_REPLY`) without its own `expires_at` is valid for `REPLY_VALID_FOR`.
+    """
+    now = now or session_now(session)
+    if expires_at is None and priority == PRIORITY_REPLY:
+        expires_at = (due_at or now) + REPLY_VALID_FOR
+    if dedupe_key is not None and session.exec(select(Outbox.id).where(Outbox.dedupe_key == dedupe_key)).first():
+        return None
+    scheduled = due_at is not None and due_at > now
+    message = Message(
+        conversation_id=conversation_id,
+        customer_id=customer.id,
+        order_pk=order_pk,
+        direction="out",
+        channel=channel,
+        text=text,
+        status="scheduled" if scheduled else "queued",
+        template=template,
+        due_at=due_at or now,
+        created_at=now,
+    )
+    session.add(message)
+    session.flush()
+    row = Outbox(
+        kind="message",
+        channel=channel,
+        priority=priority,
+        due_at=due_at or now,
+        first_due_at=due_at or now,
+        expires_at=expires_at,
+        message_id=message.id,
+        order_pk=order_pk,
+        customer_id=customer.id,
+        payload={**(payload or {}), **({"buttons": buttons} if buttons else {}), "template": template},
+        dedupe_key=dedupe_key,
+        created_at=now,
+        updated_at=now,
+    )
+    if not try_insert(session, row):
+        session.delete(message)
+        return None
+    return message
+
+
+def emit_event(*, session: Session, type_: str, order_id: str | None, data: dict[str, Any] | None = None,
+               order_pk: int | None = None, now: datetime | None = None) -> LogisticsEvent:
+    """Append a logistics event to the feed and queue its webhook delivery."""
+    now = now or session_now(session)
+    event = LogisticsEvent(id=new_event_id(now), type=type_, order_id=order_id,
+                           data={"order_id": order_id, **(data or {})}, created_at=now)
+    session.add(event)
+    session.add(Outbox(kind="webhook", event_id=event.id, order_pk=order_pk, priority=PRIORITY_TRANSACTIONAL,
+                       # 10 tries = integrations.logistics.RETRY_DELAYS_SECONDS; then dead-lettered.
+                       due_at=now, created_at=now, updated_at=now, max_attempts=10,
+                       expires_at=now + timedelta(days=4)))
+    return event
+
+
+def event_envelope(event: LogisticsEvent) -> dict[str, Any]:
+    """The webhook body and feed item of DESIGN.md."""
+    return {"id": event.id, "type": event.type, "created_at": event.created_at.isoformat(), "data": event.data}

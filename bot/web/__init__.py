@@ -1,0 +1,1 @@
+"""The HTTP face: routes per resource, the agent inbox, request limits."""

@@ -1,0 +1,59 @@
+"""FastAPI dependencies as Annotated aliases (SessionDep, ReadSessionDep, ServiceDep, ApiKeyDep).
+
+Routes that only read take `ReadSessionDep`: on SQLite it never takes the
+write lock, so reading the API or logging in never waits behind (or stalls)
+the bot's writes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Annotated
+
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlmodel import Session
+
+from bot.store.auth import check_api_key
+
+if TYPE_CHECKING:
+    from bot.service import Service
+
+_bearer = HTTPBearer(auto_error=False, description="DOORSTEP_API_KEY")
+
+
+def get_service(request: Request) -> Service:
+    return request.app.state.service  # type: ignore[no-any-return]
+
+
+ServiceDep = Annotated["Service", Depends(get_service)]
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    with get_service(request).db.request_session() as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def get_read_session(request: Request) -> Iterator[Session]:
+    with get_service(request).db.read() as session:
+        yield session
+
+
+ReadSessionDep = Annotated[Session, Depends(get_read_session)]
+
+
+def require_api_key(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> None:
+    service = get_service(request)
+    presented = credentials.credentials if credentials and credentials.scheme.lower() == "bearer" else ""
+    if not check_api_key(service.db, service.settings.api_key.get_secret_value(), presented):
+        raise HTTPException(
+            status_code=status.HTTP_401_UNAUTHORIZED,
+            detail="missing or invalid API key: send 'Authorization: Bearer <DOORSTEP_API_KEY>'",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+
+ApiKeyDep = Depends(require_api_key)

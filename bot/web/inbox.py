@@ -1,0 +1,499 @@
+"""The agent inbox (`/inbox`): server-rendered HTML (Jinja2 + plain CSS + a little JS).
+
+Agents log in with the API key or a personal token (`doorstep agents add
+NAME`); the session is a signed, HttpOnly, SameSite=Strict cookie scoped to
+/inbox, and every form post carries a CSRF token bound to that session. Pages
+list open escalations by SLA and show one conversation with its context,
+transcript and reply box; a small script polls for new customer messages.
+
+All actions go through bot.store.escalations, exactly like the API. This module
+must never put customer data (phone numbers, names, order text) in a URL —
+only escalation ids — and never log message text or tokens.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import logging
+import secrets
+import time
+from collections import deque
+from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo
+
+import jinja2
+import yaml
+from fastapi import APIRouter, Form, HTTPException, Request, status
+from fastapi import Path as PathParam
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from sqlmodel import Session, select
+
+from bot.core.db import READ_ONLY, session_now
+from bot.core.errors import Conflict, InvalidInput, NotFound
+from bot.core.models import Agent, Escalation, KeyValue
+from bot.core.replies import DATA_DIR
+from bot.core.urls import safe_link
+from bot.store import escalations, holds
+from bot.store.auth import KEY_NAME, check_api_key
+from bot.web.deps import ReadSessionDep, ServiceDep, SessionDep
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/inbox", tags=["inbox"], include_in_schema=False)
+
+TEMPLATES_DIR = Path(__file__).resolve().parent / "templates" / "inbox"
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+QUICK_REPLIES_FILE = DATA_DIR / "quick_replies.yml"
+SESSION_COOKIE = "doorstep_inbox"
+LOGIN_CSRF_COOKIE = "doorstep_inbox_login"
+SESSION_SECONDS = 12 * 3600  # one shift
+SECRET_KEY = "inbox_session_secret"
+LAST_SEEN_EVERY = 60.0
+NOTICES = {
+    "sent": "Reply queued. It goes out on the customer's channel in a moment.",
+    "fallback": "Reply queued. The WhatsApp 24-hour window is closed, so it goes as a template or by SMS.",
+    "assigned": "You own this conversation now; the bot stays quiet.",
+    "resolved": "Resolved. The bot answers this customer again.",
+    "empty": "Type a reply first.",
+    "too_long": f"Replies can be at most {escalations.MAX_AGENT_REPLY} characters.",
+    "closed": "This escalation is already resolved; the bot owns the conversation again.",
+    "opted_out": "The customer opted out of this channel; nothing was sent.",
+    "held_sent": "The held message is queued. It goes out on the customer's channel in a moment.",
+    "held_obsolete": "That message is obsolete (expired, or a later order status replaced it); it was not sent.",
+    "held_gone": "That message is no longer held.",
+}
+EscalationId = Annotated[int, PathParam(ge=1, le=2**31 - 1)]
+# Failed logins per client address, per running app (in memory): enough to slow guessing to a crawl.
+LOGIN_FAILURES_ALLOWED = 10
+LOGIN_FAILURE_WINDOW = 600.0
+
+
+# ------------------------------------------------------------------ rendering
+
+
+def _local_time(value: datetime | str | None, tz: str = "UTC", fmt: str = "%H:%M") -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.astimezone(ZoneInfo(tz)).strftime(fmt)
+
+
+def _sla_text(seconds: int | None) -> str:
+    if seconds is None:
+        return ""
+    minutes = abs(seconds) // 60
+    return f"{minutes} min overdue" if seconds < 0 else f"{minutes} min left"
+
+
+@lru_cache(maxsize=1)
+def _env() -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
+                             autoescape=jinja2.select_autoescape(["html"]), undefined=jinja2.StrictUndefined)
+    env.filters["localtime"] = _local_time
+    env.filters["safe_link"] = safe_link
+    env.filters["sla"] = _sla_text
+    env.filters["pct"] = lambda v: "" if v is None else f"{round(float(v) * 100)}%"
+    return env
+
+
+def _render(name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    response = HTMLResponse(_env().get_template(name).render(**context), status_code=status_code)
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Referrer-Policy"] = "same-origin"
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'self'; img-src 'self' https: data:; style-src 'self'; script-src 'self'; "
+        "frame-ancestors 'none'; form-action 'self'")
+    return response
+
+
+def quick_replies() -> list[dict[str, str]]:
+    """Canned replies from data/quick_replies.yml (a missing or broken file = none, never a 500)."""
+    try:
+        loaded = yaml.safe_load(QUICK_REPLIES_FILE.read_text(encoding="utf-8")) or []
+    except (OSError, yaml.YAMLError):
+        log.warning("quick replies unreadable: %s", QUICK_REPLIES_FILE.name)
+        return []
+    return [{"label": str(q["label"]), "text": str(q["text"])} for q in loaded
+            if isinstance(q, dict) and q.get("label") and q.get("text")]
+
+
+# ------------------------------------------------------------------ sessions
+
+
+@dataclass(frozen=True)
+class AgentSession:
+    name: str
+    kind: str  # "key" (logged in with the API key) | "agent" (personal token)
+    agent_id: int | None
+    sid: str
+    csrf: str
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def session_secret(session: Session) -> bytes:
+    """A random signing secret generated once and kept in the database, so every process agrees."""
+    row = session.get(KeyValue, SECRET_KEY)
+    if row is None and session.info.get(READ_ONLY):
+        # A read-only page on a brand-new database: create it in its own short write transaction.
+        with session.info["database"].session() as writer:
+            return session_secret(writer)  # (this read transaction's snapshot cannot see the new row)
+    if row is None:
+        row = KeyValue(key=SECRET_KEY, value=secrets.token_hex(32))
+        session.add(row)
+        session.flush()
+    return bytes.fromhex(row.value)
+
+
+def _sign(secret: bytes, payload: bytes) -> str:
+    return _b64(hmac.new(secret, payload, hashlib.sha256).digest())
+
+
+def _csrf_for(secret: bytes, sid: str) -> str:
+    return _sign(secret, f"csrf:{sid}".encode())
+
+
+def _key_fingerprint(session: Session, configured_key: str) -> str:
+    """Changes when the API key is rotated, which ends every API-key session."""
+    if configured_key:
+        basis = hashlib.sha256(configured_key.encode()).hexdigest()
+    else:
+        row = session.get(KeyValue, KEY_NAME)
+        basis = row.value if row else ""
+    return hashlib.sha256(f"inbox:{basis}".encode()).hexdigest()[:16]
+
+
+def _agent_fingerprint(agent: Agent) -> str:
+    return hashlib.sha256(f"inbox:{agent.token_sha256}".encode()).hexdigest()[:16]
+
+
+def make_session_cookie(secret: bytes, *, name: str, kind: str, agent_id: int | None, fingerprint: str,
+                        now: datetime) -> str:
+    body = {"n": name, "k": kind, "a": agent_id, "f": fingerprint, "s": secrets.token_urlsafe(12),
+            "e": int(now.timestamp() + SESSION_SECONDS)}
+    payload = json.dumps(body, separators=(",", ":")).encode()
+    return f"{_b64(payload)}.{_sign(secret, payload)}"
+
+
+def read_session(request: Request, session: Session, configured_key: str) -> AgentSession | None:
+    """The logged-in agent, or None (missing, forged, expired, revoked or rotated away)."""
+    raw = request.cookies.get(SESSION_COOKIE, "")
+    if not raw or "." not in raw or len(raw) > 2048:
+        return None
+    encoded, signature = raw.rsplit(".", 1)
+    secret = session_secret(session)
+    try:
+        payload = _unb64(encoded)
+        if not hmac.compare_digest(signature, _sign(secret, payload)):
+            return None
+        body = json.loads(payload)
+        if int(body["e"]) < session_now(session).timestamp():
+            return None
+        kind, name, agent_id, fingerprint, sid = body["k"], str(body["n"]), body["a"], body["f"], str(body["s"])
+    except (ValueError, KeyError, TypeError):
+        return None
+    if kind == "key":
+        if not hmac.compare_digest(str(fingerprint), _key_fingerprint(session, configured_key)):
+            return None
+    elif kind == "agent":
+        agent = session.get(Agent, int(agent_id)) if isinstance(agent_id, int) else None
+        if agent is None or agent.revoked_at is not None or not hmac.compare_digest(str(fingerprint),
+                                                                                    _agent_fingerprint(agent)):
+            return None
+        now = session_now(session)
+        # Pages and the live poll read only (no write lock); "last seen" moves on the agent's actions.
+        writable = not session.info.get(READ_ONLY)
+        if writable and (agent.last_seen_at is None or (now - agent.last_seen_at).total_seconds() > LAST_SEEN_EVERY):
+            agent.last_seen_at = now
+            session.add(agent)
+    else:
+        return None
+    return AgentSession(name=name, kind=kind, agent_id=agent_id, sid=sid, csrf=_csrf_for(secret, sid))
+
+
+def _cookie_flags(request: Request, service_public_url: str) -> dict[str, Any]:
+    secure = service_public_url.startswith("https://") or request.url.scheme == "https"
+    return {"httponly": True, "samesite": "strict", "secure": secure, "path": "/inbox"}
+
+
+class LoginRequired(Exception):
+    pass
+
+
+def _require(request: Request, session: Session, configured_key: str) -> AgentSession:
+    agent = read_session(request, session, configured_key)
+    if agent is None:
+        raise LoginRequired()
+    return agent
+
+
+def _check_csrf(agent: AgentSession, token: str) -> None:
+    if not token or not hmac.compare_digest(token, agent.csrf):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail="the form expired or came from another site; reload the page")
+
+
+def _to_login() -> RedirectResponse:
+    return RedirectResponse("/inbox/login", status_code=status.HTTP_303_SEE_OTHER)
+
+
+# ------------------------------------------------------------------ login
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_page(request: Request, error: str = "") -> HTMLResponse:
+    token = secrets.token_urlsafe(24)
+    response = _render("login.html", csrf=token, error={"bad": "That key or token is not valid.",
+                                                      "expired": "The form expired; please try again."}.get(error, ""))
+    response.set_cookie(LOGIN_CSRF_COOKIE, token, max_age=1800, httponly=True, samesite="strict", path="/inbox")
+    return response
+
+
+@router.post("/login")
+def login(request: Request, session: SessionDep, service: ServiceDep,
+          token: Annotated[str, Form(max_length=500)] = "", name: Annotated[str, Form(max_length=100)] = "",
+          csrf: Annotated[str, Form(max_length=200)] = "") -> Response:
+    """Log in with the API key (optionally giving a display name) or a personal agent token."""
+    expected = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+    if not csrf or not expected or not hmac.compare_digest(csrf, expected):
+        return RedirectResponse("/inbox/login?error=expired", status_code=status.HTTP_303_SEE_OTHER)
+    client = request.client.host if request.client else "-"
+    if not hasattr(request.app.state, "inbox_login_failures"):
+        request.app.state.inbox_login_failures = {}
+    failures: deque[float] = request.app.state.inbox_login_failures.setdefault(client, deque())
+    while failures and failures[0] < time.monotonic() - LOGIN_FAILURE_WINDOW:
+        failures.popleft()
+    if len(failures) >= LOGIN_FAILURES_ALLOWED:
+        return _render("login.html", status_code=status.HTTP_429_TOO_MANY_REQUESTS, csrf=csrf,
+                       error="Too many failed attempts. Wait a few minutes, then try again.")
+    token = token.strip()
+    configured = service.settings.api_key.get_secret_value()
+    secret = session_secret(session)
+    cookie: str | None = None
+    if token and check_api_key(service.db, configured, token):
+        display = " ".join(name.split())[:100] or "admin"
+        cookie = make_session_cookie(secret, name=display, kind="key", agent_id=None,
+                                     fingerprint=_key_fingerprint(session, configured), now=session_now(session))
+    elif token:
+        digest = hashlib.sha256(token.encode()).hexdigest()
+        agent = session.exec(select(Agent).where(Agent.token_sha256 == digest)).first()
+        if agent is not None and agent.revoked_at is None:
+            agent.last_seen_at = session_now(session)
+            session.add(agent)
+            cookie = make_session_cookie(secret, name=agent.name, kind="agent", agent_id=agent.id,
+                                         fingerprint=_agent_fingerprint(agent), now=session_now(session))
+    if cookie is None:
+        failures.append(time.monotonic())
+        log.info("inbox login refused")
+        return RedirectResponse("/inbox/login?error=bad", status_code=status.HTTP_303_SEE_OTHER)
+    response = RedirectResponse("/inbox", status_code=status.HTTP_303_SEE_OTHER)
+    response.set_cookie(SESSION_COOKIE, cookie, max_age=SESSION_SECONDS, **_cookie_flags(request, service.settings.public_url))
+    response.delete_cookie(LOGIN_CSRF_COOKIE, path="/inbox")
+    return response
+
+
+@router.post("/logout")
+def logout(request: Request, session: SessionDep, service: ServiceDep,
+           csrf: Annotated[str, Form(max_length=200)] = "") -> Response:
+    agent = read_session(request, session, service.settings.api_key.get_secret_value())
+    if agent is not None:
+        _check_csrf(agent, csrf)
+    response = _to_login()
+    response.delete_cookie(SESSION_COOKIE, path="/inbox")
+    return response
+
+
+@router.get("/static/inbox.css")
+def stylesheet() -> Response:
+    return Response((STATIC_DIR / "inbox.css").read_text(encoding="utf-8"), media_type="text/css",
+                    headers={"Cache-Control": "public, max-age=300"})
+
+
+@router.get("/static/inbox.js")
+def script() -> Response:
+    return Response((STATIC_DIR / "inbox.js").read_text(encoding="utf-8"), media_type="text/javascript",
+                    headers={"Cache-Control": "public, max-age=300"})
+
+
+# ------------------------------------------------------------------ pages
+
+
+def _list_items(session: Session, service: Any) -> list[dict[str, Any]]:
+    now = service.now()
+    items = []
+    for escalation in escalations.list_escalations(session=session, status="open"):
+        view = escalations.escalation_view(session=session, escalation=escalation, now=now)
+        lines = view["transcript"] or []
+        view["waiting"] = bool(lines) and lines[-1]["author_kind"] == "customer"
+        said = [line for line in lines if line["author_kind"] == "customer"]
+        view["last_text"] = said[-1]["text"][:140] if said else ""  # what the customer last said
+        view["transcript"] = None
+        items.append(view)
+    return items
+
+
+@router.get("", response_class=HTMLResponse)
+def inbox_list(request: Request, session: ReadSessionDep, service: ServiceDep) -> Response:
+    try:
+        agent = _require(request, session, service.settings.api_key.get_secret_value())
+    except LoginRequired:
+        return _to_login()
+    return _render("list.html", agent=agent, items=_list_items(session, service), tz=service.runtime.timezone,
+                   notice=NOTICES.get(request.query_params.get("n", ""), ""))
+
+
+@router.get("/partials/list", response_class=HTMLResponse)
+def inbox_list_rows(request: Request, session: ReadSessionDep, service: ServiceDep) -> Response:
+    try:
+        _require(request, session, service.settings.api_key.get_secret_value())
+    except LoginRequired:
+        return Response(status_code=status.HTTP_401_UNAUTHORIZED)
+    return _render("_rows.html", items=_list_items(session, service), tz=service.runtime.timezone)
+
+
+def _conversation(session: Session, service: Any, escalation_id: int) -> dict[str, Any] | None:
+    escalation = session.get(Escalation, escalation_id)
+    if escalation is None:
+        return None
+    return escalations.escalation_view(session=session, escalation=escalation, now=service.now())
+
+
+def _version(view: dict[str, Any]) -> str:
+    """Changes whenever anything the agent sees in the transcript or header changes."""
+    lines = view["transcript"] or []
+    basis = json.dumps([view["status"], view["owner"], view["assignee"],
+                        [(t["id"], t["status"], t["channel"]) for t in lines]])
+    return hashlib.sha256(basis.encode()).hexdigest()[:16]
+
+
+@router.get("/escalations/{escalation_id}", response_class=HTMLResponse)
+def conversation_page(escalation_id: EscalationId, request: Request, session: ReadSessionDep,
+                      service: ServiceDep) -> Response:
+    try:
+        agent = _require(request, session, service.settings.api_key.get_secret_value())
+    except LoginRequired:
+        return _to_login()
+    view = _conversation(session, service, escalation_id)
+    if view is None:
+        return _render("not_found.html", status_code=404, agent=agent)
+    return _render("conversation.html", agent=agent, e=view, tz=service.runtime.timezone, quick=quick_replies(),
+                   version=_version(view), notice=NOTICES.get(request.query_params.get("n", ""), ""),
+                   max_reply=escalations.MAX_AGENT_REPLY)
+
+
+@router.get("/escalations/{escalation_id}/live")
+def conversation_live(escalation_id: EscalationId, request: Request, session: ReadSessionDep,
+                      service: ServiceDep) -> Response:
+    """Polled by the conversation page: the transcript fragment when anything changed."""
+    try:
+        agent = _require(request, session, service.settings.api_key.get_secret_value())
+    except LoginRequired:
+        return JSONResponse({"detail": "login required"}, status_code=401)
+    view = _conversation(session, service, escalation_id)
+    if view is None:
+        return JSONResponse({"detail": "escalation not found"}, status_code=404)
+    version = _version(view)
+    if request.query_params.get("v") == version:
+        return JSONResponse({"version": version, "changed": False})
+    env = _env()
+    lines = view["transcript"] or []
+    return JSONResponse({
+        "version": version, "changed": True, "status": view["status"], "owner": view["owner"],
+        "assignee": view["assignee"], "count": len(lines),
+        "last_author": lines[-1]["author_kind"] if lines else None,
+        "html": env.get_template("_messages.html").render(lines=lines, tz=service.runtime.timezone,
+                                                          e=view, agent=agent),
+    }, headers={"Cache-Control": "no-store"})
+
+
+def _back(escalation_id: int, notice: str) -> RedirectResponse:
+    return RedirectResponse(f"/inbox/escalations/{escalation_id}?n={notice}", status_code=status.HTTP_303_SEE_OTHER)
+
+
+@router.post("/escalations/{escalation_id}/reply")
+def conversation_reply(escalation_id: EscalationId, request: Request, session: SessionDep, service: ServiceDep,
+                       text: Annotated[str, Form(max_length=20_000)] = "",
+                       csrf: Annotated[str, Form(max_length=200)] = "") -> Response:
+    try:
+        agent = _require(request, session, service.settings.api_key.get_secret_value())
+    except LoginRequired:
+        return _to_login()
+    _check_csrf(agent, csrf)
+    try:
+        sent = escalations.agent_reply(session=session, escalation_id=escalation_id, agent=agent.name, text=text,
+                                       now=service.now())
+    except NotFound:
+        return _render("not_found.html", status_code=404, agent=agent)
+    except InvalidInput as exc:
+        return _back(escalation_id, "too_long" if "at most" in exc.reason else "empty")
+    except Conflict as exc:
+        return _back(escalation_id, "opted_out" if "opted out" in str(exc) else "closed")
+    return _back(escalation_id, "fallback" if sent.delivery != "free_form" else "sent")
+
+
+@router.post("/escalations/{escalation_id}/held/{message_id}/send")
+def conversation_send_held(escalation_id: EscalationId, message_id: Annotated[int, PathParam(ge=1, le=2**31 - 1)],
+                           request: Request, session: SessionDep, service: ServiceDep,
+                           csrf: Annotated[str, Form(max_length=200)] = "") -> Response:
+    """One click: send an automatic message held while a person owns the conversation."""
+    try:
+        agent = _require(request, session, service.settings.api_key.get_secret_value())
+    except LoginRequired:
+        return _to_login()
+    _check_csrf(agent, csrf)
+    try:
+        holds.send_held(session=session, escalation_id=escalation_id, message_id=message_id, agent=agent.name,
+                        now=service.now())
+    except NotFound:
+        return _render("not_found.html", status_code=404, agent=agent)
+    except Conflict as exc:
+        return _back(escalation_id, "held_obsolete" if "obsolete" in str(exc) else "held_gone")
+    return _back(escalation_id, "held_sent")
+
+
+@router.post("/escalations/{escalation_id}/assign")
+def conversation_assign(escalation_id: EscalationId, request: Request, session: SessionDep, service: ServiceDep,
+                        csrf: Annotated[str, Form(max_length=200)] = "") -> Response:
+    try:
+        agent = _require(request, session, service.settings.api_key.get_secret_value())
+    except LoginRequired:
+        return _to_login()
+    _check_csrf(agent, csrf)
+    try:
+        escalations.assign(session=session, escalation_id=escalation_id, agent=agent.name, now=service.now())
+    except NotFound:
+        return _render("not_found.html", status_code=404, agent=agent)
+    except Conflict:
+        return _back(escalation_id, "closed")
+    return _back(escalation_id, "assigned")
+
+
+@router.post("/escalations/{escalation_id}/resolve")
+def conversation_resolve(escalation_id: EscalationId, request: Request, session: SessionDep, service: ServiceDep,
+                         csrf: Annotated[str, Form(max_length=200)] = "",
+                         note: Annotated[str, Form(max_length=500)] = "") -> Response:
+    try:
+        agent = _require(request, session, service.settings.api_key.get_secret_value())
+    except LoginRequired:
+        return _to_login()
+    _check_csrf(agent, csrf)
+    try:
+        escalations.resolve(session=session, escalation_id=escalation_id, agent=agent.name, note=note,
+                            now=service.now())
+    except NotFound:
+        return _render("not_found.html", status_code=404, agent=agent)
+    return RedirectResponse("/inbox?n=resolved", status_code=status.HTTP_303_SEE_OTHER)

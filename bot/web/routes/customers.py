@@ -1,0 +1,86 @@
+"""Customers: erasure (`DELETE /api/customers/{phone}`) and the per-order message log
+(`GET /api/orders/{order_id}/messages`).
+
+Responses never echo the phone number; erasure is idempotent.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from fastapi import APIRouter, HTTPException, status
+from pydantic import BaseModel
+
+from bot.core.errors import NotFound
+from bot.core.phones import InvalidPhone, to_e164
+from bot.store.erasure import erase_customer, log_status, order_messages
+from bot.store.orders import get_order
+from bot.web.deps import ReadSessionDep, ServiceDep, SessionDep
+
+router = APIRouter(tags=["customers"])
+
+
+class ErasureOut(BaseModel):
+    erased: bool
+    already_erased: bool
+    orders: int
+    messages: int
+    cancelled_messages: int
+
+
+class MessageLogEntry(BaseModel):
+    id: int
+    direction: Literal["in", "out"]
+    channel: str
+    journey: str | None
+    template: str | None
+    text: str
+    status: Literal["scheduled", "queued", "held", "sent", "delivered", "failed", "cancelled", "expired"]
+    due_at: datetime | None
+    sent_at: datetime | None
+    created_at: datetime
+    error: str | None
+
+
+class MessageLogOut(BaseModel):
+    order_id: str
+    messages: list[MessageLogEntry]
+
+
+@router.delete("/api/customers/{phone}", response_model=ErasureOut,
+               responses={404: {"description": "no customer with this phone"}, 422: {"description": "not a phone number"}})
+def erase(phone: str, session: SessionDep, service: ServiceDep) -> ErasureOut:
+    """Erase a customer's personal data (GDPR Art. 17); safe to repeat."""
+    try:
+        e164 = to_e164(phone, service.settings.default_country)
+    except InvalidPhone as exc:
+        raise HTTPException(422, detail=f"phone: {exc}") from None
+    report = erase_customer(session=session, phone=e164, now=service.now())
+    if not report.found:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no customer with this phone number")
+    return ErasureOut(**report.as_dict())
+
+
+@router.get("/api/orders/{order_id}/messages", response_model=MessageLogOut)
+def message_log(order_id: str, session: ReadSessionDep, service: ServiceDep) -> MessageLogOut:
+    """Every message in and out about this order, oldest first, with its delivery status."""
+    try:
+        order = get_order(session=session, order_id=order_id)
+    except NotFound as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(exc)) from None
+    now = service.now()
+    entries = []
+    for message in order_messages(session=session, order=order):
+        template = message.template
+        journey = template.removeprefix("journey.") if template and template.startswith("journey.") else None
+        if journey == "order_confirmed_cod":
+            journey = "order_confirmed"
+        entries.append(MessageLogEntry(
+            id=message.id or 0, direction="in" if message.direction == "in" else "out", channel=message.channel,
+            journey=journey, template=template, text=message.text,
+            status=log_status(message, now),
+            due_at=message.due_at, sent_at=message.sent_at, created_at=message.created_at,
+            error=message.error,
+        ))
+    return MessageLogOut(order_id=order.order_id, messages=entries)

@@ -1,0 +1,205 @@
+"""Escalations API: list (most urgent SLA first), read with context and live transcript,
+assign, reply on the customer's own channel, send a held automatic message now,
+resolve (hand back to the bot).
+
+Every route needs the API key (mounted with it in bot.app). Business rules live
+in bot.store.escalations; this module only maps HTTP to them and their errors to
+4xx. It never echoes message text or phone numbers in errors or logs.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, HTTPException, Path, Query, status
+from pydantic import BaseModel, ConfigDict, Field
+
+from bot.core.errors import Conflict, InvalidInput, NotFound
+from bot.core.models import Escalation
+from bot.store import escalations, holds
+from bot.web.deps import ReadSessionDep, ServiceDep, SessionDep
+
+router = APIRouter(prefix="/api/escalations", tags=["escalations"])
+
+EscalationId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The escalation id (never customer data).")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AssignIn(_Strict):
+    agent: str = Field(default="api", min_length=1, max_length=100, description="Who takes the escalation.")
+
+
+class ReplyIn(_Strict):
+    text: str = Field(min_length=1, max_length=escalations.MAX_AGENT_REPLY)
+    agent: str = Field(default="api", min_length=1, max_length=100)
+
+
+class ResolveIn(_Strict):
+    agent: str = Field(default="api", min_length=1, max_length=100)
+    note: str = Field(default="", max_length=500, description="Internal note, not sent to the customer.")
+
+
+class TranscriptLine(BaseModel):
+    id: int
+    direction: Literal["in", "out"]
+    author: str  # "customer", "bot", or the agent's name
+    author_kind: Literal["customer", "bot", "agent"]
+    text: str
+    intent: str | None
+    confidence: float | None
+    channel: str  # the channel it went out on (after any fallback)
+    requested_channel: str | None
+    fallback: bool
+    status: str
+    error_code: str | None
+    media_urls: list[str]
+    at: str
+
+
+class EscalationOut(BaseModel):
+    id: int
+    status: Literal["open", "assigned", "resolved"]
+    reason: str
+    note: str
+    channel: str | None
+    owner: str | None
+    order_id: str | None
+    order: dict[str, Any] | None
+    customer: dict[str, Any]
+    assignee: str | None
+    assigned_at: datetime | None
+    first_response_at: datetime | None
+    resolved_at: datetime | None
+    resolved_by: str | None
+    sla_due_at: datetime | None
+    sla_seconds_left: int | None
+    overdue: bool
+    ack_sent: bool
+    last_customer_message_at: datetime | None
+    whatsapp_window_open: bool | None
+    notification: dict[str, Any] | None = Field(description="Delivery of the agent notification (webhook/Telegram).")
+    created_at: datetime
+    updated_at: datetime
+    context: dict[str, Any] = Field(description="The context packet captured when the escalation opened.")
+    transcript: list[TranscriptLine] | None
+
+
+class EscalationList(BaseModel):
+    items: list[EscalationOut]
+    count: int
+
+
+class ReplyOut(BaseModel):
+    escalation_id: int
+    message_id: int
+    channel: str = Field(description="The customer's channel the reply was queued on.")
+    delivery: Literal["free_form", "whatsapp_template_or_sms_fallback"]
+    whatsapp_window_open: bool | None
+    message_status: str
+    owner: str
+
+
+class HeldSentOut(BaseModel):
+    escalation_id: int
+    message_id: int
+    message_status: str = Field(description="`queued`: the dispatcher sends it in a moment.")
+
+
+def _http(exc: Exception) -> HTTPException:
+    if isinstance(exc, NotFound):
+        return HTTPException(status.HTTP_404_NOT_FOUND, detail=str(exc))
+    if isinstance(exc, Conflict):
+        return HTTPException(status.HTTP_409_CONFLICT, detail=str(exc))
+    if isinstance(exc, InvalidInput):
+        return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
+                             detail=[{"loc": ["body", exc.field], "msg": exc.reason, "type": "value_error"}])
+    raise exc
+
+
+@router.get("", response_model=EscalationList)
+def list_escalations(
+    session: ReadSessionDep, service: ServiceDep,
+    status_: Annotated[Literal["open", "unassigned", "assigned", "resolved", "all"],
+                       Query(alias="status", description="open = not resolved yet (open or assigned)")] = "open",
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> EscalationList:
+    """Escalations, the most urgent SLA first (resolved: most recent first)."""
+    now = service.now()
+    rows = escalations.list_escalations(session=session, status=status_, limit=limit)
+    items = [EscalationOut.model_validate(escalations.escalation_view(session=session, escalation=e, now=now))
+             for e in rows]
+    return EscalationList(items=items, count=len(items))
+
+
+@router.get("/{escalation_id}", response_model=EscalationOut)
+def read_escalation(escalation_id: EscalationId, session: ReadSessionDep, service: ServiceDep) -> EscalationOut:
+    escalation = session.get(Escalation, escalation_id)
+    if escalation is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"escalation {escalation_id} not found")
+    return EscalationOut.model_validate(escalations.escalation_view(session=session, escalation=escalation,
+                                                                    now=service.now()))
+
+
+@router.post("/{escalation_id}/assign", response_model=EscalationOut)
+def assign_escalation(escalation_id: EscalationId, session: SessionDep, service: ServiceDep,
+                      body: AssignIn | None = None) -> EscalationOut:
+    """Take the escalation: the conversation's owner becomes `human`; the bot stays quiet."""
+    body = body or AssignIn()
+    try:
+        escalation = escalations.assign(session=session, escalation_id=escalation_id, agent=body.agent, now=service.now())
+    except (NotFound, Conflict, InvalidInput) as exc:
+        raise _http(exc) from None
+    return EscalationOut.model_validate(escalations.escalation_view(session=session, escalation=escalation,
+                                                                    now=service.now()))
+
+
+@router.post("/{escalation_id}/reply", response_model=ReplyOut, status_code=status.HTTP_202_ACCEPTED)
+def reply_to_escalation(escalation_id: EscalationId, body: ReplyIn, session: SessionDep,
+                        service: ServiceDep) -> ReplyOut:
+    """Queue the agent's reply on the customer's own channel (sent after commit by the dispatcher).
+
+    On WhatsApp more than 24 h after the customer's last message, `delivery` says
+    the dispatcher will use a template or fall back to SMS; the transcript then
+    shows the channel actually used (`channel`, `fallback`).
+    """
+    try:
+        sent = escalations.agent_reply(session=session, escalation_id=escalation_id, agent=body.agent, text=body.text,
+                                       now=service.now())
+    except (NotFound, Conflict, InvalidInput) as exc:
+        raise _http(exc) from None
+    return ReplyOut(escalation_id=escalation_id, message_id=sent.message.id or 0, channel=sent.channel,
+                    delivery=sent.delivery,
+                    whatsapp_window_open=sent.whatsapp_window_open, message_status=sent.message.status, owner="human")
+
+
+@router.post("/{escalation_id}/held/{message_id}/send", response_model=HeldSentOut,
+             status_code=status.HTTP_202_ACCEPTED)
+def send_held_message(escalation_id: EscalationId, message_id: Annotated[int, Path(ge=1, le=2**31 - 1)],
+                      session: SessionDep, service: ServiceDep, body: AssignIn | None = None) -> HeldSentOut:
+    """Send one automatic message that is held while a person owns the conversation (409 when it
+    is not held, or obsolete: expired or superseded by a later status of the order)."""
+    body = body or AssignIn()
+    try:
+        message = holds.send_held(session=session, escalation_id=escalation_id, message_id=message_id,
+                                  agent=body.agent, now=service.now())
+    except (NotFound, Conflict, InvalidInput) as exc:
+        raise _http(exc) from None
+    return HeldSentOut(escalation_id=escalation_id, message_id=message_id, message_status=message.status)
+
+
+@router.post("/{escalation_id}/resolve", response_model=EscalationOut)
+def resolve_escalation(escalation_id: EscalationId, session: SessionDep, service: ServiceDep,
+                       body: ResolveIn | None = None) -> EscalationOut:
+    """Close the escalation and hand the conversation back to the bot."""
+    body = body or ResolveIn()
+    try:
+        escalation = escalations.resolve(session=session, escalation_id=escalation_id, agent=body.agent, note=body.note,
+                                         now=service.now())
+    except (NotFound, Conflict, InvalidInput) as exc:
+        raise _http(exc) from None
+    return EscalationOut.model_validate(escalations.escalation_view(session=session, escalation=escalation,
+                                                                    now=service.now()))
