@@ -43,10 +43,12 @@ browser-deps:
 test: dev browser-deps lint
 	$(BIN)/pytest -q
 
-# ruff everywhere; mypy on all code (strict on flows/ and intents/, see pyproject.toml)
+# ruff everywhere; mypy on all code (strict on flows/ and intents/, see pyproject.toml); the rooms'
+# import contracts (layers, one door to integrations/, no cycles: [tool.importlinter] in pyproject.toml)
 lint: dev
 	$(BIN)/ruff check bot intents flows integrations tests bench
 	$(BIN)/mypy bot integrations flows intents
+	$(BIN)/lint-imports
 
 bench: dev
 	$(BIN)/python bench/inbound.py

@@ -5,11 +5,11 @@ workers (dispatcher and scheduler) when run by `doorstep serve`.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
@@ -20,33 +20,33 @@ from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 
+from bot import wiring
 from bot.core.metrics import OperationsCollector
 from bot.core.settings import Settings
 from bot.service import Service
 from bot.store.auth import ensure_api_key
+from bot.web import inbox, routes
 from bot.web.deps import require_api_key
 from bot.web.httplimits import BodyLimitMiddleware
 
 log = logging.getLogger(__name__)
 
-# (module, requires the API key). Each module exposes `router`.
-ROUTERS: list[tuple[str, bool]] = [
-    ("bot.web.routes.orders", True),
-    ("bot.web.routes.escalations", True),
-    ("bot.web.routes.events", True),
-    ("bot.web.routes.customers", True),
-    ("bot.web.inbox", False),  # its own cookie login
-    ("integrations.twilio_webhooks", False),  # Twilio signature
-    ("integrations.telegram_webhooks", False),  # secret token header
-    ("integrations.carrier_webhooks", False),  # HMAC / AfterShip signature
-    ("integrations.rasa_actions", False),  # ?token=
-    ("integrations.chatwoot", False),  # webhook token
+# (module, requires the API key). Each module exposes `router`; the integrations' webhook routers come
+# from `bot.wiring` and authenticate their own requests.
+ROUTERS: list[tuple[ModuleType, bool]] = [
+    (routes.orders, True),
+    (routes.escalations, True),
+    (routes.events, True),
+    (routes.customers, True),
+    (inbox, False),  # its own cookie login
+    *((module, False) for module in wiring.ROUTERS),
 ]
 
 
 def create_app(settings: Settings | None = None, *, service: Service | None = None, workers: bool = False) -> FastAPI:
     """Build the app. `workers=True` also runs the dispatcher and scheduler in-process."""
     service = service or Service.create(settings)
+    wiring.install()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -110,8 +110,7 @@ def create_app(settings: Settings | None = None, *, service: Service | None = No
         return PlainTextResponse(body, media_type=CONTENT_TYPE_LATEST)
 
     path_limits: dict[str, int] = {}
-    for module_name, keyed in ROUTERS:
-        module = importlib.import_module(module_name)
+    for module, keyed in ROUTERS:
         dependencies = [Depends(require_api_key)] if keyed else []
         app.include_router(module.router, dependencies=dependencies)
         if hasattr(module, "MAX_BODY_BYTES"):  # the router's own body limit, for each of its paths

@@ -1,7 +1,10 @@
-"""The running service: database, settings, engine runtime, hooks and workers.
+"""The running service: database, settings, engine runtime, journeys, and the use cases.
 
 One `Service` per process (or per test). The FastAPI app, the CLI and the
-benchmarks all build one, so they share exactly the same code paths.
+benchmarks all build one, so they share exactly the same code paths. The use
+cases (`save_order`, `record_order_event`, `handle_inbound`, `receive`,
+`process`) are the one way in: every caller that stores an order or an event
+gets the journeys that follow it.
 """
 
 from __future__ import annotations
@@ -13,15 +16,20 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from sqlmodel import Session
+
 from bot.conversation import gateway
-from bot.conversation.engine import Runtime
 from bot.core import metrics
 from bot.core.channels import InboundMessage
 from bot.core.clock import system_clock
 from bot.core.db import Database
+from bot.core.models import Customer, Order, OrderEvent
+from bot.core.runtime import Runtime
+from bot.core.schemas import OrderEventIn, OrderIn
 from bot.core.settings import Settings, get_settings
 from bot.core.shopconfig import load_shop_config
 from bot.journeys.hooks import Journeys
+from bot.store.orders import apply_event, upsert_order
 from intents.classifier import model_loaded
 
 log = logging.getLogger(__name__)
@@ -67,12 +75,27 @@ class ModelStatus:
     error: str | None = None
 
 
+@dataclass(frozen=True)
+class SavedOrder:
+    order: Order
+    customer: Customer
+    created: bool
+
+
+@dataclass(frozen=True)
+class RecordedEvent:
+    order: Order
+    customer: Customer
+    event: OrderEvent
+    duplicate: bool  # the same event (type + time) was recorded before: nothing changed
+
+
 @dataclass
 class Service:
     settings: Settings
     db: Database
     runtime: Runtime
-    hooks: Any = None
+    journeys: Journeys
     background: list[asyncio.Task[Any]] = field(default_factory=list)
     model: ModelStatus = field(default_factory=ModelStatus)
 
@@ -92,10 +115,10 @@ class Service:
         metrics.watch_lock_errors(db.engine)
         if settings.llm.configured:
             runtime.classifier = llm_classifier(settings)
-        service = cls(settings=settings, db=db, runtime=runtime)
+        service = cls(settings=settings, db=db, runtime=runtime,
+                      journeys=Journeys(db=db, runtime=runtime, settings=settings))
         if model_loaded():
             service.model.state = "ready"  # another service in this process loaded it already
-        service.hooks = Journeys(service)
         return service
 
     def load_model(self) -> None:
@@ -117,12 +140,44 @@ class Service:
     def now(self) -> datetime:
         return self.runtime.now()
 
+    # ------------------------------------------------------------ use cases (caller's transaction)
+
+    def save_order(self, session: Session, order_in: OrderIn, *, journeys: bool = True) -> SavedOrder:
+        """Create or update an order (idempotent on `order_id`), then the journeys a new order starts.
+
+        Raises `Conflict` when the id belongs to another customer. `journeys=False` stores the order
+        only (conversation tests that set up orders without their messages)."""
+        order, created = upsert_order(session=session, order_in=order_in)
+        session.flush()
+        customer = session.get(Customer, order.customer_id)
+        assert customer is not None
+        if journeys:
+            self.journeys.order_saved(session=session, order=order, customer=customer, created=created)
+        return SavedOrder(order, customer, created)
+
+    def record_order_event(self, session: Session, order: Order, event_in: OrderEventIn, *, source: str = "api",
+                           journeys: bool = True) -> RecordedEvent:
+        """Record a shipment event, move the order's status, then the journeys the event starts.
+
+        A repeat of the same event changes nothing and starts nothing. Raises `Conflict` for an
+        impossible transition (nothing is written)."""
+        event, duplicate = apply_event(session=session, order=order, event_in=event_in, source=source)
+        customer = session.get(Customer, order.customer_id)
+        assert customer is not None
+        if journeys and not duplicate:
+            self.journeys.order_event(session=session, order=order, customer=customer, event=event)
+        return RecordedEvent(order, customer, event, duplicate)
+
     def handle_inbound(self, inbound: InboundMessage) -> gateway.Handled:
         """Receive + process synchronously (console channel, tests, benchmarks)."""
         started = time.perf_counter()
-        handled = gateway.handle_inbound(self.db, self.runtime, inbound)
+        handled = gateway.handle_inbound(self.db, self.runtime, inbound, journeys=self.journeys)
         self._observe(inbound.channel, handled, started)
         return handled
+
+    def process_pending(self) -> int:
+        """Recover inbound messages a crash left stored but unprocessed (the per-second tick)."""
+        return gateway.process_pending(self.db, self.runtime, journeys=self.journeys)
 
     def receive(self, inbound: InboundMessage) -> gateway.Received:
         received = gateway.receive(self.db, inbound, now=self.now())
@@ -132,7 +187,7 @@ class Service:
 
     def process(self, conversation_id: int, channel: str = "") -> gateway.Handled:
         started = time.perf_counter()
-        handled = gateway.Handled(duplicate=False, turns=gateway.process(self.db, self.runtime, conversation_id))
+        handled = gateway.Handled(duplicate=False, turns=gateway.process(self.db, self.runtime, conversation_id, journeys=self.journeys))
         self._observe(channel, handled, started)
         return handled
 

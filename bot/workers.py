@@ -11,23 +11,22 @@ import asyncio
 import logging
 from typing import Any
 
-from bot.conversation import gateway
+from bot import wiring
 from bot.delivery.dispatcher import Dispatcher
-from bot.journeys import hooks as journeys
 from bot.service import Service
-from integrations.chatwoot import enqueue_escalations as enqueue_chatwoot_escalations
 
 log = logging.getLogger(__name__)
 
 # Extra per-second jobs registered by other parts: callables taking the Service (sync, run in a thread).
-TICK_JOBS: list[Any] = [lambda service: gateway.process_pending(service.db, service.runtime)]
-TICK_JOBS.append(journeys.tick)  # due journey timers: COD reminders/escalations, NPS surveys
-TICK_JOBS.append(enqueue_chatwoot_escalations)  # open escalations -> Chatwoot (no-op unless configured)
+TICK_JOBS: list[Any] = [lambda service: service.process_pending()]
+TICK_JOBS.append(lambda service: service.journeys.run_due_timers())  # COD reminders/escalations, NPS surveys
+TICK_JOBS.extend(wiring.TICK_JOBS)  # the integrations' own jobs
 
 
 async def start_workers(service: Service, stop: asyncio.Event) -> list[asyncio.Task[Any]]:
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+    wiring.install()
     dispatcher = Dispatcher(service.db, service.settings, clock=service.runtime.clock)
     scheduler = AsyncIOScheduler()
 

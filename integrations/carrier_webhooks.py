@@ -8,7 +8,7 @@ Two payloads, told apart by their signature header:
   "tag", "subtag", "expected_delivery", "checkpoints", …}, "ts", …}`) with
   `aftership-hmac-sha256: <base64 HMAC-SHA256(AFTERSHIP_WEBHOOK_SECRET, raw body)>`.
 
-Both become `bot.store.orders.apply_event` + `service.hooks.order_event`, exactly as
+Both become `Service.record_order_event` (the event, then its journeys), exactly as
 `POST /api/orders/{id}/events` does, so journeys (the out-for-delivery
 message) fire the same way. Forged → 401; malformed → 400; unknown tracking
 number → 202 and a log line; an AfterShip status Doorstep has no word for,
@@ -35,9 +35,8 @@ from sqlmodel import Session, select
 
 from bot.core import jsonbody
 from bot.core.errors import Conflict
-from bot.core.models import Customer, Order
+from bot.core.models import Order
 from bot.core.schemas import EventType, OrderEventIn
-from bot.store.orders import apply_event
 
 log = logging.getLogger(__name__)
 
@@ -185,16 +184,14 @@ def _apply(request: Request, update: Update, *, strict: bool) -> JSONResponse:
             return JSONResponse(status_code=200, content={"status": "unchanged", "order_id": order.order_id})
         try:
             with session.begin_nested():
-                event, duplicate = apply_event(session=session, order=order, event_in=update.event, source="carrier")
+                recorded = service.record_order_event(session, order, update.event, source="carrier")
         except Conflict as exc:
             if strict:
                 return _problem(409, str(exc))
             log.info("out-of-order carrier update ignored for order %s: %s", order.order_id, exc)
             return JSONResponse(status_code=202, content={"status": "ignored", "order_id": order.order_id,
                                                           "reason": str(exc)})
-        if not duplicate:
-            customer = session.get(Customer, order.customer_id)
-            service.hooks.order_event(session=session, order=order, customer=customer, event=event)
+        event, duplicate = recorded.event, recorded.duplicate
         log.info("carrier update applied order=%s type=%s duplicate=%s", order.order_id, event.type, duplicate)
         return JSONResponse(status_code=200 if duplicate else 201, content={
             "status": "duplicate" if duplicate else "applied", "order_id": order.order_id, "type": event.type,

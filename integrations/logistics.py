@@ -25,23 +25,29 @@ records outcomes).
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
 import random
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import httpx
-from sqlmodel import Session, select
+from sqlmodel import select
 
 from bot.core import metrics
 from bot.core.channels import Receipt
 from bot.core.db import Database, session_now
 from bot.core.errors import PermanentProviderError, RetryAfter
-from bot.core.models import KeyValue, LogisticsEvent, Outbox
+from bot.core.models import LogisticsEvent
 from bot.core.urlguard import GuardedTransport, HostNotResolved, UnsafeURL, redacted
+from bot.store.feed import (
+    FEED_ONLY,
+    MAX_TRIES,
+    RETRY_DELAYS_SECONDS,
+    endpoint_disabled,
+    set_endpoint_disabled,
+)
 from bot.store.outbox import event_envelope
 
 if TYPE_CHECKING:
@@ -50,17 +56,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Delay before each try (the first is immediate); len() is the number of tries.
-RETRY_DELAYS_SECONDS: tuple[float, ...] = (
-    0, 5, 5 * 60, 30 * 60, 2 * 3600, 5 * 3600, 10 * 3600, 14 * 3600, 20 * 3600, 24 * 3600,
-)
-MAX_TRIES = len(RETRY_DELAYS_SECONDS)
 JITTER = 0.1
 # A Retry-After beyond a day is treated as a day: the event must still arrive within the schedule's span.
 MAX_RETRY_AFTER_SECONDS = 24 * 3600.0
 REQUEST_TIMEOUT_SECONDS = 10.0
-# Provider id recorded when no endpoint is configured: the event lives in the feed only.
-FEED_ONLY = "feed-only"
 USER_AGENT = "Doorstep-Webhooks/1"
 
 
@@ -79,36 +78,6 @@ def next_delay(tries_done: int) -> float:
     """Seconds to wait after try number `tries_done` failed (1-based), with jitter."""
     base = RETRY_DELAYS_SECONDS[min(tries_done, MAX_TRIES - 1)]
     return base * random.uniform(1 - JITTER, 1 + JITTER)
-
-
-def disabled_key(url: str) -> str:
-    return "logistics.disabled:" + hashlib.sha256(url.encode()).hexdigest()[:32]
-
-
-def endpoint_disabled(session: Session, url: str) -> bool:
-    return session.get(KeyValue, disabled_key(url)) is not None
-
-
-def set_endpoint_disabled(session: Session, url: str, disabled: bool, reason: str = "") -> None:
-    row = session.get(KeyValue, disabled_key(url))
-    if disabled and row is None:
-        session.add(KeyValue(key=disabled_key(url), value=reason or "410 Gone", updated_at=session_now(session)))
-    elif not disabled and row is not None:
-        session.delete(row)
-
-
-def requeue(session: Session, row: Outbox, now: datetime | None = None) -> None:
-    """Give a failed or dead-lettered delivery a fresh schedule (same event, same webhook-id)."""
-    now = now or session_now(session)
-    row.status = "pending"
-    row.attempts = 0
-    row.max_attempts = MAX_TRIES
-    row.due_at = now
-    row.expires_at = now + timedelta(days=4)
-    row.claimed_until = None
-    row.last_error = None
-    row.updated_at = now
-    session.add(row)
 
 
 def retry_after_seconds(response: httpx.Response, now: datetime) -> float | None:
@@ -249,19 +218,3 @@ def make_sender(settings: Settings) -> LogisticsWebhookSender:
     return LogisticsWebhookSender(settings)
 
 
-def delivery_status(row: Outbox | None) -> dict[str, Any]:
-    """How the webhook delivery of one event stands, for the feed and the CLI."""
-    if row is None:
-        return {"status": "none", "attempts": 0, "last_error": None, "next_attempt_at": None, "delivered_at": None}
-    status = row.status
-    if status == "sent" and row.provider_id == FEED_ONLY:
-        status = "feed_only"
-    elif status == "sending":
-        status = "pending"
-    return {
-        "status": status,
-        "attempts": row.attempts,
-        "last_error": row.last_error,
-        "next_attempt_at": row.due_at.isoformat() if row.status == "pending" else None,
-        "delivered_at": row.sent_at.isoformat() if row.sent_at and status == "sent" else None,
-    }

@@ -40,12 +40,14 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from sqlmodel import Session, select
 
-from bot.conversation.engine import Turn, _apply, render_reply
+from bot.conversation.effects import apply_effects
+from bot.conversation.turn import Turn
 from bot.core import jsonbody
 from bot.core.db import try_insert
 from bot.core.models import Conversation, Customer, Order
 from bot.core.phones import InvalidPhone, mask, to_e164
 from bot.store.auth import check_api_key
+from bot.store.conversations import render_reply
 from bot.store.orders import customer_orders, customer_view, find_customer, order_view
 from flows.base import END, HANDOFF, FlowContext, Reply, StepResult
 from integrations.rasa_verification import Verification, verify
@@ -222,7 +224,7 @@ def run_action(service: Service, spec: ActionSpec, *, sender_id: str | None, slo
             confirms += 1
         applied = StepResult(next_state=END, effects=tuple(effects))
         turn = Turn(classification=first)
-        _apply(session=session, runtime=service.runtime, conversation=conversation, customer=customer,
+        apply_effects(session=session, runtime=service.runtime, conversation=conversation, customer=customer,
                orders=orders, result=applied, turn=turn, now=service.now())
         texts = [render_reply(e, customer=customer, runtime=service.runtime)
                  for e in result.effects if isinstance(e, Reply)]

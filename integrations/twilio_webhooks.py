@@ -34,8 +34,9 @@ from bot.core.models import Customer, Message
 from bot.core.phones import InvalidPhone, mask, to_e164
 from bot.core.urls import is_web_url
 from bot.delivery import dispatcher
+from bot.delivery.outcomes import STATUS_RANK, fallback_channel, status_advances
 from bot.service import Service
-from bot.store.outbox import enqueue_message
+from bot.store.outbox import enqueue_message, mark_opted_out
 from bot.web.deps import ServiceDep
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,6 @@ EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
 MAX_BODY_BYTES = 256 * 1024
 MAX_MEDIA = 10
 # Outbound status order; a callback may only move a message forward.
-STATUS_RANK = {"scheduled": 0, "accepted": 1, "queued": 1, "sending": 2, "sent": 3, "delivered": 4, "read": 5}
 FINAL_FAILURES = {"failed", "undelivered"}
 KNOWN_STATUSES = set(STATUS_RANK) | FINAL_FAILURES | {"canceled"}
 
@@ -165,16 +165,17 @@ def apply_status(service: Service, sid: str, status: str, error_code: str | None
             message.error = f"Twilio reported {status}" + (f" ({error_code})" if error_code else "")
             customer = session.get(Customer, message.customer_id) if message.customer_id else None
             if error_code == "21610" and customer is not None:
-                dispatcher.mark_opted_out(session, customer.id or 0, message.channel)
-            elif (error_code == "63016" and message.channel == "whatsapp" and customer is not None and customer.phone
-                  and "sms" not in customer.opted_out_channels and service.settings.twilio.whatsapp_sms_fallback):
-                enqueue_message(session=session, customer=customer, channel="sms", text=message.text,
+                mark_opted_out(session, customer.id or 0, message.channel)
+            elif (error_code == "63016" and customer is not None
+                  and (target := fallback_channel(message.channel, customer, service.settings)) is not None):
+                enqueue_message(session=session, customer=customer, channel=target, text=message.text,
                                 conversation_id=message.conversation_id, order_pk=message.order_pk,
                                 template=message.template, dedupe_key=f"sms-fallback:{message.id}",
-                                payload={"fallback_from": "whatsapp"})
+                                payload={"fallback_from": message.channel})
                 fallback_queued = True
-                log.info("whatsapp 63016 for message=%s customer=%s: queued by SMS", message.id, mask(customer.phone))
-        elif STATUS_RANK.get(status, -1) > STATUS_RANK.get(message.status, -1):
+                log.info("%s 63016 for message=%s customer=%s: queued by %s", message.channel, message.id,
+                         mask(customer.phone), target)
+        elif status_advances(message.status, status):
             message.status = status
         session.add(message)
     return fallback_queued

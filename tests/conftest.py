@@ -21,12 +21,16 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
+from bot import wiring
 from bot.app import create_app
 from bot.core.db import Database
 from bot.core.settings import Settings
 from bot.service import Service
 from tests.fakes.telegram_server import FakeTelegram
 from tests.fakes.twilio_server import FakeTwilio
+
+# The integrations' senders, as `serve` and `worker` register them (tests build Dispatchers directly).
+wiring.install()
 
 # A thread that opens a second write transaction while it holds one is an error here, not a 30 s stall
 # (bot/core/db.py); subprocesses the tests start (`doorstep serve`) inherit it.

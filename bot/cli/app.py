@@ -196,6 +196,7 @@ def chat(
 
     from rich.console import Console
 
+    from bot import wiring
     from bot.core.channels import InboundMessage
     from bot.core.phones import InvalidPhone, to_e164
     from bot.delivery.dispatcher import Dispatcher
@@ -208,6 +209,7 @@ def chat(
         console.print(f"[red]Invalid --phone:[/red] {exc}. Use E.164, e.g. +919812345678.")
         raise typer.Exit(2) from None
     service = _service()
+    wiring.install()
     dispatcher = Dispatcher(service.db, service.settings, clock=service.runtime.clock, kinds=("message",))
 
     def send(text: str) -> list[str]:

@@ -29,7 +29,7 @@ from bot.core.channels import InboundMessage
 from bot.core.db import Database
 from bot.core.models import Conversation, Customer, LogisticsEvent
 from bot.core.schemas import OrderEventIn, OrderIn
-from bot.store.orders import apply_event, get_order, order_public, upsert_order
+from bot.store.orders import get_order, order_public
 
 DEFAULT_NOW = "2026-11-23T09:00:00+05:30"  # a Monday morning in the default shop timezone
 TOP_KEYS = {"description", "now", "timezone", "config", "orders", "phone", "turns", "journeys", "locale_of_phone"}
@@ -235,27 +235,19 @@ def _create_orders(service: Any, spec: dict[str, Any], now: datetime, *, journey
         events = raw.pop("events", [])
         payload = _merged(order_defaults(now, index), _plain(raw))
         with service.db.session() as session:
-            order, created = upsert_order(session=session, order_in=OrderIn.model_validate(payload))
-            session.flush()
-            customer = session.get(Customer, order.customer_id)
-            if journeys:
-                service.hooks.order_saved(session=session, order=order, customer=customer, created=created)
-            ids.append(order.order_id)
+            ids.append(service.save_order(session, OrderIn.model_validate(payload), journeys=journeys).order.order_id)
         for i, event in enumerate(events):
             body = {"type": event} if isinstance(event, str) else _plain(dict(event))
             body.setdefault("at", (now - timedelta(hours=len(events) - i)).isoformat())
             with service.db.session() as session:
                 order = get_order(session=session, order_id=payload["order_id"])
-                recorded, duplicate = apply_event(session=session, order=order, event_in=OrderEventIn.model_validate(body))
-                if journeys and not duplicate:
-                    customer = session.get(Customer, order.customer_id)
-                    service.hooks.order_event(session=session, order=order, customer=customer, event=recorded)
+                service.record_order_event(session, order, OrderEventIn.model_validate(body), journeys=journeys)
     return ids
 
 
 def _bot_opens(service: Any, phone: str, spec: Any) -> TurnOutcome:
     """A proactive opening (what the journeys send): `bot_opens: {kind: cod_confirmation, order: A1002}`."""
-    from bot.conversation import engine
+    from bot.store.conversations import open_proactive
     from bot.store.orders import find_customer
 
     kind, order_id = str(spec["kind"]), str(spec["order"])
@@ -264,8 +256,8 @@ def _bot_opens(service: Any, phone: str, spec: Any) -> TurnOutcome:
         if customer is None:
             raise ConversationFileError(f"bot_opens: no customer with phone {phone}")
         order = get_order(session=session, order_id=order_id)
-        message = engine.open_proactive(session=session, runtime=service.runtime, customer=customer, kind=kind,
-                                        order=order)
+        message = open_proactive(session=session, runtime=service.runtime, customer=customer, kind=kind,
+                                 order=order)
         text = message.text if message is not None else ""
     return TurnOutcome(say=f"(bot opens {kind} for {order_id})", replies=[text] if text else [], intent=None)
 

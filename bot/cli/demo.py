@@ -23,7 +23,7 @@ from bot.core.models import Customer, Order
 from bot.core.replies import DATA_DIR
 from bot.core.schemas import OrderEventIn, OrderIn
 from bot.service import Service
-from bot.store.orders import apply_event, get_order, upsert_order
+from bot.store.orders import get_order
 
 DEMO_FILE = DATA_DIR / "demo" / "orders.yml"
 
@@ -64,11 +64,7 @@ def load_demo_orders(service: Service, path: Path = DEMO_FILE) -> list[DemoOrder
         order_in = OrderIn.model_validate(data)
         try:
             with service.db.session() as session:
-                order, created = upsert_order(session=session, order_in=order_in)
-                session.flush()
-                customer = session.get(Customer, order.customer_id)
-                assert customer is not None
-                service.hooks.order_saved(session=session, order=order, customer=customer, created=created)
+                created = service.save_order(session, order_in).created
         except Conflict:
             # The id is held by another customer (the demo customer was erased): report it, change nothing.
             loaded.append(DemoOrder(order_in.order_id, "taken"))
@@ -88,11 +84,7 @@ def _apply_demo_events(service: Service, order_id: str, events: list[Any], today
         event["at"] = (base + timedelta(hours=index)).isoformat()
         with service.db.session() as session:
             order = get_order(session=session, order_id=order_id)
-            recorded, duplicate = apply_event(session=session, order=order, event_in=OrderEventIn.model_validate(event))
-            customer = session.get(Customer, order.customer_id)
-            assert customer is not None
-            if not duplicate:
-                service.hooks.order_event(session=session, order=order, customer=customer, event=recorded)
+            service.record_order_event(session, order, OrderEventIn.model_validate(event))
 
 
 def reset_demo(service: Service, path: Path = DEMO_FILE) -> int:

@@ -26,7 +26,8 @@ def list_events(
     from rich.table import Table
 
     from bot.service import Service
-    from bot.web.routes.events import assign_cursors, feed_item, read_feed
+    from bot.store.feed import assign_cursors, read_feed
+    from bot.web.routes.events import feed_item
 
     service = Service.create()
     assign_cursors(service.db)
@@ -55,7 +56,7 @@ def list_events(
 def redeliver(event_id: Annotated[str, typer.Argument(help="The event id (evt_â€¦), as shown by `events list`.")]) -> None:
     """Send one event's webhook again (same webhook-id, fresh retry schedule)."""
     from bot.service import Service
-    from bot.web.routes.events import redeliver as requeue_event
+    from bot.store.feed import redeliver as requeue_event
 
     service = Service.create()
     event, row = requeue_event(service.db, event_id)
@@ -69,7 +70,7 @@ def redeliver(event_id: Annotated[str, typer.Argument(help="The event id (evt_â€
 def enable_endpoint() -> None:
     """Re-enable LOGISTICS_WEBHOOK_URL after it answered 410 Gone (then redeliver what failed)."""
     from bot.service import Service
-    from integrations.logistics import endpoint_disabled, set_endpoint_disabled
+    from bot.store.feed import endpoint_disabled, set_endpoint_disabled
 
     service = Service.create()
     url = service.settings.logistics.webhook_url

@@ -122,14 +122,15 @@ def simulate(
     from rich.table import Table
     from sqlmodel import col, select
 
-    from bot.conversation.engine import Runtime
+    from bot.core.clock import FakeClock
+    from bot.core.errors import Conflict
     from bot.core.models import Customer, JourneyTimer, Message, Outbox
+    from bot.core.runtime import Runtime
     from bot.core.schemas import OrderEventIn, OrderIn
     from bot.core.settings import get_settings
     from bot.delivery.dispatcher import Dispatcher
-    from bot.journeys.hooks import FakeClock
     from bot.service import Service
-    from bot.store.orders import apply_event, get_order, upsert_order
+    from bot.store.orders import get_order
 
     if (order_id is None) == (timeline is None):
         raise typer.BadParameter("give an ORDER_ID or --timeline FILE (one of them)")
@@ -162,7 +163,7 @@ def simulate(
 
         def run_until(when: datetime) -> None:
             while True:
-                service.hooks.run_due_timers()
+                service.journeys.run_due_timers()
                 while asyncio.run(dispatcher.run_once()):
                     pass
                 upcoming = next_due()
@@ -172,11 +173,7 @@ def simulate(
                 clock.set(max(clock(), upcoming))
 
         with service.db.session() as session:
-            order, _ = upsert_order(session=session, order_in=order_in)
-            session.flush()
-            customer = session.get(Customer, order.customer_id)
-            assert customer is not None
-            service.hooks.order_saved(session=session, order=order, customer=customer, created=True)
+            service.save_order(session, order_in)
         for item in events:
             run_until(item["at"])
             clock.set(max(clock(), item["at"]))
@@ -184,14 +181,10 @@ def simulate(
             with service.db.session() as session:
                 order = get_order(session=session, order_id=order_in.order_id)
                 try:
-                    recorded, duplicate = apply_event(session=session, order=order, event_in=event_in)
-                except Exception as exc:  # an impossible transition: show it, keep going
+                    service.record_order_event(session, order, event_in)
+                except Conflict as exc:  # an impossible transition: show it, keep going
                     Console(stderr=True).print(f"[yellow]skipped {item['type']}:[/yellow] {exc}")
                     continue
-                customer = session.get(Customer, order.customer_id)
-                assert customer is not None
-                if not duplicate:
-                    service.hooks.order_event(session=session, order=order, customer=customer, event=recorded)
         run_until((events[-1]["at"] if events else start) + timedelta(days=days))
 
         with service.db.session() as session:

@@ -45,7 +45,7 @@ def set_webhook(
         typer.echo(f"Note: Telegram only delivers to https:// URLs (got {target}).", err=True)
 
     async def run() -> bool:
-        from integrations.telegram_channel import bot_for
+        from bot.wiring import telegram_bot as bot_for
 
         bot = bot_for(settings)
         try:
@@ -73,7 +73,7 @@ def webhook_info() -> None:
         raise typer.Exit(2)
 
     async def run() -> dict[str, object]:
-        from integrations.telegram_channel import bot_for
+        from bot.wiring import telegram_bot as bot_for
 
         bot = bot_for(settings)
         try:

@@ -16,46 +16,32 @@ flow so that the customer's answer to a proactive message lands in context.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from datetime import date, datetime, timedelta
+from dataclasses import replace
+from datetime import datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from bot.conversation import compliance
+from bot.conversation.effects import apply_effects
+from bot.conversation.turn import Turn
 from bot.core import replies
-from bot.core.clock import Clock, system_clock
-from bot.core.db import session_now, try_insert
 from bot.core.models import Conversation, Customer, Message, Order
-from bot.journeys.hooks import INFORMATIONAL_JOURNEYS, Journeys
+from bot.core.runtime import Runtime
+from bot.core.vocab import HUMAN_OWNERS, INFORMATIONAL_JOURNEYS
+from bot.journeys.hooks import Journeys
 from bot.store import escalations, outbox
-from bot.store.orders import customer_orders, customer_view, order_view, record_event
-from flows import proactive
-from flows.base import (
-    END,
-    HANDOFF,
-    EmitEvent,
-    Escalate,
-    Flow,
-    FlowContext,
-    Reply,
-    SetOptOut,
-    StepResult,
-    UpdateOrder,
-)
+from bot.store.conversations import KEPT_SLOTS
+from bot.store.orders import customer_orders, customer_view, order_view
+from flows.base import END, HANDOFF, EmitEvent, Escalate, Flow, FlowContext, Reply, StepResult, UpdateOrder
 from flows.common import is_restart
 from flows.registry import FLOWS, FLOWS_BY_NAME
-from intents import Classification, Context, Expecting, Intent, classify, get_model
+from intents import Classification, Context, Expecting, Intent
 from intents.sentiment import is_angry
 from intents.text import marker_words
 
 log = logging.getLogger(__name__)
 
-# Order fields a flow may change through UpdateOrder.
-UPDATABLE_ORDER_FIELDS = {"delivery_date", "delivery_window", "cod_status", "address_status", "shipping_address", "status", "extra"}
-HUMAN_OWNERS = {"waiting_human", "human"}
 LOCALES = ("en", "es", "hi-Latn")
 # Answers to an open question whatever the flow: they never count as an interruption.
 ANSWER_INTENTS = frozenset({"affirm", "deny", "choice", "out_of_scope"})
@@ -63,41 +49,8 @@ ANSWER_INTENTS = frozenset({"affirm", "deny", "choice", "out_of_scope"})
 INTERRUPT_CONFIDENCE = 0.8
 # Interruptions that end the open question instead of returning to it.
 SWITCH_INTENTS = frozenset({"human", "opt_out"})
-# Flows a proactive message can open (`open_flow` without an explicit state).
-PROACTIVE_KINDS = {"cod": "cod_confirmation", "address": "address_clarification"}
 
 
-@dataclass
-class Runtime:
-    """What the engine needs from the running service; tests inject the clock."""
-
-    timezone: str = "UTC"
-    shop_config: dict[str, Any] = field(default_factory=dict)
-    clock: Clock = system_clock
-    classifier: Callable[[str, Context], Classification] = classify
-    # Loads (or trains, once per process) the intent model. Called before a message's
-    # transaction opens, never inside it: training there held SQLite's write lock for seconds.
-    warm_up: Callable[[], object] = get_model
-
-    def now(self) -> datetime:
-        return self.clock()
-
-
-def _sla_minutes(runtime: Runtime, *, urgent: bool) -> int:
-    section = runtime.shop_config.get("escalation", {})
-    normal = int(section.get("sla_minutes", 30))
-    return min(normal, int(section.get("urgent_sla_minutes", 10))) if urgent else normal
-
-
-@dataclass
-class Turn:
-    """Everything one inbound message produced (for the CLI, tests and metrics)."""
-
-    classification: Classification | None
-    replies: list[Message] = field(default_factory=list)
-    flow: str | None = None
-    escalated: bool = False
-    cod_confirmed: list[str] = field(default_factory=list)  # order ids whose COD was confirmed this turn
 
 
 def _known_private(customer: Customer, orders: list[Order]) -> tuple[str, ...]:
@@ -122,7 +75,7 @@ def _classify(runtime: Runtime, conversation: Conversation, customer: Customer, 
 
 
 def handle_message(*, session: Session, runtime: Runtime, conversation: Conversation, customer: Customer,
-                   message: Message) -> Turn:
+                   message: Message, journeys: Journeys | None = None) -> Turn:
     now = runtime.now()
     if conversation.flow and conversation.expires_at is not None and conversation.expires_at <= now:
         _clear_flow(conversation)  # TIMEOUT: the next message is classified afresh
@@ -138,7 +91,7 @@ def handle_message(*, session: Session, runtime: Runtime, conversation: Conversa
     keyword_effects = compliance.pre_flow(session=session, conversation=conversation, customer=customer,
                                           message=message, classification=classification)
     if keyword_effects is not None:
-        _apply(session=session, runtime=runtime, conversation=conversation, customer=customer, orders=orders,
+        apply_effects(session=session, runtime=runtime, conversation=conversation, customer=customer, orders=orders,
                result=StepResult(next_state=END, effects=tuple(keyword_effects)), turn=turn, now=now, locale=locale)
         return turn
 
@@ -147,7 +100,7 @@ def handle_message(*, session: Session, runtime: Runtime, conversation: Conversa
         # acknowledgement), and the agent sees the message.
         ack = escalations.on_inbound_while_human(session=session, conversation=conversation, customer=customer,
                                                  message=message, config=runtime.shop_config)
-        _apply(session=session, runtime=runtime, conversation=conversation, customer=customer, orders=orders,
+        apply_effects(session=session, runtime=runtime, conversation=conversation, customer=customer, orders=orders,
                result=StepResult(next_state=END, effects=tuple(ack)), turn=turn, now=now, locale=locale)
         return turn
 
@@ -169,40 +122,35 @@ def handle_message(*, session: Session, runtime: Runtime, conversation: Conversa
     flow, result = _run_flow(conversation, ctx)
     result = _escalation_triggers(ctx, _misunderstanding_rule(conversation, ctx, result))
     turn.flow = result.flow or flow.name
-    _apply(session=session, runtime=runtime, conversation=conversation, customer=customer, orders=orders,
+    apply_effects(session=session, runtime=runtime, conversation=conversation, customer=customer, orders=orders,
            result=result, turn=turn, now=now, locale=locale)
     _advance(conversation, FLOWS_BY_NAME.get(result.flow or "", flow), result, now)
     conversation.slots = {**conversation.slots, "_locale": locale, **_remember_order(result, now)}
     _drop_obsolete_updates(session, orders, result, now)
-    _follow_up_address(session=session, runtime=runtime, conversation=conversation, customer=customer,
-                       orders=orders, turn=turn, now=now)
+    _follow_up_address(session=session, journeys=journeys, conversation=conversation, customer=customer,
+                       orders=orders, turn=turn)
     return turn
 
 
-def _follow_up_address(*, session: Session, runtime: Runtime, conversation: Conversation, customer: Customer,
-                       orders: list[Order], turn: Turn, now: datetime) -> None:
+def _follow_up_address(*, session: Session, journeys: Journeys | None, conversation: Conversation,
+                       customer: Customer, orders: list[Order], turn: Turn) -> None:
     """After a COD confirmation, ask for the address parts the courier still needs.
 
-    The journeys hold the address question back while a COD question is open
-    (one open question at a time); this is where it follows.
+    The journeys hold the address question back while a COD question is open (one open question at a
+    time); this is where it follows, asked by the journeys' one owner of that question
+    (`Journeys.ask_address_clarification`: enabled, opt-out, quiet hours, expiry and dedupe included).
     """
-    if conversation.flow is not None or conversation.owner in HUMAN_OWNERS:
+    if journeys is None or conversation.flow is not None or conversation.owner in HUMAN_OWNERS:
         return
     for order in orders:
-        if order.order_id in turn.cod_confirmed and order.address_status == "needs_clarification":
-            try:
-                message = open_proactive(session=session, runtime=runtime, customer=customer,
-                                         kind="address_clarification", order=order, conversation=conversation,
-                                         now=now, dedupe_key=f"journey:address_clarification:{order.id}")
-            except proactive.NotApplicable:
-                continue
+        if order.order_id in turn.cod_confirmed:
+            message = journeys.ask_address_clarification(session, order, customer)
             if message is not None:
                 turn.replies.append(message)
-            return
+                return
 
 
 LAST_ORDER_MEMORY = timedelta(minutes=30)
-KEPT_SLOTS = ("_locale", "_last_order", "_last_order_at")  # conversation memory that outlives a flow
 
 
 def _remember_order(result: StepResult, now: datetime) -> dict[str, Any]:
@@ -218,12 +166,12 @@ def _drop_obsolete_updates(session: Session, orders: list[Order], result: StepRe
     reason = "obsolete: the customer talked to the bot about this order"
     for order in orders:
         if order.order_id in named:
-            Journeys.cancel_superseded(session, order=order, journeys=INFORMATIONAL_JOURNEYS, timers=(),
-                                       reason=reason, now=now, held_only=True)
+            outbox.cancel_superseded(session, order=order, journeys=INFORMATIONAL_JOURNEYS, timers=(),
+                                     reason=reason, now=now, held_only=True)
             if order.payment_method == "cod" and order.cod_status in {"confirmed", "cancelled"}:
                 # The COD question waiting to go out has just been answered in the conversation.
-                Journeys.cancel_superseded(session, order=order, journeys=("order_confirmed",), timers=(),
-                                           reason=reason + " (COD answered)", now=now)
+                outbox.cancel_superseded(session, order=order, journeys=("order_confirmed",), timers=(),
+                                         reason=reason + " (COD answered)", now=now)
 
 
 def _last_order(conversation: Conversation, now: datetime) -> str | None:
@@ -373,192 +321,3 @@ def _clear_flow(conversation: Conversation) -> None:
     conversation.expires_at = None
 
 
-def open_flow(*, session: Session, conversation: Conversation, flow: Flow | str, order_id: str | None = None,
-              now: datetime | None = None, runtime: Runtime | None = None, customer: Customer | None = None,
-              state: str | None = None, slots: dict[str, Any] | None = None, expecting: Expecting | None = None,
-              choices: tuple[str, ...] = (), expires_at: datetime | None = None) -> StepResult:
-    """Put `conversation` into a flow's state so the customer's *next* message is its answer.
-
-    For proactive messages (journeys): after queueing "reply YES to confirm or NO
-    to cancel", call `open_flow(session=…, conversation=…, flow="cod", order_id=…, now=…)`
-    and the reply "YES" lands in the COD flow's `confirm` state for that order.
-    Without `state`, the state, slots and expecting come from
-    `flows.proactive.open_flow` for that flow ("cod" -> cod_confirmation,
-    "address" -> address_clarification), so they always match what the flow
-    asks. Pass `state`/`slots`/`expecting` to open any other state explicitly.
-    The flow expires after its declared timeout (or `expires_at`). Changes
-    only the conversation row (caller's transaction); sends nothing. Returns the
-    `StepResult` used (its effects are the opening message, for callers that
-    want the text: see `opening_text`). Raises `flows.proactive.NotApplicable`
-    when the order does not need that flow, ValueError for an unknown flow.
-    """
-    the_flow = FLOWS_BY_NAME.get(flow) if isinstance(flow, str) else flow
-    if the_flow is None:
-        raise ValueError(f"unknown flow {flow!r}")
-    now = now or (runtime.now() if runtime is not None else session_now(session))
-    if state is None:
-        kind = PROACTIVE_KINDS.get(the_flow.name)
-        if kind is None or order_id is None:
-            raise ValueError(f"flow {the_flow.name!r} needs an explicit state to be opened")
-        order = session.exec(select(Order).where(Order.order_id == order_id)).first()
-        if order is None:
-            raise ValueError(f"order {order_id!r} not found")
-        result = proactive.open_flow(kind, order_view(order))
-    else:
-        if state not in the_flow.states:
-            raise ValueError(f"flow {the_flow.name!r} has no state {state!r}")
-        result = StepResult(next_state=state, slots={**({"order_id": order_id} if order_id else {}), **(slots or {})},
-                            expecting=expecting or the_flow.states[state].expecting, choices=choices,
-                            flow=the_flow.name)
-    conversation.flow = the_flow.name
-    conversation.state = result.next_state
-    conversation.slots = {**{k: v for k, v in conversation.slots.items() if k in KEPT_SLOTS}, **dict(result.slots),
-                          "_expecting": result.expecting.value, "_choices": list(result.choices)}
-    conversation.expires_at = expires_at or (now + the_flow.timeout)
-    conversation.misunderstandings = 0
-    conversation.updated_at = now
-    session.add(conversation)
-    return result
-
-
-def open_proactive(*, session: Session, runtime: Runtime, customer: Customer, kind: str, order: Order,
-                   conversation: Conversation | None = None, channel: str | None = None,
-                   now: datetime | None = None, **enqueue: Any) -> Message | None:
-    """Send a proactive opening ("reply YES to confirm or NO to cancel") *and* open its flow.
-
-    `kind` is one of `flows.proactive.KINDS` ("cod_confirmation",
-    "address_clarification"). The message is queued through the outbox in the
-    caller's transaction (extra keyword arguments — `due_at`, `expires_at`,
-    `dedupe_key`, `priority` — go to `outbox.enqueue_message`); the
-    conversation is created if needed and put in the state that reads the
-    answer. Returns the queued message, or None when `dedupe_key` was used.
-    Raises `flows.proactive.NotApplicable` when the order does not need it.
-    """
-    now = now or runtime.now()
-    result = proactive.open_flow(kind, order_view(order))
-    conversation = conversation or conversation_for(session, customer, channel or customer.channel)
-    session.flush()
-    message: Message | None = None
-    for effect in result.effects:
-        if isinstance(effect, Reply):
-            text = render_reply(effect, customer=customer, runtime=runtime,
-                                locale=str(conversation.slots.get("_locale") or customer.locale))
-            buttons = [(_label(label, customer, runtime, None), payload) for label, payload in effect.buttons]
-            message = outbox.enqueue_message(
-                session=session, customer=customer, channel=conversation.channel, text=text,
-                conversation_id=conversation.id, order_pk=order.id, template=effect.template,
-                buttons=buttons or None, now=now, **{"priority": outbox.PRIORITY_TRANSACTIONAL, **enqueue},
-            )
-    if message is None and enqueue.get("dedupe_key"):
-        return None  # already sent once: leave the conversation as it is
-    open_flow(session=session, conversation=conversation, flow=str(result.flow), order_id=order.order_id, now=now,
-              runtime=runtime)
-    return message
-
-
-def conversation_for(session: Session, customer: Customer, channel: str) -> Conversation:
-    """The customer's one conversation, created (race-safe) when they have none yet."""
-    found = session.exec(select(Conversation).where(Conversation.customer_id == customer.id)).first()
-    if found is not None:
-        return found
-    conversation = Conversation(customer_id=customer.id, channel=channel)  # type: ignore[arg-type]
-    if not try_insert(session, conversation):
-        found = session.exec(select(Conversation).where(Conversation.customer_id == customer.id)).first()
-        assert found is not None
-        return found
-    return conversation
-
-
-def opening_text(result: StepResult, *, customer: Customer, runtime: Runtime) -> str:
-    """The rendered opening question of a `flows.proactive.open_flow` result, in the customer's locale."""
-    return " ".join(render_reply(e, customer=customer, runtime=runtime) for e in result.effects if isinstance(e, Reply))
-
-
-def _apply(*, session: Session, runtime: Runtime, conversation: Conversation, customer: Customer,
-           orders: list[Order], result: StepResult, turn: Turn, now: datetime, locale: str | None = None) -> None:
-    by_id = {o.order_id: o for o in orders}
-    for effect in result.effects:
-        if isinstance(effect, Reply):
-            order = by_id.get(effect.order_id or "")
-            text = render_reply(effect, customer=customer, runtime=runtime, locale=locale)
-            buttons = [(_label(label, customer, runtime, locale), payload) for label, payload in effect.buttons]
-            msg = outbox.enqueue_message(
-                session=session, customer=customer, channel=conversation.channel, text=text,
-                conversation_id=conversation.id, order_pk=order.id if order else None,
-                template=effect.template, buttons=buttons or None, now=now,
-            )
-            if msg is not None:
-                turn.replies.append(msg)
-        elif isinstance(effect, UpdateOrder):
-            order = by_id[effect.order_id]
-            for key, value in effect.changes.items():
-                if key not in UPDATABLE_ORDER_FIELDS:
-                    raise ValueError(f"flow tried to change order field {key!r}")
-                if key == "extra":
-                    value = {**order.extra, **dict(value)}  # bookkeeping accumulates (cancel reason, NPS, …)
-                setattr(order, key, value)
-            order.updated_at = now
-            session.add(order)
-            if effect.changes.get("cod_status") == "confirmed":
-                turn.cod_confirmed.append(order.order_id)
-            if effect.changes.get("cod_status") in {"confirmed", "cancelled"}:
-                # The customer answered: a reminder still waiting (e.g. held by quiet hours) must not go out.
-                Journeys.cancel_superseded(session, order=order, journeys=("cod_reminder",),
-                                           timers=("cod_reminder", "cod_escalation"),
-                                           reason=f"cash on delivery {effect.changes['cod_status']}", now=now)
-            if effect.event_type:
-                record_event(session=session, order=order, type_=effect.event_type, note=effect.note,
-                             data={k: _jsonable(v) for k, v in effect.changes.items()})
-        elif isinstance(effect, EmitEvent):
-            order = by_id.get(effect.order_id or "")
-            outbox.emit_event(session=session, type_=effect.type, order_id=effect.order_id,
-                              order_pk=order.id if order else None, data=dict(effect.data), now=now)
-        elif isinstance(effect, Escalate):
-            order = by_id.get(effect.order_id or "")
-            session.flush()
-            escalations.create_escalation(session=session, conversation=conversation, customer=customer, order=order,
-                              reason=effect.reason, note=effect.note, now=now,
-                              sla_minutes=_sla_minutes(runtime, urgent=effect.urgent))
-            turn.escalated = True
-        elif isinstance(effect, SetOptOut):
-            channel = effect.channel or conversation.channel
-            channels = set(customer.opted_out_channels)
-            channels = channels | {channel} if effect.opted_out else channels - {channel}
-            customer.opted_out_channels = sorted(channels)
-            session.add(customer)
-
-
-def _label(label: str, customer: Customer, runtime: Runtime, locale: str | None) -> str:
-    if replies.has_template(label, locale or customer.locale):
-        return render_reply(Reply(label), customer=customer, runtime=runtime, locale=locale)
-    return label
-
-
-def _local_today(runtime: Runtime, customer: Customer) -> date:
-    """The runtime clock's date where the customer is: dates in another year are shown with it."""
-    try:
-        return runtime.now().astimezone(ZoneInfo(customer.timezone or runtime.timezone)).date()
-    except (ZoneInfoNotFoundError, ValueError):  # a bad zone name must not stop a reply
-        return runtime.now().date()
-
-
-def render_reply(reply: Reply, *, customer: Customer, runtime: Runtime, locale: str | None = None) -> str:
-    """One reply's text: optional prefix template, the template, optional suffix template."""
-    variables = {
-        # Empty = the customer's language's wording (replies.SHOP_DEFAULTS), never English "our shop".
-        "shop_name": runtime.shop_config.get("shop_name", ""),
-        "support_contact": runtime.shop_config.get("support_contact", ""),
-        "customer_name": customer.name.split(" ")[0] if customer.name else "",
-        **dict(reply.vars),
-    }
-    loc = locale or customer.locale
-    today = _local_today(runtime, customer)
-    parts = [replies.render(key, loc, today=today, **variables)
-             for key in (reply.prefix, reply.template, reply.suffix) if key]
-    return " ".join(p for p in parts if p)
-
-
-def _jsonable(value: Any) -> Any:
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    return value

@@ -23,11 +23,15 @@ from datetime import datetime, timedelta
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
-from bot.conversation.engine import Runtime, Turn, conversation_for, handle_message
+from bot.conversation.engine import handle_message
+from bot.conversation.turn import Turn
 from bot.core.channels import InboundMessage, sanitise_text
 from bot.core.db import Database
 from bot.core.models import Conversation, Customer, Message
 from bot.core.phones import mask
+from bot.core.runtime import Runtime
+from bot.journeys.hooks import Journeys
+from bot.store.conversations import conversation_for
 from bot.store.orders import get_or_create_customer
 
 log = logging.getLogger(__name__)
@@ -88,8 +92,10 @@ def receive(db: Database, inbound: InboundMessage, *, now: datetime) -> Received
         return Received(message_id=None, conversation_id=None, duplicate=True)
 
 
-def process(db: Database, runtime: Runtime, conversation_id: int) -> list[Turn]:
-    """Handle all unprocessed inbound messages of one conversation, in order (step 2)."""
+def process(db: Database, runtime: Runtime, conversation_id: int, *, journeys: Journeys | None = None) -> list[Turn]:
+    """Handle all unprocessed inbound messages of one conversation, in order (step 2).
+
+    `journeys` asks the questions that follow an answer (the address after a COD yes)."""
     runtime.warm_up()  # the model loads outside the transaction (a no-op once loaded)
     turns: list[Turn] = []
     with db.session() as session:
@@ -105,7 +111,7 @@ def process(db: Database, runtime: Runtime, conversation_id: int) -> list[Turn]:
         ).all()
         for message in pending:
             turn = handle_message(session=session, runtime=runtime, conversation=conversation, customer=customer,
-                                  message=message)
+                                  message=message, journeys=journeys)
             message.status = "processed"
             message.processed_at = runtime.now()
             session.add(message)
@@ -115,14 +121,16 @@ def process(db: Database, runtime: Runtime, conversation_id: int) -> list[Turn]:
     return turns
 
 
-def handle_inbound(db: Database, runtime: Runtime, inbound: InboundMessage) -> Handled:
+def handle_inbound(db: Database, runtime: Runtime, inbound: InboundMessage, *,
+                   journeys: Journeys | None = None) -> Handled:
     received = receive(db, inbound, now=runtime.now())
     if received.duplicate or received.conversation_id is None:
         return Handled(duplicate=True)
-    return Handled(duplicate=False, turns=process(db, runtime, received.conversation_id))
+    return Handled(duplicate=False, turns=process(db, runtime, received.conversation_id, journeys=journeys))
 
 
-def process_pending(db: Database, runtime: Runtime, *, older_than: timedelta = timedelta(seconds=5)) -> int:
+def process_pending(db: Database, runtime: Runtime, *, older_than: timedelta = timedelta(seconds=5),
+                    journeys: Journeys | None = None) -> int:
     """Recover inbound messages stored but never processed (a crash between the two steps)."""
     cutoff = runtime.now() - older_than
     with db.session() as session:
@@ -133,5 +141,5 @@ def process_pending(db: Database, runtime: Runtime, *, older_than: timedelta = t
     count = 0
     for conversation_id in ids:
         if conversation_id is not None:
-            count += len(process(db, runtime, conversation_id))
+            count += len(process(db, runtime, conversation_id, journeys=journeys))
     return count

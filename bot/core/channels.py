@@ -6,20 +6,17 @@ A channel is one module in `integrations/` that knows one provider:
   * outbound: a `Sender` turns an `OutboundMessage` into a provider call and
     returns a `Receipt`, or raises one of `bot.core.errors.DeliveryError`'s kinds.
 
-Senders are created lazily, so `doorstep chat` never imports aiogram/twilio.
-Adding a channel = one module + one line in SENDER_FACTORIES.
+The sender registry is `bot.delivery.senders`; `bot.wiring` names each channel's factory.
 """
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from bot.core.settings import Settings
+    pass
 
 MAX_TEXT = 4096
 
@@ -76,28 +73,3 @@ def sanitise_text(text: str | bytes | None) -> str:
     if isinstance(text, bytes):
         text = text.decode("utf-8", errors="replace")
     return text.replace("\x00", "")[:MAX_TEXT]
-
-
-# "module:attribute" of a factory `(settings) -> Sender`, imported on first use.
-SENDER_FACTORIES: dict[str, str] = {
-    "message:console": "integrations.console:make_sender",
-    "message:sms": "integrations.twilio_channel:make_sms_sender",
-    "message:whatsapp": "integrations.twilio_channel:make_whatsapp_sender",
-    "message:telegram": "integrations.telegram_channel:make_sender",
-    "webhook": "integrations.logistics:make_sender",
-    "chatwoot": "integrations.chatwoot:make_sender",  # escalations mirrored into Chatwoot (optional)
-    "agent_notify": "integrations.agent_notify:make_sender",  # new-escalation alerts (bot.store.escalations)
-}
-
-
-def register_sender(key: str, factory_path: str) -> None:
-    SENDER_FACTORIES[key] = factory_path
-
-
-def load_factory(key: str) -> Callable[[Settings], Sender] | None:
-    path = SENDER_FACTORIES.get(key)
-    if path is None:
-        return None
-    module_name, _, attribute = path.partition(":")
-    factory: Callable[[Settings], Sender] = getattr(importlib.import_module(module_name), attribute)
-    return factory

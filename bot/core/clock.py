@@ -12,7 +12,7 @@ NLU package's own, used only when a caller gives no time).
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 Clock = Callable[[], datetime]
 
@@ -20,3 +20,24 @@ Clock = Callable[[], datetime]
 def system_clock() -> datetime:
     """Aware UTC now: the production clock, and the default of every `Clock` slot."""
     return datetime.now(UTC)
+
+
+class FakeClock:
+    """An injectable, manually advanced clock (`Service.create(clock=FakeClock(...))`):
+    tests and `doorstep simulate` run days of journeys in milliseconds."""
+
+    def __init__(self, start: datetime) -> None:
+        if start.tzinfo is None:
+            raise ValueError("FakeClock needs an aware datetime")
+        self.current = start.astimezone(UTC)
+
+    def __call__(self) -> datetime:
+        return self.current
+
+    def advance(self, delta: timedelta) -> datetime:
+        self.current = self.current + delta
+        return self.current
+
+    def set(self, when: datetime) -> datetime:
+        self.current = when.astimezone(UTC)
+        return self.current

@@ -55,12 +55,10 @@ import asyncio
 import dataclasses
 import logging
 import os
-import random
 import socket
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -68,20 +66,21 @@ from sqlalchemy import and_, exists, not_
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, func, or_, select
 
-from bot.core.channels import OutboundMessage, Receipt, Sender, load_factory
+from bot.core.channels import OutboundMessage, Receipt, Sender
 from bot.core.clock import Clock, system_clock
 from bot.core.db import Database
-from bot.core.errors import DeliveryError, PermanentProviderError, RecipientOptedOut, RetryAfter, WindowClosed
+from bot.core.errors import DeliveryError
 from bot.core.models import Customer, Message, Outbox
 from bot.core.settings import Settings
-from bot.store import holds
+from bot.delivery import senders
+from bot.delivery.outcomes import BACKOFF_CAP_SECONDS, Outcome, fallback_channel, outcome_for
+from bot.delivery.ratelimits import RateLimiter, channel_limits
+from bot.store import holds, outbox
 from bot.store.outbox import PRIORITY_REPLY
 
 log = logging.getLogger(__name__)
 
 LEASE = timedelta(seconds=60)
-BACKOFF_BASE_SECONDS = 2.0
-BACKOFF_CAP_SECONDS = 3600.0
 # Messages: a reply goes out within a minute of the provider's recovery; others within five.
 REPLY_BACKOFF_CAP_SECONDS = 60.0
 MESSAGE_BACKOFF_CAP_SECONDS = 300.0
@@ -89,11 +88,7 @@ MESSAGE_RETRY_HORIZON = timedelta(hours=24)  # a message without its own validit
 UNFINISHED = ("pending", "sending")
 # A message outcome after which the customer's next message may go: anything else keeps them waiting.
 FINAL = {"sent", "failed", "dead", "expired"}
-WHATSAPP_WINDOW = timedelta(hours=24)
 MAX_INLINE_WAIT = 2.0  # seconds a rate-limited message may wait while holding its lease
-TELEGRAM_GLOBAL_RATE = 30.0
-TELEGRAM_PER_CHAT_RATE = 1.0
-FALLBACK_CHANNEL = {"whatsapp": "sms"}
 
 
 @dataclass(frozen=True)
@@ -112,84 +107,6 @@ class Claimed:
     retry_until: datetime | None = None  # time-based retries (messages); None = attempt limit
     give_up_as: str = "dead"  # expired (past its validity: obsolete) | dead
     backoff_cap: float = BACKOFF_CAP_SECONDS
-
-
-@dataclass(frozen=True)
-class Outcome:
-    status: str  # sent | retry | failed | dead | expired | fallback | deferred
-    retry_in: float | None = None
-    error: str | None = None
-    error_code: str | None = None
-    opt_out: bool = False
-
-
-def backoff_seconds(attempt: int, cap: float = BACKOFF_CAP_SECONDS) -> float:
-    """Exponential backoff with jitter (attempt 1 -> up to 2 s, 2 -> 4 s, …, at most `cap`)."""
-    return float(random.uniform(0.5, 1.0) * min(cap, BACKOFF_BASE_SECONDS * 2 ** min(30, max(0, attempt - 1))))
-
-
-def outcome_for(exc: Exception, *, attempts: int, max_attempts: int, retry_for: float | None = None,
-                give_up_as: str = "dead", backoff_cap: float = BACKOFF_CAP_SECONDS) -> Outcome:
-    """The one delivery policy. `retry_for` (seconds left before the row's deadline) makes the
-    retries time-based: the attempt count does not matter, the deadline does."""
-    if isinstance(exc, RecipientOptedOut):
-        return Outcome("failed", error=str(exc), error_code=exc.code, opt_out=True)
-    if isinstance(exc, WindowClosed):
-        return Outcome("fallback", error=str(exc), error_code=exc.code)
-    if isinstance(exc, PermanentProviderError):
-        return Outcome("failed", error=str(exc), error_code=exc.code)
-    code = exc.code if isinstance(exc, DeliveryError) else None
-    if retry_for is None and attempts >= max_attempts:
-        return Outcome("dead", error=f"gave up after {attempts} attempts: {exc}", error_code=code)
-    wait = backoff_seconds(attempts, backoff_cap)
-    if isinstance(exc, RetryAfter) and exc.seconds is not None:
-        wait = max(wait, float(exc.seconds))
-    if retry_for is not None and wait >= retry_for:
-        # The next try would come too late: an obsolete message is never sent late.
-        reason = "obsolete: not delivered in time" if give_up_as == "expired" else "gave up"
-        return Outcome(give_up_as, error=f"{reason} after {attempts} attempts: {exc}"[:500], error_code=code)
-    return Outcome("retry", retry_in=wait, error=str(exc)[:500] or exc.__class__.__name__, error_code=code)
-
-
-# ---------------------------------------------------------------- rate limits
-
-
-@dataclass
-class RateLimiter:
-    """Spacing-based limiter: each key gets one slot every 1/rate seconds (per process)."""
-
-    clock: Callable[[], float] = time.monotonic
-    _next: dict[Any, float] = field(default_factory=dict)
-
-    def wait_for(self, limits: list[tuple[Any, float]]) -> float:
-        now = self.clock()
-        return float(max([0.0, *(self._next.get(key, now) - now for key, _ in limits)]))
-
-    def take(self, limits: list[tuple[Any, float]]) -> float:
-        """Reserve a slot on every key; returns how long to wait before sending."""
-        now = self.clock()
-        wait = self.wait_for(limits)
-        start = now + wait
-        for key, rate in limits:
-            self._next[key] = start + 1.0 / rate
-        return wait
-
-    def finished(self, limits: list[tuple[Any, float]]) -> None:
-        """Count the spacing from when the provider answered: a slow first request (connection
-        setup) must not let the next one arrive less than 1/rate after it."""
-        done = self.clock()
-        for key, rate in limits:
-            self._next[key] = max(self._next.get(key, done), done + 1.0 / rate)
-
-
-def channel_limits(settings: Settings, channel: str | None, to: str) -> list[tuple[Any, float]]:
-    if channel == "telegram":
-        return [("telegram", TELEGRAM_GLOBAL_RATE), (("telegram", to), TELEGRAM_PER_CHAT_RATE)]
-    if channel == "sms":
-        return [("sms", settings.twilio.sms_rate_per_second)]
-    if channel == "whatsapp":
-        return [("whatsapp", settings.twilio.whatsapp_rate_per_second)]
-    return []
 
 
 # ---------------------------------------------------------------- wake-up
@@ -223,7 +140,7 @@ class Dispatcher:
 
     def sender_for(self, key: str) -> Sender | None:
         if key not in self._senders:
-            factory = load_factory(key)
+            factory = senders.factory_for(key)
             if factory is None:
                 return None
             self._senders[key] = factory(self.settings)
@@ -287,7 +204,7 @@ class Dispatcher:
                     if previous_claim is not None:
                         payload["claimed_since"] = previous_claim.isoformat()
                     if message.channel == "whatsapp":
-                        payload["whatsapp_window_open"] = _whatsapp_window_open(session, message.customer_id, now)
+                        payload["whatsapp_window_open"] = outbox.whatsapp_window_open(session, message.customer_id, now)
                     outbound = OutboundMessage(
                         outbox_id=row.id or 0, message_id=message.id, channel=message.channel,
                         to=_address(customer, message.channel), text=message.text,
@@ -419,17 +336,16 @@ class Dispatcher:
                     message.error = (outcome.error or "")[:500]
                     message.error_code = outcome.error_code
                     if outcome.opt_out and message.customer_id:
-                        mark_opted_out(session, message.customer_id, message.channel)
+                        outbox.mark_opted_out(session, message.customer_id, message.channel)
             session.add(row)
             if message is not None:
                 session.add(message)
 
     def _fall_back(self, session: Session, row: Outbox, message: Message, outcome: Outcome) -> bool:
         """WhatsApp refused (window closed): send the same message by SMS instead, if we may."""
-        target = FALLBACK_CHANNEL.get(message.channel)
         customer = session.get(Customer, message.customer_id) if message.customer_id else None
-        if (target is None or customer is None or not customer.phone or target in customer.opted_out_channels
-                or not self.settings.twilio.whatsapp_sms_fallback):
+        target = fallback_channel(message.channel, customer, self.settings)
+        if target is None:
             return False
         log.info("outbox=%s %s refused (%s); falling back to %s", row.id, message.channel, outcome.error_code, target)
         row.payload = {**row.payload, "fallback_from": message.channel}
@@ -568,25 +484,6 @@ def _message_policy(row: Outbox) -> dict[str, Any]:
     cap = REPLY_BACKOFF_CAP_SECONDS if row.priority <= PRIORITY_REPLY else MESSAGE_BACKOFF_CAP_SECONDS
     return {"customer_id": row.customer_id, "order_key": order_key(row), "retry_until": until,
             "give_up_as": give_up_as, "backoff_cap": cap}
-
-
-def mark_opted_out(session: Session, customer_id: int, channel: str) -> None:
-    customer = session.get(Customer, customer_id)
-    if customer is not None and channel not in customer.opted_out_channels:
-        customer.opted_out_channels = sorted({*customer.opted_out_channels, channel})
-        session.add(customer)
-
-
-def _whatsapp_window_open(session: Session, customer_id: int | None, now: datetime) -> bool:
-    if customer_id is None:
-        return False
-    last = session.exec(select(func.max(Message.created_at)).where(
-        Message.customer_id == customer_id, Message.direction == "in", Message.channel == "whatsapp")).first()
-    if last is None:
-        return False
-    if last.tzinfo is None:  # func.max bypasses the UTCDateTime type on SQLite
-        last = last.replace(tzinfo=UTC)
-    return bool(now - last < WHATSAPP_WINDOW)
 
 
 def _provider_id_owned(session: Session, provider_id: str, message: Message) -> bool:

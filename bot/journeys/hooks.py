@@ -27,57 +27,37 @@ anything itself; the dispatcher does, after commit.
 from __future__ import annotations
 
 import logging
-import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlmodel import Session, col, select
 
 from bot.core import replies
-from bot.core.db import try_insert
-from bot.core.models import Conversation, Customer, JourneyTimer, KeyValue, Message, Order, OrderEvent, Outbox
+from bot.core.db import Database, try_insert
+from bot.core.models import Conversation, Customer, JourneyTimer, Message, Order, OrderEvent, Outbox
 from bot.core.phones import phone_hash
+from bot.core.runtime import Runtime
+from bot.core.settings import Settings
 from bot.core.shopconfig import parse_duration, parse_quiet_hours
-from bot.store import outbox
+from bot.core.vocab import (
+    MARKETING_JOURNEYS,
+    REMINDER_JOURNEYS,
+    SUPERSEDES,
+    TIMERS_SUPERSEDED,
+    TRANSIT_JOURNEYS,
+    template_key,
+)
+from bot.store import conversations, escalations, outbox
+from bot.store.erasure import erasure_salt
 from bot.store.orders import ALLOWED_FROM, order_view
-
-if TYPE_CHECKING:
-    from bot.service import Service
+from flows.proactive import NotApplicable
 
 log = logging.getLogger(__name__)
 
-MARKETING_JOURNEYS = ("feedback", "reorder")
-REMINDER_JOURNEYS = ("cod_reminder",)  # optional too: the question itself went out already
-# Status updates a conversation about the order makes obsolete: the bot has just told the customer.
-INFORMATIONAL_JOURNEYS = ("order_confirmed", "shipped", "out_for_delivery", "delayed", "delivered")
-TRANSIT_JOURNEYS = ("shipped", "out_for_delivery", "delayed", "failed_attempt")
-# A new event of the key's type cancels the still-pending messages of these journeys.
-SUPERSEDES: dict[str, tuple[str, ...]] = {
-    "shipped": ("shipped",),
-    "out_for_delivery": ("shipped", "out_for_delivery", "delayed", "failed_attempt"),
-    "delayed": ("shipped", "delayed"),
-    "failed_attempt": ("out_for_delivery", "failed_attempt"),
-    "delivered": (*TRANSIT_JOURNEYS, "cod_reminder"),
-    "returned": (*TRANSIT_JOURNEYS, "cod_reminder", "delivered", "feedback", "reorder"),
-    "cancelled": ("order_confirmed", *TRANSIT_JOURNEYS, "cod_reminder", "delivered", "feedback", "reorder"),
-}
-# Timers a new event makes pointless.
-TIMERS_SUPERSEDED: dict[str, tuple[str, ...]] = {
-    "delivered": ("cod_reminder", "cod_escalation"),
-    "returned": ("cod_reminder", "cod_escalation", "feedback"),
-    "cancelled": ("cod_reminder", "cod_escalation", "feedback"),
-}
 AWAKE_WINDOW = timedelta(minutes=30)  # a customer who just wrote is awake: quiet hours do not hold replies
-SALT_KEY = "erasure_salt"
 FEEDBACK_FLOW = "feedback"
-
-
-def template_key(journey: str, order: Order | None = None) -> str:
-    if journey == "order_confirmed" and order is not None and order.payment_method == "cod":
-        return "journey.order_confirmed_cod"
-    return f"journey.{journey}"
 
 
 @dataclass(frozen=True)
@@ -111,33 +91,24 @@ def phone_timezone(phone: str, shop_timezone: str) -> str | None:
     return min(zones, key=lambda z: probe.astimezone(ZoneInfo(z)).utcoffset() or timedelta(0))
 
 
-def erasure_salt(session: Session) -> str:
-    """The per-installation salt for erased phone hashes (kv), created on first use."""
-    row = session.get(KeyValue, SALT_KEY)
-    if row is None:
-        row = KeyValue(key=SALT_KEY, value=secrets.token_hex(32))
-        if not try_insert(session, row):
-            row = session.get(KeyValue, SALT_KEY)
-            assert row is not None
-    return row.value
-
-
 class Journeys:
     """The hooks the orders API calls, plus the contact policy and the timer tick."""
 
-    def __init__(self, service: Service) -> None:
-        self.service = service
+    def __init__(self, *, db: Database, runtime: Runtime, settings: Settings) -> None:
+        self.db = db
+        self.runtime = runtime
+        self.settings = settings
         try:  # fail at start, not on the first order at 9 pm
             parse_quiet_hours(self.quiet_hours_text())
         except ValueError as exc:
-            source = "DOORSTEP_QUIET_HOURS" if service.settings.quiet_hours is not None else "contact_policy.quiet_hours"
+            source = "DOORSTEP_QUIET_HOURS" if settings.quiet_hours is not None else "contact_policy.quiet_hours"
             raise ValueError(f"{source}: {exc}") from None
 
     # ------------------------------------------------------------ config
 
     @property
     def config(self) -> dict[str, Any]:
-        return self.service.runtime.shop_config
+        return self.runtime.shop_config
 
     def spec(self, journey: str) -> dict[str, Any]:
         spec: dict[str, Any] = self.config.get("journeys", {}).get(journey, {})
@@ -147,7 +118,7 @@ class Journeys:
         return bool(self.spec(journey).get("enabled", False))
 
     def quiet_hours_text(self) -> str:
-        env = self.service.settings.quiet_hours
+        env = self.settings.quiet_hours
         if env is not None:
             return env
         return str(self.config.get("contact_policy", {}).get("quiet_hours", ""))
@@ -158,7 +129,7 @@ class Journeys:
 
     def customer_timezone(self, customer: Customer) -> ZoneInfo:
         """The recipient's time zone: the customer's own, else their phone number's, else the shop's."""
-        shop = self.service.runtime.timezone
+        shop = self.runtime.timezone
         name = customer.timezone or (phone_timezone(customer.phone, shop) if customer.phone else None) or shop
         try:
             return ZoneInfo(name)
@@ -177,9 +148,9 @@ class Journeys:
 
     def order_event(self, *, session: Session, order: Order, customer: Customer, event: OrderEvent) -> None:
         """A new (not duplicate) shipment event was recorded."""
-        now = self.service.now()
+        now = self.runtime.now()
         kind = event.type
-        self.cancel_superseded(session, order=order, journeys=SUPERSEDES.get(kind, ()),
+        outbox.cancel_superseded(session, order=order, journeys=SUPERSEDES.get(kind, ()),
                                timers=TIMERS_SUPERSEDED.get(kind, ()), reason=f"superseded by {kind}", now=now)
         if kind == "confirmed":
             self._order_confirmed(session, order, customer, key="created")
@@ -216,7 +187,7 @@ class Journeys:
     # ------------------------------------------------------------ journeys
 
     def _order_confirmed(self, session: Session, order: Order, customer: Customer, *, key: str) -> None:
-        now = self.service.now()
+        now = self.runtime.now()
         planned = self.plan(session, journey="order_confirmed", order=order, customer=customer,
                             dedupe_key=f"journey:order_confirmed:{order.id}", now=now)
         if order.payment_method != "cod" or order.cod_status != "pending" or planned.message is None:
@@ -229,34 +200,32 @@ class Journeys:
                 self.add_timer(session, kind=kind, order=order, customer=customer, due_at=due,
                                quiet=kind != "cod_escalation")  # agents, not customers, get the escalation
 
-    def ask_address_clarification(self, session: Session, order: Order, customer: Customer) -> bool:
+    def ask_address_clarification(self, session: Session, order: Order, customer: Customer) -> Message | None:
         """Ask for the missing parts of an address that cannot be delivered as it is.
 
         One open question at a time: while a COD confirmation is pending, that
         question goes first and this one follows the customer's answer
-        (`bot.conversation.engine` calls back here). Honours opt-out, quiet hours and dedupe.
+        (`bot.conversation.engine` calls back here). Honours the journey's `enabled`, opt-out, quiet
+        hours, its `valid_for` expiry and dedupe. Returns the queued question, None when not asked.
         """
         if order.address_status != "needs_clarification" or not self.enabled("address_clarification"):
-            return False
+            return None
         if order.payment_method == "cod" and order.cod_status == "pending":
-            return False
+            return None
         if customer.erased_at is not None or customer.opted_out_channels:
-            return False
-        from bot.conversation import engine
-        from flows.proactive import NotApplicable
-
-        now = self.service.now()
+            return None
+        now = self.runtime.now()
         spec = self.spec("address_clarification")
         due = self.next_allowed(now, customer)
         try:
-            message = engine.open_proactive(
-                session=session, runtime=self.service.runtime, customer=customer, kind="address_clarification",
+            message = conversations.open_proactive(
+                session=session, runtime=self.runtime, customer=customer, kind="address_clarification",
                 order=order, now=now, due_at=due, expires_at=due + parse_duration(spec.get("valid_for", "24h")),
                 dedupe_key=f"journey:address_clarification:{order.id}",
             )
         except NotApplicable:
-            return False
-        return message is not None
+            return None
+        return message
 
     def _after_delivery(self, session: Session, order: Order, customer: Customer, now: datetime) -> None:
         if self.enabled("feedback"):
@@ -307,7 +276,7 @@ class Journeys:
         if not (awake and due <= now):
             due = self.next_allowed(due, customer)
         marketing = spec.get("priority") == "marketing"
-        template = str(spec.get("template") or template_key(journey, order))
+        template = str(spec.get("template") or template_key(journey, cod=order.payment_method == "cod"))
         text = self.render(template, order=order, customer=customer, extra_vars=extra_vars or {})
         # Caps drop optional messages only (marketing, reminders): news is never dropped.
         optional = marketing or journey in REMINDER_JOURNEYS
@@ -383,7 +352,7 @@ class Journeys:
 
     def render(self, template: str, *, order: Order, customer: Customer, extra_vars: dict[str, Any]) -> str:
         view = order_view(order)
-        username = self.service.settings.telegram_bot_username.lstrip("@")
+        username = self.settings.telegram_bot_username.lstrip("@")
         deep_link = (f"https://t.me/{username}?start={customer.telegram_link_token}"
                      if username and customer.telegram_link_token and not customer.telegram_chat_id else "")
         variables = {
@@ -397,70 +366,27 @@ class Journeys:
             "review_link": self.config.get("review_link", ""),
             **extra_vars,
         }
-        today = self.service.runtime.now().astimezone(self.customer_timezone(customer)).date()
+        today = self.runtime.now().astimezone(self.customer_timezone(customer)).date()
         return replies.render(template, customer.locale, today=today, **variables)
 
     # ------------------------------------------------------------ obsolescence
 
-    @staticmethod
-    def cancel_superseded(session: Session, *, order: Order, journeys: tuple[str, ...], timers: tuple[str, ...],
-                          reason: str, now: datetime, held_only: bool = False) -> int:
-        """Cancel this order's pending messages of `journeys` (only those held for later: `held_only`)
-        and pending `timers`."""
-        cancelled = 0
-        if journeys:
-            # A held COD question is an open question, not news: only a real supersession drops it.
-            templates = [template_key(j) for j in journeys] + (
-                ["journey.order_confirmed_cod"] if "order_confirmed" in journeys and not held_only else [])
-            query = select(Outbox, Message).join(Message, col(Message.id) == col(Outbox.message_id)).where(
-                Outbox.order_pk == order.id, Outbox.status == "pending", col(Message.template).in_(templates))
-            if held_only:
-                query = query.where(col(Outbox.due_at) > now)
-            # Locked (PostgreSQL): a row the dispatcher is claiming right now is re-read after its claim
-            # commits, and no longer matches `pending`, instead of being marked cancelled while it is sent.
-            rows = session.exec(query.with_for_update(of=Outbox)).all()
-            for row, message in rows:
-                Journeys._cancel(session, row, message, reason=reason, now=now)
-                cancelled += 1
-        if timers:
-            for timer in session.exec(select(JourneyTimer).where(
-                    JourneyTimer.order_pk == order.id, JourneyTimer.status == "pending",
-                    col(JourneyTimer.kind).in_(timers))):
-                timer.status = "cancelled"
-                timer.outcome = reason[:200]
-                session.add(timer)
-        return cancelled
 
     def _cancel_message(self, session: Session, message: Message, *, reason: str, code: str, now: datetime) -> None:
         row = session.exec(select(Outbox).where(Outbox.message_id == message.id)).first()
         if row is not None:
-            self._cancel(session, row, message, reason=reason, now=now, code=code)
+            outbox.cancel_row(session, row, message, reason=reason, now=now, code=code)
 
-    @staticmethod
-    def _cancel(session: Session, row: Outbox, message: Message | None, *, reason: str, now: datetime,
-                code: str = "superseded") -> None:
-        row.status = "cancelled"
-        row.last_error = reason[:500]
-        row.updated_at = now
-        session.add(row)
-        if message is not None:
-            message.status = "cancelled"
-            message.error = reason[:500]
-            message.error_code = code
-            session.add(message)
 
     # ------------------------------------------------------------ conversations and flows
 
     def conversation(self, session: Session, customer: Customer, channel: str) -> Conversation:
-        from bot.conversation.engine import conversation_for  # engine imports this module at load time
-
-        return conversation_for(session, customer, channel)
+        return conversations.conversation_for(session, customer, channel)
 
     def open_flow(self, session: Session, customer: Customer, flow_name: str, *, order: Order, now: datetime) -> bool:
         """Put the customer's conversation into `flow_name` so their reply is read in context
         (the engine's `open_flow`). Never hijacks a human-owned conversation or another
         live dialog; False when the flow was not opened."""
-        from bot.conversation import engine
         from flows.registry import FLOWS_BY_NAME
 
         flow = FLOWS_BY_NAME.get(flow_name)
@@ -468,7 +394,7 @@ class Journeys:
             return False
         conversation = self.conversation(session, customer, customer.channel)
         session.flush()
-        self.service.db.lock_row(session, "conversation", conversation.id or 0)
+        self.db.lock_row(session, "conversation", conversation.id or 0)
         session.refresh(conversation)
         if conversation.owner in {"waiting_human", "human"}:
             return False
@@ -483,8 +409,8 @@ class Journeys:
 
             explicit = {"state": feedback.SCORE}
         try:
-            engine.open_flow(session=session, conversation=conversation, flow=flow, order_id=order.order_id, now=now,
-                             runtime=self.service.runtime, customer=customer, expires_at=expires_at, **explicit)
+            conversations.open_flow(session=session, conversation=conversation, flow=flow, order_id=order.order_id, now=now,
+                             runtime=self.runtime, customer=customer, expires_at=expires_at, **explicit)
         except ValueError as exc:  # includes flows.proactive.NotApplicable (e.g. COD already answered)
             log.info("flow %s not opened for order pk=%s: %s", flow_name, order.id, exc.__class__.__name__)
             return False
@@ -497,14 +423,14 @@ class Journeys:
         if quiet:
             due_at = self.next_allowed(due_at, customer)
         timer = JourneyTimer(kind=kind, order_pk=order.id, customer_id=customer.id,  # type: ignore[arg-type]
-                             due_at=due_at, dedupe_key=f"timer:{kind}:{order.id}", created_at=self.service.now())
+                             due_at=due_at, dedupe_key=f"timer:{kind}:{order.id}", created_at=self.runtime.now())
         return timer if try_insert(session, timer) else None
 
     def run_due_timers(self, *, limit: int = 100) -> int:
         """Fire due timers (the per-second tick). Each is decided and marked in one
         transaction; SKIP LOCKED lets several workers share the table."""
-        db = self.service.db
-        now = self.service.now()
+        db = self.db
+        now = self.runtime.now()
         fired = 0
         with db.session() as session:
             timers = session.exec(
@@ -538,11 +464,9 @@ class Journeys:
         if timer.kind == "cod_escalation":
             if order.cod_status != "pending" or order.status in {"cancelled", "returned", "delivered"}:
                 return f"skipped: COD is {order.cod_status}"
-            from bot.store import escalations
-
             conversation = self.conversation(session, customer, customer.channel)
             session.flush()
-            self.service.db.lock_row(session, "conversation", conversation.id or 0)
+            self.db.lock_row(session, "conversation", conversation.id or 0)
             escalations.create_escalation(
                 session=session, conversation=conversation, customer=customer, order=order, reason="needs_call",
                 note="Cash-on-delivery order not confirmed: please call the customer.", now=now,
@@ -562,29 +486,3 @@ class Journeys:
         return f"skipped: unknown timer {timer.kind}"
 
 
-class FakeClock:
-    """An injectable, manually advanced clock (`Service.create(clock=FakeClock(...))`):
-    tests and `doorstep simulate` run days of journeys in milliseconds."""
-
-    def __init__(self, start: datetime) -> None:
-        if start.tzinfo is None:
-            raise ValueError("FakeClock needs an aware datetime")
-        self.current = start.astimezone(UTC)
-
-    def __call__(self) -> datetime:
-        return self.current
-
-    def advance(self, delta: timedelta) -> datetime:
-        self.current = self.current + delta
-        return self.current
-
-    def set(self, when: datetime) -> datetime:
-        self.current = when.astimezone(UTC)
-        return self.current
-
-
-def tick(service: Service) -> None:
-    """The scheduler job (bot.workers.TICK_JOBS)."""
-    hooks = service.hooks
-    if isinstance(hooks, Journeys):
-        hooks.run_due_timers()

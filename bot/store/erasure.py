@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -35,12 +36,14 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, or_, select
 
+from bot.core.db import try_insert
 from bot.core.models import (
     ChatwootLink,
     Conversation,
     Customer,
     Escalation,
     JourneyTimer,
+    KeyValue,
     LogisticsEvent,
     Message,
     Order,
@@ -48,7 +51,6 @@ from bot.core.models import (
     Outbox,
 )
 from bot.core.phones import phone_hash
-from bot.journeys.hooks import erasure_salt
 
 log = logging.getLogger(__name__)
 
@@ -319,3 +321,17 @@ def order_messages(*, session: Session, order: Order) -> list[Message]:
     unlinked = (col(Message.customer_id) == order.customer_id) & col(Message.order_pk).is_(None) & (
         col(Message.created_at) >= order.created_at)
     return list(session.exec(select(Message).where(linked | unlinked).order_by(col(Message.created_at), col(Message.id))))
+
+
+SALT_KEY = "erasure_salt"
+
+
+def erasure_salt(session: Session) -> str:
+    """The per-installation salt for erased phone hashes (kv), created on first use."""
+    row = session.get(KeyValue, SALT_KEY)
+    if row is None:
+        row = KeyValue(key=SALT_KEY, value=secrets.token_hex(32))
+        if not try_insert(session, row):
+            row = session.get(KeyValue, SALT_KEY)
+            assert row is not None
+    return row.value

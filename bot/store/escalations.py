@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlmodel import Session, col, func, select
+from sqlmodel import Session, col, select
 
 from bot.core.db import session_now
 from bot.core.errors import Conflict, InvalidInput, NotFound
@@ -47,8 +47,7 @@ ACTIONS_LIMIT = 20
 MAX_AGENT_REPLY = 1600  # one SMS concatenation chain / WhatsApp message; longer is a paste accident
 OPEN_STATUSES = ("open", "assigned")
 STATUSES = ("open", "assigned", "resolved")
-WHATSAPP_WINDOW = timedelta(hours=24)
-NOTIFY_KIND = "agent_notify"  # outbox kind; sender registered in bot.core.channels.SENDER_FACTORIES
+NOTIFY_KIND = "agent_notify"  # outbox kind; its sender is named in bot.wiring
 AGENT_TEMPLATE_PREFIX = "agent:"  # Message.template of an agent's reply: "agent:<name>"
 
 
@@ -244,20 +243,10 @@ def assign(*, session: Session, escalation_id: int, agent: str, now: datetime | 
 
 
 def whatsapp_window_open(session: Session, conversation: Conversation, now: datetime) -> bool | None:
-    """WhatsApp allows free-form messages for 24 h after the customer's last WhatsApp message
-    (the same rule the dispatcher applies when it sends); None off WhatsApp."""
+    """Whether the agent may write free-form on WhatsApp now (the dispatcher's rule); None off WhatsApp."""
     if conversation.channel != "whatsapp":
         return None
-    last = session.exec(select(func.max(Message.created_at)).where(
-        Message.customer_id == conversation.customer_id, Message.direction == "in", Message.channel == "whatsapp",
-    )).first()
-    if last is None:
-        return False
-    if isinstance(last, str):
-        last = datetime.fromisoformat(last)
-    if last.tzinfo is None:  # func.max bypasses the UTCDateTime column type on SQLite
-        last = last.replace(tzinfo=UTC)
-    return now - last < WHATSAPP_WINDOW
+    return outbox.whatsapp_window_open(session, conversation.customer_id, now)
 
 
 def agent_reply(*, session: Session, escalation_id: int, agent: str, text: str,

@@ -27,12 +27,12 @@ from sqlmodel import Session, col, select
 
 from bot.core.errors import Conflict, NotFound
 from bot.core.models import Conversation, Escalation, Message, OrderEvent, Outbox
+from bot.core.vocab import HUMAN_OWNERS, SUPERSEDES
 from bot.store.outbox import PRIORITY_REPLY
 
 log = logging.getLogger(__name__)
 
 HELD = "held"
-HUMAN_OWNERS = ("waiting_human", "human")
 HOLD_REASON = "held: a person is handling this conversation"
 
 
@@ -97,7 +97,6 @@ def _close(session: Session, row: Outbox, message: Message | None, status: str, 
 
 def superseded_by(session: Session, row: Outbox, message: Message | None) -> str | None:
     """The later order status that made this journey message obsolete, if any."""
-    from bot.journeys.hooks import SUPERSEDES  # the journeys' one table of what a new status makes pointless
 
     journey = row.payload.get("journey")
     if not journey or row.order_pk is None:

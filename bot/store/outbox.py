@@ -7,13 +7,14 @@ makes "nothing sent that was not committed, nothing committed lost" hold.
 from __future__ import annotations
 
 import secrets
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, func, select
 
 from bot.core.db import session_now, try_insert
-from bot.core.models import Customer, LogisticsEvent, Message, Outbox
+from bot.core.models import Customer, JourneyTimer, LogisticsEvent, Message, Order, Outbox
+from bot.core.vocab import template_key
 
 PRIORITY_REPLY = 0
 PRIORITY_TRANSACTIONAL = 10
@@ -107,3 +108,72 @@ def emit_event(*, session: Session, type_: str, order_id: str | None, data: dict
 def event_envelope(event: LogisticsEvent) -> dict[str, Any]:
     """The webhook body and feed item of DESIGN.md."""
     return {"id": event.id, "type": event.type, "created_at": event.created_at.isoformat(), "data": event.data}
+
+
+def cancel_superseded(session: Session, *, order: Order, journeys: tuple[str, ...], timers: tuple[str, ...],
+                      reason: str, now: datetime, held_only: bool = False) -> int:
+    """Cancel this order's pending messages of `journeys` (only those held for later: `held_only`)
+    and pending `timers`: a later event, an answer or the conversation made them pointless."""
+    cancelled = 0
+    if journeys:
+        # A held COD question is an open question, not news: only a real supersession drops it.
+        templates = [template_key(j) for j in journeys] + (
+            ["journey.order_confirmed_cod"] if "order_confirmed" in journeys and not held_only else [])
+        query = select(Outbox, Message).join(Message, col(Message.id) == col(Outbox.message_id)).where(
+            Outbox.order_pk == order.id, Outbox.status == "pending", col(Message.template).in_(templates))
+        if held_only:
+            query = query.where(col(Outbox.due_at) > now)
+        # Locked (PostgreSQL): a row the dispatcher is claiming right now is re-read after its claim
+        # commits, and no longer matches `pending`, instead of being marked cancelled while it is sent.
+        rows = session.exec(query.with_for_update(of=Outbox)).all()
+        for row, message in rows:
+            cancel_row(session, row, message, reason=reason, now=now)
+            cancelled += 1
+    if timers:
+        for timer in session.exec(select(JourneyTimer).where(
+                JourneyTimer.order_pk == order.id, JourneyTimer.status == "pending",
+                col(JourneyTimer.kind).in_(timers))):
+            timer.status = "cancelled"
+            timer.outcome = reason[:200]
+            session.add(timer)
+    return cancelled
+
+
+def cancel_row(session: Session, row: Outbox, message: Message | None, *, reason: str, now: datetime,
+            code: str = "superseded") -> None:
+    row.status = "cancelled"
+    row.last_error = reason[:500]
+    row.updated_at = now
+    session.add(row)
+    if message is not None:
+        message.status = "cancelled"
+        message.error = reason[:500]
+        message.error_code = code
+        session.add(message)
+
+
+# WhatsApp allows free-form messages this long after the customer's last message.
+WHATSAPP_WINDOW = timedelta(hours=24)
+
+
+def whatsapp_window_open(session: Session, customer_id: int | None, now: datetime) -> bool:
+    """Whether the customer wrote on WhatsApp in the last 24 hours (free-form messages allowed)."""
+    if customer_id is None:
+        return False
+    last = session.exec(select(func.max(Message.created_at)).where(
+        Message.customer_id == customer_id, Message.direction == "in", Message.channel == "whatsapp")).first()
+    if last is None:
+        return False
+    if isinstance(last, str):  # func.max bypasses the UTCDateTime type on SQLite
+        last = datetime.fromisoformat(last)
+    if last.tzinfo is None:
+        last = last.replace(tzinfo=UTC)
+    return bool(now - last < WHATSAPP_WINDOW)
+
+
+def mark_opted_out(session: Session, customer_id: int, channel: str) -> None:
+    """The customer opted out of `channel` (STOP, or the provider said so): nothing more goes there."""
+    customer = session.get(Customer, customer_id)
+    if customer is not None and channel not in customer.opted_out_channels:
+        customer.opted_out_channels = sorted({*customer.opted_out_channels, channel})
+        session.add(customer)

@@ -10,13 +10,13 @@ from sqlmodel import select
 from typer.testing import CliRunner
 
 from bot.cli.app import app
-from bot.conversation import engine
 from bot.core.channels import InboundMessage
 from bot.core.db import Database
 from bot.core.models import Conversation, LogisticsEvent
 from bot.core.schemas import OrderIn
 from bot.core.settings import Settings
 from bot.service import Service
+from bot.store import conversations
 from bot.store.orders import find_customer, get_order, upsert_order
 from flows.proactive import NotApplicable
 from tests.support.factories import order_payload
@@ -42,10 +42,10 @@ def test_a_journey_opens_the_cod_flow_and_the_customers_yes_confirms(settings: S
     with service.db.session() as session:
         customer = find_customer(session=session, phone=PHONE)
         assert customer is not None
-        conversation = engine.conversation_for(session, customer, "sms")
+        conversation = conversations.conversation_for(session, customer, "sms")
         session.flush()
         # The call shape bot.journeys.hooks uses: it sends its own text, the engine only opens the flow.
-        engine.open_flow(session=session, conversation=conversation, flow="cod", order_id="A1001",
+        conversations.open_flow(session=session, conversation=conversation, flow="cod", order_id="A1001",
                          now=service.now(), runtime=service.runtime, customer=customer)
     assert "is confirmed" in _say(service, "YES")[0]
     with service.db.session() as session:
@@ -59,10 +59,10 @@ def test_open_proactive_queues_the_question_once_and_refuses_a_confirmed_order(s
         customer = find_customer(session=session, phone=PHONE)
         assert customer is not None
         order = get_order(session=session, order_id="A1001")
-        message = engine.open_proactive(session=session, runtime=service.runtime, customer=customer,
+        message = conversations.open_proactive(session=session, runtime=service.runtime, customer=customer,
                                         kind="cod_confirmation", order=order, dedupe_key="cod-ask:A1001")
         assert message is not None and "Reply YES to confirm or NO to cancel" in message.text
-        again = engine.open_proactive(session=session, runtime=service.runtime, customer=customer,
+        again = conversations.open_proactive(session=session, runtime=service.runtime, customer=customer,
                                       kind="cod_confirmation", order=order, dedupe_key="cod-ask:A1001")
         assert again is None
         conversation = session.exec(select(Conversation)).one()
@@ -75,7 +75,7 @@ def test_open_proactive_queues_the_question_once_and_refuses_a_confirmed_order(s
         customer = find_customer(session=session, phone=PHONE)
         assert customer is not None
         with pytest.raises(NotApplicable):
-            engine.open_proactive(session=session, runtime=service.runtime, customer=customer,
+            conversations.open_proactive(session=session, runtime=service.runtime, customer=customer,
                                   kind="cod_confirmation", order=order)
 
 
@@ -84,11 +84,11 @@ def test_open_flow_rejects_unknown_flows_and_states(settings: Settings, db: Data
     with service.db.session() as session:
         customer = find_customer(session=session, phone=PHONE)
         assert customer is not None
-        conversation = engine.conversation_for(session, customer, "sms")
+        conversation = conversations.conversation_for(session, customer, "sms")
         with pytest.raises(ValueError, match="unknown flow"):
-            engine.open_flow(session=session, conversation=conversation, flow="nope", order_id="A1001")
+            conversations.open_flow(session=session, conversation=conversation, flow="nope", order_id="A1001")
         with pytest.raises(ValueError, match="no state"):
-            engine.open_flow(session=session, conversation=conversation, flow="reschedule", state="nope")
+            conversations.open_flow(session=session, conversation=conversation, flow="reschedule", state="nope")
 
 
 def test_cli_test_conversations_reports_pass_and_fail(tmp_path: Path) -> None:

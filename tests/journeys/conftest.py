@@ -17,10 +17,10 @@ from sqlmodel import col, select
 
 from bot.app import create_app
 from bot.core.channels import OutboundMessage, Receipt
+from bot.core.clock import FakeClock
 from bot.core.models import Message
 from bot.core.settings import Settings
 from bot.delivery.dispatcher import Dispatcher
-from bot.journeys.hooks import FakeClock
 from bot.service import Service
 from tests.support.factories import order_payload
 
@@ -86,7 +86,7 @@ class Kit:
         """Advance the clock to `when` in steps, ticking timers and the dispatcher like `serve` does."""
         dispatcher = self.dispatcher()
         while True:
-            self.service.hooks.run_due_timers()
+            self.service.journeys.run_due_timers()
             while asyncio.run(dispatcher.run_once()):
                 pass
             if self.clock() >= when:

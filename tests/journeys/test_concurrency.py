@@ -28,7 +28,7 @@ def test_two_tickers_fire_each_due_timer_once(settings: Settings, auth: dict[str
         try:
             barrier.wait()
             for _ in range(3):
-                service.hooks.run_due_timers(limit=5)
+                service.journeys.run_due_timers(limit=5)
         except BaseException as exc:  # surfaced below
             errors.append(exc)
 
@@ -58,7 +58,7 @@ def test_timers_wait_for_their_time(settings: Settings, auth: dict[str, str]) ->
     with kit.client:
         kit.post_order(payment_method="cod")
         kit.clock.advance(timedelta(hours=1, minutes=59))
-        assert kit.service.hooks.run_due_timers() == 0
+        assert kit.service.journeys.run_due_timers() == 0
         kit.clock.advance(timedelta(minutes=1))
-        assert kit.service.hooks.run_due_timers() == 1
+        assert kit.service.journeys.run_due_timers() == 1
     kit.service.db.dispose()

@@ -23,7 +23,7 @@ def test_yes_cancels_a_reminder_that_is_still_waiting(settings: Settings, auth: 
             order = session.exec(select(Order)).one()
             customer = session.get(Customer, order.customer_id)
             assert customer is not None
-            planned = kit.service.hooks.plan(session, journey="cod_reminder", order=order, customer=customer,
+            planned = kit.service.journeys.plan(session, journey="cod_reminder", order=order, customer=customer,
                                              dedupe_key="test:reminder", now=kit.clock(), delay=timedelta(hours=1))
             assert planned.message is not None
             reminder_id = planned.message.id

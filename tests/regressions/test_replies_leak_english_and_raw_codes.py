@@ -14,10 +14,11 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from bot.conversation.engine import Runtime, render_reply
 from bot.core.models import Customer
+from bot.core.runtime import Runtime
 from bot.core.settings import Settings
 from bot.core.shopconfig import load_shop_config
+from bot.store.conversations import render_reply
 from flows.base import Reply
 from tests.channels.conftest import new_service
 from tests.flows.support import order

@@ -1,1 +1,5 @@
-"""HTTP API routers, one module per resource."""
+"""The API routes, one module per resource (all behind the API key)."""
+
+from bot.web.routes import customers, escalations, events, orders
+
+__all__ = ["customers", "escalations", "events", "orders"]

@@ -15,22 +15,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-import sqlalchemy as sa
 from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import BaseModel
-from sqlmodel import Session, col, func, select
+from sqlmodel import select
 
-from bot.core.db import Database
 from bot.core.models import LogisticsEvent, Outbox
+from bot.store.feed import assign_cursors, delivery_status, read_feed, redeliver
 from bot.store.outbox import event_envelope
 from bot.web.deps import ServiceDep
 
 router = APIRouter(prefix="/api/events", tags=["events"])
 
-FAILED_STATUSES = ("failed", "dead", "expired")
-# Any constant shared by every Doorstep process on one PostgreSQL ("DOOR" in ASCII).
-FEED_LOCK_KEY = 0x444F4F52
-ASSIGN_BATCH = 1000
 MAX_LIMIT = 500
 
 
@@ -57,52 +52,7 @@ class FeedPage(BaseModel):
     has_more: bool
 
 
-def assign_cursors(db: Database) -> None:
-    """Number committed events that have no cursor yet, in one short transaction.
-
-    Under the lock (advisory on PostgreSQL; SQLite's single writer), only
-    committed rows are visible, and every batch commits before the next
-    starts, so cursors grow in the order events became visible. A read first:
-    when every event has its cursor (the usual case), no write lock is taken.
-    """
-    with db.read() as session:
-        if session.exec(select(LogisticsEvent.id).where(col(LogisticsEvent.feed_cursor).is_(None)).limit(1)).first() is None:
-            return
-    with db.session() as session:
-        if db.is_postgres:
-            session.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": FEED_LOCK_KEY})
-        pending = session.exec(
-            select(LogisticsEvent).where(col(LogisticsEvent.feed_cursor).is_(None))
-            .order_by(col(LogisticsEvent.seq)).limit(ASSIGN_BATCH)
-        ).all()
-        if not pending:
-            return
-        top = session.exec(select(func.max(LogisticsEvent.feed_cursor))).one() or 0
-        for offset, event in enumerate(pending, start=1):
-            event.feed_cursor = int(top) + offset
-            session.add(event)
-
-
-def read_feed(session: Session, *, after: int = 0, limit: int = 100, failed_only: bool = False
-              ) -> tuple[list[tuple[LogisticsEvent, Outbox | None]], bool]:
-    """Events after `after`, oldest first, with their webhook outbox row. Returns (items, has_more)."""
-    query = (
-        select(LogisticsEvent, Outbox)
-        .join(Outbox, sa.and_(col(Outbox.event_id) == col(LogisticsEvent.id), col(Outbox.kind) == "webhook"),
-              isouter=True)
-        .where(col(LogisticsEvent.feed_cursor).is_not(None), col(LogisticsEvent.feed_cursor) > after)
-        .order_by(col(LogisticsEvent.feed_cursor))
-        .limit(limit + 1)
-    )
-    if failed_only:
-        query = query.where(col(Outbox.status).in_(FAILED_STATUSES))
-    rows: list[tuple[LogisticsEvent, Outbox | None]] = [(event, row) for event, row in session.exec(query).all()]
-    return rows[:limit], len(rows) > limit
-
-
 def feed_item(event: LogisticsEvent, row: Outbox | None) -> FeedEvent:
-    from integrations.logistics import delivery_status
-
     return FeedEvent(**event_envelope(event), cursor=str(event.feed_cursor),
                      delivery=Delivery(**delivery_status(row)))
 
@@ -155,18 +105,3 @@ def redeliver_event(event_id: str, service: ServiceDep) -> FeedEvent:
     return feed_item(event, row)
 
 
-def redeliver(db: Database, event_id: str) -> tuple[LogisticsEvent | None, Outbox | None]:
-    """Re-queue one event's webhook (creating the outbox row if it never had one)."""
-    from integrations.logistics import requeue
-
-    with db.session() as session:
-        event = session.exec(select(LogisticsEvent).where(LogisticsEvent.id == event_id[:40])).first()
-        if event is None:
-            return None, None
-        row = session.exec(select(Outbox).where(Outbox.event_id == event.id, Outbox.kind == "webhook")
-                           .with_for_update()).first()
-        if row is None:
-            row = Outbox(kind="webhook", event_id=event.id, priority=10)
-        requeue(session, row)
-        session.flush()
-        return event, row

@@ -7,7 +7,7 @@ from fastapi import APIRouter, HTTPException, Response, status
 from bot.core.errors import Conflict, NotFound
 from bot.core.models import Customer
 from bot.core.schemas import OrderEventIn, OrderEventOut, OrderIn, OrderOut
-from bot.store.orders import apply_event, get_order, order_public, upsert_order
+from bot.store.orders import get_order, order_public
 from bot.web.deps import ReadSessionDep, ServiceDep, SessionDep
 
 router = APIRouter(prefix="/api/orders", tags=["orders"])
@@ -16,15 +16,11 @@ router = APIRouter(prefix="/api/orders", tags=["orders"])
 @router.post("", response_model=OrderOut, responses={200: {"description": "updated"}, 201: {"description": "created"}})
 def create_or_update_order(order_in: OrderIn, session: SessionDep, service: ServiceDep, response: Response) -> OrderOut:
     try:
-        order, created = upsert_order(session=session, order_in=order_in)
+        saved = service.save_order(session, order_in)
     except Conflict as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from None
-    session.flush()
-    customer = session.get(Customer, order.customer_id)
-    assert customer is not None
-    service.hooks.order_saved(session=session, order=order, customer=customer, created=created)
-    response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
-    return order_public(order, customer)
+    response.status_code = status.HTTP_201_CREATED if saved.created else status.HTTP_200_OK
+    return order_public(saved.order, saved.customer)
 
 
 @router.get("/{order_id}", response_model=OrderOut)
@@ -43,15 +39,13 @@ def add_order_event(order_id: str, event_in: OrderEventIn, session: SessionDep, 
                     response: Response) -> OrderEventOut:
     try:
         order = get_order(session=session, order_id=order_id)
-        event, duplicate = apply_event(session=session, order=order, event_in=event_in)
+        recorded = service.record_order_event(session, order, event_in)
     except NotFound as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(exc)) from None
     except Conflict as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from None
-    if duplicate:
+    if recorded.duplicate:
         response.status_code = status.HTTP_200_OK
-    else:
-        customer = session.get(Customer, order.customer_id)
-        assert customer is not None
-        service.hooks.order_event(session=session, order=order, customer=customer, event=event)
-    return OrderEventOut(order_id=order.order_id, type=event.type, at=event.at, status=order.status, duplicate=duplicate)
+    event = recorded.event
+    return OrderEventOut(order_id=order.order_id, type=event.type, at=event.at, status=order.status,
+                         duplicate=recorded.duplicate)

@@ -1,0 +1,57 @@
+"""The one place `bot/` names the integrations: their webhook routers, their senders, their scheduled jobs.
+
+Static imports, one line per integration: adding a channel is one module in `integrations/` plus its lines
+here. Nothing else in `bot/` imports `integrations/` (an import-linter contract in `make lint` keeps it so).
+The app (`bot.app`), the workers (`bot.workers`) and the CLI read these tables; `install()` hands the
+sender factories to the dispatcher's registry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
+
+from bot.delivery import senders
+from bot.service import Service
+from integrations import (
+    agent_notify,
+    carrier_webhooks,
+    chatwoot,
+    console,
+    logistics,
+    rasa_actions,
+    telegram_channel,
+    telegram_webhooks,
+    twilio_channel,
+    twilio_webhooks,
+)
+
+# Outbox kind -> the factory of its sender (built on first use by each dispatcher).
+SENDER_FACTORIES: dict[str, senders.SenderFactory] = {
+    "message:console": console.make_sender,
+    "message:sms": twilio_channel.make_sms_sender,
+    "message:whatsapp": twilio_channel.make_whatsapp_sender,
+    "message:telegram": telegram_channel.make_sender,
+    "webhook": logistics.make_sender,  # signed logistics webhooks
+    "chatwoot": chatwoot.make_sender,  # escalations mirrored into Chatwoot (optional)
+    "agent_notify": agent_notify.make_sender,  # new-escalation alerts
+}
+
+# Webhook routers (each module has `router`, and may set `MAX_BODY_BYTES`). Each authenticates its own
+# requests: Twilio signature, Telegram secret header, carrier HMAC / AfterShip signature, Rasa and
+# Chatwoot tokens; none takes the API key.
+ROUTERS: tuple[ModuleType, ...] = (twilio_webhooks, telegram_webhooks, carrier_webhooks, rasa_actions, chatwoot)
+
+# Per-second jobs of the integrations (sync, run in a thread by the workers).
+TICK_JOBS: tuple[Callable[[Service], Any], ...] = (
+    chatwoot.enqueue_escalations,  # open escalations -> Chatwoot (no-op unless configured)
+)
+
+# The aiogram Bot for the `doorstep telegram …` commands.
+telegram_bot = telegram_channel.bot_for
+
+
+def install() -> None:
+    """Register the senders with the dispatcher's registry (idempotent)."""
+    senders.register(SENDER_FACTORIES)
