@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from flows import address, cod
 from flows.base import OrderView, StepResult
+from intents.errors import DoorstepError
 
 KINDS = ("cod_confirmation", "address_clarification")
 
 
-class NotApplicable(ValueError):
+class NotApplicable(DoorstepError, ValueError):
     """The order does not need this opening (e.g. COD already confirmed)."""
 
 

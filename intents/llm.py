@@ -32,6 +32,7 @@ from typing import Any
 from intents.address import parse_whole_address
 from intents.classifier import classify
 from intents.entities import extract_address_parts, extract_phones, extract_postal_codes
+from intents.errors import DoorstepError
 from intents.types import INTENT_LABELS, Classification, Context, Entity, Intent
 
 log = logging.getLogger(__name__)
@@ -188,7 +189,7 @@ _LOOSE_LETTERS = {"a": "[aáàâä]", "e": "[eéèêë]", "i": "[iíìîï]", "o
                   "c": "[cç]"}
 _PLAIN = str.maketrans("áàâäéèêëíìîïóòôöúùûüñç", "aaaaeeeeiiiioooouuuunc")
 
-class LLMUnavailable(Exception):
+class LLMUnavailable(DoorstepError):
     """The fallback was not consulted (breaker open, timeout, HTTP or parse error)."""
 
 

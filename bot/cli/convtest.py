@@ -30,6 +30,7 @@ from bot.core.db import Database
 from bot.core.models import Conversation, Customer, LogisticsEvent
 from bot.core.schemas import OrderEventIn, OrderIn
 from bot.store.orders import get_order, order_public
+from intents.errors import DoorstepError
 
 DEFAULT_NOW = "2026-11-23T09:00:00+05:30"  # a Monday morning in the default shop timezone
 TOP_KEYS = {"description", "now", "timezone", "config", "orders", "phone", "turns", "journeys", "locale_of_phone"}
@@ -38,7 +39,7 @@ TURN_KEYS = {"say", "media", "after", "intent", "reply", "no_reply", "order", "o
 MAX_CHARS = 320
 
 
-class ConversationFileError(ValueError):
+class ConversationFileError(DoorstepError, ValueError):
     """A conversation file that does not follow the format (names the file and the problem)."""
 
 

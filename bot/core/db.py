@@ -44,6 +44,7 @@ from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session
 
 from bot.core.clock import Clock, system_clock
+from intents.errors import DoorstepError
 
 log = logging.getLogger(__name__)
 
@@ -74,11 +75,11 @@ def strict_sessions() -> bool:
     return os.environ.get("DOORSTEP_STRICT_SESSIONS", "").lower() in {"1", "true", "yes"}
 
 
-class NestedWriteTransaction(RuntimeError):
+class NestedWriteTransaction(DoorstepError, RuntimeError):
     """A thread that holds a write transaction opened a second one (it would wait for itself)."""
 
 
-class ReadOnlySessionError(RuntimeError):
+class ReadOnlySessionError(DoorstepError, RuntimeError):
     """Something tried to write through a `Database.read()` session."""
 
 

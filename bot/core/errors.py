@@ -2,15 +2,13 @@
 
 Domain errors map to HTTP 404/409/422 in bot.web.routes; delivery errors are raised
 by channel senders and mapped to retry / fallback / failure in one place,
-`bot.delivery.dispatcher.outcome_for`.
+`bot.delivery.outcomes.outcome_for`.
 """
 
 from __future__ import annotations
 
-
-class DoorstepError(Exception):
-    """Base of every error Doorstep raises on purpose."""
-
+# The root, defined in the lowest package so that flows/ and intents/ raise under it too.
+from intents.errors import DoorstepError as DoorstepError
 
 # ------------------------------------------------------------------ domain
 

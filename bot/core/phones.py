@@ -7,8 +7,10 @@ import hmac
 
 import phonenumbers
 
+from intents.errors import DoorstepError
 
-class InvalidPhone(ValueError):
+
+class InvalidPhone(DoorstepError, ValueError):
     pass
 
 

@@ -26,6 +26,7 @@ import yaml
 from babel import Locale, dates, numbers
 
 from bot.core.gsm7 import sms_text
+from intents.errors import DoorstepError
 
 DATA_DIR = Path(os.environ.get("DOORSTEP_DATA_DIR") or Path(__file__).resolve().parents[2] / "data")
 TEMPLATE_DIR = DATA_DIR / "templates"
@@ -44,7 +45,7 @@ SHOP_DEFAULTS = {
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 _TODAY = "_doorstep_today"  # context key: the runtime clock's date, for the `day` filter
 
-class TemplateMissing(KeyError):
+class TemplateMissing(DoorstepError, KeyError):
     pass
 
 

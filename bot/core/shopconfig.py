@@ -21,6 +21,8 @@ from typing import Any
 
 import yaml
 
+from intents.errors import DoorstepError
+
 JOURNEY_NAMES = (
     "order_confirmed", "shipped", "out_for_delivery", "delayed", "failed_attempt", "delivered",
     "feedback", "cod_reminder", "cod_escalation", "reorder", "address_clarification",
@@ -66,7 +68,7 @@ _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks
 _CLOCK = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 
 
-class ConfigError(ValueError):
+class ConfigError(DoorstepError, ValueError):
     """An invalid doorstep.yaml; `problems` are (line, message), lines 1-based (0 = unknown)."""
 
     def __init__(self, path: str, problems: list[tuple[int, str]]) -> None:

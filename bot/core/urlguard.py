@@ -31,6 +31,8 @@ from urllib.parse import SplitResult, urlsplit
 
 import httpx
 
+from intents.errors import DoorstepError
+
 if TYPE_CHECKING:
     from bot.core.settings import Settings
 
@@ -51,7 +53,7 @@ PRIVATE_NETWORKS = tuple(ipaddress.ip_network(n) for n in (
 ))
 
 
-class UnsafeURL(ValueError):
+class UnsafeURL(DoorstepError, ValueError):
     """A configured URL Doorstep must not connect to; the message names the setting, never the URL."""
 
     def __init__(self, setting: str, reason: str) -> None:
@@ -60,7 +62,7 @@ class UnsafeURL(ValueError):
         self.reason = reason
 
 
-class HostNotResolved(OSError):
+class HostNotResolved(DoorstepError, OSError):
     """The URL's host has no address right now (may be transient: DNS down, a service not started yet)."""
 
     def __init__(self, setting: str) -> None:

@@ -36,7 +36,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from sqlmodel import Session, select
 
 from bot.core.db import READ_ONLY, session_now
-from bot.core.errors import Conflict, InvalidInput, NotFound
+from bot.core.errors import Conflict, DoorstepError, InvalidInput, NotFound
 from bot.core.models import Agent, Escalation, KeyValue
 from bot.core.replies import DATA_DIR
 from bot.core.urls import safe_link
@@ -231,7 +231,7 @@ def _cookie_flags(request: Request, service_public_url: str) -> dict[str, Any]:
     return {"httponly": True, "samesite": "strict", "secure": secure, "path": "/inbox"}
 
 
-class LoginRequired(Exception):
+class LoginRequired(DoorstepError):
     pass
 
 
