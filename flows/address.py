@@ -35,37 +35,13 @@ from flows.base import (
 )
 from flows.common import CHOOSE_ORDER, choose_step, is_skip, reask_which, select_order, yes_no
 from intents import Expecting
+from intents.address import LEADING_FLAT, find_flat_number, has_house_number, postal_code_valid
 
 ASK_PART = "ask_part"
 CONFIRM = "confirm"
 PARTS = ("flat_number", "floor", "building", "landmark", "postal_code")
 TOO_LATE = {"out_for_delivery", "failed_attempt", "delivered", "returned"}
 CLOSED = {"cancelled", "cancel_requested"}
-
-POSTAL_PATTERNS: dict[str, re.Pattern[str]] = {
-    "IN": re.compile(r"^[1-9][0-9]{5}$"),
-    "US": re.compile(r"^[0-9]{5}(-[0-9]{4})?$"),
-    "GB": re.compile(r"^[A-Z]{1,2}[0-9][A-Z0-9]? ?[0-9][A-Z]{2}$", re.I),
-    "ES": re.compile(r"^[0-9]{5}$"),
-    "MX": re.compile(r"^[0-9]{5}$"),
-}
-_HOUSE_NUMBER = re.compile(r"\d")
-_FLAT_IN_TEXT = re.compile(r"(?<![\w])([A-Z]?-?\d{1,5}\s?[A-Z]?(?:[/-]\d{1,4})?)(?![\w])", re.I)
-_FLAT_PHRASE = re.compile(
-    r"\b(?:flat|house|apartment|apt|door|unit|h\.?\s?no)\.?\s*(?:no\.?|number|num|#)?\s*(?:is|es|hai|:|-)?\s*"
-    r"([A-Z]?\d{1,5}\s?[A-Z]?(?:[/-]\d{1,4})?)(?![\w])", re.I)
-_LEADING_FLAT = re.compile(r"^\s*(?:flat|house|apt|apartment|h\.?\s?no\.?|door|unit)\s*[.:#-]?\s*[A-Z0-9/-]+\s*,?\s*", re.I)
-
-
-def postal_code_valid(code: str, country: str) -> bool:
-    """Whether `code` looks like a postal code of `country` (ISO 3166 alpha-2; unknown countries: non-empty)."""
-    pattern = POSTAL_PATTERNS.get(country.upper())
-    return bool(code.strip()) and (pattern is None or bool(pattern.match(code.strip())))
-
-
-def has_house_number(address: Mapping[str, Any]) -> bool:
-    return bool(_HOUSE_NUMBER.search(f"{address.get('line1', '')} {address.get('line2', '')}"))
-
 
 def address_needs_clarification(address: Mapping[str, Any]) -> bool:
     """An address with no house/flat number or an invalid postal code cannot be delivered reliably."""
@@ -88,7 +64,7 @@ def compose(address: Mapping[str, Any], parts: Mapping[str, Any]) -> dict[str, A
     """The shipping address with the customer's parts merged in (same keys as the order JSON)."""
     new = {key: address.get(key, "") for key in ("line1", "line2", "landmark", "city", "postal_code", "country")}
     if parts.get("flat_number"):
-        base = _LEADING_FLAT.sub("", str(new["line1"]))
+        base = LEADING_FLAT.sub("", str(new["line1"]))
         label = str(parts.get("flat_label", ""))
         new["line1"] = f"{label} {parts['flat_number']}".strip() + (f", {base}" if base else "")
     extra = []
@@ -119,13 +95,9 @@ def _read_parts(ctx: FlowContext, asking: str | None, country: str) -> tuple[dic
             found[entity.type] = entity.value
     text = ctx.text.strip()
     if "flat_number" not in found:
-        phrase = _FLAT_PHRASE.search(text)
-        if phrase:
-            found["flat_number"] = re.sub(r"[\s-]+", "", phrase.group(1)).upper()
-    if asking == "flat_number" and "flat_number" not in found:
-        match = _FLAT_IN_TEXT.search(text)
-        if match and not re.fullmatch(r"\d{5,6}", match.group(1)):
-            found["flat_number"] = re.sub(r"[\s-]+", "", match.group(1)).upper()
+        flat = find_flat_number(text, asked=asking == "flat_number")
+        if flat:
+            found["flat_number"] = flat
     if asking == "postal_code" and "postal_code" not in found and re.fullmatch(r"[A-Za-z0-9 -]{3,10}", text) \
             and re.search(r"\d", text):
         found["postal_code"] = text

@@ -20,6 +20,8 @@ Pure standard library; runs on every message.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from typing import Any
 
 from intents.types import Context, Entity
 
@@ -41,6 +43,61 @@ _WORD = re.compile(r"[^\W\d_]{3,}")
 _US_STATE = re.compile(r"^[A-Z]{2}$")
 _LABEL = re.compile(r"^(?:my|mi|mis|mere|meri|mera|our|the|el|la)\b", re.IGNORECASE)
 
+
+
+# --------------------------------------------------------------------------- address parts: the one home
+# The flat-number, house-number and postal-code rules, shared by the entity extractor (intents/entities.py),
+# the address flow (flows/address.py) and the orders API (an address with no house number or a postal code
+# invalid for its country starts as `needs_clarification`).
+
+# Postal codes valid per country (ISO 3166 alpha-2); other countries: any non-empty code.
+POSTAL_PATTERNS: dict[str, re.Pattern[str]] = {
+    "IN": re.compile(r"^[1-9][0-9]{5}$"),
+    "US": re.compile(r"^[0-9]{5}(-[0-9]{4})?$"),
+    "GB": re.compile(r"^[A-Z]{1,2}[0-9][A-Z0-9]? ?[0-9][A-Z]{2}$", re.I),
+    "ES": re.compile(r"^[0-9]{5}$"),
+    "MX": re.compile(r"^[0-9]{5}$"),
+}
+# "flat 4B", "house no. 23", "depto 4B", "flat number is 402", "h.no 12/3"
+FLAT = re.compile(
+    r"\b(?:flat|flt|apartment|apt|appt|apto|unit|house|hse|door|room|ghar|makan|casa|depto|dpto|departamento|suite)"
+    r"\.?\s*(?:no\.?|number|num|nr|n[ºo°]\.?|#)?\s*(?:(?:is|es|hai)\s+)?[:#-]?\s*([A-Z]?\d{1,5}\s?[A-Z]?(?:[/-]\d{1,4})?|[A-Z]-?\d{1,4})\b"
+    r"|\b(?:h\.?\s?no\.?|hno)\s*[:#-]?\s*(\d{1,5}[A-Z]?(?:[/-]\d{1,4})?)\b",
+    re.IGNORECASE,
+)
+# A bare "4B" / "it's 402" answering "what is your flat number?"
+BARE_FLAT = re.compile(
+    r"^\s*(?:it'?s\s+|is\s+|es\s+(?:el\s+)?|hai\s+)?#?\s*([A-Z]?-?\d{1,5}\s?[A-Z]?|[A-Z]-?\d{1,4})\s*(?:hai|h|please|pls)?\s*[.!]?\s*$",
+    re.IGNORECASE,
+)
+# A flat number anywhere in an answer to that question ("4B, second floor")
+FLAT_IN_TEXT = re.compile(r"(?<![\w])([A-Z]?-?\d{1,5}\s?[A-Z]?(?:[/-]\d{1,4})?)(?![\w])", re.I)
+# The flat label at the start of a street line ("Flat 4B, 12 MG Road"), replaced when a new flat number comes
+LEADING_FLAT = re.compile(r"^\s*(?:flat|house|apt|apartment|h\.?\s?no\.?|door|unit)\s*[.:#-]?\s*[A-Z0-9/-]+\s*,?\s*", re.I)
+_HOUSE_NUMBER = re.compile(r"\d")
+
+
+def postal_code_valid(code: str, country: str) -> bool:
+    """Whether `code` looks like a postal code of `country` (ISO 3166 alpha-2; unknown countries: non-empty)."""
+    pattern = POSTAL_PATTERNS.get(country.upper())
+    return bool(code.strip()) and (pattern is None or bool(pattern.match(code.strip())))
+
+
+def has_house_number(address: Mapping[str, Any]) -> bool:
+    return bool(_HOUSE_NUMBER.search(f"{address.get('line1', '')} {address.get('line2', '')}"))
+
+
+def find_flat_number(text: str, *, asked: bool = False) -> str | None:
+    """The flat number in `text` ("flat 4B" -> "4B"); with `asked` (the question was the flat number) also
+    a bare number anywhere in the answer, but never a 5-6 digit postal code."""
+    phrase = FLAT.search(text)
+    if phrase:
+        return re.sub(r"[\s-]+", "", phrase.group(1) or phrase.group(2)).upper()
+    if asked:
+        match = FLAT_IN_TEXT.search(text)
+        if match and not re.fullmatch(r"\d{5,6}", match.group(1)):
+            return re.sub(r"[\s-]+", "", match.group(1)).upper()
+    return None
 
 def _chunks(text: str) -> list[str]:
     return [c.strip(" .;") for c in re.split(r"[,\n]", text) if c.strip(" .;")]

@@ -30,7 +30,7 @@ from datetime import date, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
-from intents.address import extract_new_address
+from intents.address import BARE_FLAT, FLAT, extract_new_address
 from intents.clock import local_now
 from intents.polarity import mark_ruled_out
 from intents.problems import extract_problems
@@ -506,16 +506,6 @@ def extract_postal_codes(text: str, context: Context) -> list[Entity]:
     return found
 
 
-_FLAT = re.compile(
-    r"\b(?:flat|flt|apartment|apt|appt|apto|unit|house|hse|door|room|ghar|makan|casa|depto|dpto|departamento|suite)"
-    r"\.?\s*(?:no\.?|number|num|nr|n[ºo°]\.?|#)?\s*[:#-]?\s*([A-Z]?\d{1,5}\s?[A-Z]?(?:[/-]\d{1,4})?|[A-Z]-?\d{1,4})\b"
-    r"|\b(?:h\.?\s?no\.?|hno)\s*[:#-]?\s*(\d{1,5}[A-Z]?(?:[/-]\d{1,4})?)\b",
-    _I,
-)
-_BARE_FLAT = re.compile(
-    r"^\s*(?:it'?s\s+|is\s+|es\s+(?:el\s+)?|hai\s+)?#?\s*([A-Z]?-?\d{1,5}\s?[A-Z]?|[A-Z]-?\d{1,4})\s*(?:hai|h|please|pls)?\s*[.!]?\s*$",
-    _I,
-)
 _ORDINAL_WORDS = {
     "ground": 0, "basement": -1, "first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5, "sixth": 6,
     "seventh": 7, "eighth": 8, "ninth": 9, "tenth": 10, "top": 99, "pehli": 1, "pehla": 1, "dusri": 2,
@@ -550,12 +540,12 @@ _LANDMARK = re.compile(
 
 def extract_address_parts(text: str, context: Context) -> list[Entity]:
     found: list[Entity] = []
-    for m in _FLAT.finditer(text):
+    for m in FLAT.finditer(text):
         group = 1 if m.group(1) else 2
         value = re.sub(r"\s+", "", m.group(group)).upper()
         found.append(_ent("flat_number", value, m, group))
     if context.expecting is Expecting.ADDRESS_PART and not found:
-        bare = _BARE_FLAT.match(text)
+        bare = BARE_FLAT.match(text)
         if bare and not re.fullmatch(r"\d{5,6}", bare.group(1).strip()):
             found.append(_ent("flat_number", re.sub(r"[\s-]+", "", bare.group(1)).upper(), bare, 1))
     for m in _FLOOR.finditer(text):

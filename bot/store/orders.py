@@ -19,7 +19,7 @@ from bot.core.db import session_now, try_insert
 from bot.core.errors import Conflict, NotFound
 from bot.core.models import Customer, Order, OrderEvent
 from bot.core.schemas import CustomerIn, CustomerOut, OrderEventIn, OrderIn, OrderOut
-from flows import address as _address_rules
+from flows.address import address_needs_clarification
 from flows.base import CustomerView, OrderView
 
 log = logging.getLogger(__name__)
@@ -37,11 +37,6 @@ ALLOWED_FROM: dict[str, set[str]] = {
     "returned": {"shipped", "out_for_delivery", "delayed", "failed_attempt", "delivered"},
     "cancelled": {"placed", "confirmed", "packed", "cancel_requested"},
 }
-# Address validation is pure and lives with the address flow, so the API and the
-# conversation apply exactly the same rules (flows may not import bot).
-POSTAL_PATTERNS = _address_rules.POSTAL_PATTERNS
-postal_code_valid = _address_rules.postal_code_valid
-address_needs_clarification = _address_rules.address_needs_clarification
 
 
 # ---------------------------------------------------------------- customers
