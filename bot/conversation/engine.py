@@ -28,7 +28,7 @@ from bot.conversation.turn import Turn
 from bot.core import replies
 from bot.core.models import Conversation, Customer, Message, Order
 from bot.core.runtime import Runtime
-from bot.core.vocab import HUMAN_OWNERS, INFORMATIONAL_JOURNEYS
+from bot.core.vocab import HUMAN_OWNERS, INFORMATIONAL_JOURNEYS, Owner
 from bot.journeys.hooks import Journeys
 from bot.store import escalations, outbox
 from bot.store.conversations import KEPT_SLOTS
@@ -104,8 +104,8 @@ def handle_message(*, session: Session, runtime: Runtime, conversation: Conversa
                result=StepResult(next_state=END, effects=tuple(ack)), turn=turn, now=now, locale=locale)
         return turn
 
-    if conversation.owner == "resolved":
-        conversation.owner = "bot"
+    if conversation.owner == Owner.RESOLVED:
+        conversation.owner = Owner.BOT
     ctx = FlowContext(
         text=message.text,
         classification=classification,

@@ -122,7 +122,7 @@ class Conversation(SQLModel, table=True):
     flow: str | None = Field(default=None, max_length=40)
     state: str = Field(default="", max_length=60)
     slots: dict[str, Any] = _json({})
-    owner: str = Field(default="bot", max_length=16)  # bot | waiting_human | human | resolved
+    owner: str = Field(default="bot", max_length=16)  # an Owner (bot/core/vocab.py): bot, waiting_human, human, resolved
     expires_at: datetime | None = _ts()
     misunderstandings: int = 0
     last_inbound_at: datetime | None = _ts()

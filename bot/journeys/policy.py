@@ -26,6 +26,7 @@ from bot.core.runtime import Runtime
 from bot.core.settings import Settings
 from bot.core.shopconfig import parse_duration, parse_quiet_hours
 from bot.core.vocab import (
+    HUMAN_OWNERS,
     MARKETING_JOURNEYS,
     REMINDER_JOURNEYS,
     template_key,
@@ -257,7 +258,7 @@ class ContactPolicy:
         session.flush()
         self.db.lock_row(session, "conversation", conversation.id or 0)
         session.refresh(conversation)
-        if conversation.owner in {"waiting_human", "human"}:
+        if conversation.owner in HUMAN_OWNERS:
             return False
         live = conversation.flow and conversation.expires_at is not None and conversation.expires_at > now
         if live and conversation.flow != flow_name:

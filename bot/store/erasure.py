@@ -51,6 +51,7 @@ from bot.core.models import (
     Outbox,
 )
 from bot.core.phones import phone_hash
+from bot.core.vocab import Owner
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +121,7 @@ def erase_customer(*, session: Session, phone: str, now: datetime) -> ErasureRep
         conversation.slots = {}
         conversation.flow = None
         conversation.state = ""
-        conversation.owner = "bot"  # its escalations are closed below: no agent is waiting on it
+        conversation.owner = Owner.BOT  # its escalations are closed below: no agent is waiting on it
         conversation.expires_at = None
         session.add(conversation)
     _erase_escalations(session, customer_id, now)

@@ -36,6 +36,7 @@ from bot.core.models import (
     Outbox,
 )
 from bot.core.phones import mask
+from bot.core.vocab import Owner
 from bot.store import holds, outbox
 from bot.store.orders import order_public
 from flows.base import Effect, Reply
@@ -129,7 +130,7 @@ def on_inbound_while_human(*, session: Session, conversation: Conversation, cust
     escalation.updated_at = now
     session.add(escalation)
     ack = (config.get("escalation") or {}).get("ack_message", True)
-    if not ack or conversation.owner != "waiting_human" or escalation.ack_sent_at is not None:
+    if not ack or conversation.owner != Owner.WAITING_HUMAN or escalation.ack_sent_at is not None:
         return []
     escalation.ack_sent_at = now
     if isinstance(ack, str):
@@ -163,7 +164,7 @@ def create_escalation(*, session: Session, conversation: Conversation, customer:
     )
     session.add(escalation)
     session.flush()
-    conversation.owner = "waiting_human"
+    conversation.owner = Owner.WAITING_HUMAN
     conversation.flow = None
     conversation.state = ""
     session.add(conversation)
@@ -235,7 +236,7 @@ def assign(*, session: Session, escalation_id: int, agent: str, now: datetime | 
     escalation.assignee = agent
     escalation.assigned_at = escalation.assigned_at or now
     escalation.updated_at = now
-    conversation.owner = "human"
+    conversation.owner = Owner.HUMAN
     conversation.updated_at = now
     session.add(escalation)
     session.add(conversation)
@@ -282,7 +283,7 @@ def agent_reply(*, session: Session, escalation_id: int, agent: str, text: str,
         escalation.assigned_at = escalation.assigned_at or now
     escalation.first_response_at = escalation.first_response_at or now
     escalation.updated_at = now
-    conversation.owner = "human"
+    conversation.owner = Owner.HUMAN
     conversation.updated_at = now
     session.add(escalation)
     session.add(conversation)
@@ -310,7 +311,7 @@ def resolve(*, session: Session, escalation_id: int, agent: str, note: str = "",
         escalation.note = (f"{escalation.note}\n" if escalation.note else "") + note.strip()[:500]
         escalation.note = escalation.note[-2000:]
     escalation.updated_at = now
-    conversation.owner = "resolved"
+    conversation.owner = Owner.RESOLVED
     conversation.flow = None
     conversation.state = ""
     conversation.slots = {}
