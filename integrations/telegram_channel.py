@@ -71,6 +71,14 @@ def bot_for(settings: Settings) -> Any:
     return bot
 
 
+async def close_bots() -> None:
+    """Close the HTTP sessions of the bots made on the running event loop (at dispatcher shutdown)."""
+    loop_id = id(asyncio.get_running_loop())
+    for key in [k for k in _bots if k[0] == loop_id]:
+        bot = _bots.pop(key)
+        await bot.session.close()
+
+
 def reply_markup(buttons: tuple[tuple[str, str], ...]) -> Any:
     from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, KeyboardButton, ReplyKeyboardMarkup
 
@@ -130,6 +138,9 @@ class TelegramSender:
         except Exception as exc:
             raise map_telegram_error(exc) from None
         return Receipt(provider_id=f"{sent.chat.id}:{sent.message_id}", status="sent")
+
+    async def aclose(self) -> None:
+        await close_bots()
 
 
 def make_sender(settings: Settings) -> TelegramSender:

@@ -60,6 +60,12 @@ class Sender(Protocol):
     async def send(self, message: OutboundMessage) -> Receipt: ...
 
 
+class Closable(Protocol):
+    """Optional: a sender that holds connections (an HTTP session) closes them when its dispatcher stops."""
+
+    async def aclose(self) -> None: ...
+
+
 class Reconciler(Protocol):
     """Optional: after a crash mid-send, ask the provider whether the message already went out."""
 

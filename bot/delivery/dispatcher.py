@@ -410,6 +410,18 @@ class Dispatcher:
         finally:
             with _wake_lock:
                 _wake_events.discard(entry)
+            await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the senders' connections (aiogram's HTTP session, …); they reopen if used again."""
+        for key, sender in list(self._senders.items()):
+            close = getattr(sender, "aclose", None)
+            if close is None:
+                continue
+            try:
+                await close()
+            except Exception:
+                log.warning("closing the %s sender failed", key, exc_info=True)
 
 
 # ---------------------------------------------------------------- one customer's order

@@ -81,11 +81,17 @@ def add_order(service: Service, **kw: object) -> None:
 
 
 def drain(dispatcher: Dispatcher, rounds: int = 3) -> int:
-    """Run the dispatcher until nothing is due (bounded)."""
-    total = 0
-    for _ in range(rounds):
-        count = asyncio.run(dispatcher.run_once())
-        total += count
-        if count == 0:
-            break
-    return total
+    """Run the dispatcher until nothing is due (bounded), then close its senders' connections."""
+    async def rounds_then_close() -> int:
+        total = 0
+        try:
+            for _ in range(rounds):
+                count = await dispatcher.run_once()
+                total += count
+                if count == 0:
+                    break
+        finally:
+            await dispatcher.aclose()
+        return total
+
+    return asyncio.run(rounds_then_close())

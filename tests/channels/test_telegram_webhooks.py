@@ -166,3 +166,35 @@ def test_set_webhook_registers_url_and_secret(fake_telegram: FakeTelegram, monke
     assert fake_telegram.webhook["url"] == "https://shop.example.com/webhooks/telegram"
     assert fake_telegram.webhook["secret_token"] == TELEGRAM_SECRET
     assert TELEGRAM_SECRET not in result.output and BOT_TOKEN not in result.output
+
+
+def test_a_stopping_dispatcher_closes_the_telegram_session(service: Service, fake_telegram: FakeTelegram) -> None:
+    """`serve` and `worker` stop without leaving aiogram's HTTP session (and its sockets) open."""
+    import asyncio
+
+    from bot.store.outbox import enqueue_message
+    from integrations import telegram_channel
+
+    with service.db.session() as session:
+        customer = session.exec(select(Customer).where(Customer.phone == ASHA)).one()
+        customer.telegram_chat_id = str(CHAT)
+        session.add(customer)
+        enqueue_message(session=session, customer=customer, channel="telegram", text="hello")
+
+    async def run() -> tuple[list[object], bool]:
+        dispatcher = Dispatcher(service.db, service.settings)
+        stop = asyncio.Event()
+        task = asyncio.create_task(dispatcher.run_forever(stop, idle_sleep=0.05))
+        for _ in range(100):
+            if fake_telegram.sent_to(CHAT):
+                break
+            await asyncio.sleep(0.05)
+        sessions = [bot.session for bot in telegram_channel._bots.values()]
+        stop.set()
+        await task
+        return sessions, all(k[0] != id(asyncio.get_running_loop()) for k in telegram_channel._bots)
+
+    sessions, forgotten = asyncio.run(run())
+    assert fake_telegram.sent_to(CHAT)[-1]["text"] == "hello"
+    assert sessions and all(s._session is None or s._session.closed for s in sessions)  # type: ignore[attr-defined]
+    assert forgotten
