@@ -23,12 +23,13 @@ from bot.core import metrics
 from bot.core.channels import InboundMessage
 from bot.core.clock import system_clock
 from bot.core.db import Database
-from bot.core.models import Customer, Order, OrderEvent
+from bot.core.models import Customer, Escalation, Order, OrderEvent
 from bot.core.runtime import Runtime
 from bot.core.schemas import OrderEventIn, OrderIn
 from bot.core.settings import Settings, get_settings
 from bot.core.shopconfig import load_shop_config
 from bot.journeys.hooks import Journeys
+from bot.store import escalations, holds
 from bot.store.orders import apply_event, upsert_order
 from intents.classifier import model_loaded
 
@@ -174,6 +175,22 @@ class Service:
         handled = gateway.handle_inbound(self.db, self.runtime, inbound, journeys=self.journeys)
         self._observe(inbound.channel, handled, started)
         return handled
+
+    def resolve_escalation(self, session: Session, escalation_id: int, *, agent: str, note: str = "") -> Escalation:
+        """Close an escalation and hand the conversation back to the bot: the automatic messages held while
+        a person owned it go out if still relevant (the obsolete are closed), and a released question
+        (the COD confirmation, the feedback survey) opens its flow, so the customer's answer is read.
+        Resolving twice is harmless. Raises `NotFound` for an unknown escalation."""
+        now = self.now()
+        escalation = escalations.resolve(session=session, escalation_id=escalation_id, agent=agent, note=note,
+                                         now=now)
+        released = holds.release_held(session=session, customer_id=escalation.customer_id, now=now)
+        customer = session.get(Customer, escalation.customer_id)
+        for order_pk, flow in released.flows:
+            order = session.get(Order, order_pk)
+            if order is not None and customer is not None:
+                self.journeys.open_flow(session, customer, flow, order=order, now=now)
+        return escalation
 
     def process_pending(self) -> int:
         """Recover inbound messages a crash left stored but unprocessed (the per-second tick)."""

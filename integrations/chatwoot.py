@@ -15,7 +15,7 @@ Chatwoot's webhook settings). `message_created` for a public outgoing agent
 message is queued to the customer on their own channel through
 `bot.store.escalations.agent_reply` (the same path as the Doorstep inbox);
 `conversation_status_changed` to `resolved` hands the conversation back to
-the bot through `bot.store.escalations.resolve`.
+the bot through `Service.resolve_escalation`.
 
 Every call goes through the one URL guard (bot/core/urlguard.py): `CHATWOOT_URL`
 on loopback or a private network needs `DOORSTEP_ALLOW_PRIVATE_URLS=true`.
@@ -400,8 +400,7 @@ def _resolved(service: Service, chatwoot_conversation_id: Any) -> tuple[int, dic
         link = _link_for(session, chatwoot_conversation_id)
         if link is None:
             return 200, {"status": "ignored", "reason": "not a Doorstep conversation"}
-        escalations.resolve(session=session, escalation_id=link.escalation_id, agent=f"{AGENT_PREFIX}resolved",
-                            now=service.now())
+        service.resolve_escalation(session, link.escalation_id, agent=f"{AGENT_PREFIX}resolved")
         link.status = "resolved"
         session.add(link)
         return 200, {"status": "resolved", "escalation_id": link.escalation_id}

@@ -101,8 +101,10 @@ class Journeys(JourneyTimers):
 
     def _order_confirmed(self, session: Session, order: Order, customer: Customer, *, key: str) -> None:
         now = self.runtime.now()
+        asks_cod = order.payment_method == "cod" and order.cod_status == "pending"
         planned = self.plan(session, journey="order_confirmed", order=order, customer=customer,
-                            dedupe_key=f"journey:order_confirmed:{order.id}", now=now)
+                            dedupe_key=f"journey:order_confirmed:{order.id}", now=now,
+                            opens_flow="cod" if asks_cod else None)
         if order.payment_method != "cod" or order.cod_status != "pending" or planned.message is None:
             return
         self.open_flow(session, customer, "cod", order=order, now=now)

@@ -120,8 +120,13 @@ class ContactPolicy:
     # ------------------------------------------------------------ the contact policy
 
     def plan(self, session: Session, *, journey: str, order: Order, customer: Customer, dedupe_key: str,
-             now: datetime, delay: timedelta | None = None, extra_vars: dict[str, Any] | None = None) -> Planned:
-        """Decide whether, when and where one journey message goes, and queue it."""
+             now: datetime, delay: timedelta | None = None, extra_vars: dict[str, Any] | None = None,
+             opens_flow: str | None = None) -> Planned:
+        """Decide whether, when and where one journey message goes, and queue it.
+
+        `opens_flow` names the flow that reads the answer to this message ("cod" for the COD question):
+        recorded with it, so a message held while a person owned the conversation opens its flow when it
+        is released at hand-back."""
         spec = self.spec(journey)
         if not spec.get("enabled", False):
             return Planned(journey, "disabled")
@@ -149,7 +154,8 @@ class ContactPolicy:
             order_pk=order.id, template=template, due_at=due, dedupe_key=dedupe_key,
             priority=outbox.PRIORITY_MARKETING if marketing else outbox.PRIORITY_TRANSACTIONAL,
             expires_at=due + parse_duration(spec.get("valid_for", "24h")),
-            payload={"journey": journey, "marketing": marketing, "fallback_channel": "sms"},
+            payload={"journey": journey, "marketing": marketing, "fallback_channel": "sms",
+                     **({"opens_flow": opens_flow} if opens_flow else {})},
             now=now,
         )
         if message is None:

@@ -61,7 +61,7 @@ class JourneyTimers(ContactPolicy):
                 return f"skipped: COD is {order.cod_status}"
             planned = self.plan(session, journey="cod_reminder", order=order, customer=customer,
                                 dedupe_key=f"journey:cod_reminder:{order.id}", now=now,
-                                delay=timedelta(0))  # the timer already waited
+                                delay=timedelta(0), opens_flow="cod")  # the timer already waited
             if planned.message is not None and planned.decision != "capped":
                 self.open_flow(session, customer, "cod", order=order, now=now)
             return f"sent: {planned.decision}" if planned.message else f"skipped: {planned.decision}"
@@ -83,7 +83,7 @@ class JourneyTimers(ContactPolicy):
                 return f"skipped: order is {order.status}"
             planned = self.plan(session, journey="feedback", order=order, customer=customer,
                                 dedupe_key=f"journey:feedback:{order.id}", now=now,
-                                delay=timedelta(0))  # the timer already waited
+                                delay=timedelta(0), opens_flow=FEEDBACK_FLOW)  # the timer already waited
             if planned.message is not None and planned.decision != "capped":
                 self.open_flow(session, customer, FEEDBACK_FLOW, order=order, now=now)
             return f"sent: {planned.decision}" if planned.message and planned.decision != "capped" else f"skipped: {planned.decision}"

@@ -37,7 +37,7 @@ from bot.core.models import (
 )
 from bot.core.phones import mask
 from bot.core.vocab import Owner
-from bot.store import holds, outbox
+from bot.store import outbox
 from bot.store.orders import order_public
 from flows.base import Effect, Reply
 
@@ -296,7 +296,10 @@ def agent_reply(*, session: Session, escalation_id: int, agent: str, text: str,
 
 def resolve(*, session: Session, escalation_id: int, agent: str, note: str = "",
             now: datetime | None = None) -> Escalation:
-    """Close the escalation and hand the conversation back: the customer's next message starts with the bot."""
+    """Close the escalation and hand the conversation back: the customer's next message starts with the bot.
+
+    The held automatic messages are released by the caller (`Service.resolve_escalation`), which also
+    opens the flows their questions belong to."""
     now = now or session_now(session)
     agent = _clean_agent(agent)
     escalation = _escalation(session, escalation_id)
@@ -320,7 +323,6 @@ def resolve(*, session: Session, escalation_id: int, agent: str, note: str = "",
     conversation.updated_at = now
     session.add(escalation)
     session.add(conversation)
-    holds.release_held(session=session, customer_id=escalation.customer_id, now=now)
     log.info("escalation resolved id=%s", escalation.id)
     return escalation
 

@@ -20,7 +20,7 @@ here sends anything or logs message text.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlmodel import Session, col, select
@@ -43,6 +43,8 @@ class Released:
     queued: int = 0
     expired: int = 0
     cancelled: int = 0
+    # (order pk, flow) of each queued message that asks a question: its flow must be opened again.
+    flows: list[tuple[int, str]] = field(default_factory=list)
 
 
 def is_automatic(row: Outbox) -> bool:
@@ -133,11 +135,14 @@ def held_rows(session: Session, customer_id: int) -> list[tuple[Outbox, Message 
 def release_held(*, session: Session, customer_id: int, now: datetime, released_by: str = "handback") -> Released:
     """The bot owns the conversation again: queue what is still relevant, close the obsolete."""
     queued = expired = cancelled = 0
+    flows: list[tuple[int, str]] = []
     for row, message in held_rows(session, customer_id):
         verdict = obsolete_reason(session, row, message, now)
         if verdict is None:
             _requeue(session, row, message, now, released_by=released_by)
             queued += 1
+            if row.payload.get("opens_flow") and row.order_pk is not None:
+                flows.append((row.order_pk, str(row.payload["opens_flow"])))
             continue
         status, reason = verdict
         _close(session, row, message, status, reason, now)
@@ -148,7 +153,7 @@ def release_held(*, session: Session, customer_id: int, now: datetime, released_
     if queued or expired or cancelled:
         log.info("held messages released customer=%s queued=%s expired=%s cancelled=%s",
                  customer_id, queued, expired, cancelled)
-    return Released(queued, expired, cancelled)
+    return Released(queued, expired, cancelled, flows)
 
 
 def send_held(*, session: Session, escalation_id: int, message_id: int, agent: str, now: datetime) -> Message:

@@ -492,8 +492,7 @@ def conversation_resolve(escalation_id: EscalationId, request: Request, session:
         return _to_login()
     _check_csrf(agent, csrf)
     try:
-        escalations.resolve(session=session, escalation_id=escalation_id, agent=agent.name, note=note,
-                            now=service.now())
+        service.resolve_escalation(session, escalation_id, agent=agent.name, note=note)
     except NotFound:
         return _render("not_found.html", status_code=404, agent=agent)
     return RedirectResponse("/inbox?n=resolved", status_code=status.HTTP_303_SEE_OTHER)

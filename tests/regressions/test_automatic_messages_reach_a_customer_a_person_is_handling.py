@@ -162,3 +162,29 @@ def test_the_agents_own_replies_are_never_held_and_the_api_sends_a_held_message(
                                                                           held["text"]]
     with service.db.read() as session:
         assert session.get(Message, held["id"]).status == "queued"  # type: ignore[union-attr]
+
+
+def test_a_held_cod_question_released_at_hand_back_reads_the_customers_yes(
+        settings: Settings, fake_twilio: FakeTwilio) -> None:
+    """The COD question of an order placed while a person owned the conversation was held; handed back,
+    it goes out with its flow open, so the customer's "yes" confirms that order (not "sorry?")."""
+    from tests.support.factories import order_payload
+
+    service, clock, dispatcher, escalation_id = _setup(settings, fake_twilio)
+    with TestClient(create_app(service=service), base_url="https://testserver") as client:
+        created = client.post("/api/orders", headers=AUTH, json=order_payload("A2002", payment_method="cod"))
+        assert created.status_code == 201
+        _drain(dispatcher)
+        messages = client.get("/api/orders/A2002/messages", headers=AUTH).json()["messages"]
+        [question] = [m for m in messages if m["template"] == "journey.order_confirmed_cod"]
+        assert question["status"] == "held"
+
+        resolved = client.post(f"/api/escalations/{escalation_id}/resolve", headers=AUTH, json={"agent": "Meera"})
+        assert resolved.status_code == 200
+        _drain(dispatcher)
+        assert fake_twilio.sent_to(ASHA)[-1]["body"] == question["text"]
+
+        _say(service, "yes")
+        order = client.get("/api/orders/A2002", headers=AUTH).json()
+        assert order["cod_status"] == "confirmed"
+        assert client.get("/api/orders/A1001", headers=AUTH).json()["cod_status"] is None  # the other order untouched

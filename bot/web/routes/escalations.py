@@ -197,8 +197,7 @@ def resolve_escalation(escalation_id: EscalationId, session: SessionDep, service
     """Close the escalation and hand the conversation back to the bot."""
     body = body or ResolveIn()
     try:
-        escalation = escalations.resolve(session=session, escalation_id=escalation_id, agent=body.agent, note=body.note,
-                                         now=service.now())
+        escalation = service.resolve_escalation(session, escalation_id, agent=body.agent, note=body.note)
     except (NotFound, Conflict, InvalidInput) as exc:
         raise _http(exc) from None
     return EscalationOut.model_validate(escalations.escalation_view(session=session, escalation=escalation,
