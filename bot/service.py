@@ -16,21 +16,21 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from bot.conversation import gateway
 from bot.core import metrics
 from bot.core.channels import InboundMessage
 from bot.core.clock import system_clock
 from bot.core.db import Database
-from bot.core.models import Customer, Escalation, Order, OrderEvent
+from bot.core.models import Conversation, Customer, Escalation, Order, OrderEvent
 from bot.core.runtime import Runtime
 from bot.core.schemas import OrderEventIn, OrderIn
 from bot.core.settings import Settings, get_settings
 from bot.core.shopconfig import load_shop_config
 from bot.journeys.hooks import Journeys
 from bot.store import escalations, holds
-from bot.store.orders import apply_event, upsert_order
+from bot.store.orders import apply_event, find_customer, upsert_order
 from intents.classifier import model_loaded
 
 log = logging.getLogger(__name__)
@@ -148,6 +148,10 @@ class Service:
 
         Raises `Conflict` when the id belongs to another customer. `journeys=False` stores the order
         only (conversation tests that set up orders without their messages)."""
+        known = find_customer(session=session, phone=order_in.customer.phone,
+                              telegram_chat_id=order_in.customer.telegram_chat_id)
+        if known is not None:
+            self._lock_conversation_first(session, known.id)
         order, created = upsert_order(session=session, order_in=order_in)
         session.flush()
         customer = session.get(Customer, order.customer_id)
@@ -162,6 +166,7 @@ class Service:
 
         A repeat of the same event changes nothing and starts nothing. Raises `Conflict` for an
         impossible transition (nothing is written)."""
+        self._lock_conversation_first(session, order.customer_id)
         event, duplicate = apply_event(session=session, order=order, event_in=event_in, source=source)
         customer = session.get(Customer, order.customer_id)
         assert customer is not None
@@ -175,6 +180,14 @@ class Service:
         handled = gateway.handle_inbound(self.db, self.runtime, inbound, journeys=self.journeys)
         self._observe(inbound.channel, handled, started)
         return handled
+
+    def _lock_conversation_first(self, session: Session, customer_id: int | None) -> None:
+        """Take the customer's conversation lock before the order's row: the engine, which holds the
+        conversation while it changes an order, takes them in that order too, so the two paths never
+        wait for each other in a circle (a PostgreSQL deadlock that would fail one of them)."""
+        conversation_id = session.exec(select(Conversation.id).where(Conversation.customer_id == customer_id)).first()
+        if conversation_id is not None:
+            self.db.lock_row(session, "conversation", conversation_id)
 
     def resolve_escalation(self, session: Session, escalation_id: int, *, agent: str, note: str = "") -> Escalation:
         """Close an escalation and hand the conversation back to the bot: the automatic messages held while
