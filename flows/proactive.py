@@ -3,8 +3,8 @@
 The journeys send these as outbound messages; the customer's reply ("YES",
 "flat 4B") must then land in the right state of the right flow. This module
 only decides *what* to ask and *which state* waits for the answer, as a pure
-`StepResult` with `flow` set; `bot.conversation.engine.open_proactive` (or the lower-level
-`bot.conversation.engine.open_flow`) applies it to a conversation. It never sends anything.
+`StepResult` with `flow` set; `bot.store.conversations.open_proactive` (or the lower-level
+`bot.store.conversations.open_flow`) applies it to a conversation. It never sends anything.
 """
 
 from __future__ import annotations

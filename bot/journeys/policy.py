@@ -253,7 +253,7 @@ class ContactPolicy:
 
     def open_flow(self, session: Session, customer: Customer, flow_name: str, *, order: Order, now: datetime) -> bool:
         """Put the customer's conversation into `flow_name` so their reply is read in context
-        (the engine's `open_flow`). Never hijacks a human-owned conversation or another
+        (`bot.store.conversations.open_flow`). Never hijacks a human-owned conversation or another
         live dialog; False when the flow was not opened."""
         from flows.registry import FLOWS_BY_NAME
 
