@@ -2,9 +2,9 @@
 
 Agents log in with the API key or a personal token (`doorstep agents add
 NAME`); the session cookie, its CSRF token and the login dependencies live in
-bot.web.inbox_session. Pages
-list open escalations by SLA and show one conversation with its context,
-transcript and reply box; a small script polls for new customer messages.
+bot.web.inbox_session. Pages list open escalations by SLA and show one
+conversation with its context, transcript and reply box; a small script polls
+for new customer messages.
 
 All actions go through bot.store.escalations, exactly like the API. This module
 must never put customer data (phone numbers, names, order text) in a URL —
