@@ -12,8 +12,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from fastapi import Depends, FastAPI, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import Depends, FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from fastapi.routing import APIRoute
@@ -27,6 +26,7 @@ from bot.service import Service
 from bot.store.auth import ensure_api_key
 from bot.web import inbox, routes
 from bot.web.deps import require_api_key
+from bot.web.errors import install_error_handlers
 from bot.web.httplimits import BodyLimitMiddleware
 
 log = logging.getLogger(__name__)
@@ -83,16 +83,7 @@ def create_app(settings: Settings | None = None, *, service: Service | None = No
     app.state.service = service
     _add_docs(app)
 
-    @app.exception_handler(RequestValidationError)
-    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        # Field-level reasons, never the submitted values (they may hold phone numbers).
-        details = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors()]
-        return JSONResponse(status_code=422, content={"detail": details})
-
-    @app.exception_handler(RecursionError)
-    async def _too_deep(request: Request, exc: RecursionError) -> JSONResponse:
-        # json.loads on `[[[[…]]]]` nested thousands deep: a bad request, not a server error.
-        return JSONResponse(status_code=400, content={"detail": "request body: JSON nested too deeply"})
+    install_error_handlers(app)  # typed errors -> 4xx {"detail": …}, in one place (bot/web/errors.py)
 
     @app.get("/healthz", tags=["ops"], responses={503: {"description": "Not ready: the model is loading, or the "
                                                                    "database is unavailable (`reason` says which)"}})

@@ -1,7 +1,8 @@
 """One typed error hierarchy for domain rules and delivery policy.
 
-Domain errors map to HTTP 404/409/422 in bot.web.routes; delivery errors are raised
-by channel senders and mapped to retry / fallback / failure in one place,
+Domain errors map to HTTP 404/409/422 in one place, `bot.web.errors`; callers that
+tell them apart branch on these types, never on their text. Delivery errors are
+raised by channel senders and mapped to retry / fallback / failure in one place,
 `bot.delivery.outcomes.outcome_for`.
 """
 
@@ -21,11 +22,27 @@ class Conflict(DoorstepError):
     """A request that contradicts the current state (e.g. delivered -> shipped)."""
 
 
+class CustomerOptedOut(Conflict):
+    """The customer opted out of the channel a message would go on; nothing was queued."""
+
+
+class NotHeld(Conflict):
+    """The message is not held (any more): it was sent, released or closed meanwhile."""
+
+
+class MessageObsolete(Conflict):
+    """A held message that expired or was superseded by a later status of its order; not sent."""
+
+
 class InvalidInput(DoorstepError):
     def __init__(self, field: str, reason: str) -> None:
         super().__init__(f"{field}: {reason}")
         self.field = field
         self.reason = reason
+
+
+class TooLong(InvalidInput):
+    """A text over its length limit (`reason` says the limit)."""
 
 
 # ---------------------------------------------------------------- delivery

@@ -24,7 +24,7 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from bot.core.db import session_now
-from bot.core.errors import Conflict, InvalidInput, NotFound
+from bot.core.errors import Conflict, CustomerOptedOut, InvalidInput, NotFound, TooLong
 from bot.core.models import (
     Conversation,
     Customer,
@@ -260,7 +260,7 @@ def agent_reply(*, session: Session, escalation_id: int, agent: str, text: str,
     if not text:
         raise InvalidInput("text", "must not be empty")
     if len(text) > MAX_AGENT_REPLY:
-        raise InvalidInput("text", f"at most {MAX_AGENT_REPLY} characters")
+        raise TooLong("text", f"at most {MAX_AGENT_REPLY} characters")
     escalation = _escalation(session, escalation_id)
     conversation = _locked_conversation(session, escalation)
     session.refresh(escalation)
@@ -270,7 +270,7 @@ def agent_reply(*, session: Session, escalation_id: int, agent: str, text: str,
     assert customer is not None
     channel = conversation.channel
     if channel in customer.opted_out_channels:
-        raise Conflict(f"the customer opted out of {channel}; the reply was not queued")
+        raise CustomerOptedOut(f"the customer opted out of {channel}; the reply was not queued")
     message = outbox.enqueue_message(
         session=session, customer=customer, channel=channel, text=text, conversation_id=conversation.id,
         order_pk=escalation.order_pk, template=f"{AGENT_TEMPLATE_PREFIX}{agent}"[:80], now=now,

@@ -25,7 +25,7 @@ from datetime import datetime
 
 from sqlmodel import Session, col, select
 
-from bot.core.errors import Conflict, NotFound
+from bot.core.errors import MessageObsolete, NotFound, NotHeld
 from bot.core.models import Conversation, Escalation, Message, OrderEvent, Outbox
 from bot.core.vocab import HUMAN_OWNERS, SUPERSEDES
 from bot.store.outbox import PRIORITY_REPLY
@@ -166,10 +166,10 @@ def send_held(*, session: Session, escalation_id: int, message_id: int, agent: s
     if message is None or row is None or message.customer_id != escalation.customer_id:
         raise NotFound(f"message {message_id} not found in escalation {escalation_id}")
     if row.status != HELD:
-        raise Conflict(f"message {message_id} is not held (it is {message.status})")
+        raise NotHeld(f"message {message_id} is not held (it is {message.status})")
     verdict = obsolete_reason(session, row, message, now)
     if verdict is not None:
-        raise Conflict(f"message {message_id} is obsolete and was not sent ({verdict[1]})")
+        raise MessageObsolete(f"message {message_id} is obsolete and was not sent ({verdict[1]})")
     _requeue(session, row, message, now, released_by=f"agent:{agent}"[:100])
     log.info("held message released by an agent escalation=%s message=%s", escalation_id, message_id)
     return message

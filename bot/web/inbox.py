@@ -1,10 +1,10 @@
 """The agent inbox (`/inbox`): server-rendered HTML (Jinja2 + plain CSS + a little JS).
 
 Agents log in with the API key or a personal token (`doorstep agents add
-NAME`); the session is a signed, HttpOnly, SameSite=Strict cookie scoped to
-/inbox, and every form post carries a CSRF token bound to that session. Pages
-list open escalations by SLA and show one conversation with its context,
-transcript and reply box; a small script polls for new customer messages.
+NAME`); the session cookie, its CSRF token and the login dependencies live in
+bot.web.inbox_session. Pages list open escalations by SLA and show one
+conversation with its context, transcript and reply box; a small script polls
+for new customer messages.
 
 All actions go through bot.store.escalations, exactly like the API. This module
 must never put customer data (phone numbers, names, order text) in a URL —
@@ -13,7 +13,6 @@ only escalation ids — and never log message text or tokens.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import json
@@ -21,7 +20,6 @@ import logging
 import secrets
 import time
 from collections import deque
-from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
@@ -30,19 +28,45 @@ from zoneinfo import ZoneInfo
 
 import jinja2
 import yaml
-from fastapi import APIRouter, Form, HTTPException, Request, status
+from fastapi import APIRouter, Form, Request, status
 from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from sqlmodel import Session, select
 
-from bot.core.db import READ_ONLY, session_now
-from bot.core.errors import Conflict, DoorstepError, InvalidInput, NotFound
-from bot.core.models import Agent, Escalation, KeyValue
+from bot.core.db import session_now
+from bot.core.errors import (
+    Conflict,
+    CustomerOptedOut,
+    DoorstepError,
+    InvalidInput,
+    MessageObsolete,
+    NotFound,
+    NotHeld,
+    TooLong,
+)
+from bot.core.models import Agent, Escalation
 from bot.core.replies import DATA_DIR
 from bot.core.urls import safe_link
 from bot.store import escalations, holds
-from bot.store.auth import KEY_NAME, check_api_key
+from bot.store.auth import check_api_key
 from bot.web.deps import ReadSessionDep, ServiceDep, SessionDep
+from bot.web.inbox_session import (
+    LOGIN_CSRF_COOKIE,
+    SESSION_COOKIE,
+    SESSION_SECONDS,
+    ActingAgentDep,
+    AgentSession,
+    PageAgentDep,
+    ScriptAgentDep,
+    agent_fingerprint,
+    check_csrf,
+    cookie_flags,
+    key_fingerprint,
+    make_session_cookie,
+    read_session,
+    session_secret,
+    to_login,
+)
 
 log = logging.getLogger(__name__)
 
@@ -51,11 +75,6 @@ router = APIRouter(prefix="/inbox", tags=["inbox"], include_in_schema=False)
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates" / "inbox"
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 QUICK_REPLIES_FILE = DATA_DIR / "quick_replies.yml"
-SESSION_COOKIE = "doorstep_inbox"
-LOGIN_CSRF_COOKIE = "doorstep_inbox_login"
-SESSION_SECONDS = 12 * 3600  # one shift
-SECRET_KEY = "inbox_session_secret"
-LAST_SEEN_EVERY = 60.0
 NOTICES = {
     "sent": "Reply queued. It goes out on the customer's channel in a moment.",
     "fallback": "Reply queued. The WhatsApp 24-hour window is closed, so it goes as a template or by SMS.",
@@ -126,131 +145,6 @@ def quick_replies() -> list[dict[str, str]]:
             if isinstance(q, dict) and q.get("label") and q.get("text")]
 
 
-# ------------------------------------------------------------------ sessions
-
-
-@dataclass(frozen=True)
-class AgentSession:
-    name: str
-    kind: str  # "key" (logged in with the API key) | "agent" (personal token)
-    agent_id: int | None
-    sid: str
-    csrf: str
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).decode().rstrip("=")
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def session_secret(session: Session) -> bytes:
-    """A random signing secret generated once and kept in the database, so every process agrees."""
-    row = session.get(KeyValue, SECRET_KEY)
-    if row is None and session.info.get(READ_ONLY):
-        # A read-only page on a brand-new database: create it in its own short write transaction.
-        with session.info["database"].session() as writer:
-            return session_secret(writer)  # (this read transaction's snapshot cannot see the new row)
-    if row is None:
-        row = KeyValue(key=SECRET_KEY, value=secrets.token_hex(32))
-        session.add(row)
-        session.flush()
-    return bytes.fromhex(row.value)
-
-
-def _sign(secret: bytes, payload: bytes) -> str:
-    return _b64(hmac.new(secret, payload, hashlib.sha256).digest())
-
-
-def _csrf_for(secret: bytes, sid: str) -> str:
-    return _sign(secret, f"csrf:{sid}".encode())
-
-
-def _key_fingerprint(session: Session, configured_key: str) -> str:
-    """Changes when the API key is rotated, which ends every API-key session."""
-    if configured_key:
-        basis = hashlib.sha256(configured_key.encode()).hexdigest()
-    else:
-        row = session.get(KeyValue, KEY_NAME)
-        basis = row.value if row else ""
-    return hashlib.sha256(f"inbox:{basis}".encode()).hexdigest()[:16]
-
-
-def _agent_fingerprint(agent: Agent) -> str:
-    return hashlib.sha256(f"inbox:{agent.token_sha256}".encode()).hexdigest()[:16]
-
-
-def make_session_cookie(secret: bytes, *, name: str, kind: str, agent_id: int | None, fingerprint: str,
-                        now: datetime) -> str:
-    body = {"n": name, "k": kind, "a": agent_id, "f": fingerprint, "s": secrets.token_urlsafe(12),
-            "e": int(now.timestamp() + SESSION_SECONDS)}
-    payload = json.dumps(body, separators=(",", ":")).encode()
-    return f"{_b64(payload)}.{_sign(secret, payload)}"
-
-
-def read_session(request: Request, session: Session, configured_key: str) -> AgentSession | None:
-    """The logged-in agent, or None (missing, forged, expired, revoked or rotated away)."""
-    raw = request.cookies.get(SESSION_COOKIE, "")
-    if not raw or "." not in raw or len(raw) > 2048:
-        return None
-    encoded, signature = raw.rsplit(".", 1)
-    secret = session_secret(session)
-    try:
-        payload = _unb64(encoded)
-        if not hmac.compare_digest(signature, _sign(secret, payload)):
-            return None
-        body = json.loads(payload)
-        if int(body["e"]) < session_now(session).timestamp():
-            return None
-        kind, name, agent_id, fingerprint, sid = body["k"], str(body["n"]), body["a"], body["f"], str(body["s"])
-    except (ValueError, KeyError, TypeError):
-        return None
-    if kind == "key":
-        if not hmac.compare_digest(str(fingerprint), _key_fingerprint(session, configured_key)):
-            return None
-    elif kind == "agent":
-        agent = session.get(Agent, int(agent_id)) if isinstance(agent_id, int) else None
-        if agent is None or agent.revoked_at is not None or not hmac.compare_digest(str(fingerprint),
-                                                                                    _agent_fingerprint(agent)):
-            return None
-        now = session_now(session)
-        # Pages and the live poll read only (no write lock); "last seen" moves on the agent's actions.
-        writable = not session.info.get(READ_ONLY)
-        if writable and (agent.last_seen_at is None or (now - agent.last_seen_at).total_seconds() > LAST_SEEN_EVERY):
-            agent.last_seen_at = now
-            session.add(agent)
-    else:
-        return None
-    return AgentSession(name=name, kind=kind, agent_id=agent_id, sid=sid, csrf=_csrf_for(secret, sid))
-
-
-def _cookie_flags(request: Request, service_public_url: str) -> dict[str, Any]:
-    secure = service_public_url.startswith("https://") or request.url.scheme == "https"
-    return {"httponly": True, "samesite": "strict", "secure": secure, "path": "/inbox"}
-
-
-class LoginRequired(DoorstepError):
-    pass
-
-
-def _require(request: Request, session: Session, configured_key: str) -> AgentSession:
-    agent = read_session(request, session, configured_key)
-    if agent is None:
-        raise LoginRequired()
-    return agent
-
-
-def _check_csrf(agent: AgentSession, token: str) -> None:
-    if not token or not hmac.compare_digest(token, agent.csrf):
-        raise HTTPException(status.HTTP_403_FORBIDDEN, detail="the form expired or came from another site; reload the page")
-
-
-def _to_login() -> RedirectResponse:
-    return RedirectResponse("/inbox/login", status_code=status.HTTP_303_SEE_OTHER)
-
-
 # ------------------------------------------------------------------ login
 
 
@@ -287,7 +181,7 @@ def login(request: Request, session: SessionDep, service: ServiceDep,
     if token and check_api_key(service.db, configured, token):
         display = " ".join(name.split())[:100] or "admin"
         cookie = make_session_cookie(secret, name=display, kind="key", agent_id=None,
-                                     fingerprint=_key_fingerprint(session, configured), now=session_now(session))
+                                     fingerprint=key_fingerprint(session, configured), now=session_now(session))
     elif token:
         digest = hashlib.sha256(token.encode()).hexdigest()
         agent = session.exec(select(Agent).where(Agent.token_sha256 == digest)).first()
@@ -295,13 +189,13 @@ def login(request: Request, session: SessionDep, service: ServiceDep,
             agent.last_seen_at = session_now(session)
             session.add(agent)
             cookie = make_session_cookie(secret, name=agent.name, kind="agent", agent_id=agent.id,
-                                         fingerprint=_agent_fingerprint(agent), now=session_now(session))
+                                         fingerprint=agent_fingerprint(agent), now=session_now(session))
     if cookie is None:
         failures.append(time.monotonic())
         log.info("inbox login refused")
         return RedirectResponse("/inbox/login?error=bad", status_code=status.HTTP_303_SEE_OTHER)
     response = RedirectResponse("/inbox", status_code=status.HTTP_303_SEE_OTHER)
-    response.set_cookie(SESSION_COOKIE, cookie, max_age=SESSION_SECONDS, **_cookie_flags(request, service.settings.public_url))
+    response.set_cookie(SESSION_COOKIE, cookie, max_age=SESSION_SECONDS, **cookie_flags(request, service.settings.public_url))
     response.delete_cookie(LOGIN_CSRF_COOKIE, path="/inbox")
     return response
 
@@ -311,8 +205,8 @@ def logout(request: Request, session: SessionDep, service: ServiceDep,
            csrf: Annotated[str, Form(max_length=200)] = "") -> Response:
     agent = read_session(request, session, service.settings.api_key.get_secret_value())
     if agent is not None:
-        _check_csrf(agent, csrf)
-    response = _to_login()
+        check_csrf(agent, csrf)
+    response = to_login()
     response.delete_cookie(SESSION_COOKIE, path="/inbox")
     return response
 
@@ -347,21 +241,13 @@ def _list_items(session: Session, service: Any) -> list[dict[str, Any]]:
 
 
 @router.get("", response_class=HTMLResponse)
-def inbox_list(request: Request, session: ReadSessionDep, service: ServiceDep) -> Response:
-    try:
-        agent = _require(request, session, service.settings.api_key.get_secret_value())
-    except LoginRequired:
-        return _to_login()
+def inbox_list(request: Request, agent: PageAgentDep, session: ReadSessionDep, service: ServiceDep) -> Response:
     return _render("list.html", agent=agent, items=_list_items(session, service), tz=service.runtime.timezone,
                    notice=NOTICES.get(request.query_params.get("n", ""), ""))
 
 
 @router.get("/partials/list", response_class=HTMLResponse)
-def inbox_list_rows(request: Request, session: ReadSessionDep, service: ServiceDep) -> Response:
-    try:
-        _require(request, session, service.settings.api_key.get_secret_value())
-    except LoginRequired:
-        return Response(status_code=status.HTTP_401_UNAUTHORIZED)
+def inbox_list_rows(agent: ScriptAgentDep, session: ReadSessionDep, service: ServiceDep) -> Response:
     return _render("_rows.html", items=_list_items(session, service), tz=service.runtime.timezone)
 
 
@@ -381,12 +267,8 @@ def _version(view: dict[str, Any]) -> str:
 
 
 @router.get("/escalations/{escalation_id}", response_class=HTMLResponse)
-def conversation_page(escalation_id: EscalationId, request: Request, session: ReadSessionDep,
+def conversation_page(escalation_id: EscalationId, request: Request, agent: PageAgentDep, session: ReadSessionDep,
                       service: ServiceDep) -> Response:
-    try:
-        agent = _require(request, session, service.settings.api_key.get_secret_value())
-    except LoginRequired:
-        return _to_login()
     view = _conversation(session, service, escalation_id)
     if view is None:
         return _render("not_found.html", status_code=404, agent=agent)
@@ -396,13 +278,9 @@ def conversation_page(escalation_id: EscalationId, request: Request, session: Re
 
 
 @router.get("/escalations/{escalation_id}/live")
-def conversation_live(escalation_id: EscalationId, request: Request, session: ReadSessionDep,
+def conversation_live(escalation_id: EscalationId, request: Request, agent: ScriptAgentDep, session: ReadSessionDep,
                       service: ServiceDep) -> Response:
     """Polled by the conversation page: the transcript fragment when anything changed."""
-    try:
-        agent = _require(request, session, service.settings.api_key.get_secret_value())
-    except LoginRequired:
-        return JSONResponse({"detail": "login required"}, status_code=401)
     view = _conversation(session, service, escalation_id)
     if view is None:
         return JSONResponse({"detail": "escalation not found"}, status_code=404)
@@ -424,75 +302,68 @@ def _back(escalation_id: int, notice: str) -> RedirectResponse:
     return RedirectResponse(f"/inbox/escalations/{escalation_id}?n={notice}", status_code=status.HTTP_303_SEE_OTHER)
 
 
+# What the agent is told when the store refuses an action, the most specific error first.
+REFUSAL_NOTICES: tuple[tuple[type[DoorstepError], str], ...] = (
+    (TooLong, "too_long"),
+    (InvalidInput, "empty"),
+    (CustomerOptedOut, "opted_out"),
+    (MessageObsolete, "held_obsolete"),
+    (NotHeld, "held_gone"),
+    (Conflict, "closed"),
+)
+Refusal = (NotFound, Conflict, InvalidInput)
+
+
+def _refused(exc: DoorstepError, escalation_id: int, agent: AgentSession) -> Response:
+    """The page an agent's refused action leads to: not found, or the conversation with a notice."""
+    if isinstance(exc, NotFound):
+        return _render("not_found.html", status_code=404, agent=agent)
+    notice = next(notice for kind, notice in REFUSAL_NOTICES if isinstance(exc, kind))
+    return _back(escalation_id, notice)
+
+
+# A refused action returns its page rather than raising, so its transaction ends as a success does
+# (committed: the agent's "last seen" moves on) and the agent stays in the inbox.
+
+
 @router.post("/escalations/{escalation_id}/reply")
-def conversation_reply(escalation_id: EscalationId, request: Request, session: SessionDep, service: ServiceDep,
-                       text: Annotated[str, Form(max_length=20_000)] = "",
-                       csrf: Annotated[str, Form(max_length=200)] = "") -> Response:
-    try:
-        agent = _require(request, session, service.settings.api_key.get_secret_value())
-    except LoginRequired:
-        return _to_login()
-    _check_csrf(agent, csrf)
+def conversation_reply(escalation_id: EscalationId, agent: ActingAgentDep, session: SessionDep, service: ServiceDep,
+                       text: Annotated[str, Form(max_length=20_000)] = "") -> Response:
     try:
         sent = escalations.agent_reply(session=session, escalation_id=escalation_id, agent=agent.name, text=text,
                                        now=service.now())
-    except NotFound:
-        return _render("not_found.html", status_code=404, agent=agent)
-    except InvalidInput as exc:
-        return _back(escalation_id, "too_long" if "at most" in exc.reason else "empty")
-    except Conflict as exc:
-        return _back(escalation_id, "opted_out" if "opted out" in str(exc) else "closed")
+    except Refusal as exc:
+        return _refused(exc, escalation_id, agent)
     return _back(escalation_id, "fallback" if sent.delivery != "free_form" else "sent")
 
 
 @router.post("/escalations/{escalation_id}/held/{message_id}/send")
 def conversation_send_held(escalation_id: EscalationId, message_id: Annotated[int, PathParam(ge=1, le=2**31 - 1)],
-                           request: Request, session: SessionDep, service: ServiceDep,
-                           csrf: Annotated[str, Form(max_length=200)] = "") -> Response:
+                           agent: ActingAgentDep, session: SessionDep, service: ServiceDep) -> Response:
     """One click: send an automatic message held while a person owns the conversation."""
-    try:
-        agent = _require(request, session, service.settings.api_key.get_secret_value())
-    except LoginRequired:
-        return _to_login()
-    _check_csrf(agent, csrf)
     try:
         holds.send_held(session=session, escalation_id=escalation_id, message_id=message_id, agent=agent.name,
                         now=service.now())
-    except NotFound:
-        return _render("not_found.html", status_code=404, agent=agent)
-    except Conflict as exc:
-        return _back(escalation_id, "held_obsolete" if "obsolete" in str(exc) else "held_gone")
+    except Refusal as exc:
+        return _refused(exc, escalation_id, agent)
     return _back(escalation_id, "held_sent")
 
 
 @router.post("/escalations/{escalation_id}/assign")
-def conversation_assign(escalation_id: EscalationId, request: Request, session: SessionDep, service: ServiceDep,
-                        csrf: Annotated[str, Form(max_length=200)] = "") -> Response:
-    try:
-        agent = _require(request, session, service.settings.api_key.get_secret_value())
-    except LoginRequired:
-        return _to_login()
-    _check_csrf(agent, csrf)
+def conversation_assign(escalation_id: EscalationId, agent: ActingAgentDep, session: SessionDep,
+                        service: ServiceDep) -> Response:
     try:
         escalations.assign(session=session, escalation_id=escalation_id, agent=agent.name, now=service.now())
-    except NotFound:
-        return _render("not_found.html", status_code=404, agent=agent)
-    except Conflict:
-        return _back(escalation_id, "closed")
+    except Refusal as exc:
+        return _refused(exc, escalation_id, agent)
     return _back(escalation_id, "assigned")
 
 
 @router.post("/escalations/{escalation_id}/resolve")
-def conversation_resolve(escalation_id: EscalationId, request: Request, session: SessionDep, service: ServiceDep,
-                         csrf: Annotated[str, Form(max_length=200)] = "",
+def conversation_resolve(escalation_id: EscalationId, agent: ActingAgentDep, session: SessionDep, service: ServiceDep,
                          note: Annotated[str, Form(max_length=500)] = "") -> Response:
     try:
-        agent = _require(request, session, service.settings.api_key.get_secret_value())
-    except LoginRequired:
-        return _to_login()
-    _check_csrf(agent, csrf)
-    try:
         service.resolve_escalation(session, escalation_id, agent=agent.name, note=note)
-    except NotFound:
-        return _render("not_found.html", status_code=404, agent=agent)
+    except Refusal as exc:
+        return _refused(exc, escalation_id, agent)
     return RedirectResponse("/inbox?n=resolved", status_code=status.HTTP_303_SEE_OTHER)

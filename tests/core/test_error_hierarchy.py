@@ -41,3 +41,30 @@ def test_every_project_exception_is_a_doorstep_error() -> None:
         if not issubclass(cls, DoorstepError) and not {b.__name__ for b in cls.__mro__} & FRAMEWORK_BASES:
             outside.append(f"{module}.{name}")
     assert not outside, f"exceptions outside the DoorstepError hierarchy: {outside}"
+
+
+def _reads_the_text_of(node: ast.AST, name: str) -> bool:
+    for sub in ast.walk(node):
+        if (isinstance(sub, ast.Call) and getattr(sub.func, "id", "") in {"str", "repr"} and sub.args
+                and isinstance(sub.args[0], ast.Name) and sub.args[0].id == name):
+            return True
+        if (isinstance(sub, ast.Attribute) and isinstance(sub.value, ast.Name) and sub.value.id == name
+                and sub.attr in {"reason", "args"}):
+            return True
+    return False
+
+
+def test_nothing_branches_on_an_errors_text() -> None:
+    """`except X as exc: if "opted out" in str(exc)` breaks when a message is reworded: branch on a subclass."""
+    found = []
+    for package in PACKAGES:
+        for path in (ROOT / package).rglob("*.py"):
+            for handler in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if not isinstance(handler, ast.ExceptHandler) or not handler.name:
+                    continue
+                for statement in handler.body:
+                    for node in ast.walk(statement):
+                        if isinstance(node, ast.Compare) and any(
+                                _reads_the_text_of(operand, handler.name) for operand in (node.left, *node.comparators)):
+                            found.append(f"{path.relative_to(ROOT)}:{node.lineno}: {ast.unparse(node)}")
+    assert not found, found

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from bot.app import create_app
 from bot.cli.app import app as cli_app
-from bot.core.models import Agent, Conversation, Message
+from bot.core.models import Agent, Conversation, Customer, Message
 from bot.core.settings import Settings, reset_settings_cache
 from bot.service import Service
 from tests.conftest import TEST_API_KEY
@@ -198,3 +198,51 @@ def test_guessing_tokens_is_throttled(client: TestClient) -> None:
     blocked = client.post("/inbox/login", data={"token": TEST_API_KEY, "csrf": _csrf(page.text)}, follow_redirects=False)
     assert blocked.status_code == 429 and "Too many failed attempts" in blocked.text
     assert client.get("/inbox", follow_redirects=False).status_code == 303  # even the right key waits
+
+
+def test_refused_actions_tell_the_agent_why(service: Service, client: TestClient) -> None:
+    """Each refusal of the store (by its error type) leads back to the conversation with its own notice."""
+    add_order(service)
+    escalate(service)
+    login(client)
+    esc_id = _escalation_id(client)
+    csrf = _csrf(client.get(f"/inbox/escalations/{esc_id}").text)
+
+    def post(action: str, **data: str) -> str:
+        response = client.post(f"/inbox/escalations/{esc_id}/{action}", data={"csrf": csrf, **data},
+                               follow_redirects=False)
+        assert response.status_code == 303, response.text
+        return response.headers["location"]
+
+    with service.db.session() as session:
+        bot_reply = session.exec(select(Message).where(Message.direction == "out")).first()
+        assert bot_reply is not None  # queued for the console, never held
+        customer = session.exec(select(Customer)).one()
+        customer.opted_out_channels = ["console"]
+        session.add(customer)
+    assert post("reply", text="hello").endswith("?n=opted_out")
+    assert post(f"held/{bot_reply.id}/send").endswith("?n=held_gone")
+    assert client.post(f"/inbox/escalations/{esc_id}/held/999999/send", data={"csrf": csrf}).status_code == 404
+    assert post("resolve") == "/inbox?n=resolved"
+    assert post("assign").endswith("?n=closed")
+    assert post("reply", text="hello").endswith("?n=closed")
+    with service.db.session() as session:
+        assert session.exec(select(Message).where(Message.template == "agent:Meera")).first() is None
+
+
+def test_without_a_session_pages_go_to_the_login_and_scripts_get_401(service: Service, client: TestClient) -> None:
+    add_order(service)
+    escalate(service)
+    login(client)
+    esc_id = _escalation_id(client)
+    csrf = _csrf(client.get(f"/inbox/escalations/{esc_id}").text)
+    client.cookies.clear()
+    assert client.get("/inbox/partials/list").status_code == 401
+    live = client.get(f"/inbox/escalations/{esc_id}/live")
+    assert live.status_code == 401 and live.json() == {"detail": "login required"}
+    for action in ("reply", "assign", "resolve", "held/1/send"):
+        response = client.post(f"/inbox/escalations/{esc_id}/{action}", data={"csrf": csrf, "text": "hi"},
+                               follow_redirects=False)
+        assert response.status_code == 303 and response.headers["location"] == "/inbox/login", action
+    with service.db.session() as session:
+        assert session.exec(select(Conversation)).one().owner == "waiting_human"

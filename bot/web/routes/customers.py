@@ -9,11 +9,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter
 from pydantic import BaseModel
 
 from bot.core.errors import NotFound
-from bot.core.phones import InvalidPhone, to_e164
+from bot.core.phones import to_e164
 from bot.store.erasure import erase_customer, log_status, order_messages
 from bot.store.orders import get_order
 from bot.web.deps import ReadSessionDep, ServiceDep, SessionDep
@@ -52,23 +52,17 @@ class MessageLogOut(BaseModel):
                responses={404: {"description": "no customer with this phone"}, 422: {"description": "not a phone number"}})
 def erase(phone: str, session: SessionDep, service: ServiceDep) -> ErasureOut:
     """Erase a customer's personal data (GDPR Art. 17); safe to repeat."""
-    try:
-        e164 = to_e164(phone, service.settings.default_country)
-    except InvalidPhone as exc:
-        raise HTTPException(422, detail=f"phone: {exc}") from None
+    e164 = to_e164(phone, service.settings.default_country)  # InvalidPhone: 422 "phone: <reason>"
     report = erase_customer(session=session, phone=e164, now=service.now())
     if not report.found:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no customer with this phone number")
+        raise NotFound("no customer with this phone number")
     return ErasureOut(**report.as_dict())
 
 
 @router.get("/api/orders/{order_id}/messages", response_model=MessageLogOut)
 def message_log(order_id: str, session: ReadSessionDep, service: ServiceDep) -> MessageLogOut:
     """Every message in and out about this order, oldest first, with its delivery status."""
-    try:
-        order = get_order(session=session, order_id=order_id)
-    except NotFound as exc:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(exc)) from None
+    order = get_order(session=session, order_id=order_id)
     now = service.now()
     entries = []
     for message in order_messages(session=session, order=order):

@@ -3,8 +3,8 @@ assign, reply on the customer's own channel, send a held automatic message now,
 resolve (hand back to the bot).
 
 Every route needs the API key (mounted with it in bot.app). Business rules live
-in bot.store.escalations; this module only maps HTTP to them and their errors to
-4xx. It never echoes message text or phone numbers in errors or logs.
+in bot.store.escalations; this module only maps HTTP to them (their errors become
+4xx in bot.web.errors). It never echoes message text or phone numbers in errors or logs.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Path, Query, status
+from fastapi import APIRouter, Path, Query, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from bot.core.errors import Conflict, InvalidInput, NotFound
+from bot.core.errors import NotFound
 from bot.core.models import Escalation
 from bot.store import escalations, holds
 from bot.web.deps import ReadSessionDep, ServiceDep, SessionDep
@@ -109,17 +109,6 @@ class HeldSentOut(BaseModel):
     message_status: str = Field(description="`queued`: the dispatcher sends it in a moment.")
 
 
-def _http(exc: Exception) -> HTTPException:
-    if isinstance(exc, NotFound):
-        return HTTPException(status.HTTP_404_NOT_FOUND, detail=str(exc))
-    if isinstance(exc, Conflict):
-        return HTTPException(status.HTTP_409_CONFLICT, detail=str(exc))
-    if isinstance(exc, InvalidInput):
-        return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
-                             detail=[{"loc": ["body", exc.field], "msg": exc.reason, "type": "value_error"}])
-    raise exc
-
-
 @router.get("", response_model=EscalationList)
 def list_escalations(
     session: ReadSessionDep, service: ServiceDep,
@@ -139,7 +128,7 @@ def list_escalations(
 def read_escalation(escalation_id: EscalationId, session: ReadSessionDep, service: ServiceDep) -> EscalationOut:
     escalation = session.get(Escalation, escalation_id)
     if escalation is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"escalation {escalation_id} not found")
+        raise NotFound(f"escalation {escalation_id} not found")
     return EscalationOut.model_validate(escalations.escalation_view(session=session, escalation=escalation,
                                                                     now=service.now()))
 
@@ -149,10 +138,7 @@ def assign_escalation(escalation_id: EscalationId, session: SessionDep, service:
                       body: AssignIn | None = None) -> EscalationOut:
     """Take the escalation: the conversation's owner becomes `human`; the bot stays quiet."""
     body = body or AssignIn()
-    try:
-        escalation = escalations.assign(session=session, escalation_id=escalation_id, agent=body.agent, now=service.now())
-    except (NotFound, Conflict, InvalidInput) as exc:
-        raise _http(exc) from None
+    escalation = escalations.assign(session=session, escalation_id=escalation_id, agent=body.agent, now=service.now())
     return EscalationOut.model_validate(escalations.escalation_view(session=session, escalation=escalation,
                                                                     now=service.now()))
 
@@ -166,11 +152,8 @@ def reply_to_escalation(escalation_id: EscalationId, body: ReplyIn, session: Ses
     the dispatcher will use a template or fall back to SMS; the transcript then
     shows the channel actually used (`channel`, `fallback`).
     """
-    try:
-        sent = escalations.agent_reply(session=session, escalation_id=escalation_id, agent=body.agent, text=body.text,
-                                       now=service.now())
-    except (NotFound, Conflict, InvalidInput) as exc:
-        raise _http(exc) from None
+    sent = escalations.agent_reply(session=session, escalation_id=escalation_id, agent=body.agent, text=body.text,
+                                   now=service.now())
     return ReplyOut(escalation_id=escalation_id, message_id=sent.message.id or 0, channel=sent.channel,
                     delivery=sent.delivery,
                     whatsapp_window_open=sent.whatsapp_window_open, message_status=sent.message.status, owner="human")
@@ -183,11 +166,8 @@ def send_held_message(escalation_id: EscalationId, message_id: Annotated[int, Pa
     """Send one automatic message that is held while a person owns the conversation (409 when it
     is not held, or obsolete: expired or superseded by a later status of the order)."""
     body = body or AssignIn()
-    try:
-        message = holds.send_held(session=session, escalation_id=escalation_id, message_id=message_id,
-                                  agent=body.agent, now=service.now())
-    except (NotFound, Conflict, InvalidInput) as exc:
-        raise _http(exc) from None
+    message = holds.send_held(session=session, escalation_id=escalation_id, message_id=message_id,
+                              agent=body.agent, now=service.now())
     return HeldSentOut(escalation_id=escalation_id, message_id=message_id, message_status=message.status)
 
 
@@ -196,9 +176,6 @@ def resolve_escalation(escalation_id: EscalationId, session: SessionDep, service
                        body: ResolveIn | None = None) -> EscalationOut:
     """Close the escalation and hand the conversation back to the bot."""
     body = body or ResolveIn()
-    try:
-        escalation = service.resolve_escalation(session, escalation_id, agent=body.agent, note=body.note)
-    except (NotFound, Conflict, InvalidInput) as exc:
-        raise _http(exc) from None
+    escalation = service.resolve_escalation(session, escalation_id, agent=body.agent, note=body.note)
     return EscalationOut.model_validate(escalations.escalation_view(session=session, escalation=escalation,
                                                                     now=service.now()))

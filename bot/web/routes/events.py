@@ -19,6 +19,7 @@ from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import BaseModel
 from sqlmodel import select
 
+from bot.core.errors import NotFound
 from bot.core.models import LogisticsEvent, Outbox
 from bot.store.feed import assign_cursors, delivery_status, read_feed, redeliver
 from bot.store.outbox import event_envelope
@@ -91,7 +92,7 @@ def read_event(event_id: str, service: ServiceDep) -> FeedEvent:
     with service.db.read() as session:
         event = session.exec(select(LogisticsEvent).where(LogisticsEvent.id == event_id[:40])).first()
         if event is None:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such event")
+            raise NotFound("no such event")
         row = session.exec(select(Outbox).where(Outbox.event_id == event.id, Outbox.kind == "webhook")).first()
         return feed_item(event, row)
 
@@ -101,7 +102,7 @@ def redeliver_event(event_id: str, service: ServiceDep) -> FeedEvent:
     """Queue the event's webhook again now, with a fresh retry schedule and the same webhook-id."""
     event, row = redeliver(service.db, event_id)
     if event is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such event")
+        raise NotFound("no such event")
     return feed_item(event, row)
 
 
