@@ -289,6 +289,7 @@ def main() -> None:
                         help="admin URL; a throw-away database is created and dropped")
     args = parser.parse_args()
 
+    ThreadingHTTPServer.request_queue_size = 256  # many recipients' lanes connect at once (the default backlog is 5)
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Provider)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     provider_url = f"http://127.0.0.1:{server.server_address[1]}/send"
