@@ -118,10 +118,8 @@ def _process(db: Database, runtime: Runtime, conversation_id: int, *, journeys: 
                                   Message.status == "received").order_by(col(Message.id))
         ).all()
         for message in pending:
-            # Marked before handling, so the classification and the status go out in one UPDATE
-            # (the turn flushes mid-way); a failure rolls both back with the rest of the turn.
-            message.status = "processed"
-            message.processed_at = runtime.now()
+            # handle_message marks it processed with its classification (one UPDATE, not two);
+            # a failure rolls that back with the rest of the turn.
             turn = handle_message(session=session, runtime=runtime, conversation=conversation, customer=customer,
                                   message=message, journeys=journeys)
             session.add(message)
