@@ -524,8 +524,12 @@ def _in_recipient_order(session: Session, batch: list[Loaded]) -> list[Loaded]:
     customers = {row.customer_id for row in rows if row.kind == "message" and row.customer_id is not None}
     if not customers:
         return batch
+    # Only siblings that sort before (or with) the batch's latest row can hold one back: a customer
+    # with a long schedule ahead (journeys) would otherwise bring all of it back on every claim.
+    latest = max(order_key(row)[0] for row in rows if row.kind == "message" and row.customer_id is not None)
     unfinished = session.exec(select(Outbox.id, Outbox.customer_id, Outbox.first_due_at, Outbox.due_at).where(
         Outbox.kind == "message", col(Outbox.customer_id).in_(customers), col(Outbox.status).in_(UNFINISHED),
+        func.coalesce(col(Outbox.first_due_at), col(Outbox.due_at)) <= latest,
     )).all()
     by_customer: dict[int, list[tuple[tuple[datetime, int], int]]] = {}
     for row_id, customer_id, first_due_at, due_at in unfinished:
