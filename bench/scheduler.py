@@ -5,9 +5,14 @@ Measures, per backend, on a fresh database:
     (future `due_at`, as journeys write them);
   * the latency of the dispatcher's real claim (`Dispatcher.claim`, 50 due
     rows, `FOR UPDATE SKIP LOCKED` on PostgreSQL) as the table grows;
-  * the time to claim and dispatch M (default 10,000) due messages to a fake
-    provider (an HTTP server on loopback) with 1 and with 2 worker
-    processes, and that no message was sent twice.
+  * the time to claim and dispatch M (default 10,000) due messages, one to
+    each of M different customers, to a fake provider (an HTTP server on
+    loopback) with 1 and with 2 worker processes, and that no message was
+    sent twice.
+
+The scheduled rows belong to `--customers` (default 10,000) customers, the
+due messages to the same customers, one each: the claim's per-customer order
+check runs against a realistic number of siblings, not one customer's queue.
 
 Progress goes to stderr (rich); one JSON object goes to stdout.
 
@@ -139,21 +144,23 @@ def _fresh_database(backend: str, workdir: Path, pg_admin: str) -> tuple[str, An
     return url, drop
 
 
-def _customer(db: Database) -> int:
+def _customers(db: Database, count: int) -> list[int]:
+    now = db.clock()
     with db.session() as session:
-        customer = Customer(phone="+919800000000", name="Bench", channel="sms")
-        session.add(customer)
-        session.flush()
-        return customer.id or 0
+        session.execute(sa.insert(Customer.__table__), [{  # type: ignore[attr-defined]
+            "phone": f"+9198{i:08d}", "name": f"Bench {i}", "channel": "sms", "locale": "en",
+            "opted_out_channels": [], "created_at": now, "updated_at": now} for i in range(count)])
+        table = Customer.__table__  # type: ignore[attr-defined]
+        return [int(i) for i in session.execute(sa.select(table.c.id).order_by(table.c.id)).scalars()]
 
 
-def _insert_scheduled(db: Database, customer_id: int, count: int, start: int, now: datetime) -> None:
+def _insert_scheduled(db: Database, customers: list[int], count: int, start: int, now: datetime) -> None:
     """Bulk-insert future rows the fastest way each driver offers (COPY on PostgreSQL,
     executemany on SQLite), in the exact storage format of `UTCDateTime`."""
     rows = []
     for i in range(count):
         due = now + timedelta(minutes=random.randint(60 * 24, 60 * 24 * 30))  # never due during a run
-        rows.append(("message", "console", "pending", 10 if i % 5 else 50, due, 0, 8, customer_id,
+        rows.append(("message", "console", "pending", 10 if i % 5 else 50, due, 0, 8, customers[(start + i) % len(customers)],
                      '{"journey": "shipped"}', f"bench:{start + i}", now, now))
     columns = ("kind, channel, status, priority, due_at, attempts, max_attempts, customer_id, payload, dedupe_key, "
                "created_at, updated_at")
@@ -175,24 +182,25 @@ def _insert_scheduled(db: Database, customer_id: int, count: int, start: int, no
         raw.close()
 
 
-def _insert_due(db: Database, customer_id: int, count: int, now: datetime, tag: str) -> None:
-    """Due messages with their Message rows (what the dispatcher sends)."""
+def _insert_due(db: Database, customers: list[int], count: int, now: datetime, tag: str) -> None:
+    """Due messages with their Message rows (what the dispatcher sends), one per customer in turn."""
     for offset in range(0, count, BATCH):
         size = min(BATCH, count - offset)
         with db.session() as session:
-            messages = [Message(customer_id=customer_id, direction="out", channel="console", text=f"bench {tag} {offset + i}",
+            messages = [Message(customer_id=customers[(offset + i) % len(customers)], direction="out", channel="console",
+                                text=f"bench {tag} {offset + i}",
                                 status="queued", template="journey.shipped", due_at=now, created_at=now)
                         for i in range(size)]
             session.add_all(messages)
             session.flush()
             session.execute(sa.insert(Outbox.__table__), [{  # type: ignore[attr-defined]
                 "kind": "message", "channel": "console", "status": "pending", "priority": 10, "due_at": now,
-                "attempts": 0, "max_attempts": 8, "message_id": m.id, "customer_id": customer_id,
+                "attempts": 0, "max_attempts": 8, "message_id": m.id, "customer_id": m.customer_id,
                 "payload": {"journey": "shipped"}, "dedupe_key": f"due:{tag}:{m.id}", "created_at": now,
                 "updated_at": now} for m in messages])
 
 
-def _claim_latency(db: Database, customer_id: int, repeats: int = 5) -> float:
+def _claim_latency(db: Database, customers: list[int], repeats: int = 5) -> float:
     """Median ms of the dispatcher's own claim of 50 due rows."""
     from bot.core.settings import Settings
     from bot.delivery.dispatcher import Dispatcher
@@ -200,7 +208,7 @@ def _claim_latency(db: Database, customer_id: int, repeats: int = 5) -> float:
     dispatcher = Dispatcher(db, Settings(DATABASE_URL=db.url, DOORSTEP_ENV="test"), kinds=("message",))
     timings = []
     for _ in range(repeats):
-        _insert_due(db, customer_id, 50, db.clock() - timedelta(seconds=1), f"claim{uuid.uuid4().hex[:6]}")
+        _insert_due(db, customers, 50, db.clock() - timedelta(seconds=1), f"claim{uuid.uuid4().hex[:6]}")
         started = time.perf_counter()
         claimed = dispatcher.claim(limit=50)
         timings.append((time.perf_counter() - started) * 1000)
@@ -211,9 +219,9 @@ def _claim_latency(db: Database, customer_id: int, repeats: int = 5) -> float:
     return round(sorted(timings)[len(timings) // 2], 2)
 
 
-def _dispatch(url: str, db: Database, customer_id: int, count: int, workers: int, provider_url: str) -> dict[str, Any]:
+def _dispatch(url: str, db: Database, customers: list[int], count: int, workers: int, provider_url: str) -> dict[str, Any]:
     _Provider.received.clear()
-    _insert_due(db, customer_id, count, db.clock() - timedelta(seconds=1), f"w{workers}")
+    _insert_due(db, customers, count, db.clock() - timedelta(seconds=1), f"w{workers}")
     ctx = multiprocessing.get_context("spawn")
     done = ctx.Queue()
     started = time.perf_counter()
@@ -231,15 +239,16 @@ def _dispatch(url: str, db: Database, customer_id: int, count: int, workers: int
             "claimed_per_worker": per_worker}
 
 
-def run_backend(backend: str, rows: int, dispatch: int, pg_admin: str, provider_url: str) -> dict[str, Any]:
+def run_backend(backend: str, rows: int, dispatch: int, customer_count: int, pg_admin: str,
+                provider_url: str) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="doorstep-bench-") as tmp:
         url, drop = _fresh_database(backend, Path(tmp), pg_admin)
         try:
             db = Database(url)
             db.migrate()
-            customer_id = _customer(db)
+            customers = _customers(db, customer_count)
             checkpoints = sorted({c for c in (0, 10_000, 100_000, rows) if c <= rows})
-            latency: list[dict[str, Any]] = [{"rows": 0, "claim_ms": _claim_latency(db, customer_id)}]
+            latency: list[dict[str, Any]] = [{"rows": 0, "claim_ms": _claim_latency(db, customers)}]
             inserted = 0
             insert_seconds = 0.0
             now = db.clock()
@@ -249,20 +258,20 @@ def run_backend(backend: str, rows: int, dispatch: int, pg_admin: str, provider_
                 while inserted < rows:
                     size = min(BATCH, rows - inserted)
                     started = time.perf_counter()
-                    _insert_scheduled(db, customer_id, size, inserted, now)
+                    _insert_scheduled(db, customers, size, inserted, now)
                     insert_seconds += time.perf_counter() - started
                     inserted += size
                     progress.update(task, completed=inserted)
                     if inserted in checkpoints[1:]:
-                        latency.append({"rows": inserted, "claim_ms": _claim_latency(db, customer_id)})
+                        latency.append({"rows": inserted, "claim_ms": _claim_latency(db, customers)})
             if db.is_postgres:
                 with db.engine.begin() as conn:
                     conn.execute(sa.text("ANALYZE outbox"))
-                latency.append({"rows": rows, "claim_ms": _claim_latency(db, customer_id), "after": "ANALYZE"})
+                latency.append({"rows": rows, "claim_ms": _claim_latency(db, customers), "after": "ANALYZE"})
             console.print(f"[bold]{backend}[/bold]: dispatching {dispatch:,} due messages with 1 worker, then 2 …")
-            runs = [_dispatch(url, db, customer_id, dispatch, workers, provider_url) for workers in (1, 2)]
+            runs = [_dispatch(url, db, customers, dispatch, workers, provider_url) for workers in (1, 2)]
             db.dispose()
-            return {"insert": {"rows": rows, "seconds": round(insert_seconds, 2),
+            return {"customers": customer_count, "insert": {"rows": rows, "seconds": round(insert_seconds, 2),
                                "rows_per_second": round(rows / insert_seconds) if insert_seconds else None,
                                "batch": BATCH},
                     "claim_latency": latency, "dispatch": runs}
@@ -275,23 +284,28 @@ def main() -> None:
     parser.add_argument("--backend", choices=("sqlite", "postgres", "both"), default="both")
     parser.add_argument("--rows", type=int, default=1_000_000, help="scheduled rows to insert")
     parser.add_argument("--dispatch", type=int, default=10_000, help="due messages to dispatch per run")
+    parser.add_argument("--customers", type=int, default=10_000, help="customers the rows are spread over")
     parser.add_argument("--pg-url", default=os.environ.get("DOORSTEP_BENCH_PG_URL", PG_DEFAULT),
                         help="admin URL; a throw-away database is created and dropped")
     args = parser.parse_args()
 
+    ThreadingHTTPServer.request_queue_size = 256  # many recipients' lanes connect at once (the default backlog is 5)
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Provider)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     provider_url = f"http://127.0.0.1:{server.server_address[1]}/send"
     backends = ("sqlite", "postgres") if args.backend == "both" else (args.backend,)
     result: dict[str, Any] = {"benchmark": "scheduler", "python": platform.python_version(),
-                              "machine": platform.machine(), "cpus": os.cpu_count(), "backends": {}}
+                              "machine": platform.machine(), "cpus": os.cpu_count(),
+                              "load_average_before": [round(x, 2) for x in os.getloadavg()], "backends": {}}
     for backend in backends:
         try:
-            result["backends"][backend] = run_backend(backend, args.rows, args.dispatch, args.pg_url, provider_url)
+            result["backends"][backend] = run_backend(backend, args.rows, args.dispatch, args.customers, args.pg_url,
+                                                       provider_url)
         except sa.exc.OperationalError as exc:
             console.print(f"[red]{backend} unavailable:[/red] {exc.__class__.__name__}")
             result["backends"][backend] = {"error": "database unavailable"}
     server.shutdown()
+    result["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     print(json.dumps(result, indent=2))
 
 

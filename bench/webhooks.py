@@ -2,22 +2,31 @@
 
 Starts `doorstep serve` (a real uvicorn, API + webhooks + dispatcher in one
 process, SQLite unless DATABASE_URL is set) in a subprocess, pointed at the
-fake Twilio of tests/fakes (real twilio client, loopback HTTP). Then, at
-rising concurrency, posts correctly signed inbound SMS webhooks ("where is my
-order", one customer per in-flight request) and measures:
+fake Twilio of tests/fakes (real twilio client, loopback HTTP), and a bare
+FastAPI endpoint that returns empty TwiML in another. Every inbound webhook
+is a correctly signed SMS "where is my order" from a seeded customer with an
+order; "handled" means its reply arrived at fake Twilio. Four measurements:
 
-  * ack: webhook POST -> empty TwiML answer (p50, p99, requests/s);
-  * end to end: webhook POST -> the bot's reply arriving at fake Twilio
-    (p50, p99, replies/s);
+  * cpu: CPU ms of the `serve` process (utime + stime of /proc/<pid>/stat,
+    every thread) per handled inbound message, in each phase below, and its
+    idle CPU per second (dispatcher and recovery ticks) for reference;
+  * paced: one message at a time (the next only after the reply arrived):
+    ack and end-to-end latency with nothing queued;
+  * open loop: fixed arrival rates (`--rates`, messages per second, each
+    from a different customer) for `--seconds` each, whatever the server's
+    speed: ack and end-to-end p50 / p99, the rate of replies actually kept;
+  * ack vs bare: closed loop at `--concurrency` in flight, the same async
+    client (httpx) posting to `serve` and then to the bare endpoint in the
+    same run: requests/s of each and their ratio.
 
-and runs the same load against a bare FastAPI endpoint that returns empty
-TwiML (the framework's ceiling on this machine), reporting the ratio.
-
-    .venv/bin/python bench/webhooks.py [--levels 1,8,32] [--requests 100]
+    .venv/bin/python bench/webhooks.py [--rates 25,50,100,150,200] [--seconds 4] [--paced 50]
+    DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/<db> .venv/bin/python bench/webhooks.py
 
 Send rate limits are lifted for the run (TWILIO_SMS_RATE_PER_SECOND=10000):
 with the default 1 message/s per SMS sender, end-to-end throughput is 1/s by
-design. Progress goes to stderr; only the JSON goes to stdout.
+design. The client and fake Twilio share this (bench) process; `serve`'s CPU
+is read from its own process only. Progress goes to stderr; only the JSON
+goes to stdout.
 """
 
 from __future__ import annotations
@@ -27,7 +36,6 @@ import asyncio
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -58,6 +66,8 @@ async def twilio(request: Request) -> Response:
     return Response('<?xml version="1.0" encoding="UTF-8"?><Response/>', media_type="application/xml")
 '''
 
+Form = tuple[dict[str, str], dict[str, str]]
+
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
@@ -73,6 +83,16 @@ def percentile(values: list[float], q: float) -> float:
 
 def ms(value: float) -> float:
     return round(value * 1000, 2)
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (all its threads), in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def load_average() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
 
 
 def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 120) -> None:
@@ -106,43 +126,154 @@ def seed(database_url: str, phones: list[str]) -> None:
     service.db.dispose()
 
 
-async def load(url: str, forms: list[tuple[dict[str, str], dict[str, str]]], concurrency: int
-               ) -> tuple[list[float], dict[str, float], float]:
-    """POST every form with at most `concurrency` in flight; ack latencies, start times per phone, wall time."""
-    import httpx
+class Bench:
+    def __init__(self, fake: FakeTwilio, public: str, bare: str, phones: list[str], pid: int) -> None:
+        self.fake, self.public, self.bare, self.phones, self.pid = fake, public, bare, phones, pid
+        self.sequence = 0
+        self.reposted = 0
 
-    acks: list[float] = []
-    started: dict[str, float] = {}
-    semaphore = asyncio.Semaphore(concurrency)
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(limits=limits, timeout=60) as client:
+    def forms(self, count: int, base: str | None = None) -> list[Form]:
+        out = []
+        for i in range(count):
+            self.sequence += 1
+            out.append(self.fake.inbound(base or self.public, from_=self.phones[i % len(self.phones)],
+                                         body="where is my order", sid=f"SMbench{self.sequence:08d}"))
+        return out
 
-        async def one(form: dict[str, str], headers: dict[str, str]) -> None:
-            async with semaphore:
+    @staticmethod
+    def client(connections: int) -> Any:
+        import httpx
+
+        return httpx.AsyncClient(limits=httpx.Limits(max_connections=connections,
+                                                     max_keepalive_connections=connections), timeout=60)
+
+    async def post(self, client: Any, url: str, form: Form) -> float:
+        import httpx
+
+        t0 = time.monotonic()
+        try:
+            response = await client.post(url, data=form[0], headers=form[1])
+        except (httpx.ReadError, httpx.RemoteProtocolError):
+            # A keep-alive connection the server closed as we reused it: post again, as Twilio
+            # would (the MessageSid makes it a duplicate at most). Counted in the output.
+            self.reposted += 1
+            response = await client.post(url, data=form[0], headers=form[1])
+        if response.status_code != 200:
+            raise RuntimeError(f"webhook answered {response.status_code}")
+        return time.monotonic() - t0
+
+    def replies_after(self, before: int, count: int, timeout: float = 300) -> list[dict[str, Any]]:
+        return self.fake.wait_for(before + count, timeout=timeout)[before:before + count]
+
+    def idle_cpu(self, seconds: float = 3.0) -> float:
+        cpu0 = cpu_seconds(self.pid)
+        time.sleep(seconds)
+        return (cpu_seconds(self.pid) - cpu0) / seconds
+
+    # ------------------------------------------------------------ phases
+
+    def paced(self, count: int) -> dict[str, Any]:
+        async def run() -> tuple[list[float], list[float]]:
+            acks, e2e = [], []
+            async with self.client(1) as client:
+                for form in self.forms(count):
+                    before = len(self.fake.messages)
+                    t0 = time.monotonic()
+                    acks.append(await self.post(client, self.public + "/webhooks/twilio", form))
+                    while len(self.fake.messages) <= before:
+                        await asyncio.sleep(0.0005)
+                    e2e.append(self.fake.messages[before]["_monotonic"] - t0)
+            return acks, e2e
+
+        cpu0 = cpu_seconds(self.pid)
+        acks, e2e = asyncio.run(run())
+        cpu = cpu_seconds(self.pid) - cpu0
+        return {"messages": count, "ack_p50_ms": ms(percentile(acks, 50)), "ack_p99_ms": ms(percentile(acks, 99)),
+                "e2e_p50_ms": ms(percentile(e2e, 50)), "e2e_p99_ms": ms(percentile(e2e, 99)),
+                "cpu_ms_per_message": round(cpu * 1000 / count, 2)}
+
+    def open_loop(self, rate: float, seconds: float) -> dict[str, Any]:
+        count = max(1, int(rate * seconds))
+        forms = self.forms(min(count, len(self.phones)))
+        forms = (forms * (count // len(forms) + 1))[:count] if count > len(forms) else forms
+        started: dict[str, float] = {}
+        url = self.public + "/webhooks/twilio"
+
+        async def run() -> tuple[list[float], float]:
+            acks: list[float] = []
+            async with self.client(512) as client:
+                t_start = time.monotonic()
+                tasks = []
+                for i, form in enumerate(forms):
+                    delay = t_start + i / rate - time.monotonic()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                    started[form[0]["From"]] = time.monotonic()
+
+                    async def one(f: Form = form) -> None:
+                        acks.append(await self.post(client, url, f))
+                    tasks.append(asyncio.ensure_future(one()))
+                sent_in = time.monotonic() - t_start
+                await asyncio.gather(*tasks)
+                return acks, sent_in
+
+        before = len(self.fake.messages)
+        cpu0 = cpu_seconds(self.pid)
+        acks, sent_in = asyncio.run(run())
+        replies = self.replies_after(before, count)
+        cpu = cpu_seconds(self.pid) - cpu0
+        e2e = [m["_monotonic"] - started[m["to"]] for m in replies if m["to"] in started]
+        first = min(started.values())
+        last = max(m["_monotonic"] for m in replies)
+        return {"offered_per_s": rate, "messages": count, "arrivals_per_s": round(count / sent_in, 1),
+                "replies_per_s": round(count / (last - first), 1),
+                "ack_p50_ms": ms(percentile(acks, 50)), "ack_p99_ms": ms(percentile(acks, 99)),
+                "e2e_p50_ms": ms(percentile(e2e, 50)), "e2e_p99_ms": ms(percentile(e2e, 99)),
+                "cpu_ms_per_message": round(cpu * 1000 / count, 2)}
+
+    def ack_vs_bare(self, count: int, concurrency: int) -> dict[str, Any]:
+        async def closed(url: str, forms: list[Form]) -> tuple[list[float], float]:
+            acks: list[float] = []
+            semaphore = asyncio.Semaphore(concurrency)
+            async with self.client(concurrency) as client:
+                async def one(form: Form) -> None:
+                    async with semaphore:
+                        acks.append(await self.post(client, url, form))
                 t0 = time.monotonic()
-                started[form["From"]] = t0
-                response = await client.post(url, data=form, headers=headers)
-                acks.append(time.monotonic() - t0)
-                if response.status_code != 200:
-                    raise RuntimeError(f"webhook answered {response.status_code}")
+                await asyncio.gather(*(one(f) for f in forms))
+                return acks, time.monotonic() - t0
 
-        wall = time.monotonic()
-        await asyncio.gather(*(one(form, headers) for form, headers in forms))
-        return acks, started, time.monotonic() - wall
+        before = len(self.fake.messages)
+        cpu0 = cpu_seconds(self.pid)
+        acks, wall = asyncio.run(closed(self.public + "/webhooks/twilio", self.forms(count)))
+        self.replies_after(before, count)
+        cpu = cpu_seconds(self.pid) - cpu0
+        bare_acks, bare_wall = asyncio.run(closed(self.bare + "/webhooks/twilio", self.forms(count, self.bare)))
+        ack_rps, bare_rps = count / wall, count / bare_wall
+        return {"concurrency": concurrency, "requests": count,
+                "ack_per_s": round(ack_rps, 1), "ack_p50_ms": ms(percentile(acks, 50)),
+                "ack_p99_ms": ms(percentile(acks, 99)),
+                "bare_per_s": round(bare_rps, 1), "bare_p50_ms": ms(percentile(bare_acks, 50)),
+                "bare_p99_ms": ms(percentile(bare_acks, 99)),
+                "ack_vs_bare": round(ack_rps / bare_rps, 3),
+                "cpu_ms_per_message": round(cpu * 1000 / count, 2)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--levels", default="1,8,32", help="comma-separated concurrency levels")
-    parser.add_argument("--requests", type=int, default=100, help="webhooks per level")
+    parser.add_argument("--paced", type=int, default=50, help="messages sent one at a time")
+    parser.add_argument("--rates", default="25,50,100,150,200", help="open-loop arrival rates (messages/s)")
+    parser.add_argument("--seconds", type=float, default=4.0, help="duration of each open-loop rate")
+    parser.add_argument("--concurrency", type=int, default=32, help="in flight for ack vs bare")
+    parser.add_argument("--requests", type=int, default=300, help="requests for ack vs bare")
     args = parser.parse_args()
-    levels = [int(x) for x in args.levels.split(",") if x.strip()]
-    per_level = args.requests
+    rates = [float(x) for x in args.rates.split(",") if x.strip()]
+    customers = max([args.requests, args.paced, *(int(r * args.seconds) for r in rates)])
 
     fake = FakeTwilio().start()
     tmp = Path(tempfile.mkdtemp(prefix="doorstep-bench-"))
     database_url = os.environ.get("DATABASE_URL") or f"sqlite:///{tmp / 'bench.db'}"
-    phones = [f"+91980{i:07d}" for i in range(per_level)]
+    phones = [f"+91980{i:07d}" for i in range(customers)]
     log(f"seeding {len(phones)} customers with orders …")
     seed(database_url, phones)
 
@@ -161,41 +292,25 @@ def main() -> None:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     results: dict[str, Any] = {"benchmark": "webhooks", "database": database_url.split(":")[0],
                                "python": platform.python_version(), "cpus": os.cpu_count(),
-                               "requests_per_level": per_level, "levels": []}
+                               "load_average_before": load_average()}
     try:
         wait_ready(public + "/healthz", doorstep)
         wait_ready(f"http://127.0.0.1:{bare_port}/docs", bare)
-        # Warm-up: load the intent model and open the provider connection.
-        asyncio.run(load(public + "/webhooks/twilio", [fake.inbound(public, from_=phones[0], body="hi")], 1))
-        fake.wait_for(1, timeout=60)
-        sequence = 0
-        for level in levels:
-            log(f"concurrency {level} …")
-            forms = []
-            for phone in phones:
-                sequence += 1
-                forms.append(fake.inbound(public, from_=phone, body="where is my order", sid=f"SMbench{sequence:08d}"))
-            before = len(fake.messages)
-            acks, started, wall = asyncio.run(load(public + "/webhooks/twilio", forms, level))
-            replies = fake.wait_for(before + len(forms), timeout=300)[before:]
-            e2e = [m["_monotonic"] - started[m["to"]] for m in replies if m["to"] in started]
-            first = min(started.values())
-            last_reply = max(m["_monotonic"] for m in replies)
-            bare_forms = [fake.inbound(f"http://127.0.0.1:{bare_port}", from_=p, body="where is my order") for p in phones]
-            bare_acks, _, bare_wall = asyncio.run(load(f"http://127.0.0.1:{bare_port}/webhooks/twilio", bare_forms, level))
-            ack_rps = len(acks) / wall
-            bare_rps = len(bare_acks) / bare_wall
-            results["levels"].append({
-                "concurrency": level,
-                "ack_p50_ms": ms(percentile(acks, 50)), "ack_p99_ms": ms(percentile(acks, 99)),
-                "acks_per_s": round(ack_rps, 1),
-                "e2e_p50_ms": ms(percentile(e2e, 50)), "e2e_p99_ms": ms(percentile(e2e, 99)),
-                "replies_per_s": round(len(replies) / (last_reply - first), 1),
-                "bare_ack_p50_ms": ms(percentile(bare_acks, 50)), "bare_ack_p99_ms": ms(percentile(bare_acks, 99)),
-                "bare_per_s": round(bare_rps, 1),
-                "ack_throughput_vs_bare": round(ack_rps / bare_rps, 3),
-                "mean_ack_ms": ms(statistics.fmean(acks)),
-            })
+        bench = Bench(fake, public, f"http://127.0.0.1:{bare_port}", phones, doorstep.pid)
+        # Warm-up: load the intent model, open the provider connection, touch every customer once.
+        log("warm-up …")
+        bench.open_loop(50, len(phones) / 50)
+        results["idle_cpu_ms_per_s"] = round(bench.idle_cpu() * 1000, 2)
+        log(f"paced: {args.paced} one at a time …")
+        results["paced"] = bench.paced(args.paced)
+        results["open_loop"] = []
+        for rate in rates:
+            log(f"open loop: {rate:g}/s for {args.seconds:g} s …")
+            results["open_loop"].append(bench.open_loop(rate, args.seconds))
+        log(f"ack vs bare: {args.requests} at {args.concurrency} in flight …")
+        results["ack_vs_bare"] = bench.ack_vs_bare(args.requests, args.concurrency)
+        results["reposted_after_connection_error"] = bench.reposted
+        results["load_average_after"] = load_average()
     finally:
         for process in (doorstep, bare):
             process.terminate()

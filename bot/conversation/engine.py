@@ -76,6 +76,7 @@ def _classify(runtime: Runtime, conversation: Conversation, customer: Customer, 
 
 def handle_message(*, session: Session, runtime: Runtime, conversation: Conversation, customer: Customer,
                    message: Message, journeys: Journeys | None = None) -> Turn:
+    """One turn: classify `message`, run its flow, apply the effects; `message` leaves it `processed`."""
     now = runtime.now()
     if conversation.flow and conversation.expires_at is not None and conversation.expires_at <= now:
         _clear_flow(conversation)  # TIMEOUT: the next message is classified afresh
@@ -85,6 +86,9 @@ def handle_message(*, session: Session, runtime: Runtime, conversation: Conversa
     message.intent = classification.intent.value
     message.confidence = round(classification.confidence, 4)
     message.entities = [e.as_dict() for e in classification.entities]
+    # Marked processed here, with its classification, before the turn's first flush: one UPDATE.
+    message.status = "processed"
+    message.processed_at = now
     turn = Turn(classification=classification)
     locale = reply_locale(conversation, customer, classification, message.text)
 

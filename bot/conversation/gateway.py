@@ -56,6 +56,10 @@ class Handled:
 
 def receive(db: Database, inbound: InboundMessage, *, now: datetime) -> Received:
     """Store the inbound message (step 1). Safe to call twice with the same provider id."""
+    return db.retry_on_disconnect(lambda: _receive(db, inbound, now=now), what="receive")
+
+
+def _receive(db: Database, inbound: InboundMessage, *, now: datetime) -> Received:
     text = sanitise_text(inbound.text)
     try:
         with db.session() as session:
@@ -97,6 +101,10 @@ def process(db: Database, runtime: Runtime, conversation_id: int, *, journeys: J
 
     `journeys` asks the questions that follow an answer (the address after a COD yes)."""
     runtime.warm_up()  # the model loads outside the transaction (a no-op once loaded)
+    return db.retry_on_disconnect(lambda: _process(db, runtime, conversation_id, journeys=journeys), what="process")
+
+
+def _process(db: Database, runtime: Runtime, conversation_id: int, *, journeys: Journeys | None) -> list[Turn]:
     turns: list[Turn] = []
     with db.session() as session:
         db.lock_row(session, "conversation", conversation_id)
@@ -110,10 +118,10 @@ def process(db: Database, runtime: Runtime, conversation_id: int, *, journeys: J
                                   Message.status == "received").order_by(col(Message.id))
         ).all()
         for message in pending:
+            # handle_message marks it processed with its classification (one UPDATE, not two);
+            # a failure rolls that back with the rest of the turn.
             turn = handle_message(session=session, runtime=runtime, conversation=conversation, customer=customer,
                                   message=message, journeys=journeys)
-            message.status = "processed"
-            message.processed_at = runtime.now()
             session.add(message)
             session.add(conversation)
             session.flush()
@@ -133,11 +141,15 @@ def process_pending(db: Database, runtime: Runtime, *, older_than: timedelta = t
                     journeys: Journeys | None = None) -> int:
     """Recover inbound messages stored but never processed (a crash between the two steps)."""
     cutoff = runtime.now() - older_than
-    with db.session() as session:
-        ids = session.exec(
-            select(Message.conversation_id).where(Message.direction == "in", Message.status == "received",
-                                                  col(Message.created_at) <= cutoff).distinct()
-        ).all()
+
+    def stranded() -> list[int | None]:
+        with db.read() as session:
+            return list(session.exec(
+                select(Message.conversation_id).where(Message.direction == "in", Message.status == "received",
+                                                      col(Message.created_at) <= cutoff).distinct()
+            ).all())
+
+    ids = db.retry_on_disconnect(stranded, what="recovery")
     count = 0
     for conversation_id in ids:
         if conversation_id is not None:

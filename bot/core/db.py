@@ -23,6 +23,15 @@ kept out of that bookkeeping, and what a request only reads goes through
 
 Rows get `created_at` / `updated_at` / `due_at` from the database's clock
 (the service's runtime clock), stamped at flush.
+
+Dropped connections (PostgreSQL restarted, a proxy's idle timeout): no
+pre-ping (a round trip before every transaction). A connection the driver
+already knows is closed is replaced at checkout, for free; one that turns out
+dead at its first use invalidates the pool (SQLAlchemy does, for every
+connection of that generation) and the units of work on the message path
+(`receive`, `process`, claim, record) run once more through
+`retry_on_disconnect`. A unit is never re-run when the connection died
+during its COMMIT: it may have committed.
 """
 
 from __future__ import annotations
@@ -31,11 +40,11 @@ import logging
 import os
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -51,6 +60,9 @@ log = logging.getLogger(__name__)
 READ_ONLY = "doorstep_read_only"  # execution option marking a read-only engine view
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+IN_COMMIT = "doorstep_in_commit"  # set on a DBAPIError raised by COMMIT: the unit may have committed
+
+T = TypeVar("T")
 
 
 def normalise_url(url: str) -> str:
@@ -95,11 +107,14 @@ class Database:
         if self.url.startswith("sqlite"):
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
         else:
-            kwargs.update(pool_size=5, max_overflow=10, pool_pre_ping=True)
+            # No pre-ping: it costs a round trip per transaction. Dead connections: see the module docstring.
+            kwargs.update(pool_size=5, max_overflow=10, pool_pre_ping=False)
         self.engine: Engine = sa.create_engine(self.url, **kwargs)
         self._writes = threading.local()  # the write sessions this thread has open (the nesting guard)
         if self.is_sqlite:
             _make_sqlite_serialisable(self.engine)
+        else:
+            _replace_closed_at_checkout(self.engine)
         self._read_engine = self.engine.execution_options(**{READ_ONLY: True})
         self._sessions = sessionmaker(self.engine, class_=Session, expire_on_commit=False)
         self._read_sessions = sessionmaker(self._read_engine, class_=Session, expire_on_commit=False)
@@ -138,14 +153,29 @@ class Database:
         stack = self._open_writes() if tracked else []
         with self._sessions(info={"clock": self.clock}) as session:
             stack.append(session)
+            committing = False
             try:
                 yield session
+                committing = True
                 session.commit()
-            except BaseException:
+            except BaseException as exc:
+                if committing and isinstance(exc, sa.exc.DBAPIError):
+                    setattr(exc, IN_COMMIT, True)
                 session.rollback()
                 raise
             finally:
                 stack.remove(session)
+
+    def retry_on_disconnect(self, unit: Callable[[], T], *, what: str) -> T:
+        """Run `unit` (one or more whole transactions); once more if the connection was found dead
+        before its COMMIT (nothing of it committed: the server aborts a dead session's transaction)."""
+        try:
+            return unit()
+        except sa.exc.DBAPIError as exc:
+            if not exc.connection_invalidated or getattr(exc, IN_COMMIT, False):
+                raise
+            log.warning("database connection lost during %s; running it again on a fresh connection", what)
+        return unit()
 
     @contextmanager
     def read(self) -> Iterator[Session]:
@@ -205,6 +235,15 @@ def try_insert(session: Session, row: Any) -> bool:
             session.expunge(row)
         return False
     return True
+
+
+def _replace_closed_at_checkout(engine: Engine) -> None:
+    """A pooled connection the driver knows is closed or broken is replaced at checkout (no round trip)."""
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        if getattr(dbapi_connection, "closed", False) or getattr(dbapi_connection, "broken", False):
+            raise sa.exc.DisconnectionError("pooled connection is closed")
 
 
 def _make_sqlite_serialisable(engine: Engine) -> None:

@@ -62,6 +62,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy import and_, exists, not_
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, func, or_, select
@@ -89,6 +90,8 @@ UNFINISHED = ("pending", "sending")
 # A message outcome after which the customer's next message may go: anything else keeps them waiting.
 FINAL = {"sent", "failed", "dead", "expired"}
 MAX_INLINE_WAIT = 2.0  # seconds a rate-limited message may wait while holding its lease
+OUTBOX: sa.Table = Outbox.__table__  # type: ignore[attr-defined]
+MESSAGE: sa.Table = Message.__table__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -156,8 +159,12 @@ class Dispatcher:
         now = self.clock()
         claimed: list[Claimed] = []
         with self.db.session() as session:
+            # The row's message and customer come with it (one query, not two loads per row); only
+            # the outbox rows are locked (PostgreSQL refuses FOR UPDATE on an outer join's nullable side).
             query = (
-                select(Outbox)
+                select(Outbox, Message, Customer)
+                .outerjoin(Message, col(Message.id) == col(Outbox.message_id))
+                .outerjoin(Customer, col(Customer.id) == col(Outbox.customer_id))
                 .where(or_(
                     (col(Outbox.status) == "pending") & (col(Outbox.due_at) <= now),
                     (col(Outbox.status) == "sending") & (col(Outbox.claimed_until) < now),
@@ -166,15 +173,16 @@ class Dispatcher:
                            not_(_waits_behind_an_earlier_message(now))))
                 .order_by(col(Outbox.priority), col(Outbox.due_at), col(Outbox.id))
                 .limit(limit)
-                .with_for_update(**self.db.skip_locked())
+                .with_for_update(of=Outbox, **self.db.skip_locked())
             )
             if self.kinds:
                 query = query.where(col(Outbox.kind).in_(self.kinds))
-            for row in _in_recipient_order(session, list(session.exec(query).all())):
+            batch = _in_recipient_order(session, [tuple(r) for r in session.exec(query).all()])  # type: ignore[misc]
+            human_owned = holds.human_owned(session, {row.customer_id for row, _, _ in batch
+                                                      if row.customer_id is not None and holds.is_automatic(row)})
+            for row, message, customer in batch:
                 reclaimed = row.status == "sending"
                 previous_claim = (row.claimed_until - LEASE) if reclaimed and row.claimed_until else None
-                message = session.get(Message, row.message_id) if row.message_id else None
-                customer = session.get(Customer, row.customer_id) if row.customer_id else None
                 if row.expires_at is not None and row.expires_at <= now:
                     reason = "obsolete: expired before it could be sent"
                     if row.attempts and row.last_error:
@@ -186,7 +194,7 @@ class Dispatcher:
                     # Proactive message to someone who opted out of this channel: never send it.
                     self._close(session, row, message, "cancelled", now, "recipient opted out")
                     continue
-                if not reclaimed and holds.is_automatic(row) and holds.human_owns(session, row.customer_id):
+                if not reclaimed and holds.is_automatic(row) and row.customer_id in human_owned:
                     holds.hold(session, row, message, now)
                     continue
                 row.status = "sending"
@@ -216,6 +224,10 @@ class Dispatcher:
                                        outbound, dict(row.payload), row.event_id, row.attempts, row.max_attempts,
                                        **_message_policy(row)))
         return claimed
+
+    def claim_once(self, limit: int = 50) -> list[Claimed]:
+        """`claim`, run once more if the connection was found dead (nothing of it committed)."""
+        return self.db.retry_on_disconnect(lambda: self.claim(limit), what="claim")
 
     @staticmethod
     def _close(session: Session, row: Outbox, message: Message | None, status: str, now: datetime, reason: str) -> None:
@@ -285,7 +297,12 @@ class Dispatcher:
 
     def record(self, claimed: Claimed, outcome: Outcome, receipt: Receipt | None) -> None:
         now = self.clock()
+        self.db.retry_on_disconnect(lambda: self._record(claimed, outcome, receipt, now), what="record")
+
+    def _record(self, claimed: Claimed, outcome: Outcome, receipt: Receipt | None, now: datetime) -> None:
         with self.db.session() as session:
+            if self._record_guarded(session, claimed, outcome, receipt, now):
+                return
             row = session.get(Outbox, claimed.row_id)
             if row is None:
                 return
@@ -341,6 +358,39 @@ class Dispatcher:
             if message is not None:
                 session.add(message)
 
+    def _record_guarded(self, session: Session, claimed: Claimed, outcome: Outcome, receipt: Receipt | None,
+                        now: datetime) -> bool:
+        """The common outcomes (sent, put back) as UPDATEs guarded by our lease, without loading the rows.
+
+        False: the outcome needs the loaded rows (a reconciled send, whose provider id may belong to
+        another message; retries, fallbacks, failures), and `record` takes the long way."""
+        if outcome.status == "sent" and not claimed.reclaimed:
+            values: dict[str, Any] = {"status": "sent", "sent_at": now,
+                                      "provider_id": receipt.provider_id if receipt else None, "last_error": None}
+        elif outcome.status == "deferred":
+            # Rate-limited or put back: not an attempt, just later.
+            values = {"status": "pending", "attempts": sa.case((OUTBOX.c.attempts > 0, OUTBOX.c.attempts - 1), else_=0),
+                      "due_at": now + timedelta(seconds=outcome.retry_in or 1)}
+        else:
+            return False
+        updated = session.execute(
+            sa.update(OUTBOX)
+            .where(OUTBOX.c.id == claimed.row_id, OUTBOX.c.status == "sending", OUTBOX.c.claimed_by == self.worker_id)
+            .values(**values, claimed_until=None, updated_at=now))
+        if updated.rowcount != 1:  # type: ignore[attr-defined]
+            # Our lease expired and another worker took the row (or it is gone): its outcome wins.
+            log.warning("outbox=%s was reclaimed by another worker; not recording", claimed.row_id)
+            return True
+        message_id = claimed.message.message_id if claimed.message is not None else None
+        if outcome.status == "sent" and message_id is not None:
+            changes: dict[str, Any] = {
+                "status": receipt.status if receipt and receipt.status in {"sent", "delivered", "queued"} else "sent",
+                "provider_message_id": receipt.provider_id if receipt else None, "sent_at": now}
+            if receipt and receipt.channel:
+                changes["channel"] = receipt.channel
+            session.execute(sa.update(MESSAGE).where(MESSAGE.c.id == message_id).values(**changes))
+        return True
+
     def _fall_back(self, session: Session, row: Outbox, message: Message, outcome: Outcome) -> bool:
         """WhatsApp refused (window closed): send the same message by SMS instead, if we may."""
         customer = session.get(Customer, message.customer_id) if message.customer_id else None
@@ -360,7 +410,7 @@ class Dispatcher:
         return True
 
     async def run_once(self, limit: int = 50) -> int:
-        claimed = await asyncio.to_thread(self.claim, limit)
+        claimed = await asyncio.to_thread(self.claim_once, limit)
         # One lane per recipient: a customer's messages go out in order (whatever the channel),
         # different customers in parallel.
         lanes: dict[tuple[str, str | None, str], list[Claimed]] = {}
@@ -460,18 +510,26 @@ def _waits_behind_an_earlier_message(now: datetime) -> Any:
     )
 
 
-def _in_recipient_order(session: Session, rows: list[Outbox]) -> list[Outbox]:
+Loaded = tuple[Outbox, Message | None, Customer | None]
+
+
+def _in_recipient_order(session: Session, batch: list[Loaded]) -> list[Loaded]:
     """Drop a message row whose customer has an earlier unfinished message outside this batch.
 
     The SQL filter saw a snapshot; this check, in the same transaction, catches an earlier row
     that another worker holds locked (SKIP LOCKED skipped it) or that the batch limit cut off.
     """
+    rows = [row for row, _, _ in batch]
     taken = {row.id for row in rows}
     customers = {row.customer_id for row in rows if row.kind == "message" and row.customer_id is not None}
     if not customers:
-        return rows
+        return batch
+    # Only siblings that sort before (or with) the batch's latest row can hold one back: a customer
+    # with a long schedule ahead (journeys) would otherwise bring all of it back on every claim.
+    latest = max(order_key(row)[0] for row in rows if row.kind == "message" and row.customer_id is not None)
     unfinished = session.exec(select(Outbox.id, Outbox.customer_id, Outbox.first_due_at, Outbox.due_at).where(
         Outbox.kind == "message", col(Outbox.customer_id).in_(customers), col(Outbox.status).in_(UNFINISHED),
+        func.coalesce(col(Outbox.first_due_at), col(Outbox.due_at)) <= latest,
     )).all()
     by_customer: dict[int, list[tuple[tuple[datetime, int], int]]] = {}
     for row_id, customer_id, first_due_at, due_at in unfinished:
@@ -482,7 +540,8 @@ def _in_recipient_order(session: Session, rows: list[Outbox]) -> list[Outbox]:
             if row_id not in taken:
                 break  # everything after a sibling we do not hold must wait for it
             allowed.add(row_id)
-    return [row for row in rows if row.kind != "message" or row.customer_id is None or row.id in allowed]
+    return [loaded for loaded in batch
+            if loaded[0].kind != "message" or loaded[0].customer_id is None or loaded[0].id in allowed]
 
 
 def _message_policy(row: Outbox) -> dict[str, Any]:

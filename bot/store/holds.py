@@ -59,6 +59,15 @@ def human_owns(session: Session, customer_id: int | None) -> bool:
     return owner in HUMAN_OWNERS
 
 
+def human_owned(session: Session, customer_ids: set[int]) -> set[int]:
+    """Which of these customers' conversations a person owns (`human_owns` for a whole batch, one query)."""
+    if not customer_ids:
+        return set()
+    return {customer_id for customer_id, owner in session.exec(
+        select(Conversation.customer_id, Conversation.owner).where(col(Conversation.customer_id).in_(customer_ids)))
+        if owner in HUMAN_OWNERS}
+
+
 def hold(session: Session, row: Outbox, message: Message | None, now: datetime) -> None:
     row.status = HELD
     row.claimed_until = None

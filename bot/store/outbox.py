@@ -85,7 +85,9 @@ def enqueue_message(
         created_at=now,
         updated_at=now,
     )
-    if not try_insert(session, row):
+    if dedupe_key is None:
+        session.add(row)  # nothing to collide with: no savepoint (a round trip each way on PostgreSQL)
+    elif not try_insert(session, row):
         session.delete(message)
         return None
     return message

@@ -337,6 +337,31 @@ def test_crash_after_provider_accepted_before_record_is_reconciled_not_resent(
     assert any(r["method"] == "GET" for r in fake_twilio.requests)
 
 
+def test_a_worker_whose_lease_was_taken_over_records_nothing(settings: Settings, fake_twilio: FakeTwilio) -> None:
+    """The outcome is written by UPDATEs guarded by the lease: a slow worker's late "sent" or
+    put-back never overwrites the row another worker now holds."""
+    from bot.core.channels import Receipt
+    from bot.delivery.outcomes import Outcome
+
+    clock = Clock()
+    service = _service(settings, fake_twilio)
+    message_id = _queue(service, "slow worker", clock=clock)
+    slow = Dispatcher(service.db, service.settings, clock=clock, worker_id="slow")
+    [late] = slow.claim()
+    clock.advance(seconds=LEASE.total_seconds() + 1)
+    fast = Dispatcher(service.db, service.settings, clock=clock, worker_id="fast")
+    [taken] = fast.claim()
+    slow.record(late, Outcome("sent"), Receipt(provider_id="SMlate"))
+    slow.record(late, Outcome("deferred", retry_in=30), None)
+    row, message = _outbox(service, message_id)
+    assert (row.status, row.claimed_by, row.attempts, row.provider_id) == ("sending", "fast", 2, None)
+    assert message.status == "queued" and message.provider_message_id is None
+    fast.record(taken, Outcome("sent"), Receipt(provider_id="SMfast", status="queued"))
+    row, message = _outbox(service, message_id)
+    assert (row.status, row.provider_id, row.claimed_until) == ("sent", "SMfast", None)
+    assert (message.status, message.provider_message_id) == ("queued", "SMfast") and message.sent_at is not None
+
+
 def test_reclaimed_row_that_never_reached_the_provider_is_sent(settings: Settings, fake_twilio: FakeTwilio) -> None:
     clock = Clock()
     service = _service(settings, fake_twilio)
