@@ -223,7 +223,7 @@ def choose_threshold(
     return t, {"macro_f1": curve[best_k], "accuracy": float(accuracy_score(gold, pred)), "oos_recall": oos_recall}
 
 
-def train(examples: Sequence[Example], *, c: float = 30.0, calibrate: bool = True) -> LinearTextModel:
+def train(examples: Sequence[Example], *, c: float = 100.0, calibrate: bool = True) -> LinearTextModel:
     """Fit on every example; calibrate the out-of-scope threshold on out-of-fold predictions."""
     from threadpoolctl import threadpool_limits
 
