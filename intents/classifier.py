@@ -192,6 +192,9 @@ _ONE_WORD_REPLY_MIN = 0.5
 # A reading of unknown words is kept only when their character n-grams are this decisive
 # ("naw" -> deny 0.94); weaker guesses on unknown words are refused.
 _GIBBERISH_KEEP = 0.9
+# ...and only when the model knows at least this many of their 3+-character n-grams: "xkcdq"
+# matched nothing but the one-word length feature, which leans towards yes/no replies.
+_GIBBERISH_MIN_EVIDENCE = 2
 
 
 def _is_gibberish(text: str, model: IntentModel) -> bool:
@@ -209,7 +212,9 @@ def _model_reading(
     ranked = model.probabilities(text)
     best_label, best_p = ranked[0]
     alternatives = tuple((Intent(label), p) for label, p in ranked[1:4])
-    if best_p < _GIBBERISH_KEEP and not entities and _is_gibberish(text, model):
+    evidence = getattr(model, "ngram_evidence", None)
+    thin = best_p < _GIBBERISH_KEEP or (evidence is not None and evidence(text) < _GIBBERISH_MIN_EVIDENCE)
+    if thin and not entities and _is_gibberish(text, model):
         # "zzzq", "qwerty uiop": character n-grams alone can land anywhere, often on the
         # short replies (affirm/deny). Never act on them; keep the guess for the caller.
         return _refused(best_label, best_p, entities, language, alternatives)

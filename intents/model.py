@@ -120,6 +120,16 @@ class LinearTextModel:
             self.__dict__["_deletes"] = index
         return any(v in index for v in (w, *(w[:i] + w[i + 1 :] for i in range(len(w)))))
 
+    def ngram_evidence(self, text: str) -> int:
+        """How many distinct character n-grams of three or more characters the model knows in `text`.
+
+        A message of unknown words read only through its length feature ("xkcdq": one
+        known bigram) has no evidence; "naw" has some ("aw ", " na").
+        """
+        return sum(
+            1 for f in set(featurize(text)) if f.startswith("c:") and len(f) >= 5 and f in self.vocabulary
+        )
+
     def __getstate__(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if k != "_deletes"}
 
