@@ -187,8 +187,9 @@ def _order_ref_only(text: str, entities: tuple[Entity, ...], language: str) -> C
 
 
 _SHORT_REPLIES = frozenset({Intent.AFFIRM.value, Intent.DENY.value})
-# A one-word affirm/deny reading without a yes/no word needs at least this confidence.
-_ONE_WORD_REPLY_MIN = 0.5
+# A one-word affirm/deny reading without a yes/no word needs at least this confidence: as sure as
+# a reading of unknown words must be (a lone product name or place read as "yes" confirms nothing).
+_ONE_WORD_REPLY_MIN = 0.9
 # A reading of unknown words is kept only when their character n-grams are this decisive
 # ("naw" -> deny 0.94); weaker guesses on unknown words are refused.
 _GIBBERISH_KEEP = 0.9
