@@ -196,6 +196,8 @@ _GIBBERISH_KEEP = 0.9
 # ...and only when the model knows at least this many of their 3+-character n-grams: "xkcdq"
 # matched nothing but the one-word length feature, which leans towards yes/no replies.
 _GIBBERISH_MIN_EVIDENCE = 2
+# An out-of-scope reading below this is flagged uncertain (the intent stays out_of_scope).
+_OUT_OF_SCOPE_SURE = 0.5
 
 
 def _is_gibberish(text: str, model: IntentModel) -> bool:
@@ -227,7 +229,10 @@ def _model_reading(
         and _word_count(text) == 1
         and not any(e.type == "yes_no" for e in entities)
     )
-    if best_p < model.threshold or weak_reply:
+    # Leaning to out-of-scope without being sure of that either ("skip" at 0.46): still a refusal,
+    # but marked uncertain so an LLM fallback, when configured, may read it.
+    unsure_refusal = best_label == Intent.OUT_OF_SCOPE.value and best_p < _OUT_OF_SCOPE_SURE
+    if best_p < model.threshold or weak_reply or unsure_refusal:
         # Unsure: refuse rather than act, but keep the guess for the caller / LLM fallback.
         return _refused(best_label, best_p, entities, language, alternatives)
     return Classification(Intent(best_label), best_p, entities, language, "model", alternatives)
