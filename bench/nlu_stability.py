@@ -103,7 +103,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     base_model = train(examples)
     base = figures(base_model, files)
     _log(f"base model: threshold {base_model.threshold} ({time.perf_counter() - start:.0f} s)")
-    moves: dict[str, dict[str, Any]] = {name: {"max_points": 0.0, "figure": None, "edit": None} for name in base}
+    moves: dict[str, dict[str, Any]] = {
+        name: {"max_points": 0.0, "figure": None, "edit": None} for name in base
+    }
     thresholds = []
     for k, (label, data) in enumerate(edits, 1):
         model = train(data)

@@ -255,6 +255,7 @@ def train(examples: Sequence[Example], *, c: float = 100.0, calibrate: bool = Tr
 
 def _train(examples: Sequence[Example], *, c: float, calibrate: bool) -> LinearTextModel:
     import numpy as np
+
     texts = [e.text for e in examples]
     gold = [e.intent for e in examples]
     threshold, held_apart = 0.0, dict[str, float]()
