@@ -187,11 +187,17 @@ def _order_ref_only(text: str, entities: tuple[Entity, ...], language: str) -> C
 
 
 _SHORT_REPLIES = frozenset({Intent.AFFIRM.value, Intent.DENY.value})
-# A one-word affirm/deny reading without a yes/no word needs at least this confidence.
-_ONE_WORD_REPLY_MIN = 0.5
+# A one-word affirm/deny reading without a yes/no word needs at least this confidence: as sure as
+# a reading of unknown words must be (a lone product name or place read as "yes" confirms nothing).
+_ONE_WORD_REPLY_MIN = 0.9
 # A reading of unknown words is kept only when their character n-grams are this decisive
 # ("naw" -> deny 0.94); weaker guesses on unknown words are refused.
 _GIBBERISH_KEEP = 0.9
+# ...and only when the model knows at least this many of their 3+-character n-grams: "xkcdq"
+# matched nothing but the one-word length feature, which leans towards yes/no replies.
+_GIBBERISH_MIN_EVIDENCE = 2
+# An out-of-scope reading below this is flagged uncertain (the intent stays out_of_scope).
+_OUT_OF_SCOPE_SURE = 0.5
 
 
 def _is_gibberish(text: str, model: IntentModel) -> bool:
@@ -209,7 +215,9 @@ def _model_reading(
     ranked = model.probabilities(text)
     best_label, best_p = ranked[0]
     alternatives = tuple((Intent(label), p) for label, p in ranked[1:4])
-    if best_p < _GIBBERISH_KEEP and not entities and _is_gibberish(text, model):
+    evidence = getattr(model, "ngram_evidence", None)
+    thin = best_p < _GIBBERISH_KEEP or (evidence is not None and evidence(text) < _GIBBERISH_MIN_EVIDENCE)
+    if thin and not entities and _is_gibberish(text, model):
         # "zzzq", "qwerty uiop": character n-grams alone can land anywhere, often on the
         # short replies (affirm/deny). Never act on them; keep the guess for the caller.
         return _refused(best_label, best_p, entities, language, alternatives)
@@ -221,7 +229,10 @@ def _model_reading(
         and _word_count(text) == 1
         and not any(e.type == "yes_no" for e in entities)
     )
-    if best_p < model.threshold or weak_reply:
+    # Leaning to out-of-scope without being sure of that either ("skip" at 0.46): still a refusal,
+    # but marked uncertain so an LLM fallback, when configured, may read it.
+    unsure_refusal = best_label == Intent.OUT_OF_SCOPE.value and best_p < _OUT_OF_SCOPE_SURE
+    if best_p < model.threshold or weak_reply or unsure_refusal:
         # Unsure: refuse rather than act, but keep the guess for the caller / LLM fallback.
         return _refused(best_label, best_p, entities, language, alternatives)
     return Classification(Intent(best_label), best_p, entities, language, "model", alternatives)

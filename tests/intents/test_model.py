@@ -51,7 +51,7 @@ def test_training_is_deterministic() -> None:
 
 def test_numpy_inference_matches_scikit_learn() -> None:
     model = train(TINY, calibrate=False)
-    pipeline = _fit_sklearn([e.text for e in TINY], [e.intent for e in TINY], c=30.0)
+    pipeline = _fit_sklearn([e.text for e in TINY], [e.intent for e in TINY], c=model.meta["c"])
     for text in ["where is my parcel", "cancel my order please", "a joke about weather", "zzz"]:
         ours = dict(model.probabilities(text))
         theirs = dict(zip(pipeline.classes_, pipeline.predict_proba([text])[0], strict=True))
