@@ -203,3 +203,12 @@ def client(service: Service) -> Iterator[TestClient]:
 @pytest.fixture
 def auth() -> dict[str, str]:
     return {"Authorization": f"Bearer {TEST_API_KEY}"}
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Load (or, with a cold cache, train) the intent model once before any test starts: training takes
+    half a minute on an idle machine and minutes on a busy one, which must not count against whichever
+    test happens to need the model first."""
+    from intents import get_model
+
+    get_model()
