@@ -209,6 +209,10 @@ def _is_gibberish(text: str, model: IntentModel) -> bool:
     return bool(words) and not any(known(w) for w in words)
 
 
+_WHOLE_ADDRESS = ("new_address", "new_address_unsure")
+_WHOLE_ADDRESS_CONFIDENCE = 0.8
+
+
 def _model_reading(
     text: str, entities: tuple[Entity, ...], language: str, model: IntentModel
 ) -> Classification:
@@ -295,4 +299,11 @@ def classify_using(
         return by_ref
     if not text.strip():
         return Classification(Intent.OUT_OF_SCOPE, 1.0, (), language, "rules")
-    return model_result()
+    result = model_result()
+    if result.intent is Intent.OUT_OF_SCOPE and any(e.type in _WHOLE_ADDRESS for e in entities):
+        # A whole new address with its cue ("ship to 88 Oakwood Drive, Springfield, IL 62704") is an address
+        # change whatever the model leans to: the address flow reads it back whole and acts only on a clear
+        # yes (or hands an unsure one to a person), so this reading costs at most one question.
+        return Classification(Intent.CHANGE_ADDRESS, _WHOLE_ADDRESS_CONFIDENCE, entities, language, "model",
+                              ((Intent.OUT_OF_SCOPE, result.confidence), *result.alternatives[:2]))
+    return result
