@@ -41,7 +41,7 @@ from bot.core.vocab import (
 from bot.journeys.timers import JourneyTimers
 from bot.store import conversations, outbox
 from bot.store.erasure import erasure_salt
-from bot.store.orders import ALLOWED_FROM
+from bot.store.orders import ALLOWED_FROM, TERMINAL
 from flows.proactive import NotApplicable
 
 
@@ -68,7 +68,7 @@ class Journeys(JourneyTimers):
         if kind == "confirmed":
             self._order_confirmed(session, order, customer, key="created")
             return
-        if kind in TRANSIT_JOURNEYS and (order.delivered_at is not None or order.status in {"delivered", "returned", "cancelled"}):
+        if kind in TRANSIT_JOURNEYS and (order.delivered_at is not None or order.status in TERMINAL):
             return  # obsolete: never "delayed" after "delivered"
         if kind not in (*TRANSIT_JOURNEYS, "delivered"):
             return

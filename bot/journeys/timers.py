@@ -15,6 +15,7 @@ from bot.core.db import try_insert
 from bot.core.models import Customer, JourneyTimer, Order
 from bot.journeys.policy import FEEDBACK_FLOW, ContactPolicy
 from bot.store import escalations
+from bot.store.orders import TERMINAL
 
 
 class JourneyTimers(ContactPolicy):
@@ -57,7 +58,7 @@ class JourneyTimers(ContactPolicy):
         if order is None or customer is None:
             return "skipped: order gone"
         if timer.kind == "cod_reminder":
-            if order.cod_status != "pending" or order.status in {"cancelled", "returned", "delivered"}:
+            if order.cod_status != "pending" or order.status in TERMINAL:
                 return f"skipped: COD is {order.cod_status}"
             planned = self.plan(session, journey="cod_reminder", order=order, customer=customer,
                                 dedupe_key=f"journey:cod_reminder:{order.id}", now=now,
@@ -66,7 +67,7 @@ class JourneyTimers(ContactPolicy):
                 self.open_flow(session, customer, "cod", order=order, now=now)
             return f"sent: {planned.decision}" if planned.message else f"skipped: {planned.decision}"
         if timer.kind == "cod_escalation":
-            if order.cod_status != "pending" or order.status in {"cancelled", "returned", "delivered"}:
+            if order.cod_status != "pending" or order.status in TERMINAL:
                 return f"skipped: COD is {order.cod_status}"
             conversation = self.conversation(session, customer, customer.channel)
             session.flush()

@@ -24,7 +24,8 @@ from flows.base import CustomerView, OrderView
 
 log = logging.getLogger(__name__)
 
-TERMINAL = {"delivered", "returned", "cancelled"}
+# Statuses after which nothing more happens to an order (no transit news, no COD question).
+TERMINAL = frozenset({"delivered", "returned", "cancelled"})
 # Which status each shipment event may follow. A repeated event is a no-op (dedupe).
 ALLOWED_FROM: dict[str, set[str]] = {
     "confirmed": {"placed", "cancel_requested"},
