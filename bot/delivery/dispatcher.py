@@ -187,12 +187,12 @@ class Dispatcher:
                     reason = "obsolete: expired before it could be sent"
                     if row.attempts and row.last_error:
                         reason = f"obsolete: not delivered in time after {row.attempts} attempts ({row.last_error})"
-                    self._close(session, row, message, "expired", now, reason[:500])
+                    outbox.set_status(session, row, message, "expired", reason=reason, now=now)
                     continue
                 if (message is not None and customer is not None and row.priority > PRIORITY_REPLY
                         and message.channel in customer.opted_out_channels):
                     # Proactive message to someone who opted out of this channel: never send it.
-                    self._close(session, row, message, "cancelled", now, "recipient opted out")
+                    outbox.set_status(session, row, message, "cancelled", reason="recipient opted out", now=now)
                     continue
                 if not reclaimed and holds.is_automatic(row) and row.customer_id in human_owned:
                     holds.hold(session, row, message, now)
@@ -228,18 +228,6 @@ class Dispatcher:
     def claim_once(self, limit: int = 50) -> list[Claimed]:
         """`claim`, run once more if the connection was found dead (nothing of it committed)."""
         return self.db.retry_on_disconnect(lambda: self.claim(limit), what="claim")
-
-    @staticmethod
-    def _close(session: Session, row: Outbox, message: Message | None, status: str, now: datetime, reason: str) -> None:
-        row.status = status
-        row.updated_at = now
-        row.claimed_until = None
-        row.last_error = reason
-        session.add(row)
-        if message is not None:
-            message.status = status
-            message.error = reason
-            session.add(message)
 
     # ------------------------------------------------------------ sending
 

@@ -28,7 +28,7 @@ from sqlmodel import Session, col, select
 from bot.core.errors import MessageObsolete, NotFound, NotHeld
 from bot.core.models import Conversation, Escalation, Message, OrderEvent, Outbox
 from bot.core.vocab import HUMAN_OWNERS, SUPERSEDES
-from bot.store.outbox import PRIORITY_REPLY
+from bot.store.outbox import PRIORITY_REPLY, set_status
 
 log = logging.getLogger(__name__)
 
@@ -69,15 +69,7 @@ def human_owned(session: Session, customer_ids: set[int]) -> set[int]:
 
 
 def hold(session: Session, row: Outbox, message: Message | None, now: datetime) -> None:
-    row.status = HELD
-    row.claimed_until = None
-    row.last_error = HOLD_REASON
-    row.updated_at = now
-    session.add(row)
-    if message is not None:
-        message.status = HELD
-        message.error = HOLD_REASON
-        session.add(message)
+    set_status(session, row, message, HELD, reason=HOLD_REASON, now=now)
 
 
 def _requeue(session: Session, row: Outbox, message: Message | None, now: datetime, *, released_by: str) -> None:
@@ -91,18 +83,6 @@ def _requeue(session: Session, row: Outbox, message: Message | None, now: dateti
     if message is not None:
         message.status = "queued"
         message.error = None
-        session.add(message)
-
-
-def _close(session: Session, row: Outbox, message: Message | None, status: str, reason: str, now: datetime) -> None:
-    row.status = status
-    row.last_error = reason[:500]
-    row.updated_at = now
-    session.add(row)
-    if message is not None:
-        message.status = status
-        message.error = reason[:500]
-        message.error_code = "obsolete"
         session.add(message)
 
 
@@ -154,7 +134,7 @@ def release_held(*, session: Session, customer_id: int, now: datetime, released_
                 flows.append((row.order_pk, str(row.payload["opens_flow"])))
             continue
         status, reason = verdict
-        _close(session, row, message, status, reason, now)
+        set_status(session, row, message, status, reason=reason, now=now, code="obsolete")
         if status == "expired":
             expired += 1
         else:

@@ -141,17 +141,26 @@ def cancel_superseded(session: Session, *, order: Order, journeys: tuple[str, ..
     return cancelled
 
 
-def cancel_row(session: Session, row: Outbox, message: Message | None, *, reason: str, now: datetime,
-            code: str = "superseded") -> None:
-    row.status = "cancelled"
+def set_status(session: Session, row: Outbox, message: Message | None, status: str, *, reason: str,
+               now: datetime, code: str | None = None) -> None:
+    """Move an outbox row and its message to `status` (held, cancelled, expired, …) with the reason shown in
+    the message log; the row leaves any lease. `code` sets the message's error code when given."""
+    row.status = status
+    row.claimed_until = None
     row.last_error = reason[:500]
     row.updated_at = now
     session.add(row)
     if message is not None:
-        message.status = "cancelled"
+        message.status = status
         message.error = reason[:500]
-        message.error_code = code
+        if code is not None:
+            message.error_code = code
         session.add(message)
+
+
+def cancel_row(session: Session, row: Outbox, message: Message | None, *, reason: str, now: datetime,
+               code: str = "superseded") -> None:
+    set_status(session, row, message, "cancelled", reason=reason, now=now, code=code)
 
 
 # WhatsApp allows free-form messages this long after the customer's last message.
