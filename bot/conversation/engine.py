@@ -167,6 +167,9 @@ def _drop_obsolete_updates(session: Session, orders: list[Order], result: StepRe
     """A status update held for later (quiet hours) is obsolete once the customer has talked to the bot
     about that order: the conversation just told them. Cancelled (with the reason in the log), not sent."""
     named = {e.order_id for e in result.effects if isinstance(e, (Reply, UpdateOrder)) and e.order_id}
+    if not named or not outbox.has_pending_journey_messages(
+            session, [o.id for o in orders if o.order_id in named and o.id], INFORMATIONAL_JOURNEYS):
+        return  # the usual turn: nothing of these orders waits in the outbox (one light query, no locks)
     reason = "obsolete: the customer talked to the bot about this order"
     for order in orders:
         if order.order_id in named:

@@ -10,6 +10,7 @@ import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import sqlalchemy as sa
 from sqlmodel import Session, col, func, select
 
 from bot.core.db import session_now, try_insert
@@ -22,6 +23,8 @@ PRIORITY_MARKETING = 50
 # A reply not delivered within this is obsolete (the conversation has moved on): the dispatcher
 # retries it through a provider outage until then, and then closes it as `expired`, never sends it.
 REPLY_VALID_FOR = timedelta(hours=1)
+OUTBOX: sa.Table = Outbox.__table__  # type: ignore[attr-defined]
+MESSAGE: sa.Table = Message.__table__  # type: ignore[attr-defined]
 
 
 def new_event_id(now: datetime) -> str:
@@ -139,6 +142,18 @@ def cancel_superseded(session: Session, *, order: Order, journeys: tuple[str, ..
             timer.outcome = reason[:200]
             session.add(timer)
     return cancelled
+
+
+def has_pending_journey_messages(session: Session, order_pks: list[int], journeys: tuple[str, ...]) -> bool:
+    """Whether a message of one of `journeys` for these orders waits in the outbox: one light query (no
+    ORM objects, no locks) before `cancel_superseded`, which the usual turn then never needs."""
+    if not order_pks:
+        return False
+    templates = [template_key(j) for j in journeys] + ["journey.order_confirmed_cod"]
+    return session.execute(
+        sa.select(OUTBOX.c.id).join(MESSAGE, MESSAGE.c.id == OUTBOX.c.message_id)
+        .where(OUTBOX.c.order_pk.in_(order_pks), OUTBOX.c.status == "pending", MESSAGE.c.template.in_(templates))
+        .limit(1)).first() is not None
 
 
 def set_status(session: Session, row: Outbox, message: Message | None, status: str, *, reason: str,
