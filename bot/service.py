@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -19,6 +21,7 @@ from typing import Any
 from sqlmodel import Session, select
 
 from bot.conversation import gateway
+from bot.conversation.turn import Turn
 from bot.core import metrics
 from bot.core.channels import InboundMessage
 from bot.core.clock import system_clock
@@ -76,6 +79,50 @@ class ModelStatus:
     error: str | None = None
 
 
+class BatchProcessor:
+    """Coalesces conversation work in a busy process: every conversation submitted while a batch runs
+    goes into the next one (up to `max_batch`), handled in one transaction (`Service.process_many`).
+
+    At a trickle each batch holds one conversation and nothing waits; under load the per-transaction
+    costs (lock, reads, commit) are shared by the batch. The work runs in one thread of its own, so it
+    never queues in the default thread pool that webhook acknowledgements use. Belongs to one event loop.
+    """
+
+    def __init__(self, run: Callable[[list[int]], Any], *, max_batch: int = 50) -> None:
+        self._run = run
+        self._max_batch = max_batch
+        self._loop = asyncio.get_running_loop()
+        self._waiting: dict[int, list[asyncio.Future[None]]] = {}
+        self._drainer: asyncio.Task[None] | None = None
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="doorstep-process")
+
+    def serves_running_loop(self) -> bool:
+        return self._loop is asyncio.get_running_loop() and not self._loop.is_closed()
+
+    async def submit(self, conversation_id: int) -> None:
+        done: asyncio.Future[None] = self._loop.create_future()
+        self._waiting.setdefault(conversation_id, []).append(done)
+        if self._drainer is None or self._drainer.done():
+            self._drainer = self._loop.create_task(self._drain())
+        await done
+
+    async def _drain(self) -> None:
+        while self._waiting:
+            ids = list(self._waiting)[: self._max_batch]
+            futures = [future for conversation_id in ids for future in self._waiting.pop(conversation_id)]
+            try:
+                await self._loop.run_in_executor(self._thread, self._run, ids)
+            except Exception as exc:  # handled alone inside process_many; this is the unexpected rest
+                log.exception("processing a batch of %d conversations failed; will be retried", len(ids))
+                for future in futures:
+                    if not future.done():
+                        future.set_exception(exc)
+            else:
+                for future in futures:
+                    if not future.done():
+                        future.set_result(None)
+
+
 @dataclass(frozen=True)
 class SavedOrder:
     order: Order
@@ -99,6 +146,7 @@ class Service:
     journeys: Journeys
     background: list[asyncio.Task[Any]] = field(default_factory=list)
     model: ModelStatus = field(default_factory=ModelStatus)
+    _processor: BatchProcessor | None = field(default=None, repr=False)
 
     @classmethod
     def create(cls, settings: Settings | None = None, *, db: Database | None = None, migrate: bool = True,
@@ -221,6 +269,21 @@ class Service:
         self._observe(channel, handled, started)
         return handled
 
+    def process_many(self, conversation_ids: list[int]) -> list[Turn]:
+        """`process` for several conversations in one transaction (`gateway.process_many`)."""
+        started = time.perf_counter()
+        turns = gateway.process_many(self.db, self.runtime, conversation_ids, journeys=self.journeys)
+        self._observe("", gateway.Handled(duplicate=False, turns=turns), started)
+        return turns
+
+    async def process_soon(self, conversation_id: int) -> None:
+        """Handle this conversation's waiting messages after a webhook was answered, batched with every
+        other conversation waiting at that moment (`BatchProcessor`); returns when its batch committed.
+        A failure is logged and left to `process_pending` (the message is stored)."""
+        if self._processor is None or not self._processor.serves_running_loop():
+            self._processor = BatchProcessor(self.process_many)
+        await self._processor.submit(conversation_id)
+
     def _observe(self, channel: str, handled: gateway.Handled, started: float) -> None:
         if handled.duplicate:
             metrics.INBOUND_DUPLICATES.labels(channel).inc()
@@ -228,6 +291,6 @@ class Service:
         metrics.HANDLE_SECONDS.observe(time.perf_counter() - started)
         for turn in handled.turns:
             intent = turn.classification.intent.value if turn.classification else "none"
-            metrics.INBOUND.labels(channel, intent).inc()
+            metrics.INBOUND.labels(turn.channel or channel, intent).inc()
             if turn.flow:
                 metrics.FLOW_COMPLETIONS.labels(turn.flow).inc()

@@ -209,6 +209,6 @@ async def telegram_update(request: Request, service: ServiceDep, background: Bac
     if parsed.callback_query_id:
         background.add_task(answer_callback, service, parsed.callback_query_id)
     if not received.duplicate and received.conversation_id is not None:
-        background.add_task(asyncio.to_thread, process_in_background, service, received.conversation_id, "telegram")
+        background.add_task(process_in_background, service, received.conversation_id)
     return JSONResponse({"ok": True, "handled": True, "duplicate": received.duplicate})
 

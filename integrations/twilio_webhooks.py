@@ -101,12 +101,13 @@ def parse_inbound(params: dict[str, str], *, now: datetime) -> InboundMessage:
     )
 
 
-def process_in_background(service: Service, conversation_id: int, channel: str) -> None:
-    """Run the conversation (tx 2) after the webhook has been answered, then wake the dispatcher."""
+async def process_in_background(service: Service, conversation_id: int) -> None:
+    """Run the conversation (tx 2) after the webhook has been answered, batched with the other
+    conversations waiting (`Service.process_soon`), then wake the dispatcher."""
     try:
-        service.process(conversation_id, channel)
+        await service.process_soon(conversation_id)
     except Exception:  # process_pending retries it; the webhook was already acknowledged
-        log.exception("background processing failed conversation=%s; will be retried", conversation_id)
+        log.warning("background processing failed conversation=%s; will be retried", conversation_id)
         return
     dispatcher.notify()
 
@@ -125,7 +126,7 @@ async def twilio_inbound(request: Request, service: ServiceDep, background: Back
         return _problem(400, str(exc))
     received = await asyncio.to_thread(service.receive, inbound)
     if not received.duplicate and received.conversation_id is not None:
-        background.add_task(asyncio.to_thread, process_in_background, service, received.conversation_id, inbound.channel)
+        background.add_task(process_in_background, service, received.conversation_id)
     return twiml()
 
 

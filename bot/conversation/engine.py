@@ -75,13 +75,17 @@ def _classify(runtime: Runtime, conversation: Conversation, customer: Customer, 
 
 
 def handle_message(*, session: Session, runtime: Runtime, conversation: Conversation, customer: Customer,
-                   message: Message, journeys: Journeys | None = None) -> Turn:
-    """One turn: classify `message`, run its flow, apply the effects; `message` leaves it `processed`."""
+                   message: Message, journeys: Journeys | None = None, orders: list[Order] | None = None) -> Turn:
+    """One turn: classify `message`, run its flow, apply the effects; `message` leaves it `processed`.
+
+    `orders`: the customer's orders, newest first, already loaded in this transaction (a batch loads
+    them for many customers in one query); read here when not given."""
     now = runtime.now()
     if conversation.flow and conversation.expires_at is not None and conversation.expires_at <= now:
         _clear_flow(conversation)  # TIMEOUT: the next message is classified afresh
 
-    orders = customer_orders(session=session, customer_id=customer.id or 0)
+    if orders is None:
+        orders = customer_orders(session=session, customer_id=customer.id or 0)
     classification = _classify(runtime, conversation, customer, message.text, now, orders)
     message.intent = classification.intent.value
     message.confidence = round(classification.confidence, 4)
@@ -89,7 +93,7 @@ def handle_message(*, session: Session, runtime: Runtime, conversation: Conversa
     # Marked processed here, with its classification, before the turn's first flush: one UPDATE.
     message.status = "processed"
     message.processed_at = now
-    turn = Turn(classification=classification)
+    turn = Turn(classification=classification, channel=message.channel)
     locale = reply_locale(conversation, customer, classification, message.text)
 
     keyword_effects = compliance.pre_flow(session=session, conversation=conversation, customer=customer,

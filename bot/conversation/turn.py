@@ -17,4 +17,5 @@ class Turn:
     flow: str | None = None
     escalated: bool = False
     cod_confirmed: list[str] = field(default_factory=list)  # order ids whose COD was confirmed this turn
+    channel: str = ""  # the inbound message's channel
 

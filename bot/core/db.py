@@ -210,6 +210,13 @@ class Database:
         if self.is_postgres:
             session.execute(sa.text(f"SELECT id FROM {table} WHERE id = :id FOR UPDATE"), {"id": row_id})
 
+    def lock_rows(self, session: Session, table: str, row_ids: list[int]) -> None:
+        """`lock_row` for several rows at once, always in id order: two batches that share rows take
+        them in the same order, so they wait for each other instead of deadlocking."""
+        if self.is_postgres and row_ids:
+            session.execute(sa.text(f"SELECT id FROM {table} WHERE id = ANY(:ids) ORDER BY id FOR UPDATE"),
+                            {"ids": sorted(row_ids)})
+
     def skip_locked(self) -> dict[str, Any]:
         """`with_for_update` arguments for claim queries (empty on SQLite)."""
         return {"skip_locked": True} if self.is_postgres else {}

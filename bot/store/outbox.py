@@ -150,10 +150,14 @@ def has_pending_journey_messages(session: Session, order_pks: list[int], journey
     if not order_pks:
         return False
     templates = [template_key(j) for j in journeys] + ["journey.order_confirmed_cod"]
-    return session.execute(
-        sa.select(OUTBOX.c.id).join(MESSAGE, MESSAGE.c.id == OUTBOX.c.message_id)
-        .where(OUTBOX.c.order_pk.in_(order_pks), OUTBOX.c.status == "pending", MESSAGE.c.template.in_(templates))
-        .limit(1)).first() is not None
+    if any(isinstance(row, Outbox) and row.order_pk in order_pks and (row.payload or {}).get("template") in templates
+           for row in session.new):
+        return True  # queued in this transaction and not flushed yet: the full check looks at it
+    with session.no_autoflush:  # what is unflushed was just checked above; a flush here costs a round trip
+        return session.execute(
+            sa.select(OUTBOX.c.id).join(MESSAGE, MESSAGE.c.id == OUTBOX.c.message_id)
+            .where(OUTBOX.c.order_pk.in_(order_pks), OUTBOX.c.status == "pending", MESSAGE.c.template.in_(templates))
+            .limit(1)).first() is not None
 
 
 def set_status(session: Session, row: Outbox, message: Message | None, status: str, *, reason: str,
