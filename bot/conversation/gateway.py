@@ -35,6 +35,7 @@ from bot.store.conversations import conversation_for
 from bot.store.orders import get_or_create_customer
 
 log = logging.getLogger(__name__)
+RECOVERY_BATCH = 50  # conversations per transaction when the recovery tick catches up
 
 
 @dataclass
@@ -209,9 +210,9 @@ def process_pending(db: Database, runtime: Runtime, *, older_than: timedelta = t
                                                       col(Message.created_at) <= cutoff).distinct()
             ).all())
 
-    ids = db.retry_on_disconnect(stranded, what="recovery")
+    ids = [conversation_id for conversation_id in db.retry_on_disconnect(stranded, what="recovery")
+           if conversation_id is not None]
     count = 0
-    for conversation_id in ids:
-        if conversation_id is not None:
-            count += len(process(db, runtime, conversation_id, journeys=journeys))
+    for start in range(0, len(ids), RECOVERY_BATCH):
+        count += len(process_many(db, runtime, ids[start:start + RECOVERY_BATCH], journeys=journeys))
     return count
