@@ -19,6 +19,7 @@ from typing import Any
 from sqlmodel import Session, select
 
 from bot.conversation import gateway
+from bot.conversation.ack import AckWriter
 from bot.core import metrics
 from bot.core.channels import InboundMessage
 from bot.core.clock import system_clock
@@ -99,6 +100,7 @@ class Service:
     journeys: Journeys
     background: list[asyncio.Task[Any]] = field(default_factory=list)
     model: ModelStatus = field(default_factory=ModelStatus)
+    _acks: AckWriter | None = field(default=None, repr=False)
 
     @classmethod
     def create(cls, settings: Settings | None = None, *, db: Database | None = None, migrate: bool = True,
@@ -210,10 +212,30 @@ class Service:
         return gateway.process_pending(self.db, self.runtime, journeys=self.journeys)
 
     def receive(self, inbound: InboundMessage) -> gateway.Received:
+        """Store one inbound message in its own transaction (not identified yet; `process_message` does)."""
         received = gateway.receive(self.db, inbound, now=self.now())
         if received.duplicate:
             metrics.INBOUND_DUPLICATES.labels(inbound.channel).inc()
         return received
+
+    async def acknowledge(self, inbound: InboundMessage) -> gateway.Received:
+        """The webhooks' acknowledgement: store the message, group-committed with every concurrent
+        request (bot/conversation/ack.py); returns once its row is committed. Identifying the sender
+        and the conversation is `process_message`'s job, after the answer."""
+        if self._acks is None:
+            self._acks = AckWriter(self.db)
+        received = await self._acks.store(gateway.inbound_row(inbound, now=self.now()))
+        if received.duplicate:
+            metrics.INBOUND_DUPLICATES.labels(inbound.channel).inc()
+        return received
+
+    def process_message(self, message_id: int, channel: str = "") -> gateway.Handled:
+        """Identify a stored inbound message (and every earlier one), then run its conversation."""
+        started = time.perf_counter()
+        handled = gateway.Handled(duplicate=False, turns=gateway.process_message(
+            self.db, self.runtime, message_id, journeys=self.journeys))
+        self._observe(channel, handled, started)
+        return handled
 
     def process(self, conversation_id: int, channel: str = "") -> gateway.Handled:
         started = time.perf_counter()

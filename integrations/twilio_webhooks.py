@@ -3,9 +3,11 @@
 Inbound: verify `X-Twilio-Signature` with twilio's `RequestValidator` against
 `DOORSTEP_PUBLIC_URL` + path (+ query), so it works behind a proxy; parse the
 form into an `InboundMessage` (`From: whatsapp:+E164` means WhatsApp; media
-URLs kept); store it (`service.receive`, deduped on MessageSid, committed);
-answer an empty TwiML `<Response/>` at once, and run the conversation in a
-background task, so nothing slow (an LLM) ever makes Twilio time out. A crash
+URLs kept); acknowledge it (`service.acknowledge`: one INSERT … ON CONFLICT
+DO NOTHING on MessageSid, group-committed with the concurrent requests, and
+nothing else); answer an empty TwiML `<Response/>` once it is committed, and
+identify the customer and run the conversation in a background task, so
+nothing slow (an LLM, a busy conversation) ever makes Twilio wait. A crash
 before that task runs is recovered by `gateway.process_pending`.
 
 Status callbacks move an outbound message's status forward only (queued <
@@ -101,12 +103,13 @@ def parse_inbound(params: dict[str, str], *, now: datetime) -> InboundMessage:
     )
 
 
-def process_in_background(service: Service, conversation_id: int, channel: str) -> None:
-    """Run the conversation (tx 2) after the webhook has been answered, then wake the dispatcher."""
+def process_in_background(service: Service, message_id: int, channel: str) -> None:
+    """Identify the sender and run the conversation after the webhook has been answered, then wake
+    the dispatcher."""
     try:
-        service.process(conversation_id, channel)
+        service.process_message(message_id, channel)
     except Exception:  # process_pending retries it; the webhook was already acknowledged
-        log.exception("background processing failed conversation=%s; will be retried", conversation_id)
+        log.exception("background processing failed message=%s; will be retried", message_id)
         return
     dispatcher.notify()
 
@@ -123,9 +126,9 @@ async def twilio_inbound(request: Request, service: ServiceDep, background: Back
         return _problem(400, f"From: {exc}")
     except ValueError as exc:
         return _problem(400, str(exc))
-    received = await asyncio.to_thread(service.receive, inbound)
-    if not received.duplicate and received.conversation_id is not None:
-        background.add_task(asyncio.to_thread, process_in_background, service, received.conversation_id, inbound.channel)
+    received = await service.acknowledge(inbound)
+    if received.message_id is not None:
+        background.add_task(asyncio.to_thread, process_in_background, service, received.message_id, inbound.channel)
     return twiml()
 
 

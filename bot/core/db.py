@@ -115,6 +115,7 @@ class Database:
             _make_sqlite_serialisable(self.engine)
         else:
             _replace_closed_at_checkout(self.engine)
+        self._ack_engine: Engine | None = None
         self._read_engine = self.engine.execution_options(**{READ_ONLY: True})
         self._sessions = sessionmaker(self.engine, class_=Session, expire_on_commit=False)
         self._read_sessions = sessionmaker(self._read_engine, class_=Session, expire_on_commit=False)
@@ -125,6 +126,22 @@ class Database:
         """Close every pooled connection of every Database in this process (shutdown, test teardown)."""
         for database in list(cls._open):
             database.dispose()
+
+    @property
+    def ack_engine(self) -> Engine:
+        """The webhooks' acknowledgement writer's own small pool (bot/conversation/ack.py), so an
+        acknowledgement never waits for a connection behind conversation work. Created at first use."""
+        if self._ack_engine is None:
+            if self.is_sqlite and ":memory:" in self.url:
+                self._ack_engine = self.engine  # one in-memory database per connection pool
+            elif self.is_sqlite:
+                self._ack_engine = sa.create_engine(self.url, connect_args={"check_same_thread": False, "timeout": 30},
+                                                    pool_size=1, max_overflow=1)
+                _make_sqlite_serialisable(self._ack_engine)
+            else:
+                self._ack_engine = sa.create_engine(self.url, pool_size=1, max_overflow=1, pool_pre_ping=False)
+                _replace_closed_at_checkout(self._ack_engine)
+        return self._ack_engine
 
     @property
     def is_sqlite(self) -> bool:
@@ -219,6 +236,8 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if self._ack_engine is not None:
+            self._ack_engine.dispose()
 
 
 def try_insert(session: Session, row: Any) -> bool:
