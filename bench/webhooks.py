@@ -231,6 +231,18 @@ class Bench:
                 "e2e_p50_ms": ms(percentile(e2e, 50)), "e2e_p99_ms": ms(percentile(e2e, 99)),
                 "cpu_ms_per_message": round(cpu * 1000 / count, 2)}
 
+    def ack_metrics(self) -> dict[str, float]:
+        """Sums and counts of the acknowledgement's histograms from `serve`'s /metrics (empty before they existed)."""
+        import httpx
+
+        wanted = ("doorstep_ack_batch_size", "doorstep_ack_lock_wait_seconds", "doorstep_ack_commit_seconds")
+        out: dict[str, float] = {}
+        for line in httpx.get(self.public + "/metrics", timeout=10).text.splitlines():
+            name, _, value = line.partition(" ")
+            if name.endswith(("_sum", "_count")) and name.rsplit("_", 1)[0] in wanted:
+                out[name] = float(value)
+        return out
+
     def ack_vs_bare(self, count: int, concurrency: int) -> dict[str, Any]:
         async def closed(url: str, forms: list[Form]) -> tuple[list[float], float]:
             acks: list[float] = []
@@ -244,10 +256,22 @@ class Bench:
                 return acks, time.monotonic() - t0
 
         before = len(self.fake.messages)
+        metrics0 = self.ack_metrics()
         cpu0 = cpu_seconds(self.pid)
         acks, wall = asyncio.run(closed(self.public + "/webhooks/twilio", self.forms(count)))
+        metrics1 = self.ack_metrics()
         self.replies_after(before, count)
         cpu = cpu_seconds(self.pid) - cpu0
+        group: dict[str, Any] = {}
+        if metrics1:  # the group commit's figures while the acks ran (processing went on behind them)
+            def delta(name: str) -> float:
+                return metrics1.get(name, 0.0) - metrics0.get(name, 0.0)
+
+            commits = delta("doorstep_ack_batch_size_count") or 1
+            group = {"commits": int(commits),
+                     "mean_batch": round(delta("doorstep_ack_batch_size_sum") / commits, 2),
+                     "mean_lock_wait_ms": ms(delta("doorstep_ack_lock_wait_seconds_sum") / commits),
+                     "mean_commit_ms": ms(delta("doorstep_ack_commit_seconds_sum") / commits)}
         bare_acks, bare_wall = asyncio.run(closed(self.bare + "/webhooks/twilio", self.forms(count, self.bare)))
         ack_rps, bare_rps = count / wall, count / bare_wall
         return {"concurrency": concurrency, "requests": count,
@@ -256,7 +280,7 @@ class Bench:
                 "bare_per_s": round(bare_rps, 1), "bare_p50_ms": ms(percentile(bare_acks, 50)),
                 "bare_p99_ms": ms(percentile(bare_acks, 99)),
                 "ack_vs_bare": round(ack_rps / bare_rps, 3),
-                "cpu_ms_per_message": round(cpu * 1000 / count, 2)}
+                "cpu_ms_per_message": round(cpu * 1000 / count, 2), **({"group_commit": group} if group else {})}
 
 
 def main() -> None:
