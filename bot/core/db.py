@@ -221,11 +221,14 @@ class Database:
     def lock_row(self, session: Session, table: str, row_id: int) -> None:
         """Take the row lock that serialises work on one conversation (or order).
 
-        PostgreSQL: `SELECT … FOR UPDATE`. SQLite: every transaction already
+        PostgreSQL: `SELECT … FOR NO KEY UPDATE` (what an UPDATE of the row takes): it serialises
+        every holder of this lock, but not the foreign-key checks of rows that *reference* the row
+        (`FOR KEY SHARE`), so storing or identifying a message of a busy conversation never waits
+        for its conversation work (nor deadlocks with it). SQLite: every transaction already
         began with `BEGIN IMMEDIATE` (one writer at a time), so nothing to do.
         """
         if self.is_postgres:
-            session.execute(sa.text(f"SELECT id FROM {table} WHERE id = :id FOR UPDATE"), {"id": row_id})
+            session.execute(sa.text(f"SELECT id FROM {table} WHERE id = :id FOR NO KEY UPDATE"), {"id": row_id})
 
     def skip_locked(self) -> dict[str, Any]:
         """`with_for_update` arguments for claim queries (empty on SQLite)."""
