@@ -11,9 +11,11 @@ the error (the provider retries, and the retry is a duplicate at most).
 
 The writer never queues behind conversation work: it has its own thread (not
 the default executor the background processing runs in) and its own small
-connection pool. On SQLite the one write lock is shared with everything
-else: a batch may wait (`busy_timeout`) while a processing transaction holds
-it; `doorstep_ack_lock_wait_seconds` measures that wait.
+connection pool, and while it waits or writes, inbound processing in this
+process begins no new transaction (`Database.ack_priority`, bounded). On
+SQLite the one write lock is shared with everything else: a batch may still
+wait (`busy_timeout`) for the one transaction holding it;
+`doorstep_ack_lock_wait_seconds` measures that wait.
 """
 
 from __future__ import annotations
@@ -86,7 +88,7 @@ class AckWriter:
 
     def _write_once(self, rows: list[dict[str, Any]]) -> list[int | None]:
         started = time.perf_counter()
-        with self.db.ack_engine.connect() as connection:
+        with self.db.ack_priority.acknowledging(), self.db.ack_engine.connect() as connection:
             transaction = connection.begin()  # SQLite: BEGIN IMMEDIATE, the one write lock
             locked = time.perf_counter()
             try:

@@ -133,6 +133,7 @@ def receive(db: Database, inbound: InboundMessage, *, now: datetime) -> Received
 def identify(db: Database, *, up_to: int) -> None:
     """Identify every unidentified inbound message with an id up to `up_to`, in id order (step 2)."""
     def unit() -> None:
+        db.ack_priority.yield_to_acks()
         with db.session() as session:
             _identify(db, session, up_to)
 
@@ -189,6 +190,7 @@ def process(db: Database, runtime: Runtime, conversation_id: int, *, journeys: J
 
 def _process(db: Database, runtime: Runtime, conversation_id: int, *, journeys: Journeys | None) -> list[Turn]:
     turns: list[Turn] = []
+    db.ack_priority.yield_to_acks()
     with db.session() as session:
         db.lock_row(session, "conversation", conversation_id)
         conversation = session.get(Conversation, conversation_id, populate_existing=True)

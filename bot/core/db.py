@@ -95,6 +95,39 @@ class ReadOnlySessionError(DoorstepError, RuntimeError):
     """Something tried to write through a `Database.read()` session."""
 
 
+class AckPriority:
+    """Acknowledgements first: while the webhooks' group commit waits or writes, the inbound
+    processing of this process does not begin new transactions (it waits, at most `MAX_WAIT`).
+
+    SQLite has one writer: without this a batch of acknowledgements queues behind every processing
+    transaction that keeps taking the write lock (its busy handler polls, the processors race in
+    first), and processing threads take the interpreter from the webhooks' event loop. Bounded,
+    so processing always progresses under a steady stream of acknowledgements."""
+
+    MAX_WAIT = 0.1
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._acks = 0
+
+    @contextmanager
+    def acknowledging(self) -> Iterator[None]:
+        with self._cond:
+            self._acks += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._acks -= 1
+                if not self._acks:
+                    self._cond.notify_all()
+
+    def yield_to_acks(self) -> None:
+        if self._acks:  # the common case, no acknowledgement in flight, takes no lock
+            with self._cond:
+                self._cond.wait_for(lambda: not self._acks, timeout=self.MAX_WAIT)
+
+
 class Database:
     """One engine plus its session factory. Create one per process (or per test)."""
 
@@ -116,6 +149,7 @@ class Database:
         else:
             _replace_closed_at_checkout(self.engine)
         self._ack_engine: Engine | None = None
+        self.ack_priority = AckPriority()
         self._read_engine = self.engine.execution_options(**{READ_ONLY: True})
         self._sessions = sessionmaker(self.engine, class_=Session, expire_on_commit=False)
         self._read_sessions = sessionmaker(self._read_engine, class_=Session, expire_on_commit=False)
