@@ -142,6 +142,11 @@ async def answer_callback(service: Service, callback_query_id: str) -> None:
 
 @router.post("/webhooks/telegram", summary="Telegram Bot API update (secret token header)")
 async def telegram_update(request: Request, service: ServiceDep, background: BackgroundTasks) -> Response:
+    with service.db.ack_priority.acknowledging():  # processing in this process yields meanwhile
+        return await _telegram_update(request, service, background)
+
+
+async def _telegram_update(request: Request, service: Service, background: BackgroundTasks) -> Response:
     config = service.settings.telegram
     expected = config.webhook_secret.get_secret_value()
     if not config.configured or not expected:

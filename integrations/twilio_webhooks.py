@@ -117,16 +117,17 @@ def process_in_background(service: Service, message_id: int, channel: str) -> No
 @router.post("/webhooks/twilio", summary="Twilio inbound SMS / WhatsApp (signed form)")
 async def twilio_inbound(request: Request, service: ServiceDep, background: BackgroundTasks,
                          x_twilio_signature: Annotated[str | None, Header()] = None) -> Response:
-    params = await verified_form(request, service, x_twilio_signature)
-    if isinstance(params, JSONResponse):
-        return params
-    try:
-        inbound = parse_inbound(params, now=service.now())
-    except InvalidPhone as exc:
-        return _problem(400, f"From: {exc}")
-    except ValueError as exc:
-        return _problem(400, str(exc))
-    received = await service.acknowledge(inbound)
+    with service.db.ack_priority.acknowledging():  # processing in this process yields meanwhile
+        params = await verified_form(request, service, x_twilio_signature)
+        if isinstance(params, JSONResponse):
+            return params
+        try:
+            inbound = parse_inbound(params, now=service.now())
+        except InvalidPhone as exc:
+            return _problem(400, f"From: {exc}")
+        except ValueError as exc:
+            return _problem(400, str(exc))
+        received = await service.acknowledge(inbound)
     if received.message_id is not None:
         background.add_task(asyncio.to_thread, process_in_background, service, received.message_id, inbound.channel)
     return twiml()

@@ -12,7 +12,7 @@ the error (the provider retries, and the retry is a duplicate at most).
 The writer never queues behind conversation work: it has its own thread (not
 the default executor the background processing runs in) and its own small
 connection pool, and while it waits or writes, inbound processing in this
-process begins no new transaction (`Database.ack_priority`, bounded). On
+process begins no new transaction (`Database.ack_priority`: throttled, never stopped). On
 SQLite the one write lock is shared with everything else: a batch may still
 wait (`busy_timeout`) for the one transaction holding it;
 `doorstep_ack_lock_wait_seconds` measures that wait.

@@ -39,6 +39,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -96,19 +97,22 @@ class ReadOnlySessionError(DoorstepError, RuntimeError):
 
 
 class AckPriority:
-    """Acknowledgements first: while the webhooks' group commit waits or writes, the inbound
-    processing of this process does not begin new transactions (it waits, at most `MAX_WAIT`).
+    """Acknowledgements first: while a webhook request is being acknowledged (verified, parsed,
+    group-committed), the inbound processing of this process does not begin new transactions: its
+    threads pass one at a time, one per `PASS_INTERVAL`, until no acknowledgement is in flight.
 
     SQLite has one writer: without this a batch of acknowledgements queues behind every processing
     transaction that keeps taking the write lock (its busy handler polls, the processors race in
-    first), and processing threads take the interpreter from the webhooks' event loop. Bounded,
-    so processing always progresses under a steady stream of acknowledgements."""
+    first). On both backends the processing threads otherwise take the interpreter (the GIL) from
+    the webhooks' event loop. Processing never stops: it runs freely between acknowledgements and
+    at `1 / PASS_INTERVAL` transactions a second under a steady stream of them."""
 
-    MAX_WAIT = 0.1
+    PASS_INTERVAL = 0.02  # while acknowledgements stream in, one processing transaction may begin per interval
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._acks = 0
+        self._next_pass = 0.0
 
     @contextmanager
     def acknowledging(self) -> Iterator[None]:
@@ -123,9 +127,17 @@ class AckPriority:
                     self._cond.notify_all()
 
     def yield_to_acks(self) -> None:
-        if self._acks:  # the common case, no acknowledgement in flight, takes no lock
-            with self._cond:
-                self._cond.wait_for(lambda: not self._acks, timeout=self.MAX_WAIT)
+        """Wait while acknowledgements are in flight; processing threads pass one per `PASS_INTERVAL`
+        meanwhile (all of them at once when none is in flight), so processing never stops."""
+        if not self._acks:  # the common case, no acknowledgement in flight, takes no lock
+            return
+        with self._cond:
+            while self._acks:
+                now = time.monotonic()
+                if now >= self._next_pass:
+                    self._next_pass = now + self.PASS_INTERVAL
+                    return
+                self._cond.wait(self._next_pass - now)
 
 
 class Database:
