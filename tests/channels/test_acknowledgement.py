@@ -179,3 +179,23 @@ def test_an_acknowledged_message_survives_kill_9_right_after_the_answer(settings
     finally:
         proc.kill()
         proc.wait(10)
+
+
+def test_erasure_reaches_a_message_acknowledged_but_not_identified_yet(service: Service) -> None:
+    """The sender of an acknowledged message waits in `message.sender` until processing: erasing the
+    customer meanwhile blanks it, and processing it later creates no customer from it."""
+    from bot.core.channels import InboundMessage
+    from bot.store.erasure import erase_customer
+
+    received = service.receive(InboundMessage(channel="sms", text="my address is 12 MG Road", phone=ASHA,
+                                              provider_message_id="SMerase"))
+    assert received.message_id is not None
+    [waiting] = _inbound(service)
+    assert waiting.conversation_id is None and waiting.sender == {"phone": ASHA}
+    with service.db.session() as session:
+        assert erase_customer(session=session, phone=ASHA, now=service.now()).found
+    service.process_message(received.message_id)
+    [erased] = _inbound(service)
+    assert (erased.text, erased.sender, erased.conversation_id) == ("", None, None)
+    with service.db.read() as session:
+        assert session.exec(select(Customer).where(Customer.phone == ASHA)).all() == []
