@@ -17,7 +17,10 @@ order; "handled" means its reply arrived at fake Twilio. Four measurements:
     speed: ack and end-to-end p50 / p99, the rate of replies actually kept;
   * ack vs bare: closed loop at `--concurrency` in flight, the same async
     client (httpx) posting to `serve` and then to the bare endpoint in the
-    same run: requests/s of each and their ratio.
+    same run: requests/s of each and their ratio; then the same webhooks to
+    `serve` again (all duplicates: the whole acknowledgement, no processing
+    behind it), and, when `serve` exports them, the group commit's batch
+    size, lock wait and commit time from its /metrics.
 
     .venv/bin/python bench/webhooks.py [--rates 25,50,100,150,200] [--seconds 4] [--paced 50]
     DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/<db> .venv/bin/python bench/webhooks.py
@@ -231,6 +234,18 @@ class Bench:
                 "e2e_p50_ms": ms(percentile(e2e, 50)), "e2e_p99_ms": ms(percentile(e2e, 99)),
                 "cpu_ms_per_message": round(cpu * 1000 / count, 2)}
 
+    def ack_metrics(self) -> dict[str, float]:
+        """Sums and counts of the acknowledgement's histograms from `serve`'s /metrics (empty before they existed)."""
+        import httpx
+
+        wanted = ("doorstep_ack_batch_size", "doorstep_ack_lock_wait_seconds", "doorstep_ack_commit_seconds")
+        out: dict[str, float] = {}
+        for line in httpx.get(self.public + "/metrics", timeout=10).text.splitlines():
+            name, _, value = line.partition(" ")
+            if name.endswith(("_sum", "_count")) and name.rsplit("_", 1)[0] in wanted:
+                out[name] = float(value)
+        return out
+
     def ack_vs_bare(self, count: int, concurrency: int) -> dict[str, Any]:
         async def closed(url: str, forms: list[Form]) -> tuple[list[float], float]:
             acks: list[float] = []
@@ -244,19 +259,40 @@ class Bench:
                 return acks, time.monotonic() - t0
 
         before = len(self.fake.messages)
+        metrics0 = self.ack_metrics()
         cpu0 = cpu_seconds(self.pid)
-        acks, wall = asyncio.run(closed(self.public + "/webhooks/twilio", self.forms(count)))
+        forms = self.forms(count)
+        acks, wall = asyncio.run(closed(self.public + "/webhooks/twilio", forms))
+        metrics1 = self.ack_metrics()
         self.replies_after(before, count)
         cpu = cpu_seconds(self.pid) - cpu0
+        group: dict[str, Any] = {}
+        if metrics1:  # the group commit's figures while the acks ran (processing went on behind them)
+            def delta(name: str) -> float:
+                return metrics1.get(name, 0.0) - metrics0.get(name, 0.0)
+
+            commits = delta("doorstep_ack_batch_size_count") or 1
+            group = {"commits": int(commits),
+                     "mean_batch": round(delta("doorstep_ack_batch_size_sum") / commits, 2),
+                     "mean_lock_wait_ms": ms(delta("doorstep_ack_lock_wait_seconds_sum") / commits),
+                     "mean_commit_ms": ms(delta("doorstep_ack_commit_seconds_sum") / commits)}
         bare_acks, bare_wall = asyncio.run(closed(self.bare + "/webhooks/twilio", self.forms(count, self.bare)))
-        ack_rps, bare_rps = count / wall, count / bare_wall
+        # The same webhooks again: every one a duplicate (the provider's retry), so the whole acknowledgement
+        # runs (signature, parse, INSERT … ON CONFLICT DO NOTHING, group commit) and no processing follows.
+        cpu1 = cpu_seconds(self.pid)
+        dup_acks, dup_wall = asyncio.run(closed(self.public + "/webhooks/twilio", forms))
+        dup_cpu = cpu_seconds(self.pid) - cpu1
+        ack_rps, bare_rps, dup_rps = count / wall, count / bare_wall, count / dup_wall
         return {"concurrency": concurrency, "requests": count,
                 "ack_per_s": round(ack_rps, 1), "ack_p50_ms": ms(percentile(acks, 50)),
                 "ack_p99_ms": ms(percentile(acks, 99)),
                 "bare_per_s": round(bare_rps, 1), "bare_p50_ms": ms(percentile(bare_acks, 50)),
                 "bare_p99_ms": ms(percentile(bare_acks, 99)),
                 "ack_vs_bare": round(ack_rps / bare_rps, 3),
-                "cpu_ms_per_message": round(cpu * 1000 / count, 2)}
+                "cpu_ms_per_message": round(cpu * 1000 / count, 2), **({"group_commit": group} if group else {}),
+                "duplicates_per_s": round(dup_rps, 1), "duplicates_p50_ms": ms(percentile(dup_acks, 50)),
+                "duplicates_vs_bare": round(dup_rps / bare_rps, 3),
+                "duplicates_cpu_ms_per_request": round(dup_cpu * 1000 / count, 2)}
 
 
 def main() -> None:

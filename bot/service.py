@@ -21,6 +21,7 @@ from typing import Any
 from sqlmodel import Session, select
 
 from bot.conversation import gateway
+from bot.conversation.ack import AckWriter
 from bot.conversation.turn import Turn
 from bot.core import metrics
 from bot.core.channels import InboundMessage
@@ -80,8 +81,9 @@ class ModelStatus:
 
 
 class BatchProcessor:
-    """Coalesces conversation work in a busy process: every conversation submitted while a batch runs
-    goes into the next one (up to `max_batch`), handled in one transaction (`Service.process_many`).
+    """Coalesces conversation work in a busy process: every message submitted while a batch runs goes
+    into the next one (up to `max_batch`), identified and handled together (`Service.process_messages`:
+    one transaction to identify, one for the conversations).
 
     At a trickle each batch holds one conversation and nothing waits; under load the per-transaction
     costs (lock, reads, commit) are shared by the batch. The work runs in one thread of its own, so it
@@ -99,9 +101,9 @@ class BatchProcessor:
     def serves_running_loop(self) -> bool:
         return self._loop is asyncio.get_running_loop() and not self._loop.is_closed()
 
-    async def submit(self, conversation_id: int) -> None:
+    async def submit(self, item: int) -> None:
         done: asyncio.Future[None] = self._loop.create_future()
-        self._waiting.setdefault(conversation_id, []).append(done)
+        self._waiting.setdefault(item, []).append(done)
         if self._drainer is None or self._drainer.done():
             self._drainer = self._loop.create_task(self._drain())
         await done
@@ -109,11 +111,11 @@ class BatchProcessor:
     async def _drain(self) -> None:
         while self._waiting:
             ids = list(self._waiting)[: self._max_batch]
-            futures = [future for conversation_id in ids for future in self._waiting.pop(conversation_id)]
+            futures = [future for item in ids for future in self._waiting.pop(item)]
             try:
                 await self._loop.run_in_executor(self._thread, self._run, ids)
             except Exception as exc:  # handled alone inside process_many; this is the unexpected rest
-                log.exception("processing a batch of %d conversations failed; will be retried", len(ids))
+                log.exception("processing a batch of %d messages failed; will be retried", len(ids))
                 for future in futures:
                     if not future.done():
                         future.set_exception(exc)
@@ -146,6 +148,7 @@ class Service:
     journeys: Journeys
     background: list[asyncio.Task[Any]] = field(default_factory=list)
     model: ModelStatus = field(default_factory=ModelStatus)
+    _acks: AckWriter | None = field(default=None, repr=False)
     _processor: BatchProcessor | None = field(default=None, repr=False)
 
     @classmethod
@@ -258,10 +261,30 @@ class Service:
         return gateway.process_pending(self.db, self.runtime, journeys=self.journeys)
 
     def receive(self, inbound: InboundMessage) -> gateway.Received:
+        """Store one inbound message in its own transaction (not identified yet; `process_message` does)."""
         received = gateway.receive(self.db, inbound, now=self.now())
         if received.duplicate:
             metrics.INBOUND_DUPLICATES.labels(inbound.channel).inc()
         return received
+
+    async def acknowledge(self, inbound: InboundMessage) -> gateway.Received:
+        """The webhooks' acknowledgement: store the message, group-committed with every concurrent
+        request (bot/conversation/ack.py); returns once its row is committed. Identifying the sender
+        and the conversation is `process_message`'s job, after the answer."""
+        if self._acks is None:
+            self._acks = AckWriter(self.db)
+        received = await self._acks.store(gateway.inbound_row(inbound, now=self.now()))
+        if received.duplicate:
+            metrics.INBOUND_DUPLICATES.labels(inbound.channel).inc()
+        return received
+
+    def process_message(self, message_id: int, channel: str = "") -> gateway.Handled:
+        """Identify a stored inbound message (and every earlier one), then run its conversation."""
+        started = time.perf_counter()
+        handled = gateway.Handled(duplicate=False, turns=gateway.process_message(
+            self.db, self.runtime, message_id, journeys=self.journeys))
+        self._observe(channel, handled, started)
+        return handled
 
     def process(self, conversation_id: int, channel: str = "") -> gateway.Handled:
         started = time.perf_counter()
@@ -276,13 +299,20 @@ class Service:
         self._observe("", gateway.Handled(duplicate=False, turns=turns), started)
         return turns
 
-    async def process_soon(self, conversation_id: int) -> None:
-        """Handle this conversation's waiting messages after a webhook was answered, batched with every
-        other conversation waiting at that moment (`BatchProcessor`); returns when its batch committed.
-        A failure is logged and left to `process_pending` (the message is stored)."""
+    def process_messages(self, message_ids: list[int]) -> list[Turn]:
+        """Identify stored messages, then run their conversations together (`gateway.process_messages`)."""
+        started = time.perf_counter()
+        turns = gateway.process_messages(self.db, self.runtime, message_ids, journeys=self.journeys)
+        self._observe("", gateway.Handled(duplicate=False, turns=turns), started)
+        return turns
+
+    async def process_soon(self, message_id: int) -> None:
+        """Identify and handle a stored message after its webhook was answered, batched with every other
+        message waiting at that moment (`BatchProcessor`); returns when its batch committed. A failure
+        is logged and left to `process_pending` (the message is stored)."""
         if self._processor is None or not self._processor.serves_running_loop():
-            self._processor = BatchProcessor(self.process_many)
-        await self._processor.submit(conversation_id)
+            self._processor = BatchProcessor(self.process_messages)
+        await self._processor.submit(message_id)
 
     def _observe(self, channel: str, handled: gateway.Handled, started: float) -> None:
         if handled.duplicate:

@@ -4,11 +4,13 @@ Flow: compare `X-Telegram-Bot-Api-Secret-Token` in constant time (mismatch
 -> 403, nothing stored); validate the body as an aiogram `Update`; route it
 through an aiogram `Router` whose handlers only *parse* (they return a
 `TelegramInbound`, never a Bot API method, so nothing is sent from here);
-link the chat to a customer when the update carries a deep-link token
-(`/start <token>`, matched on `Customer.telegram_link_token`) or the user's
-own contact (`request_contact`, matched on the phone number); store the
-message (`service.receive`, deduped on `upd:<update_id>`); answer 200 at
-once and run the conversation in a background task.
+acknowledge the message (`service.acknowledge`: one INSERT … ON CONFLICT DO
+NOTHING on `upd:<update_id>`, group-committed), with what processing needs:
+the chat, the deep-link token (`/start <token>`, matched later on
+`Customer.telegram_link_token`) or the user's own contact (normalised to
+E.164, matched on the phone number); answer 200 once it is committed; then,
+in a background task, link the chat (bot/store/linking.py), identify the
+customer and run the conversation. A duplicate changes nothing.
 
 Only private chats are handled. A contact card of somebody else never links
 anything, and a deep-link token never moves a customer who is already linked
@@ -17,7 +19,6 @@ to another chat. Never logs tokens, phone numbers or message text.
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import logging
 import os
@@ -26,12 +27,10 @@ from typing import Any
 
 from fastapi import APIRouter, BackgroundTasks, Request, Response
 from fastapi.responses import JSONResponse
-from sqlmodel import Session, select
 
 from bot.conversation.compliance import TELEGRAM_CONTACT, TELEGRAM_START
 from bot.core import jsonbody
 from bot.core.channels import InboundMessage, sanitise_text
-from bot.core.models import Customer
 from bot.core.phones import InvalidPhone, to_e164
 from bot.service import Service
 from bot.web.deps import ServiceDep
@@ -119,38 +118,15 @@ def _problem(status: int, reason: str) -> JSONResponse:
     return JSONResponse(status_code=status, content={"detail": reason})
 
 
-def link_chat(session: Session, customer: Customer, chat_id: str) -> None:
-    """Attach `chat_id` to `customer`, detaching it from a placeholder customer that had it."""
-    if customer.telegram_chat_id == chat_id:
-        return
-    for other in session.exec(select(Customer).where(Customer.telegram_chat_id == chat_id)).all():
-        other.telegram_chat_id = None
-        session.add(other)
-    session.flush()
-    customer.telegram_chat_id = chat_id
-    session.add(customer)
-
-
-def link(service: Service, parsed: TelegramInbound, default_region: str) -> bool:
-    """Link the chat from a deep-link token or the user's own shared contact; True if linked."""
-    with service.db.session() as session:
-        customer: Customer | None = None
-        if parsed.link_token:
-            customer = session.exec(select(Customer).where(Customer.telegram_link_token == parsed.link_token)).first()
-            if customer is not None and customer.telegram_chat_id not in (None, parsed.chat_id):
-                log.warning("telegram deep link for a customer linked to another chat: refused")
-                customer = None
-        elif parsed.contact_phone:
-            raw = parsed.contact_phone.strip()
-            try:
-                phone = to_e164(raw if raw.startswith("+") else "+" + raw, default_region)
-            except InvalidPhone:
-                return False
-            customer = session.exec(select(Customer).where(Customer.phone == phone)).first()
-        if customer is None:
-            return False
-        link_chat(session, customer, parsed.chat_id)
-        return True
+def own_contact(raw: str | None, default_region: str) -> str | None:
+    """The user's own shared contact as E.164 (Telegram sends digits, with or without '+'); None if unusable."""
+    if not raw:
+        return None
+    raw = raw.strip()
+    try:
+        return to_e164(raw if raw.startswith("+") else "+" + raw, default_region)
+    except InvalidPhone:
+        return None
 
 
 async def answer_callback(service: Service, callback_query_id: str) -> None:
@@ -165,6 +141,11 @@ async def answer_callback(service: Service, callback_query_id: str) -> None:
 
 @router.post("/webhooks/telegram", summary="Telegram Bot API update (secret token header)")
 async def telegram_update(request: Request, service: ServiceDep, background: BackgroundTasks) -> Response:
+    with service.db.ack_priority.acknowledging():  # processing in this process yields meanwhile
+        return await _telegram_update(request, service, background)
+
+
+async def _telegram_update(request: Request, service: Service, background: BackgroundTasks) -> Response:
     config = service.settings.telegram
     expected = config.webhook_secret.get_secret_value()
     if not config.configured or not expected:
@@ -198,17 +179,16 @@ async def telegram_update(request: Request, service: ServiceDep, background: Bac
     parsed = await aiogram_dispatcher().feed_update(bot, update)
     if parsed is UNHANDLED or not isinstance(parsed, TelegramInbound):
         return JSONResponse({"ok": True, "handled": False})
-    if parsed.link_token or parsed.contact_phone:
-        await asyncio.to_thread(link, service, parsed, service.settings.default_country)
     inbound = InboundMessage(
         channel="telegram", text=sanitise_text(parsed.text), provider_message_id=f"upd:{update.update_id}",
         telegram_chat_id=parsed.chat_id, media_urls=parsed.media, received_at=service.now(),
-        profile_name=sanitise_text(parsed.profile_name)[:200],
+        profile_name=sanitise_text(parsed.profile_name)[:200], link_token=parsed.link_token,
+        contact_phone=own_contact(parsed.contact_phone, service.settings.default_country),
     )
-    received = await asyncio.to_thread(service.receive, inbound)
+    received = await service.acknowledge(inbound)
     if parsed.callback_query_id:
         background.add_task(answer_callback, service, parsed.callback_query_id)
-    if not received.duplicate and received.conversation_id is not None:
-        background.add_task(process_in_background, service, received.conversation_id)
+    if received.message_id is not None:
+        background.add_task(process_in_background, service, received.message_id)
     return JSONResponse({"ok": True, "handled": True, "duplicate": received.duplicate})
 

@@ -3,9 +3,11 @@
 Inbound: verify `X-Twilio-Signature` with twilio's `RequestValidator` against
 `DOORSTEP_PUBLIC_URL` + path (+ query), so it works behind a proxy; parse the
 form into an `InboundMessage` (`From: whatsapp:+E164` means WhatsApp; media
-URLs kept); store it (`service.receive`, deduped on MessageSid, committed);
-answer an empty TwiML `<Response/>` at once, and run the conversation in a
-background task, so nothing slow (an LLM) ever makes Twilio time out. A crash
+URLs kept); acknowledge it (`service.acknowledge`: one INSERT … ON CONFLICT
+DO NOTHING on MessageSid, group-committed with the concurrent requests, and
+nothing else); answer an empty TwiML `<Response/>` once it is committed, and
+identify the customer and run the conversation in a background task, so
+nothing slow (an LLM, a busy conversation) ever makes Twilio wait. A crash
 before that task runs is recovered by `gateway.process_pending`.
 
 Status callbacks move an outbound message's status forward only (queued <
@@ -101,13 +103,13 @@ def parse_inbound(params: dict[str, str], *, now: datetime) -> InboundMessage:
     )
 
 
-async def process_in_background(service: Service, conversation_id: int) -> None:
-    """Run the conversation (tx 2) after the webhook has been answered, batched with the other
-    conversations waiting (`Service.process_soon`), then wake the dispatcher."""
+async def process_in_background(service: Service, message_id: int) -> None:
+    """Identify the sender and run the conversation after the webhook has been answered, batched with
+    the other messages waiting (`Service.process_soon`), then wake the dispatcher."""
     try:
-        await service.process_soon(conversation_id)
+        await service.process_soon(message_id)
     except Exception:  # process_pending retries it; the webhook was already acknowledged
-        log.warning("background processing failed conversation=%s; will be retried", conversation_id)
+        log.warning("background processing failed message=%s; will be retried", message_id)
         return
     dispatcher.notify()
 
@@ -115,18 +117,19 @@ async def process_in_background(service: Service, conversation_id: int) -> None:
 @router.post("/webhooks/twilio", summary="Twilio inbound SMS / WhatsApp (signed form)")
 async def twilio_inbound(request: Request, service: ServiceDep, background: BackgroundTasks,
                          x_twilio_signature: Annotated[str | None, Header()] = None) -> Response:
-    params = await verified_form(request, service, x_twilio_signature)
-    if isinstance(params, JSONResponse):
-        return params
-    try:
-        inbound = parse_inbound(params, now=service.now())
-    except InvalidPhone as exc:
-        return _problem(400, f"From: {exc}")
-    except ValueError as exc:
-        return _problem(400, str(exc))
-    received = await asyncio.to_thread(service.receive, inbound)
-    if not received.duplicate and received.conversation_id is not None:
-        background.add_task(process_in_background, service, received.conversation_id)
+    with service.db.ack_priority.acknowledging():  # processing in this process yields meanwhile
+        params = await verified_form(request, service, x_twilio_signature)
+        if isinstance(params, JSONResponse):
+            return params
+        try:
+            inbound = parse_inbound(params, now=service.now())
+        except InvalidPhone as exc:
+            return _problem(400, f"From: {exc}")
+        except ValueError as exc:
+            return _problem(400, str(exc))
+        received = await service.acknowledge(inbound)
+    if received.message_id is not None:
+        background.add_task(process_in_background, service, received.message_id)
     return twiml()
 
 

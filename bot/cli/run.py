@@ -47,6 +47,12 @@ def serve(
         typer.echo(f"Loaded {len(ids)} demo orders: {', '.join(ids)}")
     typer.echo(f"Doorstep on http://{host}:{port}  (docs: /docs, inbox: /inbox, database: {service.db.engine.dialect.name})")
     settings = service.settings
+    # The webhooks' event loop shares the interpreter with the processing threads: a 1 ms switch interval
+    # (default 5 ms) lets it take the GIL back sooner at each socket event, so acknowledgements do not
+    # queue behind conversation work (measured in docs/benchmarks.md).
+    import sys
+
+    sys.setswitchinterval(0.001)
     # h11 with a deadline per request (slow senders are cut off), a short keep-alive and a bounded header block;
     # body sizes are limited inside the app (bot/web/httplimits.py).
     # log_config=None: uvicorn's records go through Doorstep's handler (one line, redacted), not uvicorn's own.

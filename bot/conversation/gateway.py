@@ -1,17 +1,29 @@
 """The gateway: the one entry point for an inbound message from any channel.
 
-Two steps, two transactions, so a webhook can be acknowledged as soon as the
-message is safely stored:
+Three steps, so a webhook is acknowledged as soon as the message is safely
+stored, and never waits for anything but that:
 
-1. `receive` — dedupe on (channel, provider message id), identify the
-   customer, store the message as `received`. Commit.
-2. `process` — lock the conversation row, then handle *every* unprocessed
+1. store (the acknowledgement) — one `INSERT … ON CONFLICT DO NOTHING` on
+   (channel, provider message id): the message as `received`, not yet tied
+   to a customer (`conversation_id` NULL), with its sender (phone, Telegram
+   chat, profile name, deep-link token, shared contact) in `message.sender`.
+   A duplicate inserts nothing. The webhooks store through `AckWriter`
+   (bot/conversation/ack.py), which group-commits concurrent requests;
+   `receive` stores one message in its own transaction.
+2. identify — in arrival (id) order, link a Telegram chat (deep link or own
+   contact), find or create the customer and their conversation, set them on
+   the message and clear `sender`. PostgreSQL: the unidentified rows are
+   locked (`FOR UPDATE`, in id order), so two processors never identify one
+   message twice and a customer's messages get their conversation in order.
+3. process — lock the conversation row, then handle *every* unprocessed
    inbound message of that conversation in arrival order (so two messages
    racing in are answered in order), writing state changes and replies to
    the outbox in one transaction.
 
-`handle_inbound` does both, for the console channel and tests. Messages left
-`received` by a crash are picked up again by `process_pending`.
+`handle_inbound` does all three, for the console channel and tests;
+`process_message` does 2 and 3 for one stored message (the webhooks'
+background task). Messages a crash left `received` (identified or not) are
+picked up again by `process_pending`.
 """
 
 from __future__ import annotations
@@ -19,9 +31,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy.exc import IntegrityError
-from sqlmodel import col, select
+import sqlalchemy as sa
+from sqlmodel import Session, col, func, select
 
 from bot.conversation.engine import handle_message
 from bot.conversation.turn import Turn
@@ -32,16 +45,18 @@ from bot.core.phones import mask
 from bot.core.runtime import Runtime
 from bot.journeys.hooks import Journeys
 from bot.store.conversations import conversation_for
+from bot.store.linking import link_telegram_chat
 from bot.store.orders import get_or_create_customer
 
 log = logging.getLogger(__name__)
 RECOVERY_BATCH = 50  # conversations per transaction when the recovery tick catches up
 
+MESSAGE = Message.__table__  # type: ignore[attr-defined]
+
 
 @dataclass
 class Received:
-    message_id: int | None
-    conversation_id: int | None
+    message_id: int | None  # None for a duplicate
     duplicate: bool
 
 
@@ -55,46 +70,115 @@ class Handled:
         return [m for t in self.turns for m in t.replies]
 
 
+# ------------------------------------------------------------------ 1. store (the acknowledgement)
+
+
+def inbound_row(inbound: InboundMessage, *, now: datetime) -> dict[str, Any]:
+    """The message table's row for an inbound message, unidentified (the INSERT's parameters)."""
+    sender = {"phone": inbound.phone, "telegram_chat_id": inbound.telegram_chat_id,
+              "profile_name": sanitise_text(inbound.profile_name)[:200], "link_token": inbound.link_token,
+              "contact_phone": inbound.contact_phone}
+    return {"direction": "in", "channel": inbound.channel, "provider_message_id": inbound.provider_message_id,
+            "text": sanitise_text(inbound.text), "media_urls": [sanitise_text(u)[:1000] for u in inbound.media_urls],
+            "entities": [], "status": "received", "created_at": inbound.received_at or now,
+            "sender": {k: v for k, v in sender.items() if v}}
+
+
+def _insert(dialect: str) -> Any:
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return (insert(MESSAGE).on_conflict_do_nothing(index_elements=["channel", "provider_message_id"])
+            .returning(MESSAGE.c.id, MESSAGE.c.channel, MESSAGE.c.provider_message_id))
+
+
+def store_rows(connection: sa.Connection, rows: list[dict[str, Any]]) -> list[int | None]:
+    """Insert inbound rows in the caller's transaction: one multi-row INSERT … ON CONFLICT DO NOTHING.
+
+    Returns, per row, the new message id, or None for a duplicate (stored before, or the same
+    provider id earlier in `rows`). Rows without a provider id are never duplicates."""
+    statement = _insert(connection.dialect.name)
+    keyed: dict[tuple[str, str], dict[str, Any]] = {}
+    ids: list[int | None] = []
+    for row in rows:
+        if row["provider_message_id"] is None:
+            ids.append(connection.execute(statement, row).scalar_one())
+        else:
+            keyed.setdefault((row["channel"], row["provider_message_id"]), row)
+            ids.append(None)
+    stored: dict[tuple[str, str], int] = {}
+    if keyed:
+        result = connection.execute(statement, list(keyed.values()))
+        stored = {(r.channel, r.provider_message_id): r.id for r in result}
+    for index, row in enumerate(rows):
+        if row["provider_message_id"] is not None:
+            key = (row["channel"], row["provider_message_id"])
+            if keyed.get(key) is row:
+                ids[index] = stored.get(key)
+    return ids
+
+
 def receive(db: Database, inbound: InboundMessage, *, now: datetime) -> Received:
-    """Store the inbound message (step 1). Safe to call twice with the same provider id."""
-    return db.retry_on_disconnect(lambda: _receive(db, inbound, now=now), what="receive")
-
-
-def _receive(db: Database, inbound: InboundMessage, *, now: datetime) -> Received:
-    text = sanitise_text(inbound.text)
-    try:
+    """Store one inbound message in its own transaction (step 1). Safe to call twice with one provider id."""
+    def unit() -> Received:
         with db.session() as session:
-            if inbound.provider_message_id:
-                dup = session.exec(select(Message.id).where(
-                    Message.channel == inbound.channel, Message.provider_message_id == inbound.provider_message_id,
-                )).first()
-                if dup is not None:
-                    return Received(message_id=dup, conversation_id=None, duplicate=True)
-            customer, created = get_or_create_customer(
-                session=session, phone=inbound.phone, telegram_chat_id=inbound.telegram_chat_id,
-                defaults={"channel": inbound.channel, "name": inbound.profile_name[:200]},
-            )
-            if inbound.telegram_chat_id and customer.telegram_chat_id is None:
-                customer.telegram_chat_id = inbound.telegram_chat_id
-            conversation = conversation_for(session, customer, inbound.channel)
-            conversation.channel = inbound.channel
-            conversation.last_inbound_at = inbound.received_at or now
-            message = Message(
-                conversation_id=conversation.id, customer_id=customer.id, direction="in", channel=inbound.channel,
-                provider_message_id=inbound.provider_message_id, text=text,
-                media_urls=[sanitise_text(u)[:1000] for u in inbound.media_urls], status="received",
-                created_at=inbound.received_at or now,
-            )
-            session.add(message)
-            session.add(conversation)
-            session.flush()
-            log.info("inbound stored channel=%s customer=%s new_customer=%s message=%s",
-                     inbound.channel, mask(customer.phone), created, message.id)
-            return Received(message_id=message.id, conversation_id=conversation.id, duplicate=False)
-    except IntegrityError:
-        # The same provider id committed by a concurrent request: a duplicate, not an error.
-        log.info("inbound duplicate (concurrent) channel=%s", inbound.channel)
-        return Received(message_id=None, conversation_id=None, duplicate=True)
+            [message_id] = store_rows(session.connection(), [inbound_row(inbound, now=now)])
+        return Received(message_id=message_id, duplicate=message_id is None)
+
+    return db.retry_on_disconnect(unit, what="receive")
+
+
+# ------------------------------------------------------------------ 2. identify
+
+
+def identify(db: Database, *, up_to: int) -> None:
+    """Identify every unidentified inbound message with an id up to `up_to`, in id order (step 2)."""
+    def unit() -> None:
+        db.ack_priority.yield_to_acks()
+        with db.session() as session:
+            _identify(db, session, up_to)
+
+    db.retry_on_disconnect(unit, what="identify")
+
+
+def _identify(db: Database, session: Session, up_to: int) -> None:
+    query = select(Message).where(Message.direction == "in", Message.status == "received",
+                                  col(Message.conversation_id).is_(None), col(Message.id) <= up_to
+                                  ).order_by(col(Message.id))
+    if db.is_postgres:
+        query = query.with_for_update()  # in id order: concurrent identifiers queue, then skip what is done
+    for message in session.exec(query).all():
+        sender: dict[str, Any] = message.sender or {}
+        phone, chat = sender.get("phone"), sender.get("telegram_chat_id")
+        if chat and (sender.get("link_token") or sender.get("contact_phone")):
+            link_telegram_chat(session, chat, link_token=sender.get("link_token"),
+                               contact_phone=sender.get("contact_phone"))
+        customer, created = get_or_create_customer(
+            session=session, phone=phone, telegram_chat_id=chat,
+            defaults={"channel": message.channel, "name": str(sender.get("profile_name") or "")[:200]},
+        )
+        if chat and customer.telegram_chat_id is None:
+            customer.telegram_chat_id = chat
+            session.add(customer)
+        conversation = conversation_for(session, customer, message.channel)
+        message.customer_id, message.conversation_id, message.sender = customer.id, conversation.id, None
+        session.add(message)
+        session.flush()
+        log.info("inbound identified channel=%s customer=%s new_customer=%s message=%s",
+                 message.channel, mask(customer.phone), created, message.id)
+
+
+def conversation_of(db: Database, message_id: int) -> int | None:
+    """The conversation of a stored inbound message, identifying it (and every earlier one) first if needed."""
+    def known() -> int | None:
+        with db.read() as session:
+            return session.exec(select(Message.conversation_id).where(Message.id == message_id)).first()
+
+    conversation_id = db.retry_on_disconnect(known, what="identify")
+    if conversation_id is None:
+        identify(db, up_to=message_id)
+        conversation_id = db.retry_on_disconnect(known, what="identify")
+    return conversation_id
 
 
 def process(db: Database, runtime: Runtime, conversation_id: int, *, journeys: Journeys | None = None) -> list[Turn]:
@@ -107,6 +191,7 @@ def process(db: Database, runtime: Runtime, conversation_id: int, *, journeys: J
 
 def _process(db: Database, runtime: Runtime, conversation_id: int, *, journeys: Journeys | None) -> list[Turn]:
     turns: list[Turn] = []
+    db.ack_priority.yield_to_acks()
     with db.session() as session:
         db.lock_row(session, "conversation", conversation_id)
         conversation = session.get(Conversation, conversation_id, populate_existing=True)
@@ -119,6 +204,8 @@ def _process(db: Database, runtime: Runtime, conversation_id: int, *, journeys: 
                                   Message.status == "received").order_by(col(Message.id))
         ).all()
         for message in pending:
+            conversation.channel = message.channel  # where the customer last wrote
+            conversation.last_inbound_at = message.created_at
             # handle_message marks it processed with its classification (one UPDATE, not two);
             # a failure rolls that back with the rest of the turn.
             turn = handle_message(session=session, runtime=runtime, conversation=conversation, customer=customer,
@@ -158,6 +245,7 @@ def process_many(db: Database, runtime: Runtime, conversation_ids: list[int], *,
 
 def _process_many(db: Database, runtime: Runtime, ids: list[int], *, journeys: Journeys | None) -> list[Turn]:
     turns: list[Turn] = []
+    db.ack_priority.yield_to_acks()
     with db.session() as session:
         db.lock_rows(session, "conversation", ids)
         conversations = session.exec(select(Conversation).where(col(Conversation.id).in_(ids))
@@ -181,6 +269,8 @@ def _process_many(db: Database, runtime: Runtime, ids: list[int], *, journeys: J
                 # first may have changed which orders there are, e.g. an erasure).
                 preloaded = orders.get(customer.id or 0, []) if customer.id not in served else None
                 served.add(customer.id or 0)
+                conversation.channel = message.channel  # where the customer last wrote
+                conversation.last_inbound_at = message.created_at
                 turn = handle_message(session=session, runtime=runtime, conversation=conversation, customer=customer,
                                       message=message, journeys=journeys, orders=preloaded)
                 session.add(message)
@@ -190,18 +280,54 @@ def _process_many(db: Database, runtime: Runtime, ids: list[int], *, journeys: J
     return turns
 
 
+def process_message(db: Database, runtime: Runtime, message_id: int, *,
+                    journeys: Journeys | None = None) -> list[Turn]:
+    """Identify a stored inbound message (and every earlier one), then process its conversation (steps 2 + 3)."""
+    conversation_id = conversation_of(db, message_id)
+    if conversation_id is None:
+        return []
+    return process(db, runtime, conversation_id, journeys=journeys)
+
+def process_messages(db: Database, runtime: Runtime, message_ids: list[int], *,
+                     journeys: Journeys | None = None) -> list[Turn]:
+    """Identify stored inbound messages (and every earlier one) in one transaction, then process their
+    conversations together (`process_many`): the webhooks' background work, batched."""
+    if not message_ids:
+        return []
+
+    def known() -> list[int | None]:
+        with db.read() as session:
+            return list(session.exec(select(Message.conversation_id).where(col(Message.id).in_(message_ids))).all())
+
+    conversation_ids = db.retry_on_disconnect(known, what="identify")
+    if any(conversation_id is None for conversation_id in conversation_ids):
+        identify(db, up_to=max(message_ids))
+        conversation_ids = db.retry_on_disconnect(known, what="identify")
+    return process_many(db, runtime, [c for c in conversation_ids if c is not None], journeys=journeys)
+
+
 def handle_inbound(db: Database, runtime: Runtime, inbound: InboundMessage, *,
                    journeys: Journeys | None = None) -> Handled:
     received = receive(db, inbound, now=runtime.now())
-    if received.duplicate or received.conversation_id is None:
+    if received.message_id is None:
         return Handled(duplicate=True)
-    return Handled(duplicate=False, turns=process(db, runtime, received.conversation_id, journeys=journeys))
+    return Handled(duplicate=False, turns=process_message(db, runtime, received.message_id, journeys=journeys))
 
 
 def process_pending(db: Database, runtime: Runtime, *, older_than: timedelta = timedelta(seconds=5),
                     journeys: Journeys | None = None) -> int:
-    """Recover inbound messages stored but never processed (a crash between the two steps)."""
+    """Recover inbound messages stored but never processed (a crash after the acknowledgement)."""
     cutoff = runtime.now() - older_than
+
+    def unidentified() -> int | None:
+        with db.read() as session:
+            return session.exec(select(func.max(Message.id)).where(
+                Message.direction == "in", Message.status == "received", col(Message.conversation_id).is_(None),
+                col(Message.created_at) <= cutoff)).one()
+
+    last = db.retry_on_disconnect(unidentified, what="recovery")
+    if last is not None:
+        identify(db, up_to=last)
 
     def stranded() -> list[int | None]:
         with db.read() as session:

@@ -32,6 +32,7 @@ class InboundMessage:
     received_at: datetime | None = None
     profile_name: str = ""
     link_token: str | None = None  # Telegram /start <token> deep link
+    contact_phone: str | None = None  # Telegram: the user's own shared contact, E.164
     extra: dict[str, Any] = field(default_factory=dict)
 
 

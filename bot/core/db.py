@@ -39,6 +39,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -95,6 +96,50 @@ class ReadOnlySessionError(DoorstepError, RuntimeError):
     """Something tried to write through a `Database.read()` session."""
 
 
+class AckPriority:
+    """Acknowledgements first: while a webhook request is being acknowledged (verified, parsed,
+    group-committed), the inbound processing of this process does not begin new transactions: its
+    threads pass one at a time, one per `PASS_INTERVAL`, until no acknowledgement is in flight.
+
+    SQLite has one writer: without this a batch of acknowledgements queues behind every processing
+    transaction that keeps taking the write lock (its busy handler polls, the processors race in
+    first). On both backends the processing threads otherwise take the interpreter (the GIL) from
+    the webhooks' event loop. Processing never stops: it runs freely between acknowledgements and
+    at `1 / PASS_INTERVAL` transactions a second under a steady stream of them."""
+
+    PASS_INTERVAL = 0.02  # while acknowledgements stream in, one processing transaction may begin per interval
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._acks = 0
+        self._next_pass = 0.0
+
+    @contextmanager
+    def acknowledging(self) -> Iterator[None]:
+        with self._cond:
+            self._acks += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._acks -= 1
+                if not self._acks:
+                    self._cond.notify_all()
+
+    def yield_to_acks(self) -> None:
+        """Wait while acknowledgements are in flight; processing threads pass one per `PASS_INTERVAL`
+        meanwhile (all of them at once when none is in flight), so processing never stops."""
+        if not self._acks:  # the common case, no acknowledgement in flight, takes no lock
+            return
+        with self._cond:
+            while self._acks:
+                now = time.monotonic()
+                if now >= self._next_pass:
+                    self._next_pass = now + self.PASS_INTERVAL
+                    return
+                self._cond.wait(self._next_pass - now)
+
+
 class Database:
     """One engine plus its session factory. Create one per process (or per test)."""
 
@@ -115,6 +160,8 @@ class Database:
             _make_sqlite_serialisable(self.engine)
         else:
             _replace_closed_at_checkout(self.engine)
+        self._ack_engine: Engine | None = None
+        self.ack_priority = AckPriority()
         self._read_engine = self.engine.execution_options(**{READ_ONLY: True})
         self._sessions = sessionmaker(self.engine, class_=Session, expire_on_commit=False)
         self._read_sessions = sessionmaker(self._read_engine, class_=Session, expire_on_commit=False)
@@ -125,6 +172,22 @@ class Database:
         """Close every pooled connection of every Database in this process (shutdown, test teardown)."""
         for database in list(cls._open):
             database.dispose()
+
+    @property
+    def ack_engine(self) -> Engine:
+        """The webhooks' acknowledgement writer's own small pool (bot/conversation/ack.py), so an
+        acknowledgement never waits for a connection behind conversation work. Created at first use."""
+        if self._ack_engine is None:
+            if self.is_sqlite and ":memory:" in self.url:
+                self._ack_engine = self.engine  # one in-memory database per connection pool
+            elif self.is_sqlite:
+                self._ack_engine = sa.create_engine(self.url, connect_args={"check_same_thread": False, "timeout": 30},
+                                                    pool_size=1, max_overflow=1)
+                _make_sqlite_serialisable(self._ack_engine)
+            else:
+                self._ack_engine = sa.create_engine(self.url, pool_size=1, max_overflow=1, pool_pre_ping=False)
+                _replace_closed_at_checkout(self._ack_engine)
+        return self._ack_engine
 
     @property
     def is_sqlite(self) -> bool:
@@ -204,11 +267,14 @@ class Database:
     def lock_row(self, session: Session, table: str, row_id: int) -> None:
         """Take the row lock that serialises work on one conversation (or order).
 
-        PostgreSQL: `SELECT … FOR UPDATE`. SQLite: every transaction already
+        PostgreSQL: `SELECT … FOR NO KEY UPDATE` (what an UPDATE of the row takes): it serialises
+        every holder of this lock, but not the foreign-key checks of rows that *reference* the row
+        (`FOR KEY SHARE`), so storing or identifying a message of a busy conversation never waits
+        for its conversation work (nor deadlocks with it). SQLite: every transaction already
         began with `BEGIN IMMEDIATE` (one writer at a time), so nothing to do.
         """
         if self.is_postgres:
-            session.execute(sa.text(f"SELECT id FROM {table} WHERE id = :id FOR UPDATE"), {"id": row_id})
+            session.execute(sa.text(f"SELECT id FROM {table} WHERE id = :id FOR NO KEY UPDATE"), {"id": row_id})
 
     def lock_rows(self, session: Session, table: str, row_ids: list[int]) -> None:
         """`lock_row` for several rows at once, always in id order: two batches that share rows take
@@ -226,6 +292,8 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if self._ack_engine is not None:
+            self._ack_engine.dispose()
 
 
 def try_insert(session: Session, row: Any) -> bool:

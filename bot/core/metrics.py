@@ -33,6 +33,13 @@ ESCALATIONS = Counter("doorstep_escalations_total", "Conversations handed to a h
 FLOW_COMPLETIONS = Counter("doorstep_flow_turns_total", "Turns handled per flow", ["flow"])
 HANDLE_SECONDS = Histogram("doorstep_inbound_handle_seconds", "Time to handle one inbound message",
                            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
+ACK_BATCH_SIZE = Histogram("doorstep_ack_batch_size", "Inbound messages stored per group commit of the webhooks",
+                           buckets=(1, 2, 4, 8, 16, 32, 64, 128))
+ACK_LOCK_WAIT = Histogram("doorstep_ack_lock_wait_seconds",
+                          "Time a group commit waited to begin its transaction (SQLite: for the write lock)",
+                          buckets=(0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5))
+ACK_COMMIT_SECONDS = Histogram("doorstep_ack_commit_seconds", "Time of one group commit, waiting included",
+                               buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5))
 LOCK_ERRORS = Counter("doorstep_database_lock_errors_total",
                       "Statements that failed on a database lock (SQLite 'database is locked', "
                       "PostgreSQL lock timeout or deadlock)", ["backend"])

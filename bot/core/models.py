@@ -158,6 +158,10 @@ class Message(SQLModel, table=True):
     sent_at: datetime | None = _ts()
     processed_at: datetime | None = _ts()
     created_at: datetime = _created()
+    # An inbound message acknowledged but not identified yet (conversation_id NULL): who sent it, as the
+    # webhook saw it ({"phone", "telegram_chat_id", "profile_name", "link_token", "contact_phone"}).
+    # Processing reads it to find or create the customer and conversation, then clears it (NULL).
+    sender: dict[str, Any] | None = Field(default=None, sa_column=sa.Column(sa.JSON(none_as_null=True), nullable=True))
 
 
 class Outbox(SQLModel, table=True):

@@ -110,6 +110,10 @@ def erase_customer(*, session: Session, phone: str, now: datetime) -> ErasureRep
         col(Message.conversation_id).in_(conversation_ids or [-1])))))
     for message in messages:
         _erase_message(session, message, identifiers)
+    for message in _unidentified_from(session, customer):
+        _erase_message(session, message, identifiers)
+        message.sender, message.status, message.error = None, "processed", ERASED_NOTE  # never identified now
+        messages.append(message)
     cancelled = _erase_outbox(session, customer_id=customer_id, message_ids=[m.id or 0 for m in messages],
                               order_pks=order_pks, event_ids=event_ids, identifiers=identifiers, now=now)
     for timer in session.exec(select(JourneyTimer).where(JourneyTimer.customer_id == customer_id,
@@ -179,6 +183,15 @@ def _erase_order_events(session: Session, order_pks: list[int], order_ids: list[
         session.add(feed_item)
         event_ids.append(feed_item.id)
     return event_ids
+
+
+def _unidentified_from(session: Session, customer: Customer) -> list[Message]:
+    """Inbound messages of this customer acknowledged but not identified yet (their sender is still in
+    `message.sender`): a few seconds' worth at most, matched here rather than in backend-specific JSON SQL."""
+    waiting = session.exec(select(Message).where(Message.direction == "in", col(Message.conversation_id).is_(None),
+                                                 col(Message.sender).is_not(None)))
+    return [m for m in waiting if (m.sender or {}).get("phone") in {customer.phone} - {None}
+            or (m.sender or {}).get("telegram_chat_id") in {customer.telegram_chat_id} - {None}]
 
 
 def _erase_message(session: Session, message: Message, identifiers: list[str]) -> None:

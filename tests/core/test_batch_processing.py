@@ -1,4 +1,4 @@
-"""Conversation work in batches (`Service.process_many`, `Service.process_soon`): several
+"""Conversation work in batches (`Service.process_messages`, `Service.process_soon`): several
 conversations in one transaction answer exactly as one at a time would, in each conversation's
 arrival order, and one message that cannot be handled holds back no one else. SQLite and PostgreSQL."""
 
@@ -34,9 +34,10 @@ def service(settings: Settings) -> Iterator[Service]:
 
 
 def _receive(service: Service, phone: str, text: str, sid: str) -> int:
+    """Store one message as the webhooks' acknowledgement does (not identified yet); its id."""
     received = service.receive(InboundMessage(channel="sms", text=text, phone=phone, provider_message_id=sid))
-    assert received.conversation_id is not None
-    return received.conversation_id
+    assert received.message_id is not None
+    return received.message_id
 
 
 def _replies(service: Service, phone: str) -> list[str]:
@@ -52,8 +53,8 @@ def test_a_batch_answers_every_conversation_in_its_arrival_order(service: Servic
     ids = []
     for i, phone in enumerate(PHONES):
         ids.append(_receive(service, phone, "where is my order", f"a{i}-{phone}"))
-        _receive(service, phone, "cancel my order", f"b{i}-{phone}")
-    turns = service.process_many(ids)
+        ids.append(_receive(service, phone, "cancel my order", f"b{i}-{phone}"))
+    turns = service.process_messages(ids)
 
     assert len(turns) == 2 * len(PHONES)
     for i, phone in enumerate(PHONES):
@@ -79,7 +80,7 @@ def test_one_message_that_fails_holds_back_no_one_else(service: Service) -> None
     try:
         ids = [_receive(service, phone, "poison" if i == 2 else "where is my order", f"p{i}-{phone}")
                for i, phone in enumerate(PHONES)]
-        service.process_many(ids)
+        service.process_messages(ids)
     finally:  # the PostgreSQL test database is shared by the session's tests
         with service.db.engine.begin() as conn:
             conn.execute(sa.text("DROP TRIGGER refuse_poison ON message"))
