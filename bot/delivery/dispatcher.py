@@ -90,6 +90,9 @@ UNFINISHED = ("pending", "sending")
 # A message outcome after which the customer's next message may go: anything else keeps them waiting.
 FINAL = {"sent", "failed", "dead", "expired"}
 MAX_INLINE_WAIT = 2.0  # seconds a rate-limited message may wait while holding its lease
+MIN_BATCH = 50  # rows claimed at once when few are due
+MAX_BATCH = 500  # … growing (doubling) up to this while every claim comes back full
+MAX_SENDS_IN_FLIGHT = 100  # provider calls at once per dispatcher (each sender pools as many connections)
 OUTBOX: sa.Table = Outbox.__table__  # type: ignore[attr-defined]
 MESSAGE: sa.Table = Message.__table__  # type: ignore[attr-defined]
 
@@ -138,6 +141,7 @@ class Dispatcher:
         self.worker_id = (worker_id or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}")[:64]
         self.kinds = kinds
         self.limiter = RateLimiter()
+        self._batch = MIN_BATCH
 
     # ------------------------------------------------------------ senders
 
@@ -232,21 +236,29 @@ class Dispatcher:
     # ------------------------------------------------------------ sending
 
     async def deliver(self, claimed: Claimed) -> Outcome:
+        """Send one claimed row and record its outcome in a transaction of its own."""
+        outcome, receipt = await self.attempt(claimed)
+        await asyncio.to_thread(self.record, claimed, outcome, receipt)
+        return outcome
+
+    async def attempt(self, claimed: Claimed, sending: asyncio.Semaphore | None = None) -> tuple[Outcome, Receipt | None]:
+        """Send one claimed row (rate limits, reconciliation, the error map); the outcome is not recorded.
+
+        `sending` bounds the provider calls in flight (held only around them, not while a
+        rate limit is waited out)."""
         sender = self.sender_for(self.sender_key(claimed))
         if sender is None:
-            outcome = Outcome("failed", error=f"no sender for {self.sender_key(claimed)} (channel not configured)")
-            await asyncio.to_thread(self.record, claimed, outcome, None)
-            return outcome
+            return Outcome("failed", error=f"no sender for {self.sender_key(claimed)} (channel not configured)"), None
         limits = channel_limits(self.settings, claimed.channel, claimed.message.to if claimed.message else "")
         if limits:
             wait = self.limiter.wait_for(limits)
             if wait > MAX_INLINE_WAIT:
-                outcome = Outcome("deferred", retry_in=wait)
-                await asyncio.to_thread(self.record, claimed, outcome, None)
-                return outcome
+                return Outcome("deferred", retry_in=wait), None
             await asyncio.sleep(self.limiter.take(limits))
         receipt: Receipt | None = None
         try:
+            if sending is not None:
+                await sending.acquire()
             if claimed.reclaimed and claimed.message is not None and hasattr(sender, "reconcile"):
                 # Read now, not at claim: an earlier message of this lane may have been recorded since.
                 taken = await asyncio.to_thread(self.provider_ids_taken, claimed)
@@ -263,10 +275,11 @@ class Dispatcher:
             outcome = outcome_for(exc, attempts=claimed.attempts, max_attempts=claimed.max_attempts,
                                   retry_for=retry_for, give_up_as=claimed.give_up_as, backoff_cap=claimed.backoff_cap)
         finally:
+            if sending is not None:
+                sending.release()
             if limits:
                 self.limiter.finished(limits)
-        await asyncio.to_thread(self.record, claimed, outcome, receipt)
-        return outcome
+        return outcome, receipt
 
     def provider_ids_taken(self, claimed: Claimed) -> set[str]:
         """Provider ids already recorded for this customer's other messages around the claim:
@@ -286,6 +299,73 @@ class Dispatcher:
     def record(self, claimed: Claimed, outcome: Outcome, receipt: Receipt | None) -> None:
         now = self.clock()
         self.db.retry_on_disconnect(lambda: self._record(claimed, outcome, receipt, now), what="record")
+
+    @staticmethod
+    def batchable(claimed: Claimed, outcome: Outcome) -> bool:
+        """The common outcomes `record_many` writes without loading the rows: a first-hand "sent"
+        and a put-back. A reconciled send (its provider id may belong to another message), a retry,
+        a fallback or a failure takes `record`."""
+        return (outcome.status == "sent" and not claimed.reclaimed) or outcome.status == "deferred"
+
+    def record_many(self, outcomes: list[tuple[Claimed, Outcome, Receipt | None]]) -> None:
+        """Record `batchable` outcomes in one transaction: UPDATEs guarded by our lease
+        (`status = 'sending' AND claimed_by = me`), one statement per table and kind, not per row."""
+        now = self.clock()
+        self.db.retry_on_disconnect(lambda: self._record_many(outcomes, now), what="record")
+
+    def _record_many(self, outcomes: list[tuple[Claimed, Outcome, Receipt | None]], now: datetime) -> None:
+        sent = [(claimed, receipt) for claimed, outcome, receipt in outcomes if outcome.status == "sent"]
+        put_back = [(claimed, outcome) for claimed, outcome, _ in outcomes if outcome.status == "deferred"]
+        assert len(sent) + len(put_back) == len(outcomes), "record_many takes batchable outcomes only"
+        ours = and_(OUTBOX.c.status == "sending", OUTBOX.c.claimed_by == self.worker_id)
+        with self.db.session() as session:
+            owned: set[int] = set()
+            if sent and self.db.is_postgres:
+                # One UPDATE … FROM (VALUES …) RETURNING: which rows were still ours.
+                given = sa.values(sa.column("row_id", sa.Integer), sa.column("provider_id", sa.String),
+                                  name="given").data([(c.row_id, r.provider_id if r else None) for c, r in sent])
+                owned = set(session.execute(
+                    sa.update(OUTBOX).where(OUTBOX.c.id == given.c.row_id, ours)
+                    .values(status="sent", sent_at=now, provider_id=given.c.provider_id, last_error=None,
+                            claimed_until=None, updated_at=now)
+                    .returning(OUTBOX.c.id)).scalars())
+            elif sent:
+                # SQLite: this transaction holds the one write lock (BEGIN IMMEDIATE), so the rows
+                # read as ours stay ours until the executemany below commits.
+                owned = set(session.execute(sa.select(OUTBOX.c.id).where(
+                    OUTBOX.c.id.in_([c.row_id for c, _ in sent]), ours)).scalars())
+                if owned:
+                    session.execute(
+                        sa.update(OUTBOX).where(OUTBOX.c.id == sa.bindparam("row_id"))
+                        .values(status="sent", sent_at=now, provider_id=sa.bindparam("provider_id"), last_error=None,
+                                claimed_until=None, updated_at=now),
+                        [{"row_id": c.row_id, "provider_id": r.provider_id if r else None}
+                         for c, r in sent if c.row_id in owned])
+            for claimed, _ in sent:
+                if claimed.row_id not in owned:
+                    # Our lease expired and another worker took the row (or it is gone): its outcome wins.
+                    log.warning("outbox=%s was reclaimed by another worker; not recording", claimed.row_id)
+            messages = [{"message_id": c.message.message_id,
+                         "status": r.status if r and r.status in {"sent", "delivered", "queued"} else "sent",
+                         "provider_id": r.provider_id if r else None, "channel": r.channel if r else None}
+                        for c, r in sent
+                        if c.row_id in owned and c.message is not None and c.message.message_id is not None]
+            if messages:
+                session.execute(
+                    sa.update(MESSAGE).where(MESSAGE.c.id == sa.bindparam("message_id"))
+                    .values(status=sa.bindparam("status"), provider_message_id=sa.bindparam("provider_id"),
+                            sent_at=now, channel=func.coalesce(sa.bindparam("channel", type_=sa.String),
+                                                               MESSAGE.c.channel)),
+                    messages)
+            if put_back:
+                # Rate-limited or put back: not an attempt, just later.
+                due = OUTBOX.c.due_at.type
+                session.execute(
+                    sa.update(OUTBOX).where(OUTBOX.c.id == sa.bindparam("row_id"), ours)
+                    .values(status="pending", due_at=sa.bindparam("due_at", type_=due),
+                            attempts=sa.case((OUTBOX.c.attempts > 0, OUTBOX.c.attempts - 1), else_=0),
+                            claimed_until=None, updated_at=now),
+                    [{"row_id": c.row_id, "due_at": now + timedelta(seconds=o.retry_in or 1)} for c, o in put_back])
 
     def _record(self, claimed: Claimed, outcome: Outcome, receipt: Receipt | None, now: datetime) -> None:
         with self.db.session() as session:
@@ -397,8 +477,14 @@ class Dispatcher:
         message.error = f"{outcome.error or 'window closed'}; sent by {target} instead"[:500]
         return True
 
-    async def run_once(self, limit: int = 50) -> int:
-        claimed = await asyncio.to_thread(self.claim_once, limit)
+    async def run_once(self, limit: int | None = None) -> int:
+        """Claim one batch, send it (lanes in parallel, at most `MAX_SENDS_IN_FLIGHT` provider calls
+        at once) and record its outcomes in groups as they finish. Without `limit` the batch grows
+        (up to `MAX_BATCH`) while claims come back full, and falls back to `MIN_BATCH` when not."""
+        size = limit or self._batch
+        claimed = await asyncio.to_thread(self.claim_once, size)
+        if limit is None:
+            self._batch = min(MAX_BATCH, size * 2) if len(claimed) >= size else MIN_BATCH
         # One lane per recipient: a customer's messages go out in order (whatever the channel),
         # different customers in parallel.
         lanes: dict[tuple[str, str | None, str], list[Claimed]] = {}
@@ -412,19 +498,30 @@ class Dispatcher:
             items.sort(key=lambda i: i.order_key or (datetime.min.replace(tzinfo=UTC), i.row_id))
 
         started = time.monotonic()
+        sending = asyncio.Semaphore(MAX_SENDS_IN_FLIGHT)
+        recorder = _GroupRecorder(self)
 
         async def drain(items: list[Claimed]) -> None:
             waiting = False
-            for item in items:
+            for index, item in enumerate(items):
                 if waiting or time.monotonic() - started > LEASE.total_seconds() / 2:
                     # Put back, not an attempt: behind a message that must wait (the customer's order),
                     # or a long rate-limited lane that must not outlive its lease.
-                    await asyncio.to_thread(self.record, item, Outcome("deferred", retry_in=0.0), None)
+                    recorder.add(item, Outcome("deferred", retry_in=0.0), None)
                     continue
-                outcome = await self.deliver(item)
+                outcome, receipt = await self.attempt(item, sending)
+                if self.batchable(item, outcome):
+                    recorded = recorder.add(item, outcome, receipt)
+                    if index + 1 < len(items) and not await recorded:
+                        return  # not recorded (the database failed): the lease covers the rest of the lane
+                else:
+                    await asyncio.to_thread(self.record, item, outcome, receipt)
                 waiting = item.kind == "message" and item.customer_id is not None and outcome.status not in FINAL
 
-        await asyncio.gather(*(drain(items) for items in lanes.values()))
+        try:
+            await asyncio.gather(*(drain(items) for items in lanes.values()))
+        finally:
+            await recorder.close()
         return len(claimed)
 
     async def run_forever(self, stop: asyncio.Event, *, idle_sleep: float = 0.5) -> None:
@@ -460,6 +557,49 @@ class Dispatcher:
                 await close()
             except Exception:
                 log.warning("closing the %s sender failed", key, exc_info=True)
+
+
+class _GroupRecorder:
+    """Outcomes of one claimed batch, written by `Dispatcher.record_many` in groups as the sends
+    finish: while one group's transaction runs, the next group gathers (group commit), so a slow
+    send never holds the others' outcomes back, and a batch costs a few commits, not one per send."""
+
+    def __init__(self, dispatcher: Dispatcher) -> None:
+        self.dispatcher = dispatcher
+        self.waiting: list[tuple[Claimed, Outcome, Receipt | None, asyncio.Future[bool]]] = []
+        self.writer: asyncio.Task[None] | None = None
+        self.error: BaseException | None = None
+
+    def add(self, claimed: Claimed, outcome: Outcome, receipt: Receipt | None) -> asyncio.Future[bool]:
+        """Queue one outcome; the future says whether its group committed."""
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self.waiting.append((claimed, outcome, receipt, done))
+        if self.writer is None:
+            self.writer = asyncio.ensure_future(self._write())
+        return done
+
+    async def _write(self) -> None:
+        while self.waiting:
+            group, self.waiting = self.waiting, []
+            try:
+                await asyncio.to_thread(self.dispatcher.record_many, [(c, o, r) for c, o, r, _ in group])
+                committed = True
+            except Exception as exc:
+                # Not recorded: those rows stay `sending` until their lease expires, then are
+                # reclaimed and reconciled like after a crash.
+                log.exception("recording %d outcomes failed", len(group))
+                self.error = self.error or exc
+                committed = False
+            for *_, done in group:
+                done.set_result(committed)
+        self.writer = None
+
+    async def close(self) -> None:
+        """Wait until every queued outcome is written; raise if a group failed."""
+        while self.writer is not None:
+            await asyncio.shield(self.writer)
+        if self.error is not None:
+            raise self.error
 
 
 # ---------------------------------------------------------------- one customer's order
