@@ -184,6 +184,7 @@ class Dispatcher:
             batch = _in_recipient_order(session, [tuple(r) for r in session.exec(query).all()])  # type: ignore[misc]
             human_owned = holds.human_owned(session, {row.customer_id for row, _, _ in batch
                                                       if row.customer_id is not None and holds.is_automatic(row)})
+            taking: list[int] = []
             for row, message, customer in batch:
                 reclaimed = row.status == "sending"
                 previous_claim = (row.claimed_until - LEASE) if reclaimed and row.claimed_until else None
@@ -201,12 +202,8 @@ class Dispatcher:
                 if not reclaimed and holds.is_automatic(row) and row.customer_id in human_owned:
                     holds.hold(session, row, message, now)
                     continue
-                row.status = "sending"
-                row.attempts += 1
-                row.claimed_by = self.worker_id
-                row.claimed_until = now + LEASE
-                row.updated_at = now
-                session.add(row)
+                taking.append(row.id or 0)
+                attempts = row.attempts + 1
                 outbound = None
                 if message is not None:
                     payload = dict(row.payload)
@@ -222,11 +219,17 @@ class Dispatcher:
                         to=_address(customer, message.channel), text=message.text,
                         kind=str(row.payload.get("template") or "reply"),
                         buttons=tuple((str(b[0]), str(b[1])) for b in row.payload.get("buttons", [])),
-                        payload=payload, attempt=row.attempts,
+                        payload=payload, attempt=attempts,
                     )
                 claimed.append(Claimed(row.id or 0, row.kind, message.channel if message else row.channel, reclaimed,
-                                       outbound, dict(row.payload), row.event_id, row.attempts, row.max_attempts,
+                                       outbound, dict(row.payload), row.event_id, attempts, row.max_attempts,
                                        **_message_policy(row)))
+            if taking:
+                # One statement for the batch (the rows are locked, or SQLite's write lock is held),
+                # not an ORM flush of every row.
+                session.execute(sa.update(OUTBOX).where(OUTBOX.c.id.in_(taking)).values(
+                    status="sending", attempts=OUTBOX.c.attempts + 1, claimed_by=self.worker_id,
+                    claimed_until=now + LEASE, updated_at=now))
         return claimed
 
     def claim_once(self, limit: int = 50) -> list[Claimed]:
