@@ -210,6 +210,7 @@ def _worker(url: str, provider_url: str, worker_id: str, sender_kind: str, ready
 
         ready.put(worker_id)
         await asyncio.to_thread(go.wait)
+        cpu = time.process_time()
         total = 0
         idle = 0
         while idle < 3:  # a few empty claims in a row: the other worker has the rest, or none is left
@@ -219,6 +220,7 @@ def _worker(url: str, provider_url: str, worker_id: str, sender_kind: str, ready
             if count == 0:
                 await asyncio.sleep(0.05)
         await dispatcher.aclose()
+        timings["cpu_s"] = time.process_time() - cpu  # this process's CPU (all threads) while dispatching
         return total
 
     if profile:
@@ -350,10 +352,12 @@ def _dispatch(url: str, db: Database, customers: list[int], count: int, workers:
     for proc in procs:
         proc.join()
     received = provider.counts()
+    cpu = sum(w.get("cpu_s", 0.0) for w in per_worker.values())
     sent = sum(received.values())
     duplicates = sum(n - 1 for n in received.values() if n > 1)
     return {"workers": workers, "messages": count, "seconds": round(elapsed, 2),
             "per_second": round(count / elapsed, 1), "provider_received": sent, "sent_twice": duplicates,
+            "worker_cpu_ms_per_message": round(cpu * 1000 / count, 3),
             "claimed_per_worker": per_worker}
 
 

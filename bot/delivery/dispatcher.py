@@ -95,6 +95,13 @@ MAX_BATCH = 500  # … growing (doubling) up to this while every claim comes bac
 MAX_SENDS_IN_FLIGHT = 100  # provider calls at once per dispatcher (each sender pools as many connections)
 OUTBOX: sa.Table = Outbox.__table__  # type: ignore[attr-defined]
 MESSAGE: sa.Table = Message.__table__  # type: ignore[attr-defined]
+CUSTOMER: sa.Table = Customer.__table__  # type: ignore[attr-defined]
+# What the claim reads of a row's message and customer, next to the outbox columns.
+_MESSAGE_COLUMNS = (MESSAGE.c.id.label("m_id"), MESSAGE.c.channel.label("m_channel"), MESSAGE.c.text.label("m_text"),
+                    MESSAGE.c.customer_id.label("m_customer_id"))
+_CUSTOMER_COLUMNS = (CUSTOMER.c.id.label("c_id"), CUSTOMER.c.phone.label("c_phone"),
+                     CUSTOMER.c.telegram_chat_id.label("c_telegram_chat_id"),
+                     CUSTOMER.c.opted_out_channels.label("c_opted_out_channels"))
 
 
 @dataclass(frozen=True)
@@ -163,12 +170,13 @@ class Dispatcher:
         now = self.clock()
         claimed: list[Claimed] = []
         with self.db.session() as session:
-            # The row's message and customer come with it (one query, not two loads per row); only
-            # the outbox rows are locked (PostgreSQL refuses FOR UPDATE on an outer join's nullable side).
+            # The row's message and customer come with it, as plain rows (one query, no ORM objects:
+            # building them cost more than the query); only the outbox rows are locked (PostgreSQL
+            # refuses FOR UPDATE on an outer join's nullable side).
             query = (
-                select(Outbox, Message, Customer)
-                .outerjoin(Message, col(Message.id) == col(Outbox.message_id))
-                .outerjoin(Customer, col(Customer.id) == col(Outbox.customer_id))
+                sa.select(*OUTBOX.c, *_MESSAGE_COLUMNS, *_CUSTOMER_COLUMNS)
+                .select_from(OUTBOX.outerjoin(MESSAGE, MESSAGE.c.id == OUTBOX.c.message_id)
+                             .outerjoin(CUSTOMER, CUSTOMER.c.id == OUTBOX.c.customer_id))
                 .where(or_(
                     (col(Outbox.status) == "pending") & (col(Outbox.due_at) <= now),
                     (col(Outbox.status) == "sending") & (col(Outbox.claimed_until) < now),
@@ -177,52 +185,52 @@ class Dispatcher:
                            not_(_waits_behind_an_earlier_message(now))))
                 .order_by(col(Outbox.priority), col(Outbox.due_at), col(Outbox.id))
                 .limit(limit)
-                .with_for_update(of=Outbox, **self.db.skip_locked())
+                .with_for_update(of=OUTBOX, **self.db.skip_locked())
             )
             if self.kinds:
                 query = query.where(col(Outbox.kind).in_(self.kinds))
-            batch = _in_recipient_order(session, [tuple(r) for r in session.exec(query).all()])  # type: ignore[misc]
-            human_owned = holds.human_owned(session, {row.customer_id for row, _, _ in batch
+            batch: list[Any] = _in_recipient_order(session, list(session.execute(query).all()))
+            human_owned = holds.human_owned(session, {row.customer_id for row in batch
                                                       if row.customer_id is not None and holds.is_automatic(row)})
             taking: list[int] = []
-            for row, message, customer in batch:
+            for row in batch:
                 reclaimed = row.status == "sending"
                 previous_claim = (row.claimed_until - LEASE) if reclaimed and row.claimed_until else None
                 if row.expires_at is not None and row.expires_at <= now:
                     reason = "obsolete: expired before it could be sent"
                     if row.attempts and row.last_error:
                         reason = f"obsolete: not delivered in time after {row.attempts} attempts ({row.last_error})"
-                    outbox.set_status(session, row, message, "expired", reason=reason, now=now)
+                    outbox.set_status(session, *_loaded(session, row), "expired", reason=reason, now=now)
                     continue
-                if (message is not None and customer is not None and row.priority > PRIORITY_REPLY
-                        and message.channel in customer.opted_out_channels):
+                if (row.m_id is not None and row.c_id is not None and row.priority > PRIORITY_REPLY
+                        and row.m_channel in (row.c_opted_out_channels or ())):
                     # Proactive message to someone who opted out of this channel: never send it.
-                    outbox.set_status(session, row, message, "cancelled", reason="recipient opted out", now=now)
+                    outbox.set_status(session, *_loaded(session, row), "cancelled", reason="recipient opted out", now=now)
                     continue
                 if not reclaimed and holds.is_automatic(row) and row.customer_id in human_owned:
-                    holds.hold(session, row, message, now)
+                    holds.hold(session, *_loaded(session, row), now)
                     continue
-                taking.append(row.id or 0)
+                taking.append(row.id)
                 attempts = row.attempts + 1
                 outbound = None
-                if message is not None:
+                if row.m_id is not None:
                     payload = dict(row.payload)
                     if row.expires_at is not None:
                         # Twilio's ValidityPeriod: what is left of the message's useful life, by our clock.
                         payload["validity_seconds"] = max(1, int((row.expires_at - now).total_seconds()))
                     if previous_claim is not None:
                         payload["claimed_since"] = previous_claim.isoformat()
-                    if message.channel == "whatsapp":
-                        payload["whatsapp_window_open"] = outbox.whatsapp_window_open(session, message.customer_id, now)
+                    if row.m_channel == "whatsapp":
+                        payload["whatsapp_window_open"] = outbox.whatsapp_window_open(session, row.m_customer_id, now)
                     outbound = OutboundMessage(
-                        outbox_id=row.id or 0, message_id=message.id, channel=message.channel,
-                        to=_address(customer, message.channel), text=message.text,
+                        outbox_id=row.id, message_id=row.m_id, channel=row.m_channel,
+                        to=_address(row, row.m_channel), text=row.m_text,
                         kind=str(row.payload.get("template") or "reply"),
                         buttons=tuple((str(b[0]), str(b[1])) for b in row.payload.get("buttons", [])),
                         payload=payload, attempt=attempts,
                     )
-                claimed.append(Claimed(row.id or 0, row.kind, message.channel if message else row.channel, reclaimed,
-                                       outbound, dict(row.payload), row.event_id, attempts, row.max_attempts,
+                claimed.append(Claimed(row.id, row.kind, row.m_channel if row.m_id is not None else row.channel,
+                                       reclaimed, outbound, dict(row.payload), row.event_id, attempts, row.max_attempts,
                                        **_message_policy(row)))
             if taking:
                 # One statement for the batch (the rows are locked, or SQLite's write lock is held),
@@ -608,7 +616,7 @@ class _GroupRecorder:
 # ---------------------------------------------------------------- one customer's order
 
 
-def order_key(row: Outbox) -> tuple[datetime, int]:
+def order_key(row: Any) -> tuple[datetime, int]:
     """A customer's sending order: when the message was first due, then when it was queued."""
     return (row.first_due_at or row.due_at, row.id or 0)
 
@@ -641,23 +649,19 @@ def _waits_behind_an_earlier_message(now: datetime) -> Any:
     )
 
 
-Loaded = tuple[Outbox, Message | None, Customer | None]
-
-
-def _in_recipient_order(session: Session, batch: list[Loaded]) -> list[Loaded]:
+def _in_recipient_order(session: Session, batch: list[Any]) -> list[Any]:
     """Drop a message row whose customer has an earlier unfinished message outside this batch.
 
     The SQL filter saw a snapshot; this check, in the same transaction, catches an earlier row
     that another worker holds locked (SKIP LOCKED skipped it) or that the batch limit cut off.
     """
-    rows = [row for row, _, _ in batch]
-    taken = {row.id for row in rows}
-    customers = {row.customer_id for row in rows if row.kind == "message" and row.customer_id is not None}
+    taken = {row.id for row in batch}
+    customers = {row.customer_id for row in batch if row.kind == "message" and row.customer_id is not None}
     if not customers:
         return batch
     # Only siblings that sort before (or with) the batch's latest row can hold one back: a customer
     # with a long schedule ahead (journeys) would otherwise bring all of it back on every claim.
-    latest = max(order_key(row)[0] for row in rows if row.kind == "message" and row.customer_id is not None)
+    latest = max(order_key(row)[0] for row in batch if row.kind == "message" and row.customer_id is not None)
     unfinished = session.exec(select(Outbox.id, Outbox.customer_id, Outbox.first_due_at, Outbox.due_at).where(
         Outbox.kind == "message", col(Outbox.customer_id).in_(customers), col(Outbox.status).in_(UNFINISHED),
         func.coalesce(col(Outbox.first_due_at), col(Outbox.due_at)) <= latest,
@@ -671,11 +675,18 @@ def _in_recipient_order(session: Session, batch: list[Loaded]) -> list[Loaded]:
             if row_id not in taken:
                 break  # everything after a sibling we do not hold must wait for it
             allowed.add(row_id)
-    return [loaded for loaded in batch
-            if loaded[0].kind != "message" or loaded[0].customer_id is None or loaded[0].id in allowed]
+    return [row for row in batch if row.kind != "message" or row.customer_id is None or row.id in allowed]
 
 
-def _message_policy(row: Outbox) -> dict[str, Any]:
+def _loaded(session: Session, row: Any) -> tuple[Outbox, Message | None]:
+    """The ORM objects of a claimed row and its message, for the rare outcomes that change them
+    through the store (expired, cancelled, held)."""
+    loaded = session.get(Outbox, row.id)
+    assert loaded is not None  # locked by this claim
+    return loaded, session.get(Message, row.m_id) if row.m_id is not None else None
+
+
+def _message_policy(row: Any) -> dict[str, Any]:
     """Claimed fields of the time-based retry policy (messages) and the customer's order."""
     if row.kind != "message":
         return {"customer_id": row.customer_id}
@@ -694,9 +705,10 @@ def _provider_id_owned(session: Session, provider_id: str, message: Message) -> 
     )).first() is not None
 
 
-def _address(customer: Customer | None, channel: str) -> str:
-    if customer is None:
+def _address(row: Any, channel: str) -> str:
+    """The claimed row's customer's address on `channel` (empty without a customer)."""
+    if row.c_id is None:
         return ""
     if channel == "telegram":
-        return customer.telegram_chat_id or ""
-    return customer.phone or ""
+        return str(row.c_telegram_chat_id or "")
+    return str(row.c_phone or "")
