@@ -69,7 +69,7 @@ from sqlmodel import Session, col, func, or_, select
 
 from bot.core.channels import OutboundMessage, Receipt, Sender
 from bot.core.clock import Clock, system_clock
-from bot.core.db import Database
+from bot.core.db import Database, one_of
 from bot.core.errors import DeliveryError
 from bot.core.models import Customer, Message, Outbox
 from bot.core.settings import Settings
@@ -235,7 +235,7 @@ class Dispatcher:
             if taking:
                 # One statement for the batch (the rows are locked, or SQLite's write lock is held),
                 # not an ORM flush of every row.
-                session.execute(sa.update(OUTBOX).where(OUTBOX.c.id.in_(taking)).values(
+                session.execute(sa.update(OUTBOX).where(one_of(session, OUTBOX.c.id, taking)).values(
                     status="sending", attempts=OUTBOX.c.attempts + 1, claimed_by=self.worker_id,
                     claimed_until=now + LEASE, updated_at=now))
         return claimed
@@ -332,19 +332,16 @@ class Dispatcher:
         with self.db.session() as session:
             owned: set[int] = set()
             if sent and self.db.is_postgres:
-                # One UPDATE … FROM (VALUES …) RETURNING: which rows were still ours.
-                given = sa.values(sa.column("row_id", sa.Integer), sa.column("provider_id", sa.String),
-                                  name="given").data([(c.row_id, r.provider_id if r else None) for c, r in sent])
-                owned = set(session.execute(
-                    sa.update(OUTBOX).where(OUTBOX.c.id == given.c.row_id, ours)
-                    .values(status="sent", sent_at=now, provider_id=given.c.provider_id, last_error=None,
-                            claimed_until=None, updated_at=now)
-                    .returning(OUTBOX.c.id)).scalars())
+                # One UPDATE … FROM unnest(arrays) RETURNING: which rows were still ours (two array
+                # parameters, so the statement compiles once, whatever the batch size).
+                owned = set(session.execute(_SENT_PG.bindparams(
+                    ids=[c.row_id for c, _ in sent], provider_ids=[r.provider_id if r else None for _, r in sent],
+                    now=now, me=self.worker_id)).scalars())
             elif sent:
                 # SQLite: this transaction holds the one write lock (BEGIN IMMEDIATE), so the rows
                 # read as ours stay ours until the executemany below commits.
                 owned = set(session.execute(sa.select(OUTBOX.c.id).where(
-                    OUTBOX.c.id.in_([c.row_id for c, _ in sent]), ours)).scalars())
+                    one_of(session, OUTBOX.c.id, [c.row_id for c, _ in sent]), ours)).scalars())
                 if owned:
                     session.execute(
                         sa.update(OUTBOX).where(OUTBOX.c.id == sa.bindparam("row_id"))
@@ -361,7 +358,12 @@ class Dispatcher:
                          "provider_id": r.provider_id if r else None, "channel": r.channel if r else None}
                         for c, r in sent
                         if c.row_id in owned and c.message is not None and c.message.message_id is not None]
-            if messages:
+            if messages and self.db.is_postgres:
+                session.execute(_SENT_MESSAGES_PG.bindparams(
+                    ids=[m["message_id"] for m in messages], statuses=[m["status"] for m in messages],
+                    provider_ids=[m["provider_id"] for m in messages], channels=[m["channel"] for m in messages],
+                    now=now))
+            elif messages:
                 session.execute(
                     sa.update(MESSAGE).where(MESSAGE.c.id == sa.bindparam("message_id"))
                     .values(status=sa.bindparam("status"), provider_message_id=sa.bindparam("provider_id"),
@@ -570,6 +572,21 @@ class Dispatcher:
                 log.warning("closing the %s sender failed", key, exc_info=True)
 
 
+_TIMESTAMP = OUTBOX.c.sent_at.type
+_SENT_PG = sa.text(
+    "UPDATE outbox SET status = 'sent', sent_at = :now, provider_id = given.provider_id, last_error = NULL, "
+    "claimed_until = NULL, updated_at = :now "
+    "FROM unnest(CAST(:ids AS integer[]), CAST(:provider_ids AS varchar[])) AS given(row_id, provider_id) "
+    "WHERE outbox.id = given.row_id AND outbox.status = 'sending' AND outbox.claimed_by = :me "
+    "RETURNING outbox.id").bindparams(sa.bindparam("now", type_=_TIMESTAMP)).columns(id=sa.Integer)
+_SENT_MESSAGES_PG = sa.text(
+    "UPDATE message SET status = given.status, provider_message_id = given.provider_id, sent_at = :now, "
+    "channel = coalesce(given.channel, message.channel) "
+    "FROM unnest(CAST(:ids AS integer[]), CAST(:statuses AS varchar[]), CAST(:provider_ids AS varchar[]), "
+    "CAST(:channels AS varchar[])) AS given(message_id, status, provider_id, channel) "
+    "WHERE message.id = given.message_id").bindparams(sa.bindparam("now", type_=_TIMESTAMP))
+
+
 class _GroupRecorder:
     """Outcomes of one claimed batch, written by `Dispatcher.record_many` in groups as the sends
     finish: while one group's transaction runs, the next group gathers (group commit), so a slow
@@ -663,7 +680,7 @@ def _in_recipient_order(session: Session, batch: list[Any]) -> list[Any]:
     # with a long schedule ahead (journeys) would otherwise bring all of it back on every claim.
     latest = max(order_key(row)[0] for row in batch if row.kind == "message" and row.customer_id is not None)
     unfinished = session.exec(select(Outbox.id, Outbox.customer_id, Outbox.first_due_at, Outbox.due_at).where(
-        Outbox.kind == "message", col(Outbox.customer_id).in_(customers), col(Outbox.status).in_(UNFINISHED),
+        Outbox.kind == "message", one_of(session, col(Outbox.customer_id), customers), col(Outbox.status).in_(UNFINISHED),
         func.coalesce(col(Outbox.first_due_at), col(Outbox.due_at)) <= latest,
     )).all()
     by_customer: dict[int, list[tuple[tuple[datetime, int], int]]] = {}
