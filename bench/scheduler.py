@@ -272,9 +272,9 @@ def _insert_scheduled(db: Database, customers: list[int], count: int, start: int
     for i in range(count):
         due = now + timedelta(minutes=random.randint(60 * 24, 60 * 24 * 30))  # never due during a run
         rows.append(("message", channel, "pending", 10 if i % 5 else 50, due, 0, 8, customers[(start + i) % len(customers)],
-                     '{"journey": "shipped"}', f"bench:{start + i}", now, now))
+                     '{"journey": "shipped"}', f"bench:{start + i}", now, now, due))
     columns = ("kind, channel, status, priority, due_at, attempts, max_attempts, customer_id, payload, dedupe_key, "
-               "created_at, updated_at")
+               "created_at, updated_at, first_due_at")  # first_due_at: set as bot.store.outbox.enqueue_message sets it
     raw = db.engine.raw_connection()
     try:
         cursor = raw.cursor()
@@ -284,10 +284,11 @@ def _insert_scheduled(db: Database, customers: list[int], count: int, start: int
                     copy.write_row(row)
         else:
             naive = [(*r[:4], r[4].replace(tzinfo=None).isoformat(sep=" "), *r[5:10],
-                      r[10].replace(tzinfo=None).isoformat(sep=" "), r[11].replace(tzinfo=None).isoformat(sep=" "))
+                      r[10].replace(tzinfo=None).isoformat(sep=" "), r[11].replace(tzinfo=None).isoformat(sep=" "),
+                      r[12].replace(tzinfo=None).isoformat(sep=" "))
                      for r in rows]
             cursor.execute("BEGIN IMMEDIATE")
-            cursor.executemany(f"INSERT INTO outbox ({columns}) VALUES ({', '.join('?' * 12)})", naive)
+            cursor.executemany(f"INSERT INTO outbox ({columns}) VALUES ({', '.join('?' * 13)})", naive)
         raw.commit()
     finally:
         raw.close()
@@ -306,6 +307,7 @@ def _insert_due(db: Database, customers: list[int], count: int, now: datetime, t
             session.flush()
             session.execute(sa.insert(Outbox.__table__), [{  # type: ignore[attr-defined]
                 "kind": "message", "channel": channel, "status": "pending", "priority": 10, "due_at": now,
+                "first_due_at": now,
                 "attempts": 0, "max_attempts": 8, "message_id": m.id, "customer_id": m.customer_id,
                 "payload": {"journey": "shipped"}, "dedupe_key": f"due:{tag}:{m.id}", "created_at": now,
                 "updated_at": now} for m in messages])

@@ -193,10 +193,8 @@ class Dispatcher:
             # The row's message and customer come with it, as plain rows (one query, no ORM objects:
             # building them cost more than the query); only the outbox rows are locked (PostgreSQL
             # refuses FOR UPDATE on an outer join's nullable side).
-            query = (
-                sa.select(*OUTBOX.c, *_MESSAGE_COLUMNS, *_CUSTOMER_COLUMNS)
-                .select_from(OUTBOX.outerjoin(MESSAGE, MESSAGE.c.id == OUTBOX.c.message_id)
-                             .outerjoin(CUSTOMER, CUSTOMER.c.id == OUTBOX.c.customer_id))
+            picking = (
+                sa.select(OUTBOX)
                 .where(or_(
                     (col(Outbox.status) == "pending") & (col(Outbox.due_at) <= now),
                     (col(Outbox.status) == "sending") & (col(Outbox.claimed_until) < now),
@@ -205,10 +203,18 @@ class Dispatcher:
                            not_(_waits_behind_an_earlier_message(now))))
                 .order_by(col(Outbox.priority), col(Outbox.due_at), col(Outbox.id))
                 .limit(limit)
-                .with_for_update(of=OUTBOX, **self.db.skip_locked())
+                .with_for_update(**self.db.skip_locked())
             )
             if self.kinds:
-                query = query.where(col(Outbox.kind).in_(self.kinds))
+                picking = picking.where(col(Outbox.kind).in_(self.kinds))
+            # The joins come after the limit: only the picked rows' messages and customers are read.
+            picked = picking.cte("picked")
+            query = (
+                sa.select(picked, *_MESSAGE_COLUMNS, *_CUSTOMER_COLUMNS)
+                .select_from(picked.outerjoin(MESSAGE, MESSAGE.c.id == picked.c.message_id)
+                             .outerjoin(CUSTOMER, CUSTOMER.c.id == picked.c.customer_id))
+                .order_by(picked.c.priority, picked.c.due_at, picked.c.id)
+            )
             batch: list[Any] = _in_recipient_order(session, list(session.execute(query).all()))
             human_owned = holds.human_owned(session, {row.customer_id for row in batch
                                                       if row.customer_id is not None and holds.is_automatic(row)})
@@ -681,9 +687,21 @@ def _waits_behind_an_earlier_message(now: datetime) -> Any:
         col(earlier.customer_id) == col(Outbox.customer_id),
         row_id != this_id,
         status.in_(UNFINISHED),
+        # Bounds the index scan to the customer's earlier rows. A message row without `first_due_at`
+        # (none since migration 0007) is not seen here; `_in_recipient_order` still holds it back.
+        col(earlier.first_due_at) <= this_first,
         or_(earlier_first < this_first, and_(earlier_first == this_first, row_id < this_id)),
         not_(and_(claimable, claimed_before)),
     )
+
+
+def _first_due_up_to(table: Any, bound: Any) -> Any:
+    """SQL: `coalesce(first_due_at, due_at) <= bound`, written so that the index on (customer_id,
+    status, first_due_at) bounds the scan: a customer's later schedule (a million rows of journeys)
+    is never read. Every message row has `first_due_at` (migration 0007, `enqueue_message`); the
+    second branch keeps any row without it."""
+    first_due_at, due_at = col(table.first_due_at), col(table.due_at)
+    return or_(first_due_at <= bound, and_(first_due_at.is_(None), due_at <= bound))
 
 
 def _in_recipient_order(session: Session, batch: list[Any]) -> list[Any]:
@@ -701,7 +719,7 @@ def _in_recipient_order(session: Session, batch: list[Any]) -> list[Any]:
     latest = max(order_key(row)[0] for row in batch if row.kind == "message" and row.customer_id is not None)
     unfinished = session.exec(select(Outbox.id, Outbox.customer_id, Outbox.first_due_at, Outbox.due_at).where(
         Outbox.kind == "message", one_of(session, col(Outbox.customer_id), customers), col(Outbox.status).in_(UNFINISHED),
-        func.coalesce(col(Outbox.first_due_at), col(Outbox.due_at)) <= latest,
+        _first_due_up_to(Outbox, latest),
     )).all()
     by_customer: dict[int, list[tuple[tuple[datetime, int], int]]] = {}
     for row_id, customer_id, first_due_at, due_at in unfinished:
