@@ -214,11 +214,12 @@ def _worker(url: str, provider_url: str, worker_id: str, sender_kind: str, ready
         total = 0
         idle = 0
         while idle < 3:  # a few empty claims in a row: the other worker has the rest, or none is left
-            count = await dispatcher.run_once()
+            count = await dispatcher.run_once(prefetch=True)  # as run_forever does
             total += count
             idle = idle + 1 if count == 0 else 0
             if count == 0:
                 await asyncio.sleep(0.05)
+        await dispatcher.release_prefetched()
         await dispatcher.aclose()
         timings["cpu_s"] = time.process_time() - cpu  # this process's CPU (all threads) while dispatching
         return total

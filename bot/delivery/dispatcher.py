@@ -169,6 +169,7 @@ class Dispatcher:
         self.kinds = kinds
         self.limiter = RateLimiter()
         self._batch = MIN_BATCH
+        self._prefetched: asyncio.Future[tuple[list[Claimed], int, float]] | None = None
 
     # ------------------------------------------------------------ senders
 
@@ -516,14 +517,27 @@ class Dispatcher:
         message.error = f"{outcome.error or 'window closed'}; sent by {target} instead"[:500]
         return True
 
-    async def run_once(self, limit: int | None = None) -> int:
+    async def _claim(self, size: int) -> tuple[list[Claimed], int, float]:
+        started = time.monotonic()
+        return await asyncio.to_thread(self.claim_once, size), size, started
+
+    async def run_once(self, limit: int | None = None, *, prefetch: bool = False) -> int:
         """Claim one batch, send it (lanes in parallel, at most `MAX_SENDS_IN_FLIGHT` provider calls
         at once) and record its outcomes in groups as they finish. Without `limit` the batch grows
-        (up to `MAX_BATCH`) while claims come back full, and falls back to `MIN_BATCH` when not."""
-        size = limit or self._batch
-        claimed = await asyncio.to_thread(self.claim_once, size)
+        (up to `MAX_BATCH`) while claims come back full, and falls back to `MIN_BATCH` when not.
+
+        `prefetch` (a long-running loop, `run_forever`): when the batch came back full, the next
+        one is claimed while this one is sent, so the claim's round trips overlap the sends; the
+        next call starts with it. `release_prefetched` puts it back when the loop ends."""
+        if self._prefetched is not None:
+            pending, self._prefetched = self._prefetched, None
+            claimed, size, started = await pending
+        else:
+            claimed, size, started = await self._claim(limit or self._batch)
         if limit is None:
             self._batch = min(MAX_BATCH, size * 2) if len(claimed) >= size else MIN_BATCH
+            if prefetch and len(claimed) >= size:
+                self._prefetched = asyncio.ensure_future(self._claim(self._batch))
         # One lane per recipient: a customer's messages go out in order (whatever the channel),
         # different customers in parallel.
         lanes: dict[tuple[str, str | None, str], list[Claimed]] = {}
@@ -536,7 +550,6 @@ class Dispatcher:
         for items in lanes.values():
             items.sort(key=lambda i: i.order_key or (datetime.min.replace(tzinfo=UTC), i.row_id))
 
-        started = time.monotonic()
         sending = asyncio.Semaphore(MAX_SENDS_IN_FLIGHT)
         recorder = _GroupRecorder(self)
 
@@ -563,6 +576,19 @@ class Dispatcher:
             await recorder.close()
         return len(claimed)
 
+    async def release_prefetched(self) -> None:
+        """Put back the batch claimed ahead (the loop is ending): not an attempt, due again now.
+        A reclaimed row in it keeps its lease, as if this worker had stopped right after the claim:
+        put back as pending, it would lose the claim time its reconciliation needs."""
+        if self._prefetched is None:
+            return
+        pending, self._prefetched = self._prefetched, None
+        claimed, _, _ = await pending
+        fresh: list[tuple[Claimed, Outcome, Receipt | None]] = [
+            (item, Outcome("deferred", retry_in=0.0), None) for item in claimed if not item.reclaimed]
+        if fresh:
+            await asyncio.to_thread(self.record_many, fresh)
+
     async def run_forever(self, stop: asyncio.Event, *, idle_sleep: float = 0.5) -> None:
         wake = asyncio.Event()
         entry = (asyncio.get_running_loop(), wake)
@@ -572,7 +598,7 @@ class Dispatcher:
             while not stop.is_set():
                 wake.clear()
                 try:
-                    count = await self.run_once()
+                    count = await self.run_once(prefetch=True)
                 except Exception:
                     log.exception("dispatcher iteration failed; retrying")
                     count = 0
@@ -584,6 +610,10 @@ class Dispatcher:
         finally:
             with _wake_lock:
                 _wake_events.discard(entry)
+            try:
+                await self.release_prefetched()
+            except Exception:
+                log.warning("putting back the batch claimed ahead failed; its lease runs out instead", exc_info=True)
             await self.aclose()
 
     async def aclose(self) -> None:
