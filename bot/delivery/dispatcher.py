@@ -577,7 +577,7 @@ class Dispatcher:
         return len(claimed)
 
     async def release_prefetched(self) -> None:
-        """Put back the batch claimed ahead (the loop is ending): not an attempt, due again now.
+        """Put back the batch claimed ahead (the loop is ending): not an attempt, due a second later.
         A reclaimed row in it keeps its lease, as if this worker had stopped right after the claim:
         put back as pending, it would lose the claim time its reconciliation needs."""
         if self._prefetched is None:
