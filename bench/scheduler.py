@@ -6,9 +6,16 @@ Measures, per backend, on a fresh database:
   * the latency of the dispatcher's real claim (`Dispatcher.claim`, 50 due
     rows, `FOR UPDATE SKIP LOCKED` on PostgreSQL) as the table grows;
   * the time to claim and dispatch M (default 10,000) due messages, one to
-    each of M different customers, to a fake provider (an HTTP server on
-    loopback) with 1 and with 2 worker processes, and that no message was
-    sent twice.
+    each of M different customers, to a fake provider with 1 and with 2
+    worker processes (`--workers`), and that no message was sent twice.
+
+The fake provider is a minimal asyncio HTTP server in a process of its own
+(tens of µs a request), so the figures are the dispatcher's, not the fake's.
+The workers import, connect and warm up before the clock starts (a running
+worker has long done that), then each reports its CPU per message and the
+time spent claiming and recording. `--sender twilio` (default): the real
+Twilio sender (twilio's async client) sends SMS rows to the fake; `--sender
+aiohttp`: a bare pooled aiohttp POST, the dispatcher's own cost.
 
 The scheduled rows belong to `--customers` (default 10,000) customers, the
 due messages to the same customers, one each: the claim's per-customer order

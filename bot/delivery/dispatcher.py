@@ -273,12 +273,6 @@ class Dispatcher:
 
     # ------------------------------------------------------------ sending
 
-    async def deliver(self, claimed: Claimed) -> Outcome:
-        """Send one claimed row and record its outcome in a transaction of its own."""
-        outcome, receipt = await self.attempt(claimed)
-        await asyncio.to_thread(self.record, claimed, outcome, receipt)
-        return outcome
-
     async def attempt(self, claimed: Claimed, sending: asyncio.Semaphore | None = None) -> tuple[Outcome, Receipt | None]:
         """Send one claimed row (rate limits, reconciliation, the error map); the outcome is not recorded.
 
