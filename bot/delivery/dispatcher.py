@@ -570,6 +570,14 @@ class Dispatcher:
             await recorder.close()
         return len(claimed)
 
+    async def run_once_and_close(self, limit: int | None = None) -> int:
+        """`run_once` for a caller that gives each call an event loop of its own (`asyncio.run`):
+        the senders' pooled connections belong to that loop and are closed before it ends."""
+        try:
+            return await self.run_once(limit)
+        finally:
+            await self.aclose()
+
     async def release_prefetched(self) -> None:
         """Put back the batch claimed ahead (the loop is ending): not an attempt, due a second later.
         A reclaimed row in it keeps its lease, as if this worker had stopped right after the claim:
