@@ -1,7 +1,10 @@
 """Twilio SMS and WhatsApp sender: the real `twilio` client, one error map, crash reconciliation.
 
-`TWILIO_API_BASE_URL` is honoured by `RewritingHttpClient`, a `TwilioHttpClient`
-that rewrites the scheme and host of *every* Twilio URL (api, messaging,
+Requests go out on the event loop: twilio's own aiohttp client
+(`AsyncTwilioHttpClient`, `create_async` / `list_async`) with one pooled
+session per sender and event loop, closed by `aclose`, so a send costs no
+thread hop and reuses its keep-alive connection. `TWILIO_API_BASE_URL`
+rewrites the scheme and host of *every* Twilio URL (api, messaging,
 content, …) while keeping the path, so one fake server on loopback, or a
 forwarding proxy, sees every call.
 
@@ -38,6 +41,7 @@ from bot.core.settings import Settings, TwilioSettings
 log = logging.getLogger(__name__)
 
 REQUEST_TIMEOUT_SECONDS = 10.0
+MAX_CONNECTIONS = 100  # per sender and event loop: the dispatcher's concurrent sends share them
 MAX_VALIDITY_SECONDS = 36000  # Twilio's ValidityPeriod upper bound (10 h)
 OPTED_OUT_CODES = {"21610"}
 WINDOW_CODES = {"63016"}
@@ -49,30 +53,35 @@ _STATUS_FROM_TWILIO = {"accepted": "queued", "scheduled": "queued", "queued": "q
 
 
 def _twilio_http_client(base_url: str) -> Any:
-    from twilio.http.http_client import TwilioHttpClient
+    """twilio's aiohttp client with one pooled session (keep-alive, at most `MAX_CONNECTIONS`), made
+    on the running event loop; with `base_url`, every Twilio URL goes there instead."""
+    import aiohttp
+    from twilio.http.async_http_client import AsyncTwilioHttpClient
 
-    class RewritingHttpClient(TwilioHttpClient):  # type: ignore[misc]
-        """Send every Twilio request to `base_url` (same path and query)."""
-
+    class PooledHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]
         def __init__(self, base: str) -> None:
-            super().__init__(timeout=REQUEST_TIMEOUT_SECONDS)
-            parts = urlsplit(base.rstrip("/"))
-            self._scheme, self._netloc, self._prefix = parts.scheme, parts.netloc, parts.path
+            super().__init__(pool_connections=False, timeout=REQUEST_TIMEOUT_SECONDS)
+            self.session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS),
+                timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_SECONDS))
+            parts = urlsplit(base.rstrip("/")) if base else None
+            self._rewrite = (parts.scheme, parts.netloc, parts.path) if parts else None
 
-        def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        async def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
             parts = urlsplit(url)
-            if parts.hostname and parts.hostname.endswith("twilio.com"):
-                url = urlunsplit((self._scheme, self._netloc, self._prefix + parts.path, parts.query, ""))
-            return super().request(method, url, *args, **kwargs)
+            if self._rewrite and parts.hostname and parts.hostname.endswith("twilio.com"):
+                scheme, netloc, prefix = self._rewrite
+                url = urlunsplit((scheme, netloc, prefix + parts.path, parts.query, ""))
+            # twilio passes timeout=None per request, which aiohttp reads as "no timeout".
+            kwargs["timeout"] = kwargs.get("timeout") or self.timeout
+            return await super().request(method, url, *args, **kwargs)
 
-    if base_url:
-        return RewritingHttpClient(base_url)
-    return TwilioHttpClient(timeout=REQUEST_TIMEOUT_SECONDS)
+    return PooledHttpClient(base_url)
 
 
 def map_twilio_error(exc: Exception) -> Exception:
-    """Map a twilio/requests exception to one of bot.core.errors' delivery errors."""
-    from requests import exceptions as rq
+    """Map a twilio/aiohttp exception to one of bot.core.errors' delivery errors."""
+    import aiohttp
     from twilio.base.exceptions import TwilioRestException
 
     if isinstance(exc, TwilioRestException):
@@ -88,9 +97,9 @@ def map_twilio_error(exc: Exception) -> Exception:
             return RetryAfter(None, reason + ": provider unavailable", code=code or str(exc.status))
         if code in PERMANENT_CODES or 400 <= exc.status < 500:
             return PermanentProviderError(reason + ": request refused", code=code or str(exc.status))
-    if isinstance(exc, rq.Timeout):
+    if isinstance(exc, asyncio.TimeoutError | TimeoutError | aiohttp.ServerTimeoutError):
         return RetryAfter(None, "Twilio request timed out", code="timeout")
-    if isinstance(exc, rq.ConnectionError):
+    if isinstance(exc, aiohttp.ClientError | ConnectionError):
         return RetryAfter(None, "Twilio unreachable", code="connection")
     return exc
 
@@ -101,16 +110,27 @@ class TwilioSender:
     def __init__(self, settings: Settings, channel: str) -> None:
         self.channel = channel
         self.config: TwilioSettings = settings.twilio
-        self._client: Any = None
+        self._clients: dict[int, tuple[Any, Any]] = {}  # event loop id -> (twilio Client, its HTTP client)
 
     @property
     def client(self) -> Any:
-        if self._client is None:
-            from twilio.rest import Client
+        """The twilio Client of the running event loop (aiohttp's session belongs to the loop that made it)."""
+        from twilio.rest import Client
 
-            self._client = Client(self.config.account_sid, self.config.auth_token.get_secret_value(),
-                                  http_client=_twilio_http_client(self.config.api_base_url))
-        return self._client
+        loop_id = id(asyncio.get_running_loop())
+        made = self._clients.get(loop_id)
+        if made is None:
+            http = _twilio_http_client(self.config.api_base_url)
+            made = (Client(self.config.account_sid, self.config.auth_token.get_secret_value(), http_client=http), http)
+            # Forget clients of loops that are gone (tests and `doorstep chat` run several loops).
+            self._clients = {loop_id: made}
+        return made[0]
+
+    async def aclose(self) -> None:
+        """Close the pooled connections of the running loop's client (they reopen if used again)."""
+        made = self._clients.pop(id(asyncio.get_running_loop()), None)
+        if made is not None:
+            await made[1].close()
 
     def _from(self) -> str:
         sender = self.config.whatsapp_from if self.channel == "whatsapp" else self.config.sms_from
@@ -150,20 +170,17 @@ class TwilioSender:
         GSM-7 (160 characters a part, not 70); dynamic values such as product names bring it in."""
         return sms_text(message.text) if self.channel == "sms" else message.text
 
-    def _send_sync(self, message: OutboundMessage) -> Receipt:
+    async def send(self, message: OutboundMessage) -> Receipt:
         params = self.build_params(message)
         try:
-            created = self.client.messages.create(**params)
+            created = await self.client.messages.create_async(**params)
         except Exception as exc:
             raise map_twilio_error(exc) from None
         status = _STATUS_FROM_TWILIO.get(str(created.status or "queued"), "queued")
         return Receipt(provider_id=created.sid, status=status, detail="template" if "content_sid" in params else "")
 
-    async def send(self, message: OutboundMessage) -> Receipt:
-        # twilio's client is synchronous (requests): keep the event loop free.
-        return await asyncio.to_thread(self._send_sync, message)
-
-    def _reconcile_sync(self, message: OutboundMessage) -> Receipt | None:
+    async def reconcile(self, message: OutboundMessage) -> Receipt | None:
+        """After a crash mid-send: did Twilio already accept this text for this recipient?"""
         since_raw = message.payload.get("claimed_since")
         from twilio.base import values
 
@@ -173,7 +190,7 @@ class TwilioSender:
         # another row is not this row's (matching it would give two rows one Twilio message).
         taken = set(message.payload.get("taken_provider_ids") or ())
         try:
-            candidates = self.client.messages.list(to=self._to(message), from_=self._from(),
+            candidates = await self.client.messages.list_async(to=self._to(message), from_=self._from(),
                                                    date_sent_after=since, limit=50)
         except Exception as exc:
             raise map_twilio_error(exc) from None
@@ -188,10 +205,6 @@ class TwilioSender:
                            status=_STATUS_FROM_TWILIO.get(str(candidate.status or "queued"), "queued"),
                            detail="reconciled")
         return None
-
-    async def reconcile(self, message: OutboundMessage) -> Receipt | None:
-        """After a crash mid-send: did Twilio already accept this text for this recipient?"""
-        return await asyncio.to_thread(self._reconcile_sync, message)
 
 
 def _whatsapp(number: str) -> str:

@@ -164,7 +164,7 @@ def simulate(
         def run_until(when: datetime) -> None:
             while True:
                 service.journeys.run_due_timers()
-                while asyncio.run(dispatcher.run_once()):
+                while asyncio.run(dispatcher.run_once_and_close()):
                     pass
                 upcoming = next_due()
                 if upcoming is None or upcoming > when:

@@ -173,7 +173,7 @@ def chat(
         handled = service.handle_inbound(InboundMessage(channel="console", text=text, phone=e164,
                                                         provider_message_id=f"console-{uuid.uuid4()}"))
         # Deliver this conversation's console replies now, through the dispatcher like any channel.
-        asyncio.run(dispatcher.run_once())
+        asyncio.run(dispatcher.run_once_and_close())
         return [m.text for m in handled.replies]
 
     if say is not None:

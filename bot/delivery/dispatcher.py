@@ -1,19 +1,39 @@
 """The dispatcher: sends committed outbox rows, with retries, rate limits and one failure policy.
 
 Claims due rows (`FOR UPDATE SKIP LOCKED` on PostgreSQL; SQLite has one
-writer) by moving them to `sending` with a lease, sends them outside any
-transaction, and records the outcome (and the provider's id) at once.
+writer) by moving them to `sending` with a lease, in one transaction per
+batch: plain rows with their message and customer joined, one UPDATE for
+the batch. The batch grows (50, 100, … up to `MAX_BATCH`) while claims come
+back full. It sends them outside any transaction, on the event loop (the
+senders' pooled async clients, at most `MAX_SENDS_IN_FLIGHT` provider calls
+at once), one lane per recipient.
+
+Outcomes are recorded per batch, in groups as the sends finish (group
+commit: while one group's transaction runs, the next gathers, so a slow send
+holds no one else's outcome back): "sent" and "put back" as UPDATEs guarded
+by the lease (`status = 'sending' AND claimed_by = me`), one statement per
+table for the whole group (`UPDATE … FROM unnest(…)` on PostgreSQL,
+executemany under SQLite's write lock), one commit. The rare outcomes that
+need the loaded rows (a reconciled send, a retry, a fallback, a failure)
+take `record`, one transaction each. Within a lane, the next message of a
+customer is sent only once the previous one's outcome has committed.
 
 No double sends. A row is only sent by the worker holding its lease. A row
 whose lease expired while `sending` (the worker crashed after claiming it)
 is reclaimed; if its sender can reconcile (Twilio: list the messages sent to
 that number since the claim and match the text, skipping every provider id
 already recorded for another row, so it can only match the one message this
-row sent: one customer has at most one message in flight), the provider is
-asked first, so the ordinary crash does not send twice. The window that remains: a crash
-after the provider accepted a message and before `record` committed, on a
-channel that cannot reconcile (Telegram), or a Twilio template message, sends
-it once more after the lease (60 s) expires.
+row sent: one customer has at most one message whose outcome is not
+committed), the provider is asked first, so the ordinary crash does not send
+twice. The crash window is the time between the provider's answer and the
+commit of the group holding its outcome: at most the group transaction that
+is running plus its own (milliseconds to tens of milliseconds; one
+transaction per send before), but it now covers every send that finished in
+that time, up to a batch of them, where it covered one. What remains: a
+crash inside that window, on a channel that cannot reconcile (Telegram), or
+a Twilio template message, sends those once more after the lease (60 s)
+expires (tests/channels/test_batch_crash.py kills a worker mid-batch on
+Twilio and checks that nothing is lost or sent twice).
 
 Rate limits, per process: Telegram 30 messages/s in all and 1/s per chat;
 Twilio `TWILIO_SMS_RATE_PER_SECOND` / `TWILIO_WHATSAPP_RATE_PER_SECOND` per
@@ -69,7 +89,7 @@ from sqlmodel import Session, col, func, or_, select
 
 from bot.core.channels import OutboundMessage, Receipt, Sender
 from bot.core.clock import Clock, system_clock
-from bot.core.db import Database
+from bot.core.db import Database, one_of
 from bot.core.errors import DeliveryError
 from bot.core.models import Customer, Message, Outbox
 from bot.core.settings import Settings
@@ -90,8 +110,18 @@ UNFINISHED = ("pending", "sending")
 # A message outcome after which the customer's next message may go: anything else keeps them waiting.
 FINAL = {"sent", "failed", "dead", "expired"}
 MAX_INLINE_WAIT = 2.0  # seconds a rate-limited message may wait while holding its lease
+MIN_BATCH = 50  # rows claimed at once when few are due
+MAX_BATCH = 500  # … growing (doubling) up to this while every claim comes back full
+MAX_SENDS_IN_FLIGHT = 100  # provider calls at once per dispatcher (each sender pools as many connections)
 OUTBOX: sa.Table = Outbox.__table__  # type: ignore[attr-defined]
 MESSAGE: sa.Table = Message.__table__  # type: ignore[attr-defined]
+CUSTOMER: sa.Table = Customer.__table__  # type: ignore[attr-defined]
+# What the claim reads of a row's message and customer, next to the outbox columns.
+_MESSAGE_COLUMNS = (MESSAGE.c.id.label("m_id"), MESSAGE.c.channel.label("m_channel"), MESSAGE.c.text.label("m_text"),
+                    MESSAGE.c.customer_id.label("m_customer_id"))
+_CUSTOMER_COLUMNS = (CUSTOMER.c.id.label("c_id"), CUSTOMER.c.phone.label("c_phone"),
+                     CUSTOMER.c.telegram_chat_id.label("c_telegram_chat_id"),
+                     CUSTOMER.c.opted_out_channels.label("c_opted_out_channels"))
 
 
 @dataclass(frozen=True)
@@ -138,6 +168,8 @@ class Dispatcher:
         self.worker_id = (worker_id or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}")[:64]
         self.kinds = kinds
         self.limiter = RateLimiter()
+        self._batch = MIN_BATCH
+        self._prefetched: asyncio.Future[tuple[list[Claimed], int, float]] | None = None
 
     # ------------------------------------------------------------ senders
 
@@ -159,12 +191,11 @@ class Dispatcher:
         now = self.clock()
         claimed: list[Claimed] = []
         with self.db.session() as session:
-            # The row's message and customer come with it (one query, not two loads per row); only
-            # the outbox rows are locked (PostgreSQL refuses FOR UPDATE on an outer join's nullable side).
-            query = (
-                select(Outbox, Message, Customer)
-                .outerjoin(Message, col(Message.id) == col(Outbox.message_id))
-                .outerjoin(Customer, col(Customer.id) == col(Outbox.customer_id))
+            # The row's message and customer come with it, as plain rows (one query, no ORM objects:
+            # building them cost more than the query); only the outbox rows are locked (PostgreSQL
+            # refuses FOR UPDATE on an outer join's nullable side).
+            picking = (
+                sa.select(OUTBOX)
                 .where(or_(
                     (col(Outbox.status) == "pending") & (col(Outbox.due_at) <= now),
                     (col(Outbox.status) == "sending") & (col(Outbox.claimed_until) < now),
@@ -173,56 +204,67 @@ class Dispatcher:
                            not_(_waits_behind_an_earlier_message(now))))
                 .order_by(col(Outbox.priority), col(Outbox.due_at), col(Outbox.id))
                 .limit(limit)
-                .with_for_update(of=Outbox, **self.db.skip_locked())
+                .with_for_update(**self.db.skip_locked())
             )
             if self.kinds:
-                query = query.where(col(Outbox.kind).in_(self.kinds))
-            batch = _in_recipient_order(session, [tuple(r) for r in session.exec(query).all()])  # type: ignore[misc]
-            human_owned = holds.human_owned(session, {row.customer_id for row, _, _ in batch
+                picking = picking.where(col(Outbox.kind).in_(self.kinds))
+            # The joins come after the limit: only the picked rows' messages and customers are read.
+            picked = picking.cte("picked")
+            query = (
+                sa.select(picked, *_MESSAGE_COLUMNS, *_CUSTOMER_COLUMNS)
+                .select_from(picked.outerjoin(MESSAGE, MESSAGE.c.id == picked.c.message_id)
+                             .outerjoin(CUSTOMER, CUSTOMER.c.id == picked.c.customer_id))
+                .order_by(picked.c.priority, picked.c.due_at, picked.c.id)
+            )
+            batch: list[Any] = _in_recipient_order(session, list(session.execute(query).all()))
+            human_owned = holds.human_owned(session, {row.customer_id for row in batch
                                                       if row.customer_id is not None and holds.is_automatic(row)})
-            for row, message, customer in batch:
+            taking: list[int] = []
+            for row in batch:
                 reclaimed = row.status == "sending"
                 previous_claim = (row.claimed_until - LEASE) if reclaimed and row.claimed_until else None
                 if row.expires_at is not None and row.expires_at <= now:
                     reason = "obsolete: expired before it could be sent"
                     if row.attempts and row.last_error:
                         reason = f"obsolete: not delivered in time after {row.attempts} attempts ({row.last_error})"
-                    outbox.set_status(session, row, message, "expired", reason=reason, now=now)
+                    outbox.set_status(session, *_loaded(session, row), "expired", reason=reason, now=now)
                     continue
-                if (message is not None and customer is not None and row.priority > PRIORITY_REPLY
-                        and message.channel in customer.opted_out_channels):
+                if (row.m_id is not None and row.c_id is not None and row.priority > PRIORITY_REPLY
+                        and row.m_channel in (row.c_opted_out_channels or ())):
                     # Proactive message to someone who opted out of this channel: never send it.
-                    outbox.set_status(session, row, message, "cancelled", reason="recipient opted out", now=now)
+                    outbox.set_status(session, *_loaded(session, row), "cancelled", reason="recipient opted out", now=now)
                     continue
                 if not reclaimed and holds.is_automatic(row) and row.customer_id in human_owned:
-                    holds.hold(session, row, message, now)
+                    holds.hold(session, *_loaded(session, row), now)
                     continue
-                row.status = "sending"
-                row.attempts += 1
-                row.claimed_by = self.worker_id
-                row.claimed_until = now + LEASE
-                row.updated_at = now
-                session.add(row)
+                taking.append(row.id)
+                attempts = row.attempts + 1
                 outbound = None
-                if message is not None:
+                if row.m_id is not None:
                     payload = dict(row.payload)
                     if row.expires_at is not None:
                         # Twilio's ValidityPeriod: what is left of the message's useful life, by our clock.
                         payload["validity_seconds"] = max(1, int((row.expires_at - now).total_seconds()))
                     if previous_claim is not None:
                         payload["claimed_since"] = previous_claim.isoformat()
-                    if message.channel == "whatsapp":
-                        payload["whatsapp_window_open"] = outbox.whatsapp_window_open(session, message.customer_id, now)
+                    if row.m_channel == "whatsapp":
+                        payload["whatsapp_window_open"] = outbox.whatsapp_window_open(session, row.m_customer_id, now)
                     outbound = OutboundMessage(
-                        outbox_id=row.id or 0, message_id=message.id, channel=message.channel,
-                        to=_address(customer, message.channel), text=message.text,
+                        outbox_id=row.id, message_id=row.m_id, channel=row.m_channel,
+                        to=_address(row, row.m_channel), text=row.m_text,
                         kind=str(row.payload.get("template") or "reply"),
                         buttons=tuple((str(b[0]), str(b[1])) for b in row.payload.get("buttons", [])),
-                        payload=payload, attempt=row.attempts,
+                        payload=payload, attempt=attempts,
                     )
-                claimed.append(Claimed(row.id or 0, row.kind, message.channel if message else row.channel, reclaimed,
-                                       outbound, dict(row.payload), row.event_id, row.attempts, row.max_attempts,
+                claimed.append(Claimed(row.id, row.kind, row.m_channel if row.m_id is not None else row.channel,
+                                       reclaimed, outbound, dict(row.payload), row.event_id, attempts, row.max_attempts,
                                        **_message_policy(row)))
+            if taking:
+                # One statement for the batch (the rows are locked, or SQLite's write lock is held),
+                # not an ORM flush of every row.
+                session.execute(sa.update(OUTBOX).where(one_of(session, OUTBOX.c.id, taking)).values(
+                    status="sending", attempts=OUTBOX.c.attempts + 1, claimed_by=self.worker_id,
+                    claimed_until=now + LEASE, updated_at=now))
         return claimed
 
     def claim_once(self, limit: int = 50) -> list[Claimed]:
@@ -231,22 +273,24 @@ class Dispatcher:
 
     # ------------------------------------------------------------ sending
 
-    async def deliver(self, claimed: Claimed) -> Outcome:
+    async def attempt(self, claimed: Claimed, sending: asyncio.Semaphore | None = None) -> tuple[Outcome, Receipt | None]:
+        """Send one claimed row (rate limits, reconciliation, the error map); the outcome is not recorded.
+
+        `sending` bounds the provider calls in flight (held only around them, not while a
+        rate limit is waited out)."""
         sender = self.sender_for(self.sender_key(claimed))
         if sender is None:
-            outcome = Outcome("failed", error=f"no sender for {self.sender_key(claimed)} (channel not configured)")
-            await asyncio.to_thread(self.record, claimed, outcome, None)
-            return outcome
+            return Outcome("failed", error=f"no sender for {self.sender_key(claimed)} (channel not configured)"), None
         limits = channel_limits(self.settings, claimed.channel, claimed.message.to if claimed.message else "")
         if limits:
             wait = self.limiter.wait_for(limits)
             if wait > MAX_INLINE_WAIT:
-                outcome = Outcome("deferred", retry_in=wait)
-                await asyncio.to_thread(self.record, claimed, outcome, None)
-                return outcome
+                return Outcome("deferred", retry_in=wait), None
             await asyncio.sleep(self.limiter.take(limits))
         receipt: Receipt | None = None
         try:
+            if sending is not None:
+                await sending.acquire()
             if claimed.reclaimed and claimed.message is not None and hasattr(sender, "reconcile"):
                 # Read now, not at claim: an earlier message of this lane may have been recorded since.
                 taken = await asyncio.to_thread(self.provider_ids_taken, claimed)
@@ -263,10 +307,11 @@ class Dispatcher:
             outcome = outcome_for(exc, attempts=claimed.attempts, max_attempts=claimed.max_attempts,
                                   retry_for=retry_for, give_up_as=claimed.give_up_as, backoff_cap=claimed.backoff_cap)
         finally:
+            if sending is not None:
+                sending.release()
             if limits:
                 self.limiter.finished(limits)
-        await asyncio.to_thread(self.record, claimed, outcome, receipt)
-        return outcome
+        return outcome, receipt
 
     def provider_ids_taken(self, claimed: Claimed) -> set[str]:
         """Provider ids already recorded for this customer's other messages around the claim:
@@ -286,6 +331,75 @@ class Dispatcher:
     def record(self, claimed: Claimed, outcome: Outcome, receipt: Receipt | None) -> None:
         now = self.clock()
         self.db.retry_on_disconnect(lambda: self._record(claimed, outcome, receipt, now), what="record")
+
+    @staticmethod
+    def batchable(claimed: Claimed, outcome: Outcome) -> bool:
+        """The common outcomes `record_many` writes without loading the rows: a first-hand "sent"
+        and a put-back. A reconciled send (its provider id may belong to another message), a retry,
+        a fallback or a failure takes `record`."""
+        return (outcome.status == "sent" and not claimed.reclaimed) or outcome.status == "deferred"
+
+    def record_many(self, outcomes: list[tuple[Claimed, Outcome, Receipt | None]]) -> None:
+        """Record `batchable` outcomes in one transaction: UPDATEs guarded by our lease
+        (`status = 'sending' AND claimed_by = me`), one statement per table and kind, not per row."""
+        now = self.clock()
+        self.db.retry_on_disconnect(lambda: self._record_many(outcomes, now), what="record")
+
+    def _record_many(self, outcomes: list[tuple[Claimed, Outcome, Receipt | None]], now: datetime) -> None:
+        sent = [(claimed, receipt) for claimed, outcome, receipt in outcomes if outcome.status == "sent"]
+        put_back = [(claimed, outcome) for claimed, outcome, _ in outcomes if outcome.status == "deferred"]
+        assert len(sent) + len(put_back) == len(outcomes), "record_many takes batchable outcomes only"
+        ours = and_(OUTBOX.c.status == "sending", OUTBOX.c.claimed_by == self.worker_id)
+        with self.db.session() as session:
+            owned: set[int] = set()
+            if sent and self.db.is_postgres:
+                # One UPDATE … FROM unnest(arrays) RETURNING: which rows were still ours (two array
+                # parameters, so the statement compiles once, whatever the batch size).
+                owned = set(session.execute(_SENT_PG.bindparams(
+                    ids=[c.row_id for c, _ in sent], provider_ids=[r.provider_id if r else None for _, r in sent],
+                    now=now, me=self.worker_id)).scalars())
+            elif sent:
+                # SQLite: this transaction holds the one write lock (BEGIN IMMEDIATE), so the rows
+                # read as ours stay ours until the executemany below commits.
+                owned = set(session.execute(sa.select(OUTBOX.c.id).where(
+                    one_of(session, OUTBOX.c.id, [c.row_id for c, _ in sent]), ours)).scalars())
+                if owned:
+                    session.execute(
+                        sa.update(OUTBOX).where(OUTBOX.c.id == sa.bindparam("row_id"))
+                        .values(status="sent", sent_at=now, provider_id=sa.bindparam("provider_id"), last_error=None,
+                                claimed_until=None, updated_at=now),
+                        [{"row_id": c.row_id, "provider_id": r.provider_id if r else None}
+                         for c, r in sent if c.row_id in owned])
+            for claimed, _ in sent:
+                if claimed.row_id not in owned:
+                    # Our lease expired and another worker took the row (or it is gone): its outcome wins.
+                    log.warning("outbox=%s was reclaimed by another worker; not recording", claimed.row_id)
+            messages = [{"message_id": c.message.message_id,
+                         "status": r.status if r and r.status in {"sent", "delivered", "queued"} else "sent",
+                         "provider_id": r.provider_id if r else None, "channel": r.channel if r else None}
+                        for c, r in sent
+                        if c.row_id in owned and c.message is not None and c.message.message_id is not None]
+            if messages and self.db.is_postgres:
+                session.execute(_SENT_MESSAGES_PG.bindparams(
+                    ids=[m["message_id"] for m in messages], statuses=[m["status"] for m in messages],
+                    provider_ids=[m["provider_id"] for m in messages], channels=[m["channel"] for m in messages],
+                    now=now))
+            elif messages:
+                session.execute(
+                    sa.update(MESSAGE).where(MESSAGE.c.id == sa.bindparam("message_id"))
+                    .values(status=sa.bindparam("status"), provider_message_id=sa.bindparam("provider_id"),
+                            sent_at=now, channel=func.coalesce(sa.bindparam("channel", type_=sa.String),
+                                                               MESSAGE.c.channel)),
+                    messages)
+            if put_back:
+                # Rate-limited or put back: not an attempt, just later.
+                due = OUTBOX.c.due_at.type
+                session.execute(
+                    sa.update(OUTBOX).where(OUTBOX.c.id == sa.bindparam("row_id"), ours)
+                    .values(status="pending", due_at=sa.bindparam("due_at", type_=due),
+                            attempts=sa.case((OUTBOX.c.attempts > 0, OUTBOX.c.attempts - 1), else_=0),
+                            claimed_until=None, updated_at=now),
+                    [{"row_id": c.row_id, "due_at": now + timedelta(seconds=o.retry_in or 1)} for c, o in put_back])
 
     def _record(self, claimed: Claimed, outcome: Outcome, receipt: Receipt | None, now: datetime) -> None:
         with self.db.session() as session:
@@ -397,8 +511,27 @@ class Dispatcher:
         message.error = f"{outcome.error or 'window closed'}; sent by {target} instead"[:500]
         return True
 
-    async def run_once(self, limit: int = 50) -> int:
-        claimed = await asyncio.to_thread(self.claim_once, limit)
+    async def _claim(self, size: int) -> tuple[list[Claimed], int, float]:
+        started = time.monotonic()
+        return await asyncio.to_thread(self.claim_once, size), size, started
+
+    async def run_once(self, limit: int | None = None, *, prefetch: bool = False) -> int:
+        """Claim one batch, send it (lanes in parallel, at most `MAX_SENDS_IN_FLIGHT` provider calls
+        at once) and record its outcomes in groups as they finish. Without `limit` the batch grows
+        (up to `MAX_BATCH`) while claims come back full, and falls back to `MIN_BATCH` when not.
+
+        `prefetch` (a long-running loop, `run_forever`): when the batch came back full, the next
+        one is claimed while this one is sent, so the claim's round trips overlap the sends; the
+        next call starts with it. `release_prefetched` puts it back when the loop ends."""
+        if self._prefetched is not None:
+            pending, self._prefetched = self._prefetched, None
+            claimed, size, started = await pending
+        else:
+            claimed, size, started = await self._claim(limit or self._batch)
+        if limit is None:
+            self._batch = min(MAX_BATCH, size * 2) if len(claimed) >= size else MIN_BATCH
+            if prefetch and len(claimed) >= size:
+                self._prefetched = asyncio.ensure_future(self._claim(self._batch))
         # One lane per recipient: a customer's messages go out in order (whatever the channel),
         # different customers in parallel.
         lanes: dict[tuple[str, str | None, str], list[Claimed]] = {}
@@ -411,21 +544,52 @@ class Dispatcher:
         for items in lanes.values():
             items.sort(key=lambda i: i.order_key or (datetime.min.replace(tzinfo=UTC), i.row_id))
 
-        started = time.monotonic()
+        sending = asyncio.Semaphore(MAX_SENDS_IN_FLIGHT)
+        recorder = _GroupRecorder(self)
 
         async def drain(items: list[Claimed]) -> None:
             waiting = False
-            for item in items:
+            for index, item in enumerate(items):
                 if waiting or time.monotonic() - started > LEASE.total_seconds() / 2:
                     # Put back, not an attempt: behind a message that must wait (the customer's order),
                     # or a long rate-limited lane that must not outlive its lease.
-                    await asyncio.to_thread(self.record, item, Outcome("deferred", retry_in=0.0), None)
+                    recorder.add(item, Outcome("deferred", retry_in=0.0), None)
                     continue
-                outcome = await self.deliver(item)
+                outcome, receipt = await self.attempt(item, sending)
+                if self.batchable(item, outcome):
+                    recorded = recorder.add(item, outcome, receipt)
+                    if index + 1 < len(items) and not await recorded:
+                        return  # not recorded (the database failed): the lease covers the rest of the lane
+                else:
+                    await asyncio.to_thread(self.record, item, outcome, receipt)
                 waiting = item.kind == "message" and item.customer_id is not None and outcome.status not in FINAL
 
-        await asyncio.gather(*(drain(items) for items in lanes.values()))
+        try:
+            await asyncio.gather(*(drain(items) for items in lanes.values()))
+        finally:
+            await recorder.close()
         return len(claimed)
+
+    async def run_once_and_close(self, limit: int | None = None) -> int:
+        """`run_once` for a caller that gives each call an event loop of its own (`asyncio.run`):
+        the senders' pooled connections belong to that loop and are closed before it ends."""
+        try:
+            return await self.run_once(limit)
+        finally:
+            await self.aclose()
+
+    async def release_prefetched(self) -> None:
+        """Put back the batch claimed ahead (the loop is ending): not an attempt, due a second later.
+        A reclaimed row in it keeps its lease, as if this worker had stopped right after the claim:
+        put back as pending, it would lose the claim time its reconciliation needs."""
+        if self._prefetched is None:
+            return
+        pending, self._prefetched = self._prefetched, None
+        claimed, _, _ = await pending
+        fresh: list[tuple[Claimed, Outcome, Receipt | None]] = [
+            (item, Outcome("deferred", retry_in=0.0), None) for item in claimed if not item.reclaimed]
+        if fresh:
+            await asyncio.to_thread(self.record_many, fresh)
 
     async def run_forever(self, stop: asyncio.Event, *, idle_sleep: float = 0.5) -> None:
         wake = asyncio.Event()
@@ -436,7 +600,7 @@ class Dispatcher:
             while not stop.is_set():
                 wake.clear()
                 try:
-                    count = await self.run_once()
+                    count = await self.run_once(prefetch=True)
                 except Exception:
                     log.exception("dispatcher iteration failed; retrying")
                     count = 0
@@ -448,6 +612,10 @@ class Dispatcher:
         finally:
             with _wake_lock:
                 _wake_events.discard(entry)
+            try:
+                await self.release_prefetched()
+            except Exception:
+                log.warning("putting back the batch claimed ahead failed; its lease runs out instead", exc_info=True)
             await self.aclose()
 
     async def aclose(self) -> None:
@@ -462,10 +630,68 @@ class Dispatcher:
                 log.warning("closing the %s sender failed", key, exc_info=True)
 
 
+_TIMESTAMP = OUTBOX.c.sent_at.type
+_SENT_PG = sa.text(
+    "UPDATE outbox SET status = 'sent', sent_at = :now, provider_id = given.provider_id, last_error = NULL, "
+    "claimed_until = NULL, updated_at = :now "
+    "FROM unnest(CAST(:ids AS integer[]), CAST(:provider_ids AS varchar[])) AS given(row_id, provider_id) "
+    "WHERE outbox.id = given.row_id AND outbox.status = 'sending' AND outbox.claimed_by = :me "
+    "RETURNING outbox.id").bindparams(sa.bindparam("now", type_=_TIMESTAMP)).columns(id=sa.Integer)
+_SENT_MESSAGES_PG = sa.text(
+    "UPDATE message SET status = given.status, provider_message_id = given.provider_id, sent_at = :now, "
+    "channel = coalesce(given.channel, message.channel) "
+    "FROM unnest(CAST(:ids AS integer[]), CAST(:statuses AS varchar[]), CAST(:provider_ids AS varchar[]), "
+    "CAST(:channels AS varchar[])) AS given(message_id, status, provider_id, channel) "
+    "WHERE message.id = given.message_id").bindparams(sa.bindparam("now", type_=_TIMESTAMP))
+
+
+class _GroupRecorder:
+    """Outcomes of one claimed batch, written by `Dispatcher.record_many` in groups as the sends
+    finish: while one group's transaction runs, the next group gathers (group commit), so a slow
+    send never holds the others' outcomes back, and a batch costs a few commits, not one per send."""
+
+    def __init__(self, dispatcher: Dispatcher) -> None:
+        self.dispatcher = dispatcher
+        self.waiting: list[tuple[Claimed, Outcome, Receipt | None, asyncio.Future[bool]]] = []
+        self.writer: asyncio.Task[None] | None = None
+        self.error: BaseException | None = None
+
+    def add(self, claimed: Claimed, outcome: Outcome, receipt: Receipt | None) -> asyncio.Future[bool]:
+        """Queue one outcome; the future says whether its group committed."""
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self.waiting.append((claimed, outcome, receipt, done))
+        if self.writer is None:
+            self.writer = asyncio.ensure_future(self._write())
+        return done
+
+    async def _write(self) -> None:
+        while self.waiting:
+            group, self.waiting = self.waiting, []
+            try:
+                await asyncio.to_thread(self.dispatcher.record_many, [(c, o, r) for c, o, r, _ in group])
+                committed = True
+            except Exception as exc:
+                # Not recorded: those rows stay `sending` until their lease expires, then are
+                # reclaimed and reconciled like after a crash.
+                log.exception("recording %d outcomes failed", len(group))
+                self.error = self.error or exc
+                committed = False
+            for *_, done in group:
+                done.set_result(committed)
+        self.writer = None
+
+    async def close(self) -> None:
+        """Wait until every queued outcome is written; raise if a group failed."""
+        while self.writer is not None:
+            await asyncio.shield(self.writer)
+        if self.error is not None:
+            raise self.error
+
+
 # ---------------------------------------------------------------- one customer's order
 
 
-def order_key(row: Outbox) -> tuple[datetime, int]:
+def order_key(row: Any) -> tuple[datetime, int]:
     """A customer's sending order: when the message was first due, then when it was queued."""
     return (row.first_due_at or row.due_at, row.id or 0)
 
@@ -493,31 +719,39 @@ def _waits_behind_an_earlier_message(now: datetime) -> Any:
         col(earlier.customer_id) == col(Outbox.customer_id),
         row_id != this_id,
         status.in_(UNFINISHED),
+        # Bounds the index scan to the customer's earlier rows. A message row without `first_due_at`
+        # (none since migration 0007) is not seen here; `_in_recipient_order` still holds it back.
+        col(earlier.first_due_at) <= this_first,
         or_(earlier_first < this_first, and_(earlier_first == this_first, row_id < this_id)),
         not_(and_(claimable, claimed_before)),
     )
 
 
-Loaded = tuple[Outbox, Message | None, Customer | None]
+def _first_due_up_to(table: Any, bound: Any) -> Any:
+    """SQL: `coalesce(first_due_at, due_at) <= bound`, written so that the index on (customer_id,
+    status, first_due_at) bounds the scan: a customer's later schedule (a million rows of journeys)
+    is never read. Every message row has `first_due_at` (migration 0007, `enqueue_message`); the
+    second branch keeps any row without it."""
+    first_due_at, due_at = col(table.first_due_at), col(table.due_at)
+    return or_(first_due_at <= bound, and_(first_due_at.is_(None), due_at <= bound))
 
 
-def _in_recipient_order(session: Session, batch: list[Loaded]) -> list[Loaded]:
+def _in_recipient_order(session: Session, batch: list[Any]) -> list[Any]:
     """Drop a message row whose customer has an earlier unfinished message outside this batch.
 
     The SQL filter saw a snapshot; this check, in the same transaction, catches an earlier row
     that another worker holds locked (SKIP LOCKED skipped it) or that the batch limit cut off.
     """
-    rows = [row for row, _, _ in batch]
-    taken = {row.id for row in rows}
-    customers = {row.customer_id for row in rows if row.kind == "message" and row.customer_id is not None}
+    taken = {row.id for row in batch}
+    customers = {row.customer_id for row in batch if row.kind == "message" and row.customer_id is not None}
     if not customers:
         return batch
     # Only siblings that sort before (or with) the batch's latest row can hold one back: a customer
     # with a long schedule ahead (journeys) would otherwise bring all of it back on every claim.
-    latest = max(order_key(row)[0] for row in rows if row.kind == "message" and row.customer_id is not None)
+    latest = max(order_key(row)[0] for row in batch if row.kind == "message" and row.customer_id is not None)
     unfinished = session.exec(select(Outbox.id, Outbox.customer_id, Outbox.first_due_at, Outbox.due_at).where(
-        Outbox.kind == "message", col(Outbox.customer_id).in_(customers), col(Outbox.status).in_(UNFINISHED),
-        func.coalesce(col(Outbox.first_due_at), col(Outbox.due_at)) <= latest,
+        Outbox.kind == "message", one_of(session, col(Outbox.customer_id), customers), col(Outbox.status).in_(UNFINISHED),
+        _first_due_up_to(Outbox, latest),
     )).all()
     by_customer: dict[int, list[tuple[tuple[datetime, int], int]]] = {}
     for row_id, customer_id, first_due_at, due_at in unfinished:
@@ -528,11 +762,18 @@ def _in_recipient_order(session: Session, batch: list[Loaded]) -> list[Loaded]:
             if row_id not in taken:
                 break  # everything after a sibling we do not hold must wait for it
             allowed.add(row_id)
-    return [loaded for loaded in batch
-            if loaded[0].kind != "message" or loaded[0].customer_id is None or loaded[0].id in allowed]
+    return [row for row in batch if row.kind != "message" or row.customer_id is None or row.id in allowed]
 
 
-def _message_policy(row: Outbox) -> dict[str, Any]:
+def _loaded(session: Session, row: Any) -> tuple[Outbox, Message | None]:
+    """The ORM objects of a claimed row and its message, for the rare outcomes that change them
+    through the store (expired, cancelled, held)."""
+    loaded = session.get(Outbox, row.id)
+    assert loaded is not None  # locked by this claim
+    return loaded, session.get(Message, row.m_id) if row.m_id is not None else None
+
+
+def _message_policy(row: Any) -> dict[str, Any]:
     """Claimed fields of the time-based retry policy (messages) and the customer's order."""
     if row.kind != "message":
         return {"customer_id": row.customer_id}
@@ -551,9 +792,10 @@ def _provider_id_owned(session: Session, provider_id: str, message: Message) -> 
     )).first() is not None
 
 
-def _address(customer: Customer | None, channel: str) -> str:
-    if customer is None:
+def _address(row: Any, channel: str) -> str:
+    """The claimed row's customer's address on `channel` (empty without a customer)."""
+    if row.c_id is None:
         return ""
     if channel == "telegram":
-        return customer.telegram_chat_id or ""
-    return customer.phone or ""
+        return str(row.c_telegram_chat_id or "")
+    return str(row.c_phone or "")

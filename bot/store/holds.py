@@ -25,6 +25,7 @@ from datetime import datetime
 
 from sqlmodel import Session, col, select
 
+from bot.core.db import one_of
 from bot.core.errors import MessageObsolete, NotFound, NotHeld
 from bot.core.models import Conversation, Escalation, Message, OrderEvent, Outbox
 from bot.core.vocab import HUMAN_OWNERS, SUPERSEDES
@@ -64,7 +65,8 @@ def human_owned(session: Session, customer_ids: set[int]) -> set[int]:
     if not customer_ids:
         return set()
     return {customer_id for customer_id, owner in session.exec(
-        select(Conversation.customer_id, Conversation.owner).where(col(Conversation.customer_id).in_(customer_ids)))
+        select(Conversation.customer_id, Conversation.owner).where(one_of(session, col(Conversation.customer_id),
+                                                                          customer_ids)))
         if owner in HUMAN_OWNERS}
 
 

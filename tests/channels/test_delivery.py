@@ -409,3 +409,33 @@ def test_two_workers_on_the_same_outbox_never_send_a_row_twice(settings: Setting
         assert {r.status for r in rows} == {"sent"}
         assert {r.claimed_by for r in rows} == {"w0", "w1"} or service.db.is_sqlite
         assert session.exec(select(col(Outbox.id)).where(Outbox.attempts != 1)).all() == []
+
+
+def test_a_batch_claimed_ahead_is_put_back_when_the_loop_ends(settings: Settings, fake_twilio: FakeTwilio) -> None:
+    """run_forever claims the next batch while one is sent; stopping puts it back, not an attempt."""
+    service = _service(settings, fake_twilio)
+    with service.db.session() as session:
+        customers = [Customer(phone=f"+9198111{i:05d}", name=f"C{i}") for i in range(60)]
+        session.add_all(customers)
+        session.flush()
+        for i, customer in enumerate(customers):
+            enqueue_message(session=session, customer=customer, channel="sms", text=f"ahead {i}")
+    dispatcher = Dispatcher(service.db, service.settings, worker_id="loop")
+
+    async def one_batch_then_stop() -> int:
+        try:
+            return await dispatcher.run_once(prefetch=True)
+        finally:
+            await dispatcher.release_prefetched()
+            await dispatcher.aclose()
+
+    sent = asyncio.run(one_batch_then_stop())
+    assert sent == 50 and len(fake_twilio.messages) == 50
+    with service.db.read() as session:
+        rest = session.exec(select(Outbox).where(Outbox.kind == "message", Outbox.status != "sent")).all()
+    assert len(rest) == 10
+    assert {(r.status, r.attempts, r.claimed_by) for r in rest} == {("pending", 0, "loop")}
+    clock = Clock()
+    clock.advance(seconds=2)  # put back due a second later, like any put-back
+    drain(Dispatcher(service.db, service.settings, clock=clock))
+    assert sorted(m["body"] for m in fake_twilio.messages) == sorted(f"ahead {i}" for i in range(60))

@@ -6,7 +6,8 @@ Implements what Doorstep uses: `POST /2010-04-01/Accounts/{sid}/Messages.json`
 with its Host header, so tests can prove the client was rewritten to us.
 
 `fail_next(status, code, delay)` scripts the next create calls: a 500, a 429,
-a Twilio error code (21610, 21211, 63016), or a slow answer (timeout).
+a Twilio error code (21610, 21211, 63016), or a slow answer (timeout); `latency`
+makes every create answer after a random delay (many sends in flight at once).
 `outage(status)` fails every create until `recover()`; `refuse_connections()`
 stops the server itself (the client gets "connection refused") and `recover()`
 starts it again on the same port. The
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import random
 import secrets
 import socket
 import threading
@@ -119,6 +121,7 @@ class FakeTwilio(LoopbackFake):
     server: LoopbackServer | None = None
     outage_status: int | None = None
     refused: bool = False
+    latency: tuple[float, float] | None = None  # every create answers after uniform(lo, hi) seconds
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     # ------------------------------------------------------------ scripting
@@ -174,6 +177,9 @@ class FakeTwilio(LoopbackFake):
         if self.outage_status is not None:
             return JSONResponse({"code": None, "message": "fake outage", "status": self.outage_status},
                                 status_code=self.outage_status)
+        if self.latency is not None:
+            # Twilio accepts the message even if the client is gone by the time it answers.
+            await asyncio.sleep(random.uniform(*self.latency))
         failure = self.failures.popleft() if self.failures else None
         if failure is not None:
             if failure.delay:
