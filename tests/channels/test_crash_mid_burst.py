@@ -61,12 +61,16 @@ def test_kill_9_mid_burst_loses_nothing_acknowledged_and_sends_nothing_twice(
     proc = _serve(settings, fake_twilio, port)
     answered: dict[int, int] = {}
     killed = threading.Event()
+    lock = threading.Lock()
 
     def fire(i: int) -> None:
-        answered[i] = _post(url, fake_twilio, i)
-        if sum(1 for code in answered.values() if code == 200) >= CUSTOMERS // 3 and not killed.is_set():
-            killed.set()
-            proc.send_signal(signal.SIGKILL)  # mid-burst: acks, batches and sends in flight
+        code = _post(url, fake_twilio, i)
+        with lock:
+            answered[i] = code
+            enough = sum(1 for c in answered.values() if c == 200) >= CUSTOMERS // 3
+            if enough and not killed.is_set():
+                killed.set()
+                proc.send_signal(signal.SIGKILL)  # mid-burst: acks, batches and sends in flight
 
     try:
         with ThreadPoolExecutor(max_workers=8) as pool:
