@@ -108,7 +108,7 @@ def process_in_background(service: Service, conversation_id: int, channel: str) 
     except Exception:  # process_pending retries it; the webhook was already acknowledged
         log.exception("background processing failed conversation=%s; will be retried", conversation_id)
         return
-    dispatcher.notify()
+    dispatcher.notify(service.db)
 
 
 @router.post("/webhooks/twilio", summary="Twilio inbound SMS / WhatsApp (signed form)")
@@ -141,7 +141,7 @@ async def twilio_status(request: Request, service: ServiceDep,
         return _problem(400, "MessageSid and a known MessageStatus are required")
     changed = await asyncio.to_thread(apply_status, service, sid[:100], status, (params.get("ErrorCode") or "")[:32] or None)
     if changed:
-        dispatcher.notify()
+        await asyncio.to_thread(dispatcher.notify, service.db)
     return Response(status_code=200)
 
 

@@ -15,10 +15,12 @@ after the provider accepted a message and before `record` committed, on a
 channel that cannot reconcile (Telegram), or a Twilio template message, sends
 it once more after the lease (60 s) expires.
 
-Rate limits, per process: Telegram 30 messages/s in all and 1/s per chat;
-Twilio `TWILIO_SMS_RATE_PER_SECOND` / `TWILIO_WHATSAPP_RATE_PER_SECOND` per
-sender. A message that would wait more than `MAX_INLINE_WAIT` is put back
-with a later `due_at` instead of holding its lease.
+Rate limits, shared by every process on the database (bot.delivery.ratelimits):
+Telegram 30 messages/s in all and 1/s per chat; Twilio `TWILIO_SMS_RATE_PER_SECOND`
+/ `TWILIO_WHATSAPP_RATE_PER_SECOND` per sender; WhatsApp's per-recipient pacing.
+A message whose slot is more than `MAX_INLINE_WAIT` away is put back with a
+later `due_at` instead of holding its lease. New rows wake the dispatchers of
+other processes by PostgreSQL NOTIFY (bot.delivery.wakeup), with polling as the fallback.
 
 One customer's messages go out in the order they were queued (by
 `first_due_at`, which retries never move): a message row is not claimed while
@@ -73,9 +75,9 @@ from bot.core.db import Database
 from bot.core.errors import DeliveryError
 from bot.core.models import Customer, Message, Outbox
 from bot.core.settings import Settings
-from bot.delivery import senders
+from bot.delivery import senders, wakeup
 from bot.delivery.outcomes import BACKOFF_CAP_SECONDS, Outcome, fallback_channel, outcome_for
-from bot.delivery.ratelimits import RateLimiter, channel_limits
+from bot.delivery.ratelimits import RateLimiter, Slot, channel_limits
 from bot.store import holds, outbox
 from bot.store.outbox import PRIORITY_REPLY
 
@@ -118,8 +120,11 @@ _wake_lock = threading.Lock()
 _wake_events: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
 
 
-def notify() -> None:
-    """Wake every dispatcher of this process now (called after new outbox rows commit)."""
+def notify(db: Database | None = None) -> None:
+    """Wake every dispatcher of this process now (called after new outbox rows commit), and with `db`
+    (PostgreSQL) those of other processes too."""
+    if db is not None:
+        wakeup.announce(db)
     with _wake_lock:
         targets = list(_wake_events)
     for loop, event in targets:
@@ -137,7 +142,7 @@ class Dispatcher:
         self._senders: dict[str, Sender] = dict(senders or {})
         self.worker_id = (worker_id or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}")[:64]
         self.kinds = kinds
-        self.limiter = RateLimiter()
+        self.limiter = RateLimiter(db, max_wait=MAX_INLINE_WAIT)
 
     # ------------------------------------------------------------ senders
 
@@ -238,13 +243,16 @@ class Dispatcher:
             await asyncio.to_thread(self.record, claimed, outcome, None)
             return outcome
         limits = channel_limits(self.settings, claimed.channel, claimed.message.to if claimed.message else "")
+        slot: Slot | None = None
         if limits:
-            wait = self.limiter.wait_for(limits)
-            if wait > MAX_INLINE_WAIT:
-                outcome = Outcome("deferred", retry_in=wait)
+            slot = await self.limiter.acquire(limits)
+            if slot.granted:
+                await asyncio.sleep(max(0.0, slot.at - self.limiter.clock()))
+            if not slot.granted or slot.late(self.limiter.clock()):
+                # No slot within MAX_INLINE_WAIT (or the loop was too slow to keep it): put back, not an attempt.
+                outcome = Outcome("deferred", retry_in=max(0.0, slot.at - self.limiter.clock()) if not slot.granted else 0.0)
                 await asyncio.to_thread(self.record, claimed, outcome, None)
                 return outcome
-            await asyncio.sleep(self.limiter.take(limits))
         receipt: Receipt | None = None
         try:
             if claimed.reclaimed and claimed.message is not None and hasattr(sender, "reconcile"):
@@ -263,8 +271,8 @@ class Dispatcher:
             outcome = outcome_for(exc, attempts=claimed.attempts, max_attempts=claimed.max_attempts,
                                   retry_for=retry_for, give_up_as=claimed.give_up_as, backoff_cap=claimed.backoff_cap)
         finally:
-            if limits:
-                self.limiter.finished(limits)
+            if slot is not None:
+                await self.limiter.finished(slot)
         await asyncio.to_thread(self.record, claimed, outcome, receipt)
         return outcome
 
@@ -432,6 +440,7 @@ class Dispatcher:
         entry = (asyncio.get_running_loop(), wake)
         with _wake_lock:
             _wake_events.add(entry)
+        listener = wakeup.listen(self.db, self.settings, wake)  # other processes' new rows (PostgreSQL)
         try:
             while not stop.is_set():
                 wake.clear()
@@ -448,6 +457,7 @@ class Dispatcher:
         finally:
             with _wake_lock:
                 _wake_events.discard(entry)
+            await wakeup.stop(listener)
             await self.aclose()
 
     async def aclose(self) -> None:
