@@ -159,6 +159,11 @@ class TwilioSender:
         status = _STATUS_FROM_TWILIO.get(str(created.status or "queued"), "queued")
         return Receipt(provider_id=created.sid, status=status, detail="template" if "content_sid" in params else "")
 
+    async def prepare(self) -> None:
+        """Import twilio and build the client before a rate-limit slot is taken (bot.core.channels.Preparable)."""
+        if self._client is None:
+            await asyncio.to_thread(lambda: self.client.messages)  # twilio imports its API modules on first use
+
     async def send(self, message: OutboundMessage) -> Receipt:
         # twilio's client is synchronous (requests): keep the event loop free.
         return await asyncio.to_thread(self._send_sync, message)

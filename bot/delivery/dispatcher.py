@@ -245,6 +245,9 @@ class Dispatcher:
         limits = channel_limits(self.settings, claimed.channel, claimed.message.to if claimed.message else "")
         slot: Slot | None = None
         if limits:
+            prepare = getattr(sender, "prepare", None)
+            if prepare is not None:
+                await prepare()  # first-use work (imports, the client) before the slot, not inside it
             slot = await self.limiter.acquire(limits)
             if slot.granted:
                 await asyncio.sleep(max(0.0, slot.at - self.limiter.clock()))
