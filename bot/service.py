@@ -32,6 +32,7 @@ from bot.core.runtime import Runtime
 from bot.core.schemas import OrderEventIn, OrderIn
 from bot.core.settings import Settings, get_settings
 from bot.core.shopconfig import load_shop_config
+from bot.delivery import wakeup
 from bot.journeys.hooks import Journeys
 from bot.store import escalations, holds
 from bot.store.orders import apply_event, find_customer, upsert_order
@@ -304,6 +305,8 @@ class Service:
         started = time.perf_counter()
         turns = gateway.process_messages(self.db, self.runtime, message_ids, journeys=self.journeys)
         self._observe("", gateway.Handled(duplicate=False, turns=turns), started)
+        if any(turn.replies for turn in turns):
+            wakeup.announce(self.db)  # other processes' dispatchers (PostgreSQL NOTIFY): once per batch
         return turns
 
     async def process_soon(self, message_id: int) -> None:

@@ -139,6 +139,11 @@ class TelegramSender:
             raise map_telegram_error(exc) from None
         return Receipt(provider_id=f"{sent.chat.id}:{sent.message_id}", status="sent")
 
+    async def prepare(self) -> None:
+        """Import aiogram and build the bot before a rate-limit slot is taken (bot.core.channels.Preparable)."""
+        await ensure_aiogram()
+        bot_for(self.settings)
+
     async def aclose(self) -> None:
         await close_bots()
 

@@ -21,6 +21,7 @@ message text.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import logging
 from datetime import datetime, timedelta
@@ -77,6 +78,11 @@ def _twilio_http_client(base_url: str) -> Any:
             return await super().request(method, url, *args, **kwargs)
 
     return PooledHttpClient(base_url)
+
+
+def _import_twilio() -> None:
+    for name in ("twilio.rest", "twilio.rest.api.v2010.account.message", "twilio.http.async_http_client"):
+        importlib.import_module(name)
 
 
 def map_twilio_error(exc: Exception) -> Exception:
@@ -178,6 +184,14 @@ class TwilioSender:
             raise map_twilio_error(exc) from None
         status = _STATUS_FROM_TWILIO.get(str(created.status or "queued"), "queued")
         return Receipt(provider_id=created.sid, status=status, detail="template" if "content_sid" in params else "")
+
+    async def prepare(self) -> None:
+        """Import twilio's API modules (in a thread: seconds on a small machine) and build this loop's
+        client before a rate-limit slot is taken (bot.core.channels.Preparable), so first sends do not
+        reach the provider in one burst after the import."""
+        if id(asyncio.get_running_loop()) not in self._clients:
+            await asyncio.to_thread(_import_twilio)
+            _ = self.client.messages
 
     async def reconcile(self, message: OutboundMessage) -> Receipt | None:
         """After a crash mid-send: did Twilio already accept this text for this recipient?"""

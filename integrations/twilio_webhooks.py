@@ -111,7 +111,7 @@ async def process_in_background(service: Service, message_id: int) -> None:
     except Exception:  # process_pending retries it; the webhook was already acknowledged
         log.warning("background processing failed message=%s; will be retried", message_id)
         return
-    dispatcher.notify()
+    dispatcher.notify()  # this process's dispatchers; the batch told the others (Service.process_messages)
 
 
 @router.post("/webhooks/twilio", summary="Twilio inbound SMS / WhatsApp (signed form)")
@@ -145,7 +145,7 @@ async def twilio_status(request: Request, service: ServiceDep,
         return _problem(400, "MessageSid and a known MessageStatus are required")
     changed = await asyncio.to_thread(apply_status, service, sid[:100], status, (params.get("ErrorCode") or "")[:32] or None)
     if changed:
-        dispatcher.notify()
+        await asyncio.to_thread(dispatcher.notify, service.db)
     return Response(status_code=200)
 
 

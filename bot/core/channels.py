@@ -67,6 +67,14 @@ class Closable(Protocol):
     async def aclose(self) -> None: ...
 
 
+class Preparable(Protocol):
+    """Optional: slow first-use work (imports, building the client) done before a rate-limit slot is taken,
+    so a send that starts at its slot is only the request: messages waiting on that work together would
+    otherwise reach the provider in one burst."""
+
+    async def prepare(self) -> None: ...
+
+
 class Reconciler(Protocol):
     """Optional: after a crash mid-send, ask the provider whether the message already went out."""
 

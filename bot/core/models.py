@@ -268,6 +268,25 @@ class KeyValue(SQLModel, table=True):
     updated_at: datetime = _created()
 
 
+class RateLimit(SQLModel, table=True):
+    """One provider rate limit shared by every process on the database (bot.delivery.ratelimits).
+
+    `next_at` (epoch seconds, wall clock) is when the key's next slot begins; a reservation moves it
+    on in one atomic upsert. `spacing` (seconds between slots, margin included) and `burst` describe
+    the key; `granted` is how many slots the last reservation got. A row whose `next_at` has passed
+    limits nothing, so stale rows are pruned. Per-recipient keys hold a hash, never a phone number
+    or chat id.
+    """
+
+    __tablename__ = "rate_limit"
+
+    key: str = Field(primary_key=True, max_length=100)
+    next_at: float = Field(sa_column=sa.Column(sa.Float(precision=53), nullable=False))
+    spacing: float = Field(sa_column=sa.Column(sa.Float(precision=53), nullable=False))
+    burst: int = 1
+    granted: int = 0
+
+
 class JourneyTimer(SQLModel, table=True):
     """A journey step that must be decided when it falls due, not when it is planned
     (COD reminder / escalation, NPS survey): the tick job claims due rows

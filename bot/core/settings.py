@@ -90,6 +90,9 @@ class Settings(BaseSettings):
     agent_webhook_url: str = Field("", alias="DOORSTEP_AGENT_WEBHOOK_URL")  # new-escalation notifications
     # None = doorstep.yaml's contact_policy.quiet_hours (default 21:00-08:00); "" turns quiet hours off.
     quiet_hours: str | None = Field(None, alias="DOORSTEP_QUIET_HOURS")
+    # Dispatchers on PostgreSQL LISTEN for new outbox rows (bot/delivery/wakeup.py); false behind PgBouncer in
+    # transaction mode, where LISTEN hears nothing: they poll then.
+    listen_notify: bool = Field(True, alias="DOORSTEP_LISTEN_NOTIFY")
 
     twilio_account_sid: str = Field("", alias="TWILIO_ACCOUNT_SID")
     twilio_auth_token: SecretStr = Field(SecretStr(""), alias="TWILIO_AUTH_TOKEN")

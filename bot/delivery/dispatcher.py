@@ -35,10 +35,12 @@ a Twilio template message, sends those once more after the lease (60 s)
 expires (tests/channels/test_batch_crash.py kills a worker mid-batch on
 Twilio and checks that nothing is lost or sent twice).
 
-Rate limits, per process: Telegram 30 messages/s in all and 1/s per chat;
-Twilio `TWILIO_SMS_RATE_PER_SECOND` / `TWILIO_WHATSAPP_RATE_PER_SECOND` per
-sender. A message that would wait more than `MAX_INLINE_WAIT` is put back
-with a later `due_at` instead of holding its lease.
+Rate limits, shared by every process on the database (bot.delivery.ratelimits):
+Telegram 30 messages/s in all and 1/s per chat; Twilio `TWILIO_SMS_RATE_PER_SECOND`
+/ `TWILIO_WHATSAPP_RATE_PER_SECOND` per sender; WhatsApp's per-recipient pacing.
+A message whose slot is more than `MAX_INLINE_WAIT` away is put back with a
+later `due_at` instead of holding its lease. New rows wake the dispatchers of
+other processes by PostgreSQL NOTIFY (bot.delivery.wakeup), with polling as the fallback.
 
 One customer's messages go out in the order they were queued (by
 `first_due_at`, which retries never move): a message row is not claimed while
@@ -93,9 +95,9 @@ from bot.core.db import Database, one_of
 from bot.core.errors import DeliveryError
 from bot.core.models import Customer, Message, Outbox
 from bot.core.settings import Settings
-from bot.delivery import senders
+from bot.delivery import senders, wakeup
 from bot.delivery.outcomes import BACKOFF_CAP_SECONDS, Outcome, fallback_channel, outcome_for
-from bot.delivery.ratelimits import RateLimiter, channel_limits
+from bot.delivery.ratelimits import RateLimiter, Slot, channel_limits
 from bot.store import holds, outbox
 from bot.store.outbox import PRIORITY_REPLY
 
@@ -148,8 +150,11 @@ _wake_lock = threading.Lock()
 _wake_events: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
 
 
-def notify() -> None:
-    """Wake every dispatcher of this process now (called after new outbox rows commit)."""
+def notify(db: Database | None = None) -> None:
+    """Wake every dispatcher of this process now (called after new outbox rows commit), and with `db`
+    (PostgreSQL) those of other processes too."""
+    if db is not None:
+        wakeup.announce(db)
     with _wake_lock:
         targets = list(_wake_events)
     for loop, event in targets:
@@ -167,7 +172,7 @@ class Dispatcher:
         self._senders: dict[str, Sender] = dict(senders or {})
         self.worker_id = (worker_id or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}")[:64]
         self.kinds = kinds
-        self.limiter = RateLimiter()
+        self.limiter = RateLimiter(db, max_wait=MAX_INLINE_WAIT)
         self._batch = MIN_BATCH
         self._prefetched: asyncio.Future[tuple[list[Claimed], int, float]] | None = None
 
@@ -282,11 +287,18 @@ class Dispatcher:
         if sender is None:
             return Outcome("failed", error=f"no sender for {self.sender_key(claimed)} (channel not configured)"), None
         limits = channel_limits(self.settings, claimed.channel, claimed.message.to if claimed.message else "")
+        slot: Slot | None = None
         if limits:
-            wait = self.limiter.wait_for(limits)
-            if wait > MAX_INLINE_WAIT:
+            prepare = getattr(sender, "prepare", None)
+            if prepare is not None:
+                await prepare()  # first-use work (imports, the client) before the slot, not inside it
+            slot = await self.limiter.acquire(limits)
+            if slot.granted:
+                await asyncio.sleep(max(0.0, slot.at - self.limiter.clock()))
+            if not slot.granted or slot.late(self.limiter.clock()):
+                # No slot within MAX_INLINE_WAIT (or the loop was too slow to keep it): put back, not an attempt.
+                wait = max(0.0, slot.at - self.limiter.clock()) if not slot.granted else 0.0
                 return Outcome("deferred", retry_in=wait), None
-            await asyncio.sleep(self.limiter.take(limits))
         receipt: Receipt | None = None
         try:
             if sending is not None:
@@ -309,8 +321,8 @@ class Dispatcher:
         finally:
             if sending is not None:
                 sending.release()
-            if limits:
-                self.limiter.finished(limits)
+            if slot is not None:
+                await self.limiter.finished(slot)
         return outcome, receipt
 
     def provider_ids_taken(self, claimed: Claimed) -> set[str]:
@@ -596,6 +608,7 @@ class Dispatcher:
         entry = (asyncio.get_running_loop(), wake)
         with _wake_lock:
             _wake_events.add(entry)
+        listener = wakeup.listen(self.db, self.settings, wake)  # other processes' new rows (PostgreSQL)
         try:
             while not stop.is_set():
                 wake.clear()
@@ -616,6 +629,7 @@ class Dispatcher:
                 await self.release_prefetched()
             except Exception:
                 log.warning("putting back the batch claimed ahead failed; its lease runs out instead", exc_info=True)
+            await wakeup.stop(listener)
             await self.aclose()
 
     async def aclose(self) -> None:

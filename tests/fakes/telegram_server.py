@@ -6,6 +6,11 @@ data, with nested objects (reply_markup) as JSON strings. A wrong token gets
 Telegram's 401. `fail_next(...)` scripts the next sendMessage answers: 429
 with `retry_after`, 403 "bot was blocked by the user", 400, 500, or a delay.
 
+It enforces Telegram's limits like Telegram: more than 30 sendMessage in any
+sliding second for the bot, or more than one in any sliding second to one chat,
+is answered 429 with `retry_after` (and counted in `too_many`);
+`max_in_any_second()` is the most messages it accepted in any one second.
+
 `update(...)` builds Telegram `Update` JSON the way Telegram posts it to a
 webhook (text, /start deep links, shared contacts, button presses).
 """
@@ -54,6 +59,9 @@ class FakeTelegram(LoopbackFake):
     failures: deque[TgFailure] = field(default_factory=deque)
     webhook: dict[str, Any] = field(default_factory=dict)
     server: LoopbackServer | None = None
+    global_per_second: int = 30
+    per_chat_per_second: int = 1
+    too_many: list[dict[str, Any]] = field(default_factory=list)  # sendMessage answered 429 for a limit
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -64,6 +72,23 @@ class FakeTelegram(LoopbackFake):
     def sent_to(self, chat_id: int | str) -> list[dict[str, Any]]:
         with self._lock:
             return [m for m in self.sent if str(m["chat_id"]) == str(chat_id)]
+
+    def max_in_any_second(self, chat_id: int | str | None = None) -> int:
+        with self._lock:
+            sent = [m for m in self.sent if chat_id is None or str(m["chat_id"]) == str(chat_id)]
+        return max_in_any_second([m["_monotonic"] for m in sent])
+
+    def _over_limit(self, chat_id: str, now: float) -> bool:
+        """Would one more message now make more than the limits in the last second? (under the lock)"""
+        recent = [m for m in reversed(self.sent[-(self.global_per_second + 1):]) if now - m["_monotonic"] < 1.0]
+        if len(recent) >= self.global_per_second:
+            return True
+        same_chat = 0
+        for m in reversed(self.sent):
+            if now - m["_monotonic"] >= 1.0:
+                break
+            same_chat += str(m["chat_id"]) == chat_id
+        return same_chat >= self.per_chat_per_second
 
     def wait_for(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
         deadline = time.monotonic() + timeout
@@ -114,11 +139,15 @@ class FakeTelegram(LoopbackFake):
             if failure.status >= 400:
                 return self._error(failure.status, failure.retry_after)
         markup = params.get("reply_markup")
-        message_id = next(self._ids)
-        record = {"chat_id": params.get("chat_id"), "text": params.get("text", ""), "message_id": message_id,
-                  "reply_markup": json.loads(markup) if isinstance(markup, str) and markup else markup,
-                  "_monotonic": time.monotonic()}
+        now = time.monotonic()
         with self._lock:
+            if self._over_limit(str(params.get("chat_id")), now):
+                self.too_many.append({"chat_id": params.get("chat_id"), "_monotonic": now})
+                return self._error(429, retry_after=1)
+            message_id = next(self._ids)
+            record = {"chat_id": params.get("chat_id"), "text": params.get("text", ""), "message_id": message_id,
+                      "reply_markup": json.loads(markup) if isinstance(markup, str) and markup else markup,
+                      "_monotonic": now}
             self.sent.append(record)
         chat_id = int(str(params.get("chat_id")))
         return JSONResponse({"ok": True, "result": {
@@ -128,6 +157,17 @@ class FakeTelegram(LoopbackFake):
 
     def app(self) -> Starlette:
         return Starlette(routes=[Route("/bot{token}/{method}", self.method, methods=["POST", "GET"])])
+
+
+def max_in_any_second(times: list[float]) -> int:
+    """The most of `times` (seconds) within any sliding one-second window."""
+    times = sorted(times)
+    most, start = 0, 0
+    for end, at in enumerate(times):
+        while at - times[start] >= 1.0:
+            start += 1
+        most = max(most, end - start + 1)
+    return most
 
 
 _update_ids = itertools.count(100_000)

@@ -151,6 +151,17 @@ class FakeTwilio(LoopbackFake):
         with self._lock:
             return [m for m in self.messages if m["to"].removeprefix("whatsapp:") == number]
 
+    def max_in_any_second(self, sender: str) -> int:
+        """The most messages from `sender` (a From number, with or without `whatsapp:`) in any sliding second."""
+        with self._lock:
+            times = sorted(m["_monotonic"] for m in self.messages if m["from"].removeprefix("whatsapp:") == sender)
+        most, start = 0, 0
+        for end, at in enumerate(times):
+            while at - times[start] >= 1.0:
+                start += 1
+            most = max(most, end - start + 1)
+        return most
+
     def wait_for(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
