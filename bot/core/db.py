@@ -347,6 +347,20 @@ def _make_sqlite_serialisable(engine: Engine) -> None:
 _STAMPED_ON_INSERT = ("created_at", "updated_at", "due_at")
 
 
+_STAMPED_BY_CLASS: dict[type, tuple[tuple[str, ...], bool]] = {}
+
+
+def _stamped_columns(cls: type) -> tuple[tuple[str, ...], bool]:
+    """The model's columns stamped on insert, and whether it has `updated_at`, read once per class from
+    its mapper (`hasattr` on a model instance goes through pydantic's slow `__getattr__` when absent)."""
+    found = _STAMPED_BY_CLASS.get(cls)
+    if found is None:
+        attributes: set[str] = set(sa.inspect(cls).attrs.keys())
+        found = (tuple(name for name in _STAMPED_ON_INSERT if name in attributes), "updated_at" in attributes)
+        _STAMPED_BY_CLASS[cls] = found
+    return found
+
+
 @event.listens_for(Session, "before_flush")
 def _stamp_and_guard(session: Session, _context: Any, _instances: Any) -> None:
     """Timestamps from the session's clock; no change may leave a read-only session."""
@@ -357,12 +371,12 @@ def _stamp_and_guard(session: Session, _context: Any, _instances: Any) -> None:
         return
     now: datetime | None = None
     for row in session.new:
-        for name in _STAMPED_ON_INSERT:
-            if hasattr(row, name) and getattr(row, name) is None:
+        for name in _stamped_columns(type(row))[0]:
+            if getattr(row, name) is None:
                 now = now or clock()
                 setattr(row, name, now)
     for row in session.dirty:
-        if hasattr(row, "updated_at") and session.is_modified(row, include_collections=False):
+        if _stamped_columns(type(row))[1] and session.is_modified(row, include_collections=False):
             history = sa.inspect(row).attrs.updated_at.history
             if not history.added:
                 now = now or clock()
