@@ -22,15 +22,21 @@ if TYPE_CHECKING:
 _bearer = HTTPBearer(auto_error=False, description="DOORSTEP_API_KEY")
 
 
-def get_service(request: Request) -> Service:
+def service_of(request: Request) -> Service:
     return request.app.state.service  # type: ignore[no-any-return]
+
+
+async def get_service(request: Request) -> Service:
+    """The dependency: async, because FastAPI runs a plain `def` dependency in its thread pool (a thread
+    hop on every webhook for an attribute read)."""
+    return service_of(request)
 
 
 ServiceDep = Annotated["Service", Depends(get_service)]
 
 
 def get_session(request: Request) -> Iterator[Session]:
-    with get_service(request).db.request_session() as session:
+    with service_of(request).db.request_session() as session:
         yield session
 
 
@@ -38,7 +44,7 @@ SessionDep = Annotated[Session, Depends(get_session)]
 
 
 def get_read_session(request: Request) -> Iterator[Session]:
-    with get_service(request).db.read() as session:
+    with service_of(request).db.read() as session:
         yield session
 
 
@@ -46,7 +52,7 @@ ReadSessionDep = Annotated[Session, Depends(get_read_session)]
 
 
 def require_api_key(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> None:
-    service = get_service(request)
+    service = service_of(request)
     presented = credentials.credentials if credentials and credentials.scheme.lower() == "bearer" else ""
     if not check_api_key(service.db, service.settings.api_key.get_secret_value(), presented):
         raise HTTPException(
