@@ -4,9 +4,9 @@ Seeds customers with orders in a throw-away PostgreSQL database, then offers
 the same open-loop load (`--rate` signed Twilio webhooks per second for
 `--seconds`, each from a different customer) first to one `serve` process,
 then to two (webhooks alternate between them; both run the dispatcher, which
-shares the outbox through `FOR UPDATE SKIP LOCKED`). "Kept" is the rate of
+shares the outbox through `FOR UPDATE SKIP LOCKED`). `replies_per_s` is the rate of
 replies arriving at the fake Twilio; the figure the issue names is
-`two_vs_one` = kept by two / kept by one at an offered rate above what one
+`two_vs_one` = replies kept by two / by one at an offered rate above what one
 keeps up with. Also reports every `serve`'s CPU ms per handled message and
 the load average before and after.
 
@@ -20,7 +20,6 @@ compete with the servers for the same cores (read the load average).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import subprocess
@@ -36,7 +35,7 @@ import sqlalchemy as sa
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from webhooks import Bench, Form, cpu_seconds, load_average, log, ms, percentile, seed, wait_ready  # noqa: E402
+from webhooks import Bench, load_average, log, seed, wait_ready  # noqa: E402
 
 from tests.fakes.twilio_server import ACCOUNT_SID, AUTH_TOKEN, SMS_FROM, FakeTwilio, free_port  # noqa: E402
 
@@ -51,43 +50,6 @@ def start_serve(database_url: str, public: str, port: int, fake: FakeTwilio, wor
            "TWILIO_STATUS_CALLBACKS": "false"}
     return subprocess.Popen([sys.executable, "-m", "bot.cli", "serve", "--port", str(port)], cwd=workdir, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-def open_loop(bench: Bench, urls: list[str], pids: list[int], rate: float, seconds: float) -> dict[str, Any]:
-    """`rate` webhooks a second for `seconds`, alternating over `urls`; replies kept per second."""
-    count = max(1, int(rate * seconds))
-    forms = bench.forms(count)
-    started: dict[str, float] = {}
-
-    async def run() -> tuple[list[float], float]:
-        acks: list[float] = []
-        async with bench.client(1024) as client:
-            t_start = time.monotonic()
-            tasks = []
-            for i, form in enumerate(forms):
-                delay = t_start + i / rate - time.monotonic()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                started[form[0]["From"]] = time.monotonic()
-
-                async def one(f: Form = form, url: str = urls[i % len(urls)]) -> None:
-                    acks.append(await bench.post(client, url + "/webhooks/twilio", f))
-                tasks.append(asyncio.ensure_future(one()))
-            sent_in = time.monotonic() - t_start
-            await asyncio.gather(*tasks)
-            return acks, sent_in
-
-    before = len(bench.fake.messages)
-    cpu0 = [cpu_seconds(pid) for pid in pids]
-    acks, sent_in = asyncio.run(run())
-    replies = bench.replies_after(before, count, timeout=600)
-    cpu = sum(cpu_seconds(pid) - c for pid, c in zip(pids, cpu0, strict=True))
-    e2e = [m["_monotonic"] - started[m["to"]] for m in replies if m["to"] in started]
-    first, last = min(started.values()), max(m["_monotonic"] for m in replies)
-    return {"serves": len(urls), "offered_per_s": rate, "messages": count,
-            "arrivals_per_s": round(count / sent_in, 1), "kept_per_s": round(count / (last - first), 1),
-            "ack_p99_ms": ms(percentile(acks, 99)), "e2e_p50_ms": ms(percentile(e2e, 50)),
-            "e2e_p99_ms": ms(percentile(e2e, 99)), "cpu_ms_per_message": round(cpu * 1000 / count, 2)}
 
 
 def main() -> None:
@@ -121,17 +83,17 @@ def main() -> None:
         wait_ready(urls[0] + "/healthz", processes[0])
         bench = Bench(fake, public, public, phones, processes[0].pid)
         log("warm-up of the first server (model, connections) …")
-        open_loop(bench, urls[:1], [processes[0].pid], 50, max(1.0, count / 2 / 50))
+        bench.open_loop(50, max(1.0, count / 2 / 50), urls=urls[:1], pids=[processes[0].pid])
         log(f"one serve: {args.rate:g}/s for {args.seconds:g} s …")
-        one = open_loop(bench, urls[:1], [processes[0].pid], args.rate, args.seconds)
+        one = bench.open_loop(args.rate, args.seconds, urls=urls[:1], pids=[processes[0].pid])
         processes.append(start_serve(database_url, public, ports[1], fake, workdir))
         wait_ready(urls[1] + "/healthz", processes[1])
         log("warm-up of the second server …")
-        open_loop(bench, urls[1:], [processes[1].pid], 50, max(1.0, count / 2 / 50))
+        bench.open_loop(50, max(1.0, count / 2 / 50), urls=urls[1:], pids=[processes[1].pid])
         time.sleep(2)
         log(f"two serves: {args.rate:g}/s for {args.seconds:g} s …")
-        two = open_loop(bench, urls, [p.pid for p in processes], args.rate, args.seconds)
-        results.update(one=one, two=two, two_vs_one=round(two["kept_per_s"] / one["kept_per_s"], 2),
+        two = bench.open_loop(args.rate, args.seconds, urls=urls, pids=[p.pid for p in processes])
+        results.update(one=one, two=two, two_vs_one=round(two["replies_per_s"] / one["replies_per_s"], 2),
                        load_average_after=load_average())
     finally:
         for process in processes:

@@ -195,12 +195,16 @@ class Bench:
                 "e2e_p50_ms": ms(percentile(e2e, 50)), "e2e_p99_ms": ms(percentile(e2e, 99)),
                 "cpu_ms_per_message": round(cpu * 1000 / count, 2)}
 
-    def open_loop(self, rate: float, seconds: float) -> dict[str, Any]:
+    def open_loop(self, rate: float, seconds: float, *, urls: list[str] | None = None,
+                  pids: list[int] | None = None) -> dict[str, Any]:
+        """`rate` webhooks a second for `seconds`, whatever the server's speed (alternating over `urls`,
+        the servers whose CPU is counted are `pids`; default: the one `serve`)."""
         count = max(1, int(rate * seconds))
         forms = self.forms(min(count, len(self.phones)))
         forms = (forms * (count // len(forms) + 1))[:count] if count > len(forms) else forms
         started: dict[str, float] = {}
-        url = self.public + "/webhooks/twilio"
+        targets = [u + "/webhooks/twilio" for u in (urls or [self.public])]
+        pids = pids or [self.pid]
 
         async def run() -> tuple[list[float], float]:
             acks: list[float] = []
@@ -213,7 +217,7 @@ class Bench:
                         await asyncio.sleep(delay)
                     started[form[0]["From"]] = time.monotonic()
 
-                    async def one(f: Form = form) -> None:
+                    async def one(f: Form = form, url: str = targets[i % len(targets)]) -> None:
                         acks.append(await self.post(client, url, f))
                     tasks.append(asyncio.ensure_future(one()))
                 sent_in = time.monotonic() - t_start
@@ -221,10 +225,10 @@ class Bench:
                 return acks, sent_in
 
         before = len(self.fake.messages)
-        cpu0 = cpu_seconds(self.pid)
+        cpu0 = [cpu_seconds(pid) for pid in pids]
         acks, sent_in = asyncio.run(run())
         replies = self.replies_after(before, count)
-        cpu = cpu_seconds(self.pid) - cpu0
+        cpu = sum(cpu_seconds(pid) - c for pid, c in zip(pids, cpu0, strict=True))
         e2e = [m["_monotonic"] - started[m["to"]] for m in replies if m["to"] in started]
         first = min(started.values())
         last = max(m["_monotonic"] for m in replies)

@@ -31,7 +31,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tests.fakes.twilio_server import LoopbackFake, LoopbackServer
+from tests.fakes.twilio_server import LoopbackFake, LoopbackServer, max_in_any_second
 
 BOT_TOKEN = "123456789:AAFakeTokenForDoorstepTests_0123456789"
 BOT_ID = 123456789
@@ -157,17 +157,6 @@ class FakeTelegram(LoopbackFake):
 
     def app(self) -> Starlette:
         return Starlette(routes=[Route("/bot{token}/{method}", self.method, methods=["POST", "GET"])])
-
-
-def max_in_any_second(times: list[float]) -> int:
-    """The most of `times` (seconds) within any sliding one-second window."""
-    times = sorted(times)
-    most, start = 0, 0
-    for end, at in enumerate(times):
-        while at - times[start] >= 1.0:
-            start += 1
-        most = max(most, end - start + 1)
-    return most
 
 
 _update_ids = itertools.count(100_000)

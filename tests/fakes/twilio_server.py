@@ -103,6 +103,17 @@ class LoopbackFake:
         return self.server.url
 
 
+
+def max_in_any_second(times: list[float]) -> int:
+    """The most of `times` (seconds) within any sliding one-second window (the fakes' rate checks)."""
+    times = sorted(times)
+    most, start = 0, 0
+    for end, at in enumerate(times):
+        while at - times[start] >= 1.0:
+            start += 1
+        most = max(most, end - start + 1)
+    return most
+
 @dataclass
 class Failure:
     status: int
@@ -154,13 +165,8 @@ class FakeTwilio(LoopbackFake):
     def max_in_any_second(self, sender: str) -> int:
         """The most messages from `sender` (a From number, with or without `whatsapp:`) in any sliding second."""
         with self._lock:
-            times = sorted(m["_monotonic"] for m in self.messages if m["from"].removeprefix("whatsapp:") == sender)
-        most, start = 0, 0
-        for end, at in enumerate(times):
-            while at - times[start] >= 1.0:
-                start += 1
-            most = max(most, end - start + 1)
-        return most
+            return max_in_any_second([m["_monotonic"] for m in self.messages
+                                      if m["from"].removeprefix("whatsapp:") == sender])
 
     def wait_for(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
         deadline = time.monotonic() + timeout
