@@ -35,7 +35,7 @@ import sqlalchemy as sa
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from webhooks import Bench, load_average, log, seed, wait_ready  # noqa: E402
+from webhooks import Bench, load_average, log, seed, stop_processes, wait_ready  # noqa: E402
 
 from tests.fakes.twilio_server import ACCOUNT_SID, AUTH_TOKEN, SMS_FROM, FakeTwilio, free_port  # noqa: E402
 
@@ -96,12 +96,7 @@ def main() -> None:
         results.update(one=one, two=two, two_vs_one=round(two["replies_per_s"] / one["replies_per_s"], 2),
                        load_average_after=load_average())
     finally:
-        for process in processes:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_processes(processes)
         fake.stop()
         with admin.connect() as conn:
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

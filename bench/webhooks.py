@@ -114,6 +114,16 @@ def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 120)
     raise RuntimeError("server did not become ready")
 
 
+def stop_processes(processes: list[subprocess.Popen[bytes]]) -> None:
+    """Terminate the servers a run started (killed if one does not stop within 15 s)."""
+    for process in processes:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
 def seed(database_url: str, phones: list[str]) -> None:
     from bot.core.schemas import OrderIn
     from bot.core.settings import Settings
@@ -352,12 +362,7 @@ def main() -> None:
         results["reposted_after_connection_error"] = bench.reposted
         results["load_average_after"] = load_average()
     finally:
-        for process in (doorstep, bare):
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_processes([doorstep, bare])
         fake.stop()
     print(json.dumps(results, indent=2))
 
