@@ -23,8 +23,9 @@ import json
 import logging
 import re
 import sys
+import threading
 from datetime import UTC, datetime
-from typing import IO, Literal
+from typing import IO, Any, Literal
 
 # Loggers that log request details (numbers, URLs with secrets, chat ids) at INFO or DEBUG.
 QUIET_LOGGERS = ("twilio", "twilio.http_client", "httpx", "httpcore", "aiogram", "aiogram.event",
@@ -144,4 +145,29 @@ def setup_logging(level: str = "INFO", fmt: Literal["text", "json"] = "text", *,
     access.setLevel(logging.INFO if access_log else logging.WARNING)
     if not any(isinstance(f, AccessLogWithoutQuery) for f in access.filters):
         access.addFilter(AccessLogWithoutQuery())
+    if stream is None:  # the process's own log (not a test's stream): nothing else may write to it
+        route_stray_output()
     return handler
+
+
+def route_stray_output() -> None:
+    """What Python would print to stderr outside logging goes through it instead, so a JSON log
+    stays one JSON object per line and the redaction applies: warnings (`ResourceWarning`s of
+    connections left open at exit), exceptions in `__del__` and callbacks ("Exception ignored
+    in …"), and uncaught exceptions in threads."""
+    logging.captureWarnings(True)
+    stray = logging.getLogger("bot.stray")
+
+    def unraisable(info: Any) -> None:
+        exc = (type(info.exc_value), info.exc_value, info.exc_traceback) if info.exc_value is not None else None
+        stray.error("%s: %r", info.err_msg or "Exception ignored in", info.object, exc_info=exc)
+
+    def thread_exception(args: threading.ExceptHookArgs) -> None:
+        if args.exc_type is SystemExit:
+            return
+        name = args.thread.name if args.thread is not None else "?"
+        stray.error("uncaught exception in thread %s", name,
+                    exc_info=(args.exc_type, args.exc_value, args.exc_traceback))  # type: ignore[arg-type]
+
+    sys.unraisablehook = unraisable
+    threading.excepthook = thread_exception

@@ -97,7 +97,7 @@ from bot.core.models import Customer, Message, Outbox
 from bot.core.settings import Settings
 from bot.delivery import senders, wakeup
 from bot.delivery.outcomes import BACKOFF_CAP_SECONDS, Outcome, fallback_channel, outcome_for
-from bot.delivery.ratelimits import RateLimiter, Slot, channel_limits
+from bot.delivery.ratelimits import Limit, RateLimiter, Slot, channel_limits
 from bot.store import holds, outbox
 from bot.store.outbox import PRIORITY_REPLY
 
@@ -312,11 +312,9 @@ class Dispatcher:
             prepare = getattr(sender, "prepare", None)
             if prepare is not None:
                 await prepare()  # first-use work (imports, the client) before the slot, not inside it
-            slot = await self.limiter.acquire(limits)
-            if slot.granted:
-                await asyncio.sleep(max(0.0, slot.at - self.limiter.clock()))
+            slot = await self._slot(limits)
             if not slot.granted or slot.late(self.limiter.clock()):
-                # No slot within MAX_INLINE_WAIT (or the loop was too slow to keep it): put back, not an attempt.
+                # No slot within MAX_INLINE_WAIT: put back, not an attempt.
                 wait = max(0.0, slot.at - self.limiter.clock()) if not slot.granted else 0.0
                 return Outcome("deferred", retry_in=wait), None
         try:
@@ -332,6 +330,21 @@ class Dispatcher:
             if slot is not None:
                 await self.limiter.finished(slot)
         return outcome, receipt
+
+    async def _slot(self, limits: list[Limit]) -> Slot:
+        """A rate-limit slot, waited for. A busy event loop can reach a slot after its tolerance
+        (many sends due at once, each with its own CPU work): that slot is given up, the key
+        having moved on past it, and a fresh one taken, until `max_wait` from the first ask has
+        passed; then the late slot is returned and the message put back."""
+        deadline = self.limiter.clock() + self.limiter.max_wait
+        while True:
+            slot = await self.limiter.acquire(limits)
+            if not slot.granted:
+                return slot
+            await asyncio.sleep(max(0.0, slot.at - self.limiter.clock()))
+            now = self.limiter.clock()
+            if not slot.late(now) or now >= deadline:
+                return slot
 
     def _failure(self, claimed: Claimed, exc: Exception) -> Outcome:
         """The one failure policy (`outcome_for`) for an exception of a provider call."""
