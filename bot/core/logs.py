@@ -29,7 +29,7 @@ from typing import IO, Any, Literal
 
 # Loggers that log request details (numbers, URLs with secrets, chat ids) at INFO or DEBUG.
 QUIET_LOGGERS = ("twilio", "twilio.http_client", "httpx", "httpcore", "aiogram", "aiogram.event",
-                 "aiogram.dispatcher", "openai", "urllib3", "aiohttp.access", "apscheduler")
+                 "aiogram.dispatcher", "openai", "urllib3", "aiohttp.access", "apscheduler", "aiosmtplib", "mail.log")
 _HANDLER_MARK = "_doorstep_handler"
 
 _PHONE = re.compile(r"(?<![\w+%])(?:whatsapp:)?(?:\+|%2[Bb])(\d(?:[ .()-]{0,2}\d){6,15})(?!\d)")
@@ -37,10 +37,12 @@ _BEARER = re.compile(r"(?i)\b(bearer|basic)(\s+)[A-Za-z0-9._~+/=-]{6,}")
 _QUERY_SECRET = re.compile(
     r"(?i)(\b(?:token|secret|signature|sig|api[_-]?key|access[_-]?token|auth|password|passwd|key)=)[^&\s\"',;]+")
 _HEADER_SECRET = re.compile(
-    r"(?i)(\b(?:authorization|api_access_token|x-twilio-signature|x-telegram-bot-api-secret-token)[\"']?\s*[:=]\s*[\"']?)"
+    r"(?i)(\b(?:authorization|api_access_token|x-twilio-signature|x-telegram-bot-api-secret-token|x-viber-auth-token"
+    r"|x-viber-content-signature)[\"']?\s*[:=]\s*[\"']?)"
     r"(?:(?:bearer|basic)\s+)?[^\s\"',}]+")
 _URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s:@]+:[^/\s@]+@")
 _TELEGRAM_TOKEN = re.compile(r"\b\d{6,}:[A-Za-z0-9_-]{30,}")
+_EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]{1,64}@((?:[A-Za-z0-9-]{1,63}\.)+[A-Za-z][A-Za-z0-9-]{1,62})\b")
 _KNOWN_SECRETS = re.compile(r"\b(whsec_|sk-|sk_live_|sk_test_)[A-Za-z0-9+/=_-]{6,}")
 
 
@@ -57,6 +59,7 @@ def redact(text: str) -> str:
     text = _BEARER.sub(r"\1\2***", text)
     text = _HEADER_SECRET.sub(r"\1***", text)
     text = _QUERY_SECRET.sub(r"\1***", text)
+    text = _EMAIL.sub(r"***@\1", text)
     return _PHONE.sub(_mask_phone, text)
 
 

@@ -28,7 +28,7 @@ JOURNEY_NAMES = (
     "feedback", "cod_reminder", "cod_escalation", "reorder", "address_clarification",
 )
 PRIORITIES = ("transactional", "marketing")
-CHANNELS = ("preferred", "sms", "whatsapp", "telegram")
+CHANNELS = ("preferred", "sms", "whatsapp", "telegram", "email", "viber")
 
 
 def _journey(delay: str = "0m", valid_for: str = "24h", priority: str = "transactional", **extra: Any) -> dict[str, Any]:

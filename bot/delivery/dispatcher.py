@@ -123,7 +123,9 @@ _MESSAGE_COLUMNS = (MESSAGE.c.id.label("m_id"), MESSAGE.c.channel.label("m_chann
                     MESSAGE.c.customer_id.label("m_customer_id"))
 _CUSTOMER_COLUMNS = (CUSTOMER.c.id.label("c_id"), CUSTOMER.c.phone.label("c_phone"),
                      CUSTOMER.c.telegram_chat_id.label("c_telegram_chat_id"),
-                     CUSTOMER.c.opted_out_channels.label("c_opted_out_channels"))
+                     CUSTOMER.c.opted_out_channels.label("c_opted_out_channels"),
+                     CUSTOMER.c.email.label("c_email"), CUSTOMER.c.email_status.label("c_email_status"),
+                     CUSTOMER.c.viber_user_id.label("c_viber_user_id"), CUSTOMER.c.locale.label("c_locale"))
 
 
 @dataclass(frozen=True)
@@ -254,6 +256,9 @@ class Dispatcher:
                         payload["claimed_since"] = previous_claim.isoformat()
                     if row.m_channel == "whatsapp":
                         payload["whatsapp_window_open"] = outbox.whatsapp_window_open(session, row.m_customer_id, now)
+                    if row.m_channel == "email":
+                        # The reply address and unsubscribe link are signed for the customer; labels in their language.
+                        payload.update(customer_id=row.c_id, locale=row.c_locale)
                     outbound = OutboundMessage(
                         outbox_id=row.id, message_id=row.m_id, channel=row.m_channel,
                         to=_address(row, row.m_channel), text=row.m_text,
@@ -841,4 +846,8 @@ def _address(row: Any, channel: str) -> str:
         return ""
     if channel == "telegram":
         return str(row.c_telegram_chat_id or "")
+    if channel == "email":  # nothing more goes to an address that bounced or complained
+        return "" if row.c_email_status in ("bounced", "complained") else str(row.c_email or "")
+    if channel == "viber":
+        return str(row.c_viber_user_id or "")
     return str(row.c_phone or "")
