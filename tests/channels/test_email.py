@@ -5,6 +5,7 @@ flows. Every test runs on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import base64
+import logging
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -325,7 +326,8 @@ def test_wrong_smtp_password_fails_clearly(settings: Settings, smtp: FakeSMTP, f
 
 
 def test_reply_by_email_reaches_the_conversation_and_is_answered_by_email(
-        client: TestClient, service: Service, smtp: FakeSMTP) -> None:
+        client: TestClient, service: Service, smtp: FakeSMTP, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
     post_order(client)
     send_all(service)
     [confirmation] = smtp.sent_to(ASHA_EMAIL)
@@ -339,6 +341,8 @@ def test_reply_by_email_reaches_the_conversation_and_is_answered_by_email(
     assert inbound[0].intent == "wismo"
     answer = smtp.sent_to(ASHA_EMAIL)[-1]
     assert answer is not confirmation and "A1001" in parts(answer)[0]
+    logged = "\n".join(r.getMessage() for r in caplog.records if not r.name.startswith("mail.log"))
+    assert ASHA_EMAIL not in logged and ASHA not in logged and LINK_SECRET not in logged
 
 
 def test_reply_without_reply_to_is_matched_through_the_thread(
