@@ -26,6 +26,7 @@ from integrations import (
     telegram_channel,
     telegram_webhooks,
     twilio_channel,
+    twilio_voice,
     twilio_webhooks,
     viber_channel,
 )
@@ -38,6 +39,7 @@ SENDER_FACTORIES: dict[str, senders.SenderFactory] = {
     "message:telegram": telegram_channel.make_sender,
     "message:email": email_channel.make_sender,
     "message:viber": viber_channel.make_sender,
+    "message:voice": twilio_voice.make_sender,  # calls, and replies spoken in them
     "webhook": logistics.make_sender,  # signed logistics webhooks
     "chatwoot": chatwoot.make_sender,  # escalations mirrored into Chatwoot (optional)
     "agent_notify": agent_notify.make_sender,  # new-escalation alerts
@@ -47,7 +49,7 @@ SENDER_FACTORIES: dict[str, senders.SenderFactory] = {
 # requests: Twilio signature, Telegram secret header, carrier HMAC / AfterShip signature, Rasa and
 # Chatwoot tokens; none takes the API key.
 ROUTERS: tuple[ModuleType, ...] = (twilio_webhooks, telegram_webhooks, carrier_webhooks, rasa_actions, chatwoot,
-                                   email_webhooks, viber_channel)
+                                   email_webhooks, viber_channel, twilio_voice)
 
 # Per-second jobs of the integrations (sync, run in a thread by the workers).
 TICK_JOBS: tuple[Callable[[Service], Any], ...] = (

@@ -149,7 +149,7 @@ def simulate(
         sim_settings = settings.model_copy(update={"database_url": f"sqlite:///{Path(tmp) / 'simulate.db'}"})
         service = Service.create(sim_settings, clock=clock)
         recorder = _Recorder(clock)
-        senders = {f"message:{c}": recorder for c in ("sms", "whatsapp", "telegram", "console", "email", "viber")}
+        senders = {f"message:{c}": recorder for c in ("sms", "whatsapp", "telegram", "console", "email", "viber", "voice")}
         dispatcher = Dispatcher(service.db, sim_settings, clock=clock, senders=senders, kinds=("message",))  # type: ignore[arg-type]
 
         def next_due() -> datetime | None:

@@ -159,6 +159,9 @@ class Settings(BaseSettings):
     viber_bot_avatar: str = Field("", alias="VIBER_BOT_AVATAR")
     viber_chat_uri: str = Field("", alias="VIBER_CHAT_URI")
     viber_api_base_url: str = Field("", alias="VIBER_API_BASE_URL")
+    # Voice (issue 18): calls for action-required moments a text left unanswered; off by default.
+    voice_calls: bool = Field(False, alias="DOORSTEP_VOICE_CALLS")
+    twilio_voice_from: str = Field("", alias="TWILIO_VOICE_FROM")  # empty = TWILIO_SMS_FROM
 
     openai_api_key: SecretStr = Field(SecretStr(""), alias="OPENAI_API_KEY")
     openai_base_url: str = Field("", alias="OPENAI_BASE_URL")

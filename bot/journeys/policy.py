@@ -173,6 +173,39 @@ class ContactPolicy:
                                        dedupe_key=dedupe_key, now=now)
         return Planned(journey, "scheduled" if due > now else "queued", message, due, channel)
 
+    def plan_call(self, session: Session, *, journey: str, order: Order, customer: Customer, now: datetime,
+                  extra_vars: dict[str, Any] | None = None) -> Planned:
+        """A voice call for an action-required moment a text left unanswered (`DOORSTEP_VOICE_CALLS`).
+
+        The call is an outbox message on the `voice` channel (its text is what the call says, from
+        `voice.<journey>`), filed under the journey's template so an answer by text cancels a call still
+        waiting; quiet hours hold it like any proactive message. It carries the journey's text message,
+        queued if the call ends unanswered or on a voicemail."""
+        if not self.settings.voice_calls:
+            return Planned(journey, "disabled")
+        if customer.erased_at is not None or customer.opted_out_channels:
+            return Planned(journey, "opted_out")
+        if not customer.phone:
+            return Planned(journey, "no_channel")
+        dedupe_key = f"call:{journey}:{order.id}"
+        if session.exec(select(Outbox.id).where(Outbox.dedupe_key == dedupe_key)).first():
+            return Planned(journey, "duplicate")
+        due = self.next_allowed(now, customer)
+        variables = extra_vars or {}
+        template = template_key(journey, cod=order.payment_method == "cod")
+        text = self.render(f"voice.{journey}", order=order, customer=customer, extra_vars=variables)
+        followup = self.render(template, order=order, customer=customer, extra_vars=variables)
+        conversation = self.conversation(session, customer, "voice")
+        message = outbox.enqueue_message(
+            session=session, customer=customer, channel="voice", text=text, conversation_id=conversation.id,
+            order_pk=order.id, template=template, due_at=due, dedupe_key=dedupe_key,
+            priority=outbox.PRIORITY_TRANSACTIONAL,
+            expires_at=due + parse_duration(self.spec(journey).get("valid_for", "12h")),
+            payload={"journey": journey, "call": journey, "followup_text": followup}, now=now)
+        if message is None:
+            return Planned(journey, "duplicate")
+        return Planned(journey, "scheduled" if due > now else "queued", message, due, "voice")
+
     def channel_for(self, customer: Customer, spec: dict[str, Any]) -> str | None:
         wanted = str(spec.get("channel") or "preferred")
         channel = customer.channel if wanted == "preferred" else wanted

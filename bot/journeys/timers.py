@@ -60,6 +60,10 @@ class JourneyTimers(ContactPolicy):
         if timer.kind == "cod_reminder":
             if order.cod_status != "pending" or order.status in TERMINAL:
                 return f"skipped: COD is {order.cod_status}"
+            call = self.plan_call(session, journey="cod_reminder", order=order, customer=customer, now=now)
+            if call.message is not None:  # the text got no answer in time: a call asks instead
+                self.open_flow(session, customer, "cod", order=order, now=now)
+                return f"sent: call {call.decision}"
             planned = self.plan(session, journey="cod_reminder", order=order, customer=customer,
                                 dedupe_key=f"journey:cod_reminder:{order.id}", now=now,
                                 delay=timedelta(0), opens_flow="cod")  # the timer already waited

@@ -1,0 +1,212 @@
+"""Voice (Twilio Voice) end to end against a fake Twilio Voice on loopback: a COD confirmation nobody answered
+by text becomes a call placed with the real twilio client; the fake posts the real call webhooks back
+(answered / AnsweredBy, Digits, SpeechResult, CallStatus), signed; the answer goes through the same
+classifier and flows as an SMS. Inbound calls answer "where is my order" by the caller's number.
+SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlmodel import col, select
+
+from bot.app import create_app
+from bot.core.clock import FakeClock
+from bot.core.models import Message, Order
+from bot.core.settings import Settings
+from bot.delivery.dispatcher import Dispatcher
+from bot.service import Service
+from tests.channels.conftest import ASHA, PUBLIC_URL, new_service, with_channels
+from tests.conftest import TEST_API_KEY
+from tests.fakes.twilio_voice_server import FakeTwilioVoice, gather_of, spoken
+from tests.journeys.conftest import ist
+from tests.support.factories import order_payload
+
+AUTH = {"Authorization": f"Bearer {TEST_API_KEY}"}
+STRANGER = "+919800000001"
+
+
+@pytest.fixture
+def fake_voice() -> Iterator[FakeTwilioVoice]:
+    fake = FakeTwilioVoice().start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(ist(23, 10))  # Monday 10:00 in Kolkata
+
+
+@pytest.fixture
+def service(settings: Settings, fake_voice: FakeTwilioVoice, clock: FakeClock) -> Service:
+    return new_service(with_channels(settings, twilio=fake_voice, voice_calls=True), clock=clock)
+
+
+@pytest.fixture
+def client(service: Service) -> Iterator[TestClient]:
+    with TestClient(create_app(service=service)) as test_client:
+        yield test_client
+
+
+def run_until(service: Service, clock: FakeClock, when: datetime, step: timedelta = timedelta(minutes=15)) -> None:
+    """Advance the clock, ticking timers and the real dispatcher (real twilio client -> the fake) like `serve`."""
+    dispatcher = Dispatcher(service.db, service.settings, clock=clock, kinds=("message",))
+    while True:
+        service.journeys.run_due_timers()
+        while asyncio.run(dispatcher.run_once_and_close()):
+            pass
+        if clock() >= when:
+            return
+        clock.advance(min(step, when - clock()))
+
+
+def post_order(client: TestClient, **overrides: Any) -> None:
+    response = client.post("/api/orders", json=order_payload(**overrides), headers=AUTH)
+    assert response.status_code in (200, 201), response.text
+
+
+def order(client: TestClient, order_id: str = "A1001") -> dict[str, Any]:
+    return dict(client.get(f"/api/orders/{order_id}", headers=AUTH).json())
+
+
+def message_log(client: TestClient, order_id: str = "A1001") -> list[dict[str, Any]]:
+    response = client.get(f"/api/orders/{order_id}/messages", headers=AUTH)
+    assert response.status_code == 200, response.text
+    return list(response.json()["messages"])
+
+
+def cod_call(client: TestClient, service: Service, clock: FakeClock, fake: FakeTwilioVoice,
+             **customer: Any) -> dict[str, Any]:
+    """A COD order whose confirmation text got no answer: the reminder is a call, placed at 12:00."""
+    post_order(client, payment_method="cod", customer=customer)
+    run_until(service, clock, ist(23, 12, 30))
+    [call] = fake.calls
+    return call
+
+
+def twiml(response: Any) -> str:
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("application/xml")
+    return str(response.text)
+
+
+def test_no_answer_to_the_cod_text_places_a_call_with_the_real_client(
+        client: TestClient, service: Service, clock: FakeClock, fake_voice: FakeTwilioVoice) -> None:
+    post_order(client, payment_method="cod")
+    run_until(service, clock, ist(23, 11, 45))
+    assert fake_voice.calls == []  # the text had two hours to be answered
+    assert "Reply YES" in fake_voice.sent_to(ASHA)[0]["body"]
+    run_until(service, clock, ist(23, 12, 30))
+    [call] = fake_voice.calls
+    assert call["to"] == ASHA and call["machine_detection"] == "DetectMessageEnd"
+    assert call["url"].startswith(f"{PUBLIC_URL}/webhooks/twilio/voice/call?m=")
+    assert call["status_callback"].startswith(f"{PUBLIC_URL}/webhooks/twilio/voice/status?m=")
+    assert len(fake_voice.sent_to(ASHA)) == 1  # the call is the reminder: no second text
+    [logged] = [m for m in message_log(client) if m["channel"] == "voice"]
+    assert logged["status"] == "sent" and "press 1" in logged["text"]
+
+
+@pytest.mark.parametrize("answer", [{"digits": "1"}, {"speech": "yes"}, {"speech": "Yes, I confirm the order."}])
+def test_a_keypress_or_yes_in_the_call_confirms_cod_like_the_sms_yes(
+        client: TestClient, service: Service, clock: FakeClock, fake_voice: FakeTwilioVoice,
+        answer: dict[str, str]) -> None:
+    call = cod_call(client, service, clock, fake_voice)
+    greeting = twiml(fake_voice.answer(client, call))
+    gather = gather_of(greeting)
+    assert gather["input"] == "dtmf speech" and gather["language"] == "en-IN"
+    said = [text for text, _ in spoken(greeting)]
+    assert "press 1" in said[0] and "A1001" in said[0]
+    assert order(client)["cod_status"] == "pending"
+
+    read_back = twiml(fake_voice.gather(client, call, greeting, **answer))
+    assert order(client)["cod_status"] == "confirmed"
+    reply = spoken(read_back)[0][0]
+    assert "confirmed" in reply.lower(), reply
+    events = client.get("/api/events", headers=AUTH).json()
+    assert "cod.confirmed" in [e["type"] for e in events["events"]]
+    [heard] = voice_messages(service, "in")
+    assert heard.intent in ("cod_confirm", "affirm") and heard.conversation_id is not None
+    assert fake_voice.status(client, call, "completed", duration=40).status_code == 200
+    run_until(service, clock, clock() + timedelta(minutes=1))
+    [placed] = [m for m in message_log(client) if m["channel"] == "voice" and m["direction"] == "out"
+                and "press 1" in m["text"]]
+    assert placed["status"] == "delivered" and placed["error"] is None
+    assert len(fake_voice.sent_to(ASHA)) == 1  # answered: no follow-up text; replies were spoken, not texted
+
+
+def test_no_in_the_call_cancels_and_the_call_speaks_spanish(
+        client: TestClient, service: Service, clock: FakeClock, fake_voice: FakeTwilioVoice) -> None:
+    call = cod_call(client, service, clock, fake_voice, locale="es")
+    greeting = twiml(fake_voice.answer(client, call))
+    assert gather_of(greeting)["language"] == "es-ES"
+    assert all(language == "es-ES" for _, language in spoken(greeting))
+    assert "pulse 1" in spoken(greeting)[0][0]
+    question = twiml(fake_voice.gather(client, call, greeting, digits="2"))
+    said = spoken(question)
+    assert "A1001" in said[0][0] and "1)" in said[0][0] and all(language == "es-ES" for _, language in said)
+    assert not any("Algo más" in text for text, _ in said[:-1])  # a question is not followed by "anything else?"
+    assert order(client)["cod_status"] == "pending"  # the cancel flow asks why first, as it does by SMS
+    read_back = twiml(fake_voice.gather(client, call, question, digits="1"))  # 1) ordered by mistake
+    assert order(client)["cod_status"] == "cancelled" and order(client)["status"] == "cancelled"
+    assert "A1001" in spoken(read_back)[0][0]
+
+
+@pytest.mark.parametrize("path", ["/webhooks/twilio/voice/call", "/webhooks/twilio/voice/gather",
+                                  "/webhooks/twilio/voice/status", "/webhooks/twilio/voice"])
+@pytest.mark.parametrize("signature", [None, "", "bad-signature"])
+def test_a_bad_signature_is_403_and_changes_nothing(
+        client: TestClient, service: Service, clock: FakeClock, fake_voice: FakeTwilioVoice, path: str,
+        signature: str | None) -> None:
+    call = cod_call(client, service, clock, fake_voice)
+    query = call["url"].split("?", 1)[1]
+    params = {"CallSid": call["sid"], "AccountSid": fake_voice.account_sid, "From": ASHA, "To": call["from"],
+              "CallStatus": "no-answer", "Digits": "1", "AnsweredBy": "human"}
+    headers = {} if signature is None else {"X-Twilio-Signature": signature}
+    response = client.post(f"{path}?{query}&t=1", data=params, headers=headers)
+    assert response.status_code == 403
+    # A genuine signature over other parameters does not carry over either.
+    forged = {**params, "Digits": "2"}
+    response = client.post(f"{path}?{query}&t=1", data=forged,
+                           headers={"X-Twilio-Signature": fake_voice.sign(f"{PUBLIC_URL}{path}?{query}&t=1", params)})
+    assert response.status_code == 403
+    assert order(client)["cod_status"] == "pending"
+    assert voice_messages(service, "in") == []
+    [placed] = voice_messages(service, "out")
+    assert placed.status == "sent" and placed.error_code is None
+    assert len(fake_voice.sent_to(ASHA)) == 1
+
+
+def voice_messages(service: Service, direction: str) -> list[Message]:
+    with service.db.session() as session:
+        return list(session.exec(select(Message).where(Message.channel == "voice", Message.direction == direction)
+                                 .order_by(col(Message.id))))
+
+
+def test_voice_calls_are_off_by_default(settings: Settings, fake_voice: FakeTwilioVoice, clock: FakeClock) -> None:
+    service = new_service(with_channels(settings, twilio=fake_voice), clock=clock)
+    with TestClient(create_app(service=service)) as client:
+        post_order(client, payment_method="cod")
+        run_until(service, clock, ist(23, 12, 30))
+    assert fake_voice.calls == []
+    assert ["Reminder" in m["body"] for m in fake_voice.sent_to(ASHA)] == [False, True]
+
+
+def test_quiet_hours_hold_the_call_until_morning(
+        client: TestClient, service: Service, clock: FakeClock, fake_voice: FakeTwilioVoice) -> None:
+    # 20:30 in Kolkata: the text goes at once (news is not held), the reminder falls due at 22:30, inside the
+    # quiet hours 21:00-08:00 (the agents' escalation comes at 08:30).
+    clock.advance(timedelta(hours=10, minutes=30))
+    post_order(client, payment_method="cod")
+    run_until(service, clock, ist(24, 7, 45), step=timedelta(minutes=30))
+    assert fake_voice.calls == []
+    run_until(service, clock, ist(24, 8, 15))
+    [call] = fake_voice.calls
+    assert call["to"] == ASHA
+    with service.db.session() as session:
+        assert session.exec(select(Order)).one().cod_status == "pending"
