@@ -210,3 +210,54 @@ def test_quiet_hours_hold_the_call_until_morning(
     assert call["to"] == ASHA
     with service.db.session() as session:
         assert session.exec(select(Order)).one().cod_status == "pending"
+
+
+def customers_count(service: Service) -> int:
+    from bot.core.models import Customer
+
+    with service.db.session() as session:
+        return len(session.exec(select(Customer)).all())
+
+
+def test_an_inbound_call_answers_where_is_my_order_for_the_callers_own_orders(
+        client: TestClient, service: Service, fake_voice: FakeTwilioVoice) -> None:
+    post_order(client)
+    post_order(client, order_id="B2002", phone=STRANGER, customer={"name": "Ravi"})
+    assert client.post("/api/orders/A1001/events", headers=AUTH,
+                       json={"type": "shipped", "at": "2026-11-23T04:00:00Z", "eta": "2026-11-26"}).status_code == 201
+    call, response = fake_voice.incoming(client, PUBLIC_URL, from_=ASHA)
+    answer = twiml(response)
+    said = " ".join(text for text, _ in spoken(answer))
+    assert "A1001" in said and "B2002" not in said and "Ravi" not in said
+    assert gather_of(answer)["input"] == "dtmf speech"
+    # A follow-up question in the same call goes through the flows too.
+    follow_up = twiml(fake_voice.gather(client, call, answer, speech="when will it arrive"))
+    assert "A1001" in " ".join(text for text, _ in spoken(follow_up))
+    heard = voice_messages(service, "in")
+    assert [m.text for m in heard] == ["where is my order", "when will it arrive"]
+    assert {m.intent for m in heard} == {"wismo"}
+    # The call does not move the conversation off text: an agent's answer later still goes by SMS.
+    from bot.core.models import Conversation
+
+    with service.db.session() as session:
+        conversation = session.exec(select(Conversation).where(Conversation.customer_id == heard[0].customer_id)).one()
+        assert conversation.channel == "sms"
+
+
+@pytest.mark.parametrize("caller", ["+919811111111", "Anonymous", ""])
+def test_an_unknown_caller_hears_a_polite_generic_message_and_nothing_is_stored(
+        client: TestClient, service: Service, fake_voice: FakeTwilioVoice, caller: str) -> None:
+    post_order(client)
+    before = customers_count(service)
+    call, response = fake_voice.incoming(client, PUBLIC_URL, from_=caller)
+    answer = twiml(response)
+    said = " ".join(text for text, _ in spoken(answer))
+    assert "could not find an order for this phone number" in said and "A1001" not in said
+    assert gather_of(answer) == {} and hangs_up(answer)
+    assert customers_count(service) == before and voice_messages(service, "in") == []
+
+
+def hangs_up(twiml_text: str) -> bool:
+    from tests.fakes.twilio_voice_server import parse
+
+    return parse(twiml_text).find("Hangup") is not None
