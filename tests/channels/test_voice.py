@@ -261,3 +261,58 @@ def hangs_up(twiml_text: str) -> bool:
     from tests.fakes.twilio_voice_server import parse
 
     return parse(twiml_text).find("Hangup") is not None
+
+
+def test_a_voicemail_leaves_a_short_message_and_the_text_follows(
+        client: TestClient, service: Service, clock: FakeClock, fake_voice: FakeTwilioVoice) -> None:
+    call = cod_call(client, service, clock, fake_voice)
+    message = twiml(fake_voice.answer(client, call, answered_by="machine_end_beep"))
+    said = spoken(message)
+    assert len(said) == 1 and "A1001" in said[0][0] and "text message" in said[0][0]
+    assert gather_of(message) == {} and hangs_up(message)
+    assert fake_voice.status(client, call, "completed", answered_by="machine_end_beep").status_code == 200
+    run_until(service, clock, clock() + timedelta(minutes=1))
+    texts = fake_voice.sent_to(ASHA)
+    assert len(texts) == 2 and "Reminder" in texts[1]["body"] and "Reply YES" in texts[1]["body"]
+    [placed] = voice_messages(service, "out")
+    assert placed.status == "delivered" and placed.error_code == "voicemail"
+    assert placed.provider_message_id == call["sid"]
+    # The text is answered like any COD question: "yes" by SMS confirms.
+    form, headers = fake_voice.inbound(PUBLIC_URL, from_=ASHA, body="yes")
+    assert client.post("/webhooks/twilio", data=form, headers=headers).status_code == 200
+    assert order(client)["cod_status"] == "confirmed"
+
+
+@pytest.mark.parametrize(("status", "code"), [("no-answer", "no-answer"), ("busy", "busy"), ("failed", "call-failed")])
+def test_an_unanswered_call_is_logged_and_the_text_follows_once(
+        client: TestClient, service: Service, clock: FakeClock, fake_voice: FakeTwilioVoice, status: str,
+        code: str) -> None:
+    call = cod_call(client, service, clock, fake_voice)
+    for _ in range(2):  # Twilio retries callbacks: one outcome, one text
+        assert fake_voice.status(client, call, status).status_code == 200
+    run_until(service, clock, clock() + timedelta(minutes=1))
+    texts = fake_voice.sent_to(ASHA)
+    assert len(texts) == 2 and "Reminder" in texts[1]["body"]
+    [placed] = voice_messages(service, "out")
+    assert placed.status == "failed" and placed.error_code == code
+    [logged] = [m for m in message_log(client) if m["channel"] == "voice"]
+    assert logged["status"] == "failed" and status in (logged["error"] or "")
+    # The agents' escalation (still no confirmation, 12 h after the order) shows the call and its outcome.
+    run_until(service, clock, ist(23, 22, 15), step=timedelta(hours=1))
+    [listed] = client.get("/api/escalations?status=open", headers=AUTH).json()["items"]
+    escalation = client.get(f"/api/escalations/{listed['id']}", headers=AUTH).json()
+    assert escalation["reason"] == "needs_call"
+    lines = [line for line in escalation["transcript"] if line["channel"] == "voice"]
+    assert [(line["status"], line["error_code"]) for line in lines] == [("failed", code)]
+
+
+def test_an_answered_call_after_which_the_customer_hangs_up_sends_no_text(
+        client: TestClient, service: Service, clock: FakeClock, fake_voice: FakeTwilioVoice) -> None:
+    call = cod_call(client, service, clock, fake_voice)
+    twiml(fake_voice.answer(client, call))
+    assert fake_voice.status(client, call, "completed", duration=5).status_code == 200
+    run_until(service, clock, clock() + timedelta(minutes=1))
+    assert len(fake_voice.sent_to(ASHA)) == 1
+    [placed] = voice_messages(service, "out")
+    assert placed.status == "delivered" and placed.error_code is None
+    assert order(client)["cod_status"] == "pending"
