@@ -158,7 +158,7 @@ def _render(service: Service, key: str, locale: str, **variables: Any) -> str:
 
 def _with_prompt(service: Service, lines: list[str], locale: str) -> list[str]:
     """The replies, then "anything else?" unless the last reply already asks something."""
-    if lines and lines[-1].rstrip().endswith("?") or any(QUESTION_OPTIONS.search(line) for line in lines[-1:]):
+    if lines and ("?" in lines[-1] or QUESTION_OPTIONS.search(lines[-1])):
         return lines
     return [*lines, _render(service, "voice.more", locale)]
 

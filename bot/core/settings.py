@@ -162,6 +162,8 @@ class Settings(BaseSettings):
     # Voice (issue 18): calls for action-required moments a text left unanswered; off by default.
     voice_calls: bool = Field(False, alias="DOORSTEP_VOICE_CALLS")
     twilio_voice_from: str = Field("", alias="TWILIO_VOICE_FROM")  # empty = TWILIO_SMS_FROM
+    # How long a failed-attempt or address question may go unanswered before the call (COD: the reminder's delay).
+    voice_call_after: str = Field("2h", alias="DOORSTEP_VOICE_CALL_AFTER")
 
     openai_api_key: SecretStr = Field(SecretStr(""), alias="OPENAI_API_KEY")
     openai_base_url: str = Field("", alias="OPENAI_BASE_URL")

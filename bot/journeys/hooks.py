@@ -77,8 +77,10 @@ class Journeys(JourneyTimers):
         valid_for = parse_duration(self.spec(kind).get("valid_for", "24h"))
         if event.at + valid_for < now:
             return  # a stale event (replayed late): telling the customer now would mislead
-        self.plan(session, journey=kind, order=order, customer=customer,
-                  dedupe_key=f"journey:{kind}:{order.id}:{event.dedupe_key or event.id}", now=now)
+        planned = self.plan(session, journey=kind, order=order, customer=customer,
+                            dedupe_key=f"journey:{kind}:{order.id}:{event.dedupe_key or event.id}", now=now)
+        if kind == "failed_attempt" and planned.message is not None and planned.decision != "capped":
+            self.add_call_timer(session, journey=kind, order=order, customer=customer, asked_at=planned.due_at or now)
         if kind == "delivered":
             self._after_delivery(session, order, customer, now)
 
@@ -140,6 +142,9 @@ class Journeys(JourneyTimers):
             )
         except NotApplicable:
             return None
+        if message is not None:
+            self.add_call_timer(session, journey="address_clarification", order=order, customer=customer,
+                                asked_at=message.due_at or now)
         return message
 
     def _after_delivery(self, session: Session, order: Order, customer: Customer, now: datetime) -> None:

@@ -85,6 +85,10 @@ class ContactPolicy:
         except ValueError as exc:
             source = "DOORSTEP_QUIET_HOURS" if settings.quiet_hours is not None else "contact_policy.quiet_hours"
             raise ValueError(f"{source}: {exc}") from None
+        try:
+            parse_duration(settings.voice_call_after)
+        except ValueError as exc:
+            raise ValueError(f"DOORSTEP_VOICE_CALL_AFTER: {exc}") from None
 
     # ------------------------------------------------------------ config
 
@@ -174,13 +178,14 @@ class ContactPolicy:
         return Planned(journey, "scheduled" if due > now else "queued", message, due, channel)
 
     def plan_call(self, session: Session, *, journey: str, order: Order, customer: Customer, now: datetime,
-                  extra_vars: dict[str, Any] | None = None) -> Planned:
+                  extra_vars: dict[str, Any] | None = None, followup: Message | None = None) -> Planned:
         """A voice call for an action-required moment a text left unanswered (`DOORSTEP_VOICE_CALLS`).
 
         The call is an outbox message on the `voice` channel (its text is what the call says, from
         `voice.<journey>`), filed under the journey's template so an answer by text cancels a call still
         waiting; quiet hours hold it like any proactive message. It carries the journey's text message,
-        queued if the call ends unanswered or on a voicemail."""
+        queued if the call ends unanswered or on a voicemail (`followup`: the question as it went out, for
+        a question a flow wrote)."""
         if not self.settings.voice_calls:
             return Planned(journey, "disabled")
         if customer.erased_at is not None or customer.opted_out_channels:
@@ -192,16 +197,17 @@ class ContactPolicy:
             return Planned(journey, "duplicate")
         due = self.next_allowed(now, customer)
         variables = extra_vars or {}
-        template = template_key(journey, cod=order.payment_method == "cod")
+        template = followup.template if followup is not None else template_key(journey, cod=order.payment_method == "cod")
         text = self.render(f"voice.{journey}", order=order, customer=customer, extra_vars=variables)
-        followup = self.render(template, order=order, customer=customer, extra_vars=variables)
+        followup_text = (followup.text if followup is not None
+                         else self.render(template or "", order=order, customer=customer, extra_vars=variables))
         conversation = self.conversation(session, customer, "voice")
         message = outbox.enqueue_message(
             session=session, customer=customer, channel="voice", text=text, conversation_id=conversation.id,
             order_pk=order.id, template=template, due_at=due, dedupe_key=dedupe_key,
             priority=outbox.PRIORITY_TRANSACTIONAL,
             expires_at=due + parse_duration(self.spec(journey).get("valid_for", "12h")),
-            payload={"journey": journey, "call": journey, "followup_text": followup}, now=now)
+            payload={"journey": journey, "call": journey, "followup_text": followup_text}, now=now)
         if message is None:
             return Planned(journey, "duplicate")
         return Planned(journey, "scheduled" if due > now else "queued", message, due, "voice")

@@ -12,10 +12,13 @@ from datetime import datetime, timedelta
 from sqlmodel import Session, col, select
 
 from bot.core.db import try_insert
-from bot.core.models import Customer, JourneyTimer, Order
+from bot.core.models import Customer, JourneyTimer, Message, Order, Outbox
+from bot.core.shopconfig import parse_duration
 from bot.journeys.policy import FEEDBACK_FLOW, ContactPolicy
 from bot.store import escalations
 from bot.store.orders import TERMINAL
+
+CALL_TIMERS = ("call_failed_attempt", "call_address_clarification")  # voice calls for unanswered questions
 
 
 class JourneyTimers(ContactPolicy):
@@ -30,6 +33,15 @@ class JourneyTimers(ContactPolicy):
         timer = JourneyTimer(kind=kind, order_pk=order.id, customer_id=customer.id,  # type: ignore[arg-type]
                              due_at=due_at, dedupe_key=f"timer:{kind}:{order.id}", created_at=self.runtime.now())
         return timer if try_insert(session, timer) else None
+
+    def add_call_timer(self, session: Session, *, journey: str, order: Order, customer: Customer,
+                       asked_at: datetime) -> JourneyTimer | None:
+        """With voice calls on: call about `journey`'s question if the customer has not answered it
+        within DOORSTEP_VOICE_CALL_AFTER of its going out (decided when the timer fires)."""
+        if not self.settings.voice_calls:
+            return None
+        due = asked_at + parse_duration(self.settings.voice_call_after)
+        return self.add_timer(session, kind=f"call_{journey}", order=order, customer=customer, due_at=due)
 
     def run_due_timers(self, *, limit: int = 100) -> int:
         """Fire due timers (the per-second tick). Each is decided and marked in one
@@ -92,4 +104,25 @@ class JourneyTimers(ContactPolicy):
             if planned.message is not None and planned.decision != "capped":
                 self.open_flow(session, customer, FEEDBACK_FLOW, order=order, now=now)
             return f"sent: {planned.decision}" if planned.message and planned.decision != "capped" else f"skipped: {planned.decision}"
+        if timer.kind in CALL_TIMERS:
+            return self._call_if_unanswered(session, timer, order, customer, now)
         return f"skipped: unknown timer {timer.kind}"
+
+    def _call_if_unanswered(self, session: Session, timer: JourneyTimer, order: Order, customer: Customer,
+                            now: datetime) -> str:
+        journey = timer.kind.removeprefix("call_")
+        if order.status in TERMINAL or order.delivered_at is not None:
+            return f"skipped: order is {order.status}"
+        if journey == "failed_attempt" and order.status != "failed_attempt":
+            return f"skipped: order is {order.status}"
+        if journey == "address_clarification" and order.address_status != "needs_clarification":
+            return f"skipped: address is {order.address_status}"
+        conversation = self.conversation(session, customer, customer.channel)
+        if conversation.last_inbound_at is not None and conversation.last_inbound_at >= timer.created_at:
+            return "skipped: the customer answered"
+        question = None
+        if journey == "address_clarification":  # the flow wrote that question: the text after the call repeats it
+            question = session.exec(select(Message).join(Outbox, col(Outbox.message_id) == Message.id).where(
+                Outbox.dedupe_key == f"journey:address_clarification:{order.id}")).first()
+        planned = self.plan_call(session, journey=journey, order=order, customer=customer, now=now, followup=question)
+        return f"sent: call {planned.decision}" if planned.message else f"skipped: {planned.decision}"

@@ -316,3 +316,69 @@ def test_an_answered_call_after_which_the_customer_hangs_up_sends_no_text(
     [placed] = voice_messages(service, "out")
     assert placed.status == "delivered" and placed.error_code is None
     assert order(client)["cod_status"] == "pending"
+
+
+def event(client: TestClient, clock: FakeClock, type_: str, order_id: str = "A1001") -> None:
+    response = client.post(f"/api/orders/{order_id}/events", headers=AUTH,
+                           json={"type": type_, "at": clock().isoformat()})
+    assert response.status_code == 201, response.text
+
+
+def test_a_failed_attempt_left_unanswered_is_followed_by_a_call_that_reschedules(
+        client: TestClient, service: Service, clock: FakeClock, fake_voice: FakeTwilioVoice) -> None:
+    post_order(client)
+    for type_ in ("shipped", "out_for_delivery", "failed_attempt"):
+        event(client, clock, type_)
+    run_until(service, clock, ist(23, 11, 45))
+    assert "couldn't deliver" in fake_voice.sent_to(ASHA)[-1]["body"] and fake_voice.calls == []
+    run_until(service, clock, ist(23, 12, 15))
+    [call] = fake_voice.calls
+    greeting = twiml(fake_voice.answer(client, call))
+    assert "could not deliver your order A1001" in spoken(greeting)[0][0]
+    read_back = twiml(fake_voice.gather(client, call, greeting, speech="please deliver it on Saturday"))
+    said = [text for text, _ in spoken(read_back)]
+    assert "Sat, 28 Nov" in said[0] and "A1001" in said[0]  # read back, to confirm like by text
+    assert not any("anything else" in line for line in said[:-1]) and order(client)["delivery_date"] is None
+    twiml(fake_voice.gather(client, call, read_back, speech="yes"))
+    assert order(client)["delivery_date"] == "2026-11-28"  # Saturday after Monday 23 November
+    events = client.get("/api/events", headers=AUTH).json()["events"]
+    assert "delivery.rescheduled" in [e["type"] for e in events]
+
+
+def test_a_failed_attempt_answered_by_text_gets_no_call(
+        client: TestClient, service: Service, clock: FakeClock, fake_voice: FakeTwilioVoice) -> None:
+    post_order(client)
+    for type_ in ("shipped", "out_for_delivery", "failed_attempt"):
+        event(client, clock, type_)
+    run_until(service, clock, ist(23, 10, 30))
+    form, headers = fake_voice.inbound(PUBLIC_URL, from_=ASHA, body="deliver it on Saturday")
+    assert client.post("/webhooks/twilio", data=form, headers=headers).status_code == 200
+    run_until(service, clock, ist(23, 13))
+    assert fake_voice.calls == []
+    assert "Sat, 28 Nov" in fake_voice.sent_to(ASHA)[-1]["body"]  # the text conversation goes on by text
+
+
+def test_an_address_question_left_unanswered_is_followed_by_a_call(
+        client: TestClient, service: Service, clock: FakeClock, fake_voice: FakeTwilioVoice) -> None:
+    post_order(client, shipping_address={"line1": "MG Road", "postal_code": "560001"})
+    assert order(client)["address_status"] == "needs_clarification"
+    run_until(service, clock, ist(23, 12, 15))
+    [call] = fake_voice.calls
+    greeting = twiml(fake_voice.answer(client, call))
+    assert "address for order A1001" in spoken(greeting)[0][0]
+    read_back = twiml(fake_voice.gather(client, call, greeting, speech="it's 42"))
+    assert spoken(read_back)[0][0]  # the address flow goes on by voice (it asks for the next missing part)
+    assert [m.text for m in voice_messages(service, "in")] == ["it's 42"]
+
+
+def test_an_unanswered_address_call_texts_the_question_again(
+        client: TestClient, service: Service, clock: FakeClock, fake_voice: FakeTwilioVoice) -> None:
+    post_order(client, shipping_address={"line1": "MG Road", "postal_code": "560001"})
+    run_until(service, clock, ist(23, 12, 15))
+    texts = fake_voice.sent_to(ASHA)  # the order confirmation, then the address question
+    question = texts[-1]
+    assert "house or flat number" in question["body"]
+    [call] = fake_voice.calls
+    assert fake_voice.status(client, call, "no-answer").status_code == 200
+    run_until(service, clock, clock() + timedelta(minutes=1))
+    assert [m["body"] for m in fake_voice.sent_to(ASHA)][len(texts):] == [question["body"]]
