@@ -382,3 +382,20 @@ def test_an_unanswered_address_call_texts_the_question_again(
     assert fake_voice.status(client, call, "no-answer").status_code == 200
     run_until(service, clock, clock() + timedelta(minutes=1))
     assert [m["body"] for m in fake_voice.sent_to(ASHA)][len(texts):] == [question["body"]]
+
+
+def test_a_cod_call_waiting_for_the_morning_is_not_placed_after_a_yes_by_text(
+        client: TestClient, service: Service, clock: FakeClock, fake_voice: FakeTwilioVoice) -> None:
+    clock.advance(timedelta(hours=10, minutes=30))  # 20:30: the reminder's call is held until 08:00
+    post_order(client, payment_method="cod")
+    run_until(service, clock, ist(23, 23), step=timedelta(minutes=30))
+    with service.db.session() as session:  # the reminder waits for the morning, as the call it will be
+        from bot.core.models import JourneyTimer
+
+        [timer] = session.exec(select(JourneyTimer).where(JourneyTimer.kind == "cod_reminder")).all()
+        assert timer.status == "pending" and timer.due_at == ist(24, 8)
+    form, headers = fake_voice.inbound(PUBLIC_URL, from_=ASHA, body="yes")
+    assert client.post("/webhooks/twilio", data=form, headers=headers).status_code == 200
+    run_until(service, clock, ist(24, 8, 15), step=timedelta(minutes=30))
+    assert fake_voice.calls == [] and order(client)["cod_status"] == "confirmed"
+    assert voice_messages(service, "out") == []
