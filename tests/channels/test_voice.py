@@ -304,6 +304,12 @@ def test_an_unanswered_call_is_logged_and_the_text_follows_once(
     assert escalation["reason"] == "needs_call"
     lines = [line for line in escalation["transcript"] if line["channel"] == "voice"]
     assert [(line["status"], line["error_code"]) for line in lines] == [("failed", code)]
+    from tests.handoff.test_inbox import login
+
+    with TestClient(create_app(service=service), base_url="https://testserver") as agent:  # secure cookies
+        login(agent)
+        page = agent.get(f"/inbox/escalations/{listed['id']}")
+    assert page.status_code == 200 and f"call: {code}" in page.text
 
 
 def test_an_answered_call_after_which_the_customer_hangs_up_sends_no_text(
@@ -399,3 +405,22 @@ def test_a_cod_call_waiting_for_the_morning_is_not_placed_after_a_yes_by_text(
     run_until(service, clock, ist(24, 8, 15), step=timedelta(minutes=30))
     assert fake_voice.calls == [] and order(client)["cod_status"] == "confirmed"
     assert voice_messages(service, "out") == []
+
+
+def test_no_phone_number_speech_or_token_reaches_the_logs(
+        client: TestClient, service: Service, clock: FakeClock, fake_voice: FakeTwilioVoice,
+        caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    call = cod_call(client, service, clock, fake_voice)
+    greeting = twiml(fake_voice.answer(client, call))
+    twiml(fake_voice.gather(client, call, greeting, speech="yes please, my secret word is marigold"))
+    fake_voice.status(client, call, "completed")
+    fake_voice.incoming(client, PUBLIC_URL, from_=ASHA)
+    fake_voice.incoming(client, PUBLIC_URL, from_=STRANGER)
+    client.post("/webhooks/twilio/voice", data={"CallSid": "CA1", "From": ASHA}, headers={"X-Twilio-Signature": "x"})
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "webhook refused" in logged  # the logs were captured
+    for secret in (ASHA, ASHA.lstrip("+"), STRANGER, "marigold", fake_voice.auth_token):
+        assert secret not in logged
