@@ -255,7 +255,8 @@ def _customer_by_phone(service: Service, phone: str) -> Customer | None:
 
 def _speak_turn(service: Service, customer: Customer, text: str, provider_id: str) -> list[str]:
     """One spoken (or keyed) answer through the same pipeline as a text; the bot's replies, to read back."""
-    previous = _conversation_channel(service, customer.id or 0)
+    # A conversation the call starts belongs on the customer's text channel all the same.
+    previous = _conversation_channel(service, customer.id or 0) or customer.channel
     handled = service.handle_inbound(InboundMessage(
         channel="voice", text=text, provider_message_id=provider_id[:100], phone=customer.phone,
         received_at=service.now()))

@@ -201,7 +201,7 @@ class ContactPolicy:
         text = self.render(f"voice.{journey}", order=order, customer=customer, extra_vars=variables)
         followup_text = (followup.text if followup is not None
                          else self.render(template or "", order=order, customer=customer, extra_vars=variables))
-        conversation = self.conversation(session, customer, "voice")
+        conversation = self.conversation(session, customer, customer.channel)  # a new one stays on text
         message = outbox.enqueue_message(
             session=session, customer=customer, channel="voice", text=text, conversation_id=conversation.id,
             order_pk=order.id, template=template, due_at=due, dedupe_key=dedupe_key,

@@ -424,3 +424,16 @@ def test_no_phone_number_speech_or_token_reaches_the_logs(
     assert "webhook refused" in logged  # the logs were captured
     for secret in (ASHA, ASHA.lstrip("+"), STRANGER, "marigold", fake_voice.auth_token):
         assert secret not in logged
+
+
+@pytest.mark.parametrize(("locale", "language", "prompt", "speech"), [
+    ("es", "es-ES", "pulse 1", "Sí, confirmo"), ("hi-Latn", "hi-IN", "1 dabaiye", "haan confirm karo")])
+def test_speech_in_the_customers_language_confirms(
+        client: TestClient, service: Service, clock: FakeClock, fake_voice: FakeTwilioVoice, locale: str,
+        language: str, prompt: str, speech: str) -> None:
+    call = cod_call(client, service, clock, fake_voice, locale=locale)
+    greeting = twiml(fake_voice.answer(client, call))
+    assert gather_of(greeting)["language"] == language and prompt in spoken(greeting)[0][0]
+    read_back = twiml(fake_voice.gather(client, call, greeting, speech=speech))
+    assert order(client)["cod_status"] == "confirmed"
+    assert {lang for _, lang in spoken(read_back)} == {language}
