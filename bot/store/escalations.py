@@ -127,6 +127,7 @@ def on_inbound_while_human(*, session: Session, conversation: Conversation, cust
         escalation = create_escalation(session=session, conversation=conversation, customer=customer, order=None,
                                        reason="customer_waiting", sla_minutes=sla, now=now)
     escalation.last_customer_message_at = now
+    escalation.snoozed_until = None  # the customer wrote: back in the working views at once
     escalation.updated_at = now
     session.add(escalation)
     ack = (config.get("escalation") or {}).get("ack_message", True)
@@ -282,6 +283,7 @@ def agent_reply(*, session: Session, escalation_id: int, agent: str, text: str,
         escalation.assignee = escalation.assignee or agent
         escalation.assigned_at = escalation.assigned_at or now
     escalation.first_response_at = escalation.first_response_at or now
+    escalation.last_agent_reply_at = now
     escalation.updated_at = now
     conversation.owner = Owner.HUMAN
     conversation.updated_at = now

@@ -47,7 +47,7 @@ from bot.core.errors import (
 from bot.core.models import Agent, Escalation
 from bot.core.replies import DATA_DIR
 from bot.core.urls import safe_link
-from bot.store import escalations, holds
+from bot.store import escalations, holds, worklist
 from bot.store.auth import check_api_key
 from bot.web.deps import ReadSessionDep, ServiceDep, SessionDep
 from bot.web.inbox_session import (
@@ -58,6 +58,7 @@ from bot.web.inbox_session import (
     AgentSession,
     PageAgentDep,
     ScriptAgentDep,
+    SearchingAgentDep,
     agent_fingerprint,
     check_csrf,
     cookie_flags,
@@ -226,29 +227,75 @@ def script() -> Response:
 # ------------------------------------------------------------------ pages
 
 
-def _list_items(session: Session, service: Any) -> list[dict[str, Any]]:
-    now = service.now()
-    items = []
-    for escalation in escalations.list_escalations(session=session, status="open"):
-        view = escalations.escalation_view(session=session, escalation=escalation, now=now)
-        lines = view["transcript"] or []
-        view["waiting"] = bool(lines) and lines[-1]["author_kind"] == "customer"
-        said = [line for line in lines if line["author_kind"] == "customer"]
-        view["last_text"] = said[-1]["text"][:140] if said else ""  # what the customer last said
-        view["transcript"] = None
-        items.append(view)
-    return items
+def _work(session: Session, service: Any, agent: AgentSession, work: worklist.WorkFilter) -> worklist.WorkPage:
+    return worklist.find_work(session=session, agent=agent.name, work=work, now=service.now())
+
+
+def _work_filter(values: dict[str, str]) -> worklist.WorkFilter:
+    """The filter from a query string or a posted search form. A view button pressed wins; a search
+    without one looks through everything (resolved included), so nothing found hides in another view."""
+    view = values.get("view") or ("all" if values.get("q") else values.get("current_view", ""))
+    return worklist.work_filter(view=view, **{k: values.get(k, "") for k in FILTER_FIELDS})
+
+
+FILTER_FIELDS = ("q", "reason", "channel", "language", "age", "priority", "tag", "sort")
+
+
+def _list_page(request: Request, agent: AgentSession, session: Session, service: Any, values: dict[str, str]) -> Response:
+    try:
+        work = _work_filter(values)
+    except InvalidInput as exc:
+        work, error = worklist.WorkFilter(), str(exc)
+    else:
+        error = ""
+    page = _work(session, service, agent, work)
+    return _render("list.html", status_code=422 if error else 200, agent=agent, page=page, work=work, error=error,
+                   views=worklist.VIEWS, view_labels=worklist.VIEW_LABELS, facets=worklist.facets(session),
+                   ages=worklist.AGES, sorts=worklist.SORTS, priorities=worklist.PRIORITIES,
+                   tz=service.runtime.timezone, notice=NOTICES.get(request.query_params.get("n", ""), ""))
 
 
 @router.get("", response_class=HTMLResponse)
 def inbox_list(request: Request, agent: PageAgentDep, session: ReadSessionDep, service: ServiceDep) -> Response:
-    return _render("list.html", agent=agent, items=_list_items(session, service), tz=service.runtime.timezone,
-                   notice=NOTICES.get(request.query_params.get("n", ""), ""))
+    """A view of the work: filters in the query string (never a search text: that is posted)."""
+    values = {k: v for k, v in request.query_params.items() if k != "q"}
+    return _list_page(request, agent, session, service, values)
 
 
-@router.get("/partials/list", response_class=HTMLResponse)
-def inbox_list_rows(agent: ScriptAgentDep, session: ReadSessionDep, service: ServiceDep) -> Response:
-    return _render("_rows.html", items=_list_items(session, service), tz=service.runtime.timezone)
+@router.post("", response_class=HTMLResponse)
+async def inbox_search(request: Request, agent: SearchingAgentDep, session: ReadSessionDep,
+                       service: ServiceDep) -> Response:
+    """The search form: posted, so a phone number or a name never lands in a URL or an access log."""
+    return _list_page(request, agent, session, service, await _form_values(request))
+
+
+async def _form_values(request: Request) -> dict[str, str]:
+    form = await request.form()
+    return {k: str(v)[:200] for k, v in form.items() if isinstance(v, str)}
+
+
+def _rows_json(agent: AgentSession, session: Session, service: Any, values: dict[str, str]) -> Response:
+    try:
+        work = _work_filter(values)
+    except InvalidInput as exc:
+        return JSONResponse({"detail": str(exc)}, status_code=422)
+    page = _work(session, service, agent, work)
+    html = _env().get_template("_rows.html").render(page=page, work=work, tz=service.runtime.timezone)
+    return JSONResponse({"html": html, "counts": page.counts, "total": page.total, "view": work.view},
+                        headers={"Cache-Control": "no-store"})
+
+
+@router.get("/partials/list")
+def inbox_list_rows(request: Request, agent: ScriptAgentDep, session: ReadSessionDep, service: ServiceDep) -> Response:
+    """Polled by the list page: the rows and every view's count."""
+    return _rows_json(agent, session, service, {k: v for k, v in request.query_params.items() if k != "q"})
+
+
+@router.post("/partials/list")
+async def inbox_search_rows(request: Request, agent: SearchingAgentDep, session: ReadSessionDep,
+                            service: ServiceDep) -> Response:
+    """Polled by the list page while a search is shown (the search text is posted, never in the URL)."""
+    return _rows_json(agent, session, service, await _form_values(request))
 
 
 def _conversation(session: Session, service: Any, escalation_id: int) -> dict[str, Any] | None:

@@ -16,7 +16,7 @@ from bot.core.models import Agent, Conversation, Customer, Message
 from bot.core.settings import Settings, reset_settings_cache
 from bot.service import Service
 from tests.conftest import TEST_API_KEY
-from tests.handoff.helpers import PHONE, add_order, escalate, say
+from tests.handoff.helpers import PHONE, add_order, csrf_of, escalate, inbox_login, say
 
 
 @pytest.fixture
@@ -30,17 +30,8 @@ def client(service: Service) -> Iterator[TestClient]:
         yield c
 
 
-def _csrf(html: str) -> str:
-    match = re.search(r'name="csrf" value="([^"]+)"', html)
-    assert match, "form has no CSRF field"
-    return match.group(1)
-
-
-def login(client: TestClient, token: str = TEST_API_KEY, name: str = "Meera") -> None:
-    page = client.get("/inbox/login")
-    response = client.post("/inbox/login", data={"token": token, "name": name, "csrf": _csrf(page.text)},
-                           follow_redirects=False)
-    assert response.status_code == 303
+_csrf = csrf_of
+login = inbox_login
 
 
 def _escalation_id(client: TestClient) -> int:

@@ -10,6 +10,8 @@
     return { text: seconds < 0 ? clock + " overdue" : clock + " left", overdue: seconds < 0 };
   }
 
+  function notify(title, body) {}
+
   function tickSla() {
     document.querySelectorAll("[data-due]").forEach(function (el) {
       if (!el.dataset.due) return;
@@ -21,17 +23,31 @@
     });
   }
 
-  function pollList(box) {
-    fetch(box.dataset.poll, { credentials: "same-origin", headers: { "Accept": "text/html" } })
-      .then(function (r) { if (r.status === 401) { location.href = "/inbox/login"; } return r.ok ? r.text() : null; })
-      .then(function (html) {
-        if (html === null) return;
-        if (box.dataset.last !== html) {
-          box.dataset.last = html;
-          box.innerHTML = html;
-          var count = document.getElementById("open-count");
-          if (count) count.textContent = box.querySelectorAll(".esc").length;
+  // The list polls with the search and filters it was rendered with (posted: a search text never goes in a URL).
+  function pollList(form, box, state) {
+    fetch(form.dataset.poll, { method: "POST", body: new URLSearchParams(state), credentials: "same-origin",
+                               headers: { "Accept": "application/json" } })
+      .then(function (r) { if (r.status === 401) { location.href = "/inbox/login"; } return r.ok ? r.json() : null; })
+      .then(function (data) {
+        if (!data) return;
+        Object.keys(data.counts).forEach(function (view) {
+          var el = form.querySelector('[data-count="' + view + '"]');
+          if (el) el.textContent = data.counts[view];
+        });
+        var total = document.getElementById("view-total");
+        if (total) total.textContent = data.total;
+        if (box.dataset.last !== data.html) {
+          var before = {};
+          box.querySelectorAll(".esc").forEach(function (li) { before[li.dataset.id] = true; });
+          var first = !("last" in box.dataset);
+          box.dataset.last = data.html;
+          box.innerHTML = data.html;
           tickSla();
+          if (!first) {
+            box.querySelectorAll(".esc").forEach(function (li) {
+              if (!before[li.dataset.id]) notify("New escalation", li.querySelector(".reason").textContent);
+            });
+          }
         }
       }).catch(function () {});
   }
@@ -62,8 +78,12 @@
     tickSla();
     setInterval(tickSla, 1000);
 
-    var box = document.getElementById("escalations");
-    if (box) setInterval(function () { pollList(box); }, 3000);
+    var form = document.getElementById("worklist"), box = document.getElementById("escalations");
+    if (form && box) {
+      var state = new FormData(form);
+      state.set("view", state.get("current_view"));
+      setInterval(function () { pollList(form, box, state); }, 3000);
+    }
 
     var root = document.getElementById("conversation");
     if (root) {
