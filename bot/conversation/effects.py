@@ -30,7 +30,9 @@ def sla_minutes(runtime: Runtime, *, urgent: bool) -> int:
 
 
 def apply_effects(*, session: Session, runtime: Runtime, conversation: Conversation, customer: Customer,
-           orders: list[Order], result: StepResult, turn: Turn, now: datetime, locale: str | None = None) -> None:
+           orders: list[Order], result: StepResult, turn: Turn, now: datetime, locale: str | None = None,
+           source: str = "bot") -> None:
+    """`source`: who made the order changes, on their order events (`bot`, or `agent` from the inbox)."""
     by_id = {o.order_id: o for o in orders}
     for effect in result.effects:
         if isinstance(effect, Reply):
@@ -62,7 +64,7 @@ def apply_effects(*, session: Session, runtime: Runtime, conversation: Conversat
                                          timers=("cod_reminder", "cod_escalation"),
                                          reason=f"cash on delivery {effect.changes['cod_status']}", now=now)
             if effect.event_type:
-                record_event(session=session, order=order, type_=effect.event_type, note=effect.note,
+                record_event(session=session, order=order, type_=effect.event_type, note=effect.note, source=source,
                              data={k: _jsonable(v) for k, v in effect.changes.items()})
         elif isinstance(effect, EmitEvent):
             order = by_id.get(effect.order_id or "")

@@ -244,6 +244,34 @@ def assign(*, session: Session, escalation_id: int, agent: str, now: datetime | 
     return escalation
 
 
+def answered(*, session: Session, escalation: Escalation, conversation: Conversation, agent: str,
+             now: datetime) -> None:
+    """An agent told the customer something (a reply, an order action): the first answer takes the
+    escalation, the SLA's first response is met, and it is now the customer's turn."""
+    if escalation.status == "open":
+        escalation.status = "assigned"
+        escalation.assignee = escalation.assignee or agent
+        escalation.assigned_at = escalation.assigned_at or now
+    escalation.first_response_at = escalation.first_response_at or now
+    escalation.last_agent_reply_at = now
+    escalation.updated_at = now
+    conversation.owner = Owner.HUMAN
+    conversation.updated_at = now
+    session.add(escalation)
+    session.add(conversation)
+
+
+def locked_for_agent(*, session: Session, escalation_id: int) -> tuple[Escalation, Conversation]:
+    """The escalation an agent acts on, with its conversation row locked (so the action and an inbound
+    message never interleave); `Conflict` once it is resolved."""
+    escalation = _escalation(session, escalation_id)
+    conversation = _locked_conversation(session, escalation)
+    session.refresh(escalation)
+    if escalation.status == "resolved":
+        raise Conflict(f"escalation {escalation_id} is resolved; the bot owns the conversation again")
+    return escalation, conversation
+
+
 def whatsapp_window_open(session: Session, conversation: Conversation, now: datetime) -> bool | None:
     """Whether the agent may write free-form on WhatsApp now (the dispatcher's rule); None off WhatsApp."""
     if conversation.channel != "whatsapp":
@@ -262,11 +290,7 @@ def agent_reply(*, session: Session, escalation_id: int, agent: str, text: str,
         raise InvalidInput("text", "must not be empty")
     if len(text) > MAX_AGENT_REPLY:
         raise TooLong("text", f"at most {MAX_AGENT_REPLY} characters")
-    escalation = _escalation(session, escalation_id)
-    conversation = _locked_conversation(session, escalation)
-    session.refresh(escalation)
-    if escalation.status == "resolved":
-        raise Conflict(f"escalation {escalation_id} is resolved; the bot owns the conversation again")
+    escalation, conversation = locked_for_agent(session=session, escalation_id=escalation_id)
     customer = session.get(Customer, escalation.customer_id)
     assert customer is not None
     channel = conversation.channel
@@ -278,17 +302,7 @@ def agent_reply(*, session: Session, escalation_id: int, agent: str, text: str,
         payload={"escalation_id": escalation.id, "agent": agent},
     )
     assert message is not None  # no dedupe key: never deduplicated
-    if escalation.status == "open":
-        escalation.status = "assigned"
-        escalation.assignee = escalation.assignee or agent
-        escalation.assigned_at = escalation.assigned_at or now
-    escalation.first_response_at = escalation.first_response_at or now
-    escalation.last_agent_reply_at = now
-    escalation.updated_at = now
-    conversation.owner = Owner.HUMAN
-    conversation.updated_at = now
-    session.add(escalation)
-    session.add(conversation)
+    answered(session=session, escalation=escalation, conversation=conversation, agent=agent, now=now)
     window = whatsapp_window_open(session, conversation, now)
     delivery = "whatsapp_template_or_sms_fallback" if window is False else "free_form"
     log.info("agent reply queued escalation=%s channel=%s delivery=%s", escalation.id, channel, delivery)

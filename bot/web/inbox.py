@@ -31,9 +31,10 @@ import yaml
 from fastapi import APIRouter, Form, Request, status
 from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
-from bot.core.db import session_now
+from bot.conversation import agent_actions
+from bot.core.db import READ_ONLY, session_now
 from bot.core.errors import (
     Conflict,
     CustomerOptedOut,
@@ -44,11 +45,12 @@ from bot.core.errors import (
     NotHeld,
     TooLong,
 )
-from bot.core.models import Agent, Escalation
+from bot.core.models import Agent, Customer, Escalation
 from bot.core.replies import DATA_DIR
 from bot.core.urls import safe_link
-from bot.store import escalations, holds, worklist
+from bot.store import casework, escalations, holds, worklist
 from bot.store.auth import check_api_key
+from bot.store.orders import customer_orders
 from bot.web.deps import ReadSessionDep, ServiceDep, SessionDep
 from bot.web.inbox_session import (
     LOGIN_CSRF_COOKIE,
@@ -88,6 +90,13 @@ NOTICES = {
     "held_sent": "The held message is queued. It goes out on the customer's channel in a moment.",
     "held_obsolete": "That message is obsolete (expired, or a later order status replaced it); it was not sent.",
     "held_gone": "That message is no longer held.",
+    "acted": "Done: the order is updated, logistics is told, and the customer gets a message in their language.",
+    "noted": "Note added (internal: the customer never sees it).",
+    "called": "Call outcome recorded.",
+    "handed": "Assignment changed.",
+    "labelled": "Priority and tags saved.",
+    "snoozed": "Snoozed: it comes back at that time, or as soon as the customer writes.",
+    "woken": "Back in the working views.",
 }
 EscalationId = Annotated[int, PathParam(ge=1, le=2**31 - 1)]
 # Failed logins per client address, per running app (in memory): enough to slow guessing to a crawl.
@@ -313,15 +322,52 @@ def _version(view: dict[str, Any]) -> str:
     return hashlib.sha256(basis.encode()).hexdigest()[:16]
 
 
+def conversation_response(request: Request, agent: AgentSession, session: Session, service: Any,
+                          escalation_id: int, *, error: str = "", status_code: int = 200) -> Response:
+    """The conversation page (also what a refused order action renders, with its reason)."""
+    escalation = session.get(Escalation, escalation_id)
+    if escalation is None:
+        return _render("not_found.html", status_code=404, agent=agent)
+    now = service.now()
+    view = escalations.escalation_view(session=session, escalation=escalation, now=now)
+    customer = session.get(Customer, escalation.customer_id)
+    orders = customer_orders(session=session, customer_id=escalation.customer_id)
+    others = _mark_here(service, session, escalation_id, agent) if escalation.status != "resolved" else []
+    return _render(
+        "conversation.html", status_code=status_code, agent=agent, e=view, tz=service.runtime.timezone,
+        quick=quick_replies(), version=_version(view), notice=NOTICES.get(request.query_params.get("n", ""), ""),
+        error=error, max_reply=escalations.MAX_AGENT_REPLY, escalation=escalation,
+        phone=customer.phone if customer is not None and agent.sees_full_phone else None,
+        notes=casework.notes(session=session, escalation_id=escalation_id),
+        history=casework.customer_history(session=session, escalation=escalation),
+        eligible=agent_actions.eligible_orders(orders), default_order=view["order_id"],
+        windows=agent_actions.delivery_windows(service.runtime), today=agent_actions.shop_today(service.runtime, now),
+        max_days=agent_actions.max_days(service.runtime), cod_reasons=agent_actions.COD_REASONS,
+        outcomes=agent_actions.INVESTIGATION_OUTCOMES, call_outcomes=casework.CALL_OUTCOMES,
+        priorities=worklist.PRIORITIES, agents=_agent_names(session, agent), others_here=others,
+        snoozed=escalation.snoozed_until is not None and escalation.snoozed_until > now,
+    )
+
+
+def _agent_names(session: Session, agent: AgentSession) -> list[str]:
+    """Who an escalation can be handed to: the active agents (and whoever is logged in)."""
+    names = set(session.exec(select(Agent.name).where(col(Agent.revoked_at).is_(None))))
+    return sorted(names | {agent.name})
+
+
+def _mark_here(service: Any, session: Session, escalation_id: int, agent: AgentSession) -> list[str]:
+    """Note that `agent` has the conversation open and return who else has: in the request's own
+    transaction when it writes, else in a short write of its own (a page that only reads)."""
+    if not session.info.get(READ_ONLY):
+        return casework.here(session=session, escalation_id=escalation_id, agent=agent.name, now=service.now())
+    with service.db.session() as writer:
+        return casework.here(session=writer, escalation_id=escalation_id, agent=agent.name, now=service.now())
+
+
 @router.get("/escalations/{escalation_id}", response_class=HTMLResponse)
 def conversation_page(escalation_id: EscalationId, request: Request, agent: PageAgentDep, session: ReadSessionDep,
                       service: ServiceDep) -> Response:
-    view = _conversation(session, service, escalation_id)
-    if view is None:
-        return _render("not_found.html", status_code=404, agent=agent)
-    return _render("conversation.html", agent=agent, e=view, tz=service.runtime.timezone, quick=quick_replies(),
-                   version=_version(view), notice=NOTICES.get(request.query_params.get("n", ""), ""),
-                   max_reply=escalations.MAX_AGENT_REPLY)
+    return conversation_response(request, agent, session, service, escalation_id)
 
 
 @router.get("/escalations/{escalation_id}/live")
@@ -332,12 +378,19 @@ def conversation_live(escalation_id: EscalationId, request: Request, agent: Scri
     if view is None:
         return JSONResponse({"detail": "escalation not found"}, status_code=404)
     version = _version(view)
+    if view["status"] == "resolved":
+        others: list[str] = []
+    elif request.query_params.get("here") == "1":  # every few polls: "I still have it open"
+        others = _mark_here(service, session, escalation_id, agent)
+    else:
+        others = casework.others_here(session=session, escalation_id=escalation_id, agent=agent.name,
+                                      now=service.now())
     if request.query_params.get("v") == version:
-        return JSONResponse({"version": version, "changed": False})
+        return JSONResponse({"version": version, "changed": False, "others_here": others})
     env = _env()
     lines = view["transcript"] or []
     return JSONResponse({
-        "version": version, "changed": True, "status": view["status"], "owner": view["owner"],
+        "version": version, "changed": True, "status": view["status"], "owner": view["owner"], "others_here": others,
         "assignee": view["assignee"], "count": len(lines),
         "last_author": lines[-1]["author_kind"] if lines else None,
         "html": env.get_template("_messages.html").render(lines=lines, tz=service.runtime.timezone,
