@@ -280,9 +280,12 @@ def whatsapp_window_open(session: Session, conversation: Conversation, now: date
 
 
 def agent_reply(*, session: Session, escalation_id: int, agent: str, text: str,
-                now: datetime | None = None) -> AgentReply:
+                now: datetime | None = None, whatsapp_template: tuple[str, dict[str, str]] | None = None) -> AgentReply:
     """Queue the agent's reply on the customer's own channel (the dispatcher applies the WhatsApp
-    window: a template or SMS fallback outside it). The first reply takes ownership."""
+    window: a template or SMS fallback outside it). The first reply takes ownership.
+
+    `whatsapp_template`: (kind, Content variables) of an approved template the agent picked, for a
+    closed window: the message goes with that kind, so the channel sends its Content SID."""
     now = now or session_now(session)
     agent = _clean_agent(agent)
     text = text.replace("\x00", "").strip()
@@ -296,10 +299,13 @@ def agent_reply(*, session: Session, escalation_id: int, agent: str, text: str,
     channel = conversation.channel
     if channel in customer.opted_out_channels:
         raise CustomerOptedOut(f"the customer opted out of {channel}; the reply was not queued")
+    payload: dict[str, Any] = {"escalation_id": escalation.id, "agent": agent}
+    template = f"{AGENT_TEMPLATE_PREFIX}{agent}"[:80]
+    if whatsapp_template is not None:
+        template, payload["template_vars"] = whatsapp_template[0][:80], dict(whatsapp_template[1])
     message = outbox.enqueue_message(
         session=session, customer=customer, channel=channel, text=text, conversation_id=conversation.id,
-        order_pk=escalation.order_pk, template=f"{AGENT_TEMPLATE_PREFIX}{agent}"[:80], now=now,
-        payload={"escalation_id": escalation.id, "agent": agent},
+        order_pk=escalation.order_pk, template=template, now=now, payload=payload,
     )
     assert message is not None  # no dedupe key: never deduplicated
     answered(session=session, escalation=escalation, conversation=conversation, agent=agent, now=now)
@@ -374,6 +380,7 @@ def transcript(*, session: Session, conversation_id: int, after_id: int = 0,
     # The dispatcher moves a message to SMS when WhatsApp refuses it (window closed) and notes
     # `fallback_from` on its outbox row: that is what tells the agent which way it went.
     requested: dict[int, str] = {}
+    sent_by: dict[int, str] = {}  # an agent's message sent as an approved WhatsApp template (its kind is no "agent:")
     out_ids = [m.id for m in messages if m.direction == "out" and m.id is not None]
     if out_ids:
         for message_id, payload in session.exec(
@@ -381,11 +388,14 @@ def transcript(*, session: Session, conversation_id: int, after_id: int = 0,
         ):
             if message_id is not None and isinstance(payload, dict) and payload.get("fallback_from"):
                 requested[message_id] = str(payload["fallback_from"])
+            if message_id is not None and isinstance(payload, dict) and payload.get("agent"):
+                sent_by[message_id] = str(payload["agent"])
     rows = []
     for m in messages:
         template = m.template or ""
         author = "customer" if m.direction == "in" else (
-            template[len(AGENT_TEMPLATE_PREFIX):] if template.startswith(AGENT_TEMPLATE_PREFIX) else "bot")
+            template[len(AGENT_TEMPLATE_PREFIX):] if template.startswith(AGENT_TEMPLATE_PREFIX)
+            else sent_by.get(m.id or 0, "bot"))
         asked_for = requested.get(m.id or 0) or m.channel
         rows.append({
             "id": m.id, "direction": m.direction, "author": author,

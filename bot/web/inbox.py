@@ -27,7 +27,6 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 import jinja2
-import yaml
 from fastapi import APIRouter, Form, Request, status
 from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -45,10 +44,9 @@ from bot.core.errors import (
     NotHeld,
     TooLong,
 )
-from bot.core.models import Agent, Customer, Escalation
-from bot.core.replies import DATA_DIR
+from bot.core.models import Agent, Conversation, Customer, Escalation, Order
 from bot.core.urls import safe_link
-from bot.store import casework, escalations, holds, worklist
+from bot.store import casework, escalations, holds, quick_replies, worklist
 from bot.store.auth import check_api_key
 from bot.store.orders import customer_orders
 from bot.web.deps import ReadSessionDep, ServiceDep, SessionDep
@@ -77,7 +75,6 @@ router = APIRouter(prefix="/inbox", tags=["inbox"], include_in_schema=False)
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates" / "inbox"
 STATIC_DIR = Path(__file__).resolve().parent / "static"
-QUICK_REPLIES_FILE = DATA_DIR / "quick_replies.yml"
 NOTICES = {
     "sent": "Reply queued. It goes out on the customer's channel in a moment.",
     "fallback": "Reply queued. The WhatsApp 24-hour window is closed, so it goes as a template or by SMS.",
@@ -90,6 +87,9 @@ NOTICES = {
     "held_sent": "The held message is queued. It goes out on the customer's channel in a moment.",
     "held_obsolete": "That message is obsolete (expired, or a later order status replaced it); it was not sent.",
     "held_gone": "That message is no longer held.",
+    "quick_saved": "Quick reply saved. Agents see it in conversations in that language.",
+    "quick_deleted": "Quick reply deleted.",
+    "template_sent": "Template queued: it goes out on WhatsApp as the approved template.",
     "acted": "Done: the order is updated, logistics is told, and the customer gets a message in their language.",
     "noted": "Note added (internal: the customer never sees it).",
     "called": "Call outcome recorded.",
@@ -142,17 +142,6 @@ def _render(name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
         "default-src 'self'; img-src 'self' https: data:; style-src 'self'; script-src 'self'; "
         "frame-ancestors 'none'; form-action 'self'")
     return response
-
-
-def quick_replies() -> list[dict[str, str]]:
-    """Canned replies from data/quick_replies.yml (a missing or broken file = none, never a 500)."""
-    try:
-        loaded = yaml.safe_load(QUICK_REPLIES_FILE.read_text(encoding="utf-8")) or []
-    except (OSError, yaml.YAMLError):
-        log.warning("quick replies unreadable: %s", QUICK_REPLIES_FILE.name)
-        return []
-    return [{"label": str(q["label"]), "text": str(q["text"])} for q in loaded
-            if isinstance(q, dict) and q.get("label") and q.get("text")]
 
 
 # ------------------------------------------------------------------ login
@@ -333,9 +322,15 @@ def conversation_response(request: Request, agent: AgentSession, session: Sessio
     customer = session.get(Customer, escalation.customer_id)
     orders = customer_orders(session=session, customer_id=escalation.customer_id)
     others = _mark_here(service, session, escalation_id, agent) if escalation.status != "resolved" else []
+    locale, values = _reply_values(session, service, escalation, now)
+    quick = [{"label": q.label, "text": quick_replies.fill(q.text, values)}
+             for q in quick_replies.for_locale(session=session, shop_config=service.runtime.shop_config,
+                                               locale=locale)]
+    templates = [{"kind": t.kind, "label": t.label, "text": quick_replies.template_message(t, values)[0]}
+                 for t in _whatsapp_templates(service)] if view["whatsapp_window_open"] is False else []
     return _render(
         "conversation.html", status_code=status_code, agent=agent, e=view, tz=service.runtime.timezone,
-        quick=quick_replies(), version=_version(view), notice=NOTICES.get(request.query_params.get("n", ""), ""),
+        quick=quick, wa_templates=templates, reply_locale=locale, version=_version(view), notice=NOTICES.get(request.query_params.get("n", ""), ""),
         error=error, max_reply=escalations.MAX_AGENT_REPLY, escalation=escalation,
         phone=customer.phone if customer is not None and agent.sees_full_phone else None,
         notes=casework.notes(session=session, escalation_id=escalation_id),
@@ -347,6 +342,22 @@ def conversation_response(request: Request, agent: AgentSession, session: Sessio
         priorities=worklist.PRIORITIES, agents=_agent_names(session, agent), others_here=others,
         snoozed=escalation.snoozed_until is not None and escalation.snoozed_until > now,
     )
+
+
+def _reply_values(session: Session, service: Any, escalation: Escalation, now: datetime) -> tuple[str, dict[str, str]]:
+    """The language to write to this customer in (the one they last wrote in) and the quick replies'
+    variables for this conversation."""
+    customer = session.get(Customer, escalation.customer_id)
+    conversation = session.get(Conversation, escalation.conversation_id)
+    remembered = conversation.slots.get("_locale") if conversation is not None else None
+    locale = remembered if isinstance(remembered, str) and remembered else (customer.locale if customer else "en")
+    order = session.get(Order, escalation.order_pk) if escalation.order_pk else None
+    today = now.astimezone(ZoneInfo(service.runtime.timezone)).date()
+    return locale, quick_replies.conversation_values(customer=customer, order=order, locale=locale, today=today)
+
+
+def _whatsapp_templates(service: Any) -> list[quick_replies.WhatsAppTemplate]:
+    return quick_replies.whatsapp_templates(service.runtime.shop_config, service.settings.twilio.whatsapp_templates)
 
 
 def _agent_names(session: Session, agent: AgentSession) -> list[str]:
@@ -428,12 +439,26 @@ def _refused(exc: DoorstepError, escalation_id: int, agent: AgentSession) -> Res
 
 @router.post("/escalations/{escalation_id}/reply")
 def conversation_reply(escalation_id: EscalationId, agent: ActingAgentDep, session: SessionDep, service: ServiceDep,
-                       text: Annotated[str, Form(max_length=20_000)] = "") -> Response:
+                       text: Annotated[str, Form(max_length=20_000)] = "",
+                       wa_template: Annotated[str, Form(max_length=80)] = "") -> Response:
+    """A free-text reply, or (WhatsApp window closed) one of the shop's approved templates, filled in."""
+    now = service.now()
     try:
+        picked = None
+        if wa_template:
+            template = next((t for t in _whatsapp_templates(service) if t.kind == wa_template), None)
+            escalation = session.get(Escalation, escalation_id)
+            if template is None or escalation is None:
+                raise InvalidInput("wa_template", "not one of the shop's approved WhatsApp templates")
+            text, variables = quick_replies.template_message(template, _reply_values(session, service, escalation,
+                                                                                       now)[1])
+            picked = (template.kind, variables)
         sent = escalations.agent_reply(session=session, escalation_id=escalation_id, agent=agent.name, text=text,
-                                       now=service.now())
+                                       now=now, whatsapp_template=picked)
     except Refusal as exc:
         return _refused(exc, escalation_id, agent)
+    if picked is not None:
+        return _back(escalation_id, "template_sent")
     return _back(escalation_id, "fallback" if sent.delivery != "free_form" else "sent")
 
 

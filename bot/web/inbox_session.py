@@ -26,6 +26,7 @@ from sqlmodel import Session
 from bot.core.db import READ_ONLY, session_now
 from bot.core.errors import DoorstepError
 from bot.core.models import Agent, KeyValue
+from bot.core.vocab import AGENT_ROLES
 from bot.store.auth import KEY_NAME
 from bot.web.deps import ReadSessionDep, ServiceDep, SessionDep
 
@@ -36,7 +37,7 @@ SECRET_KEY = "inbox_session_secret"
 LAST_SEEN_EVERY = 60.0
 
 
-ROLES = ("viewer", "agent", "supervisor")
+ROLES = AGENT_ROLES
 # Who sees a customer's full phone number (and a tel: link) in the inbox; everyone else sees it masked,
 # and logs always do.
 FULL_PHONE_ROLES = frozenset({"agent", "supervisor"})

@@ -14,15 +14,17 @@ from typing import Annotated
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Form, Request, status
-from fastapi.responses import RedirectResponse, Response
+from fastapi import Path as PathParam
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlmodel import Session
 
 from bot.conversation import agent_actions
+from bot.core import replies
 from bot.core.errors import Conflict, CustomerOptedOut, DoorstepError, InvalidInput, NotFound
-from bot.store import casework
-from bot.web.deps import ServiceDep, SessionDep
-from bot.web.inbox import EscalationId, conversation_response
-from bot.web.inbox_session import ActingAgentDep, AgentSession
+from bot.store import casework, quick_replies
+from bot.web.deps import ReadSessionDep, ServiceDep, SessionDep
+from bot.web.inbox import NOTICES, EscalationId, _render, conversation_response
+from bot.web.inbox_session import ActingAgentDep, AgentSession, PageAgentDep, SupervisorDep
 
 router = APIRouter(prefix="/inbox", tags=["inbox"], include_in_schema=False)
 
@@ -141,3 +143,43 @@ def snooze(escalation_id: EscalationId, request: Request, agent: ActingAgentDep,
     except Refusal as exc:
         return _refused(request, agent, session, service, escalation_id, exc)
     return _done(escalation_id, "snoozed" if when else "woken")
+
+
+# ------------------------------------------------------------------ quick replies (supervisors manage them)
+
+
+def _quick_page(request: Request, agent: AgentSession, session: Session, service: ServiceDep, *, error: str = "",
+                status_code: int = 200) -> Response:
+    config = service.runtime.shop_config
+    by_locale = {locale: quick_replies.for_locale(session=session, shop_config=config, locale=locale)
+                 for locale in replies.BABEL_LOCALES}
+    return _render("quick_replies.html", status_code=status_code, agent=agent, by_locale=by_locale, error=error,
+                   variables=quick_replies.VARIABLES, notice=NOTICES.get(request.query_params.get("n", ""), ""))
+
+
+@router.get("/quick-replies", response_class=HTMLResponse)
+def quick_replies_page(request: Request, agent: PageAgentDep, session: ReadSessionDep, service: ServiceDep) -> Response:
+    """Every locale's quick replies and where each comes from; supervisors add, change and delete theirs."""
+    return _quick_page(request, agent, session, service)
+
+
+@router.post("/quick-replies")
+def save_quick_reply(request: Request, agent: SupervisorDep, session: SessionDep, service: ServiceDep,
+                     locale: Short = "", label: Short = "", text: Text = "", reply_id: Short = "") -> Response:
+    try:
+        quick_replies.save(session=session, locale=locale, label=label, text=text, agent=agent.name,
+                           now=service.now(), reply_id=int(reply_id) if reply_id.isdigit() else None)
+    except Refusal as exc:
+        code = 404 if isinstance(exc, NotFound) else 409 if isinstance(exc, Conflict) else 422
+        return _quick_page(request, agent, session, service, error=str(exc), status_code=code)
+    return RedirectResponse("/inbox/quick-replies?n=quick_saved", status_code=status.HTTP_303_SEE_OTHER)
+
+
+@router.post("/quick-replies/{reply_id}/delete")
+def delete_quick_reply(reply_id: Annotated[int, PathParam(ge=1, le=2**31 - 1)], request: Request,
+                       agent: SupervisorDep, session: SessionDep, service: ServiceDep) -> Response:
+    try:
+        quick_replies.delete(session=session, reply_id=reply_id)
+    except NotFound as exc:
+        return _quick_page(request, agent, session, service, error=str(exc), status_code=404)
+    return RedirectResponse("/inbox/quick-replies?n=quick_deleted", status_code=status.HTTP_303_SEE_OTHER)

@@ -129,7 +129,7 @@ def test_urls_never_carry_customer_data(service: Service, client: TestClient) ->
     pages = [client.get("/inbox").text, client.get(f"/inbox/escalations/{esc_id}").text]
     urls = [u for html in pages for u in re.findall(r'(?:href|action|src|data-live|data-poll)="([^"]+)"', html)]
     internal = [u for u in urls if u.startswith("/")]
-    assert internal and all(re.fullmatch(r"/inbox(/[a-z._/]+|/escalations/\d+(/[a-z]+)?)?", u)
+    assert internal and all(re.fullmatch(r"/inbox(/[a-z._/-]+|/escalations/\d+(/[a-z]+)?)?", u)
                             for u in internal), internal
 
 
