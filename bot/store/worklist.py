@@ -166,23 +166,24 @@ def find_work(*, session: Session, agent: str, work: WorkFilter, now: datetime, 
     query = query.where(views[work.view], *where).order_by(*_order_by(work.sort)).limit(limit)
     found = list(session.exec(query))
     last_said = _last_customer_lines(session, [e.conversation_id for e, *_ in found])
-    rows = [_row(escalation, channel, name, locale, order_id, last_said.get(escalation.conversation_id, ""), now)
+    rows = [_row(escalation, channel, name, locale, order_id, last_said.get(escalation.conversation_id, (0, "")), now)
             for escalation, channel, name, locale, order_id in found]
     return WorkPage(rows=rows, counts=counts, total=counts[work.view])
 
 
-def _last_customer_lines(session: Session, conversation_ids: list[int]) -> dict[int, str]:
-    """What each customer last wrote (one query for the page)."""
+def _last_customer_lines(session: Session, conversation_ids: list[int]) -> dict[int, tuple[int, str]]:
+    """What each customer last wrote, with its message id (one query for the page)."""
     if not conversation_ids:
         return {}
     latest = (select(sa.func.max(Message.id)).where(col(Message.conversation_id).in_(set(conversation_ids)),
                                                     Message.direction == "in")
               .group_by(col(Message.conversation_id)))
-    found = session.exec(select(Message.conversation_id, Message.text).where(col(Message.id).in_(latest)))
-    return {conversation_id: text[:140] for conversation_id, text in found if conversation_id is not None}
+    found = session.exec(select(Message.conversation_id, Message.id, Message.text).where(col(Message.id).in_(latest)))
+    return {conversation_id: (message_id or 0, text[:140]) for conversation_id, message_id, text in found
+            if conversation_id is not None}
 
 
-def _row(e: Escalation, channel: str, name: str, locale: str, order_id: str | None, last_text: str,
+def _row(e: Escalation, channel: str, name: str, locale: str, order_id: str | None, last_said: tuple[int, str],
          now: datetime) -> dict[str, Any]:
     left = int((e.sla_due_at - now).total_seconds()) if e.sla_due_at is not None else None
     resolved = e.status == "resolved"
@@ -197,7 +198,7 @@ def _row(e: Escalation, channel: str, name: str, locale: str, order_id: str | No
         "waiting": not resolved and (e.last_agent_reply_at is None or e.last_agent_reply_at < customer_last),
         "waiting_on_customer": not resolved and e.last_agent_reply_at is not None
         and e.last_agent_reply_at > customer_last,
-        "last_text": last_text, "created_at": e.created_at, "resolved_at": e.resolved_at,
+        "last_said_id": last_said[0], "last_text": last_said[1], "created_at": e.created_at, "resolved_at": e.resolved_at,
         "resolved_by": e.resolved_by, "csat_score": e.csat_score,
     }
 

@@ -250,7 +250,8 @@ def _list_page(request: Request, agent: AgentSession, session: Session, service:
     return _render("list.html", status_code=422 if error else 200, agent=agent, page=page, work=work, error=error,
                    views=worklist.VIEWS, view_labels=worklist.VIEW_LABELS, facets=worklist.facets(session),
                    ages=worklist.AGES, sorts=worklist.SORTS, priorities=worklist.PRIORITIES,
-                   tz=service.runtime.timezone, notice=NOTICES.get(request.query_params.get("n", ""), ""))
+                   tz=service.runtime.timezone, me=agent.name,
+                   notice=NOTICES.get(request.query_params.get("n", ""), ""))
 
 
 @router.get("", response_class=HTMLResponse)
@@ -278,7 +279,7 @@ def _rows_json(agent: AgentSession, session: Session, service: Any, values: dict
     except InvalidInput as exc:
         return JSONResponse({"detail": str(exc)}, status_code=422)
     page = _work(session, service, agent, work)
-    html = _env().get_template("_rows.html").render(page=page, work=work, tz=service.runtime.timezone)
+    html = _env().get_template("_rows.html").render(page=page, work=work, tz=service.runtime.timezone, me=agent.name)
     return JSONResponse({"html": html, "counts": page.counts, "total": page.total, "view": work.view},
                         headers={"Cache-Control": "no-store"})
 
