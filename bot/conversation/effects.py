@@ -17,7 +17,7 @@ from bot.core.runtime import Runtime
 from bot.store import escalations, outbox
 from bot.store.conversations import render_label, render_reply
 from bot.store.orders import record_event
-from flows.base import EmitEvent, Escalate, Reply, SetOptOut, StepResult, UpdateOrder
+from flows.base import EmitEvent, Escalate, RateEscalation, Reply, SetOptOut, StepResult, UpdateOrder
 
 # Order fields a flow may change through UpdateOrder.
 UPDATABLE_ORDER_FIELDS = {"delivery_date", "delivery_window", "cod_status", "address_status", "shipping_address", "status", "extra"}
@@ -77,6 +77,9 @@ def apply_effects(*, session: Session, runtime: Runtime, conversation: Conversat
                               reason=effect.reason, note=effect.note, now=now,
                               sla_minutes=sla_minutes(runtime, urgent=effect.urgent))
             turn.escalated = True
+        elif isinstance(effect, RateEscalation):
+            escalations.record_csat(session=session, escalation_id=effect.escalation_id, customer_id=customer.id or 0,
+                                    score=effect.score, now=now)
         elif isinstance(effect, SetOptOut):
             channel = effect.channel or conversation.channel
             channels = set(customer.opted_out_channels)

@@ -46,7 +46,7 @@ DEFAULTS: dict[str, Any] = {
     "escalation": {"sla_minutes": 30, "ack_message": True},
     # The agent inbox: quick replies per locale (added to data/quick_replies.yml), the approved WhatsApp
     # templates an agent may pick outside the 24-hour window, and the one-tap CSAT question after a resolve.
-    "inbox": {"quick_replies": {}, "whatsapp_templates": [], "csat": True},
+    "inbox": {"quick_replies": {}, "whatsapp_templates": [], "csat": False},
     "contact_policy": {
         "quiet_hours": "21:00-08:00",
         "caps": {"per_order_per_day": 4, "marketing_per_customer_per_week": 1},

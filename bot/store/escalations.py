@@ -349,6 +349,19 @@ def resolve(*, session: Session, escalation_id: int, agent: str, note: str = "",
     return escalation
 
 
+def record_csat(*, session: Session, escalation_id: int, customer_id: int, score: int, now: datetime) -> bool:
+    """Store the customer's 1-5 rating of a resolved escalation they were asked about (once; only their own)."""
+    escalation = session.get(Escalation, escalation_id)
+    if (escalation is None or escalation.customer_id != customer_id or escalation.csat_asked_at is None
+            or escalation.csat_score is not None or not 1 <= score <= 5):
+        return False
+    escalation.csat_score = score
+    escalation.csat_at = now
+    session.add(escalation)
+    log.info("csat recorded escalation=%s score=%s", escalation.id, score)
+    return True
+
+
 # ------------------------------------------------------------------ reading
 
 
@@ -449,6 +462,11 @@ def escalation_view(*, session: Session, escalation: Escalation, now: datetime,
         "overdue": escalation.status != "resolved" and left is not None and left < 0,
         "ack_sent": escalation.ack_sent_at is not None,
         "last_customer_message_at": escalation.last_customer_message_at,
+        "priority": escalation.priority,
+        "tags": list(escalation.tags),
+        "snoozed_until": escalation.snoozed_until,
+        "csat_score": escalation.csat_score,
+        "csat_at": escalation.csat_at,
         "whatsapp_window_open": whatsapp_window_open(session, conversation, now) if conversation else None,
         "notification": notification_status(session=session, escalation_id=escalation.id or 0),
         "created_at": escalation.created_at,

@@ -342,6 +342,7 @@ def conversation_response(request: Request, agent: AgentSession, session: Sessio
         outcomes=agent_actions.INVESTIGATION_OUTCOMES, call_outcomes=casework.CALL_OUTCOMES,
         priorities=worklist.PRIORITIES, agents=_agent_names(session, agent), others_here=others,
         snoozed=escalation.snoozed_until is not None and escalation.snoozed_until > now,
+        csat_default=bool((service.runtime.shop_config.get("inbox") or {}).get("csat", False)),
     )
 
 
@@ -487,9 +488,13 @@ def conversation_assign(escalation_id: EscalationId, agent: ActingAgentDep, sess
 
 @router.post("/escalations/{escalation_id}/resolve")
 def conversation_resolve(escalation_id: EscalationId, agent: ActingAgentDep, session: SessionDep, service: ServiceDep,
-                         note: Annotated[str, Form(max_length=500)] = "") -> Response:
+                         note: Annotated[str, Form(max_length=500)] = "",
+                         csat_offered: Annotated[str, Form(max_length=1)] = "",
+                         csat: Annotated[str, Form(max_length=1)] = "") -> Response:
+    """Resolve; with the form's CSAT box, the agent decides whether the customer is asked to rate it."""
     try:
-        service.resolve_escalation(session, escalation_id, agent=agent.name, note=note)
+        service.resolve_escalation(session, escalation_id, agent=agent.name, note=note,
+                                   csat=(csat == "1") if csat_offered else None)
     except Refusal as exc:
         return _refused(exc, escalation_id, agent)
     return RedirectResponse("/inbox?n=resolved", status_code=status.HTTP_303_SEE_OTHER)
