@@ -230,3 +230,19 @@ def test_quick_replies_per_locale_with_variables_managed_by_supervisors(settings
                            follow_redirects=False).status_code == 303
         assert "Tu pedido B2001 ya está en camino" not in client.get(f"/inbox/escalations/{esc_id}").text
 
+
+
+def test_erasing_the_customer_clears_what_agents_wrote_about_them(service: Service, client: TestClient) -> None:
+    from tests.conftest import TEST_API_KEY
+
+    add_order(service, customer={"name": "Asha Rao"})
+    escalate(service)
+    esc_id = _latest(service)
+    inbox_login(client)
+    _post(client, esc_id, "note", body="Asha Rao says her neighbour at 14 MG Road took it")
+    _post(client, esc_id, "call", outcome="reached", body="Asha Rao will be home after 6")
+    erased = client.delete(f"/api/customers/{PHONE}", headers={"Authorization": f"Bearer {TEST_API_KEY}"})
+    assert erased.status_code == 200, erased.text
+    page = client.get(f"/inbox/escalations/{esc_id}").text
+    assert "Asha Rao" not in page and "14 MG Road" not in page
+    assert "call: reached" in page  # that the work was done stays
