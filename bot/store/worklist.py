@@ -213,3 +213,32 @@ def facets(session: Session) -> dict[str, list[str]]:
         "language": sorted(c for c in session.exec(
             select(Customer.locale).join(Escalation, col(Escalation.customer_id) == Customer.id).distinct()) if c),
     }
+
+
+def report(*, session: Session, now: datetime, days: int = 30) -> dict[str, Any]:
+    """The last `days` of escalations: volume, first-response SLA, CSAT overall and per agent."""
+    since = now - timedelta(days=days)
+    rows = list(session.exec(select(Escalation).where(col(Escalation.created_at) >= since)))
+    answered = [e for e in rows if e.first_response_at is not None]
+    met = [e for e in answered if e.sla_due_at is None or e.first_response_at <= e.sla_due_at]  # type: ignore[operator]
+    waits = sorted((e.first_response_at - e.created_at).total_seconds() / 60 for e in answered)  # type: ignore[operator]
+    rated = [e for e in rows if e.csat_score is not None]
+    by_agent: dict[str, dict[str, Any]] = {}
+    for e in rows:
+        if e.status == "resolved" and e.resolved_by:
+            entry = by_agent.setdefault(e.resolved_by, {"resolved": 0, "scores": []})
+            entry["resolved"] += 1
+            if e.csat_score is not None:
+                entry["scores"].append(e.csat_score)
+    return {
+        "days": days, "opened": len(rows), "resolved": sum(e.status == "resolved" for e in rows),
+        "open": sum(e.status in OPEN_STATUSES for e in rows),
+        "sla_met_pct": round(100 * len(met) / len(answered)) if answered else None,
+        "median_first_response_min": round(waits[len(waits) // 2]) if waits else None,
+        "csat_asked": sum(e.csat_asked_at is not None for e in rows), "csat_answered": len(rated),
+        "csat_average": round(sum(e.csat_score or 0 for e in rated) / len(rated), 2) if rated else None,
+        "csat_distribution": {n: sum(e.csat_score == n for e in rated) for n in range(1, 6)},
+        "agents": [{"agent": name, "resolved": v["resolved"], "csat_answered": len(v["scores"]),
+                    "csat_average": round(sum(v["scores"]) / len(v["scores"]), 2) if v["scores"] else None}
+                   for name, v in sorted(by_agent.items())],
+    }

@@ -21,7 +21,7 @@ from sqlmodel import Session
 from bot.conversation import agent_actions
 from bot.core import replies
 from bot.core.errors import Conflict, CustomerOptedOut, DoorstepError, InvalidInput, NotFound
-from bot.store import casework, quick_replies
+from bot.store import casework, quick_replies, worklist
 from bot.web.deps import ReadSessionDep, ServiceDep, SessionDep
 from bot.web.inbox import NOTICES, EscalationId, _render, conversation_response
 from bot.web.inbox_session import ActingAgentDep, AgentSession, PageAgentDep, SupervisorDep
@@ -183,3 +183,9 @@ def delete_quick_reply(reply_id: Annotated[int, PathParam(ge=1, le=2**31 - 1)], 
     except NotFound as exc:
         return _quick_page(request, agent, session, service, error=str(exc), status_code=404)
     return RedirectResponse("/inbox/quick-replies?n=quick_deleted", status_code=status.HTTP_303_SEE_OTHER)
+
+
+@router.get("/report", response_class=HTMLResponse)
+def report_page(request: Request, agent: PageAgentDep, session: ReadSessionDep, service: ServiceDep) -> Response:
+    """The last 30 days: volume, first-response SLA, CSAT overall and per agent."""
+    return _render("report.html", agent=agent, r=worklist.report(session=session, now=service.now()))

@@ -88,3 +88,21 @@ def test_not_a_rating_is_asked_once_more_then_let_go(settings: Settings) -> None
         client.post(f"/api/escalations/{second}/resolve", json={"csat": False},
                     headers={"Authorization": f"Bearer {TEST_API_KEY}"})
     assert [m.template for m in _out(service)].count("csat.ask") == 1
+
+
+def test_the_report_shows_csat_overall_and_per_agent(settings: Settings) -> None:
+    service = Service.create(settings, shop_overrides={"inbox": {"csat": True}})
+    add_order(service)
+    escalate(service)
+    esc_id = _latest(service)
+    with TestClient(create_app(service=service)) as client:
+        inbox_login(client)
+        page = client.get(f"/inbox/escalations/{esc_id}").text
+        client.post(f"/inbox/escalations/{esc_id}/reply", data={"csrf": csrf_of(page), "text": "On it."})
+        client.post(f"/inbox/escalations/{esc_id}/resolve", data={"csrf": csrf_of(page), "csat_offered": "1",
+                                                                  "csat": "1"})
+        say(service, "2")
+        report = client.get("/inbox/report").text
+    assert 'id="r-opened">1<' in report and 'id="r-resolved">1<' in report
+    assert 'id="r-csat-answered">1<' in report and 'id="r-csat-average">2.0 / 5<' in report
+    assert "<td>Meera</td><td>1</td><td>1</td><td>2.0</td>" in report
