@@ -287,13 +287,15 @@ class EscalationNote(SQLModel, table=True):
 
 
 class InboxPresence(SQLModel, table=True):
-    """Who has an escalation open in the inbox right now (their page polls), for the
-    "another agent is here" warning. Rows older than a minute mean nothing."""
+    """Who has an escalation open in the inbox right now (their page's heartbeat), for the
+    "another agent is here" warning. Rows older than `casework.PRESENCE_SECONDS` mean nothing."""
 
     __tablename__ = "inbox_presence"
+    __table_args__ = (sa.UniqueConstraint("escalation_id", "agent", name="uq_inbox_presence_escalation_agent"),)
 
-    escalation_id: int = Field(foreign_key="escalation.id", primary_key=True)
-    agent: str = Field(max_length=100, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True)
+    escalation_id: int = Field(foreign_key="escalation.id", index=True)
+    agent: str = Field(max_length=100)
     seen_at: datetime = Field(sa_column=sa.Column(UTCDateTime(), nullable=False))
 
 

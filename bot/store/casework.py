@@ -148,11 +148,11 @@ def snooze(*, session: Session, escalation_id: int, agent: str, until: datetime 
 
 def here(*, session: Session, escalation_id: int, agent: str, now: datetime) -> list[str]:
     """Record that `agent` has the escalation open; returns the other agents who have it open now."""
-    row = session.get(InboxPresence, (escalation_id, agent))
-    inserted = row is None and try_insert(session, InboxPresence(escalation_id=escalation_id, agent=agent,
-                                                                 seen_at=now))
-    if row is None and not inserted:  # another request of this agent inserted it first
-        row = session.get(InboxPresence, (escalation_id, agent))
+    _escalation(session, escalation_id)
+    query = select(InboxPresence).where(InboxPresence.escalation_id == escalation_id, InboxPresence.agent == agent)
+    row = session.exec(query).first()
+    if row is None and not try_insert(session, InboxPresence(escalation_id=escalation_id, agent=agent, seen_at=now)):
+        row = session.exec(query).first()  # another request of this agent was first
     if row is not None:
         row.seen_at = now
         session.add(row)

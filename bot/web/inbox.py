@@ -33,7 +33,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from sqlmodel import Session, col, select
 
 from bot.conversation import agent_actions
-from bot.core.db import READ_ONLY, session_now
+from bot.core.db import session_now
 from bot.core.errors import (
     Conflict,
     CustomerOptedOut,
@@ -57,6 +57,7 @@ from bot.web.inbox_session import (
     ActingAgentDep,
     AgentSession,
     PageAgentDep,
+    PresentAgentDep,
     ScriptAgentDep,
     SearchingAgentDep,
     agent_fingerprint,
@@ -89,6 +90,7 @@ NOTICES = {
     "held_gone": "That message is no longer held.",
     "quick_saved": "Quick reply saved. Agents see it in conversations in that language.",
     "quick_deleted": "Quick reply deleted.",
+    "template_unknown": "That is not one of the shop's approved WhatsApp templates; nothing was sent.",
     "template_sent": "Template queued: it goes out on WhatsApp as the approved template.",
     "acted": "Done: the order is updated, logistics is told, and the customer gets a message in their language.",
     "noted": "Note added (internal: the customer never sees it).",
@@ -322,7 +324,8 @@ def conversation_response(request: Request, agent: AgentSession, session: Sessio
     view = escalations.escalation_view(session=session, escalation=escalation, now=now)
     customer = session.get(Customer, escalation.customer_id)
     orders = customer_orders(session=session, customer_id=escalation.customer_id)
-    others = _mark_here(service, session, escalation_id, agent) if escalation.status != "resolved" else []
+    others = casework.others_here(session=session, escalation_id=escalation_id, agent=agent.name, now=now) \
+        if escalation.status != "resolved" else []
     locale, values = _reply_values(session, service, escalation, now)
     quick = [{"label": q.label, "text": quick_replies.fill(q.text, values)}
              for q in quick_replies.for_locale(session=session, shop_config=service.runtime.shop_config,
@@ -368,15 +371,6 @@ def _agent_names(session: Session, agent: AgentSession) -> list[str]:
     return sorted(names | {agent.name})
 
 
-def _mark_here(service: Any, session: Session, escalation_id: int, agent: AgentSession) -> list[str]:
-    """Note that `agent` has the conversation open and return who else has: in the request's own
-    transaction when it writes, else in a short write of its own (a page that only reads)."""
-    if not session.info.get(READ_ONLY):
-        return casework.here(session=session, escalation_id=escalation_id, agent=agent.name, now=service.now())
-    with service.db.session() as writer:
-        return casework.here(session=writer, escalation_id=escalation_id, agent=agent.name, now=service.now())
-
-
 @router.get("/escalations/{escalation_id}", response_class=HTMLResponse)
 def conversation_page(escalation_id: EscalationId, request: Request, agent: PageAgentDep, session: ReadSessionDep,
                       service: ServiceDep) -> Response:
@@ -391,13 +385,8 @@ def conversation_live(escalation_id: EscalationId, request: Request, agent: Scri
     if view is None:
         return JSONResponse({"detail": "escalation not found"}, status_code=404)
     version = _version(view)
-    if view["status"] == "resolved":
-        others: list[str] = []
-    elif request.query_params.get("here") == "1":  # every few polls: "I still have it open"
-        others = _mark_here(service, session, escalation_id, agent)
-    else:
-        others = casework.others_here(session=session, escalation_id=escalation_id, agent=agent.name,
-                                      now=service.now())
+    others = [] if view["status"] == "resolved" else casework.others_here(
+        session=session, escalation_id=escalation_id, agent=agent.name, now=service.now())
     if request.query_params.get("v") == version:
         return JSONResponse({"version": version, "changed": False, "others_here": others})
     env = _env()
@@ -431,12 +420,26 @@ def _refused(exc: DoorstepError, escalation_id: int, agent: AgentSession) -> Res
     """The page an agent's refused action leads to: not found, or the conversation with a notice."""
     if isinstance(exc, NotFound):
         return _render("not_found.html", status_code=404, agent=agent)
+    if isinstance(exc, InvalidInput) and exc.field == "wa_template":
+        return _back(escalation_id, "template_unknown")
     notice = next(notice for kind, notice in REFUSAL_NOTICES if isinstance(exc, kind))
     return _back(escalation_id, notice)
 
 
 # A refused action returns its page rather than raising, so its transaction ends as a success does
 # (committed: the agent's "last seen" moves on) and the agent stays in the inbox.
+
+
+@router.post("/escalations/{escalation_id}/here")
+def conversation_here(escalation_id: EscalationId, agent: PresentAgentDep, session: SessionDep,
+                      service: ServiceDep) -> Response:
+    """The open conversation page's heartbeat (every 10 s): "I have this open". A write of its own, so
+    the page and its live poll stay reads that never wait for a writer. Answers who else has it open."""
+    try:
+        others = casework.here(session=session, escalation_id=escalation_id, agent=agent.name, now=service.now())
+    except NotFound:
+        return JSONResponse({"detail": "escalation not found"}, status_code=404)
+    return JSONResponse({"others_here": others}, headers={"Cache-Control": "no-store"})
 
 
 @router.post("/escalations/{escalation_id}/reply")

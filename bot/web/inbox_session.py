@@ -212,6 +212,15 @@ def _acting_agent(request: Request, session: SessionDep, service: ServiceDep,
     return agent
 
 
+def _present_agent(request: Request, session: SessionDep, service: ServiceDep,
+                   csrf: Annotated[str, Form(max_length=200)] = "") -> AgentSession:
+    agent = read_session(request, session, service.settings.api_key.get_secret_value())
+    if agent is None:
+        raise LoginRequired(page=False)
+    check_csrf(agent, csrf)
+    return agent
+
+
 def _searching_agent(request: Request, session: ReadSessionDep, service: ServiceDep,
                      csrf: Annotated[str, Form(max_length=200)] = "") -> AgentSession:
     agent = read_session(request, session, service.settings.api_key.get_secret_value())
@@ -234,6 +243,8 @@ ScriptAgentDep = Annotated[AgentSession, Depends(_script_agent)]
 # The logged-in agent posting a form, its CSRF token checked (else: to the login form, or 403);
 # a viewer gets 403.
 ActingAgentDep = Annotated[AgentSession, Depends(_acting_agent)]
+# A page's script reporting in (any role), CSRF checked; 401 without a session.
+PresentAgentDep = Annotated[AgentSession, Depends(_present_agent)]
 # A search form posted (it may hold a phone number, so it never goes in a URL): CSRF checked, reads only.
 SearchingAgentDep = Annotated[AgentSession, Depends(_searching_agent)]
 # A supervisor posting a form (quick replies, assigning to someone else).

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from bot.app import create_app
 from bot.cli.app import app as cli_app
-from bot.core.models import Escalation, Message, Outbox
+from bot.core.models import Escalation, InboxPresence, Message, Outbox
 from bot.core.settings import Settings, reset_settings_cache
 from bot.service import Service
 from tests.handoff.helpers import PHONE, add_order, csrf_of, escalate, inbox_login, say
@@ -129,12 +129,24 @@ def test_two_agents_on_one_conversation_are_warned(service: Service, client: Tes
     inbox_login(client, name="Meera")
     first = client.get(f"/inbox/escalations/{esc_id}").text
     assert re.search(r'id="others-here" role="alert" hidden', first)
+    # The page's heartbeat (its script posts it every 10 s): nobody else yet.
+    assert client.post(f"/inbox/escalations/{esc_id}/here", data={"csrf": csrf_of(first)}).json() == {
+        "others_here": []}
+    assert client.post(f"/inbox/escalations/{esc_id}/here", data={"csrf": "forged"}).status_code == 403
     other = TestClient(client.app)
     inbox_login(other, name="Ravi")
     second = other.get(f"/inbox/escalations/{esc_id}").text
     assert "Also open by <strong" in second and ">Meera</strong>" in second and "hidden" not in \
         re.search(r'<p class="warn" id="others-here"[^>]*>', second).group(0)  # type: ignore[union-attr]
-    assert client.get(f"/inbox/escalations/{esc_id}/live?here=1").json()["others_here"] == ["Ravi"]
+    assert other.post(f"/inbox/escalations/{esc_id}/here", data={"csrf": csrf_of(second)}).json() == {
+        "others_here": ["Meera"]}
+    assert client.get(f"/inbox/escalations/{esc_id}/live").json()["others_here"] == ["Ravi"]
+    # A minute later without a heartbeat, nobody is warned any more.
+    with service.db.session() as session:
+        for row in session.exec(select(InboxPresence)):
+            row.seen_at = service.now() - timedelta(minutes=1)
+            session.add(row)
+    assert client.get(f"/inbox/escalations/{esc_id}/live").json()["others_here"] == []
 
 
 def test_history_shows_earlier_escalations_and_every_order(service: Service, client: TestClient) -> None:
@@ -175,7 +187,8 @@ def test_whatsapp_window_closed_offers_only_approved_templates(settings: Setting
         assert "WhatsApp window closed" in page and 'id="template-picker"' in page
         assert "Hi Asha, news about order A1001. Reply to continue." in page and "never offered" not in page
         assert '<textarea id="reply-text"' not in page
-        assert _post(client, esc_id, "reply", wa_template="not_approved").headers["location"].endswith("?n=empty")
+        assert _post(client, esc_id, "reply", wa_template="not_approved").headers["location"].endswith(
+            "?n=template_unknown")
         sent = _post(client, esc_id, "reply", wa_template="agent_follow_up")
         assert sent.headers["location"].endswith("?n=template_sent")
     with service.db.session() as session:

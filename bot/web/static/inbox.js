@@ -132,8 +132,18 @@
     if (who) who.textContent = names.join(", ");
   }
 
-  function pollConversation(root, tick) {
-    var url = root.dataset.live + "?v=" + encodeURIComponent(root.dataset.version || "") + (tick % 5 === 0 ? "&here=1" : "");
+  // "I have this conversation open": a small write of its own, every 10 s, so other agents are warned.
+  function heartbeat(root) {
+    if (!root.dataset.here || !root.dataset.csrf) return;
+    fetch(root.dataset.here, { method: "POST", credentials: "same-origin",
+                               body: new URLSearchParams({ csrf: root.dataset.csrf }) })
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (data) { if (data) showOthers(data.others_here); })
+      .catch(function () {});
+  }
+
+  function pollConversation(root) {
+    var url = root.dataset.live + "?v=" + encodeURIComponent(root.dataset.version || "");
     fetch(url, { credentials: "same-origin" })
       .then(function (r) { if (r.status === 401) { location.href = "/inbox/login"; } return r.ok ? r.json() : null; })
       .then(function (data) {
@@ -172,10 +182,22 @@
 
     var root = document.getElementById("conversation");
     if (root) {
-      var list = document.getElementById("transcript"), tick = 0;
+      var list = document.getElementById("transcript");
       list.scrollTop = list.scrollHeight;
-      setInterval(function () { tick += 1; pollConversation(root, tick); }, 2000);
+      setInterval(function () { pollConversation(root); }, 2000);
+      heartbeat(root);
+      setInterval(function () { heartbeat(root); }, 10000);
     }
+
+    // "/" jumps to the search box (as in most inboxes), unless the agent is typing somewhere.
+    var search = document.getElementById("q");
+    document.addEventListener("keydown", function (event) {
+      var typing = /^(INPUT|TEXTAREA|SELECT)$/.test(document.activeElement.tagName);
+      if (search && event.key === "/" && !typing && !event.ctrlKey && !event.metaKey) {
+        event.preventDefault();
+        search.focus();
+      }
+    });
 
     var text = document.getElementById("reply-text");
     document.querySelectorAll(".quick-reply").forEach(function (button) {

@@ -51,12 +51,16 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_escalation_note_customer_id"), ["customer_id"], unique=False)
     op.create_table(
         "inbox_presence",
+        sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("escalation_id", sa.Integer(), nullable=False),
         sa.Column("agent", sa.String(length=100), nullable=False),
         sa.Column("seen_at", TS(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(["escalation_id"], ["escalation.id"]),
-        sa.PrimaryKeyConstraint("escalation_id", "agent"),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("escalation_id", "agent", name="uq_inbox_presence_escalation_agent"),
     )
+    with op.batch_alter_table("inbox_presence", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_inbox_presence_escalation_id"), ["escalation_id"], unique=False)
     op.create_table(
         "quick_reply",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -78,6 +82,8 @@ def downgrade() -> None:
     with op.batch_alter_table("quick_reply", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_quick_reply_locale"))
     op.drop_table("quick_reply")
+    with op.batch_alter_table("inbox_presence", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_inbox_presence_escalation_id"))
     op.drop_table("inbox_presence")
     with op.batch_alter_table("escalation_note", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_escalation_note_customer_id"))
