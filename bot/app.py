@@ -24,7 +24,7 @@ from bot.core.metrics import OperationsCollector
 from bot.core.settings import Settings
 from bot.service import Service
 from bot.store.auth import ensure_api_key
-from bot.web import inbox, routes
+from bot.web import inbox, inbox_media, inbox_work, routes
 from bot.web.deps import require_api_key
 from bot.web.errors import install_error_handlers
 from bot.web.httplimits import BodyLimitMiddleware
@@ -39,6 +39,8 @@ ROUTERS: list[tuple[ModuleType, bool]] = [
     (routes.events, True),
     (routes.customers, True),
     (inbox, False),  # its own cookie login
+    (inbox_work, False),
+    (inbox_media, False),
     *((module, False) for module in wiring.ROUTERS),
 ]
 

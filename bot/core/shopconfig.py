@@ -44,6 +44,9 @@ DEFAULTS: dict[str, Any] = {
     "reschedule": {"max_days_ahead": 7, "non_delivery_weekdays": ["sunday"], "holidays": []},
     "returns": {"window_days": 7, "policy": ""},
     "escalation": {"sla_minutes": 30, "ack_message": True},
+    # The agent inbox: quick replies per locale (added to data/quick_replies.yml), the approved WhatsApp
+    # templates an agent may pick outside the 24-hour window, and the one-tap CSAT question after a resolve.
+    "inbox": {"quick_replies": {}, "whatsapp_templates": [], "csat": False},
     "contact_policy": {
         "quiet_hours": "21:00-08:00",
         "caps": {"per_order_per_day": 4, "marketing_per_customer_per_week": 1},
@@ -148,7 +151,7 @@ def _validate(data: dict[str, Any], lines: dict[tuple[str, ...], int]) -> list[t
     for key in data:
         if key not in DEFAULTS:
             bad((key,), f"unknown setting (known: {', '.join(sorted(DEFAULTS))})")
-    for section in ("reschedule", "returns", "escalation", "contact_policy", "journeys"):
+    for section in ("reschedule", "returns", "escalation", "contact_policy", "journeys", "inbox"):
         if section in data and not isinstance(data[section], dict):
             bad((section,), "must be a mapping")
     for key in ("shop_name", "support_contact", "review_link"):
@@ -157,6 +160,10 @@ def _validate(data: dict[str, Any], lines: dict[tuple[str, ...], int]) -> list[t
     review = data.get("review_link")
     if isinstance(review, str) and review and not review.startswith(("https://", "http://")):
         bad(("review_link",), "must be an http(s) URL")
+
+    inbox = data.get("inbox")
+    if isinstance(inbox, dict):
+        problems.extend(_inbox_problems(inbox, bad))
 
     policy = data.get("contact_policy")
     if isinstance(policy, dict):
@@ -213,6 +220,28 @@ def _validate(data: dict[str, Any], lines: dict[tuple[str, ...], int]) -> list[t
                     if not isinstance(value, str) or not has_template(value):
                         bad(where, f"no reply template named {value!r} in data/templates/")
     return problems
+
+
+def _inbox_problems(inbox: dict[str, Any], bad: Any) -> list[tuple[int, str]]:
+    """`inbox:` — quick_replies (locale: [{label, text}]), whatsapp_templates ([{kind, label, text}]), csat."""
+    for key in inbox:
+        if key not in DEFAULTS["inbox"]:
+            bad(("inbox", key), "unknown setting (known: csat, quick_replies, whatsapp_templates)")
+    if "csat" in inbox and not isinstance(inbox["csat"], bool):
+        bad(("inbox", "csat"), f"must be true or false, not {inbox['csat']!r}")
+    quick = inbox.get("quick_replies")
+    if quick is not None and not isinstance(quick, dict):
+        bad(("inbox", "quick_replies"), "must map a locale (en, es, hi-Latn) to a list of {label, text}")
+    elif isinstance(quick, dict):
+        for locale, items in quick.items():
+            if not isinstance(items, list) or not all(isinstance(i, dict) and i.get("label") and i.get("text")
+                                                      for i in items):
+                bad(("inbox", "quick_replies", str(locale)), "must be a list of {label, text}")
+    templates = inbox.get("whatsapp_templates")
+    if templates is not None and (not isinstance(templates, list) or not all(
+            isinstance(t, dict) and t.get("kind") and t.get("text") for t in templates)):
+        bad(("inbox", "whatsapp_templates"), "must be a list of {kind, label, text}")
+    return []
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
