@@ -249,7 +249,7 @@ class Escalation(SQLModel, table=True):
     resolved_by: str | None = Field(default=None, max_length=100)
     ack_sent_at: datetime | None = _ts()  # the one "an agent will reply shortly" acknowledgement
     last_customer_message_at: datetime | None = _ts()
-    # 0010_inbox: working the escalation in the inbox
+    # 0011_inbox: working the escalation in the inbox
     priority: str = Field(default="normal", max_length=8)  # low | normal | high | urgent
     tags: list[str] = _json([])
     snoozed_until: datetime | None = _ts()  # hidden from the working views until then (or the customer writes)
@@ -270,7 +270,7 @@ class Agent(SQLModel, table=True):
     revoked_at: datetime | None = _ts()
     last_seen_at: datetime | None = _ts()
     created_at: datetime = _created()
-    role: str = Field(default="agent", max_length=16)  # 0010_inbox: viewer | agent | supervisor
+    role: str = Field(default="agent", max_length=16)  # 0011_inbox: viewer | agent | supervisor
 
 
 class EscalationNote(SQLModel, table=True):

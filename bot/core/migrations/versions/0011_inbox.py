@@ -1,8 +1,8 @@
 """inbox: working escalations in the inbox (priority, tags, snooze, CSAT), agent roles,
 internal notes and call outcomes, presence, and quick replies per locale.
 
-Revision ID: 0010_inbox
-Revises: 0009
+Revision ID: 0011_inbox
+Revises: 0010_email_viber
 """
 
 from collections.abc import Sequence
@@ -12,8 +12,8 @@ from alembic import op
 
 import bot.core.models
 
-revision: str = "0010_inbox"
-down_revision: str | None = "0009"
+revision: str = "0011_inbox"
+down_revision: str | None = "0010_email_viber"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
