@@ -161,7 +161,7 @@ def build_report(session: Session, *, config: dict[str, Any], now: datetime, sin
     prices: dict[str, dict[str, float]] = section.get("prices") or {}
     first = _first_week(session, since, now)
     weeks = [first]
-    while weeks[-1] <= now:
+    while weeks[-1] <= now or len(weeks) < 2:  # at least one week, even when `since` is ahead
         weeks.append(weeks[-1] + WEEK)
     mature = [i for i, start in enumerate(weeks[:-1]) if start + WEEK <= now - maturity]
     kpi_list = tuple(k for k in KPIS if k.key != "cost_per_order" or prices)
