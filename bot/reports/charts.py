@@ -12,6 +12,7 @@ from bot.core.holdout import HOLDOUT, TREATMENT
 
 COLOURS = {TREATMENT: "#1f5fd6", HOLDOUT: "#8a94a6"}
 BETTER, WORSE, NEUTRAL = "#137333", "#b42318", "#5d6675"
+LIMIT = 100.0  # the effects axis spans -100 % .. +100 %; a larger change is drawn at the edge with its number
 
 
 def _svg(figure: Any) -> str:
@@ -45,8 +46,16 @@ def effects(rows: list[dict[str, Any]]) -> str | None:
         colour = NEUTRAL
         if row.get("significant") and row.get("better"):
             colour = BETTER if (centre < 0) == (row["better"] == "lower") else WORSE
-        axes.plot([low, high], [y, y], color=colour, linewidth=2.5, solid_capstyle="butt")
-        axes.plot([centre], [y], "o", color=colour, markersize=6)
+        clip = max(-LIMIT, min(LIMIT, low)), max(-LIMIT, min(LIMIT, high))
+        axes.plot(clip, [y, y], color=colour, linewidth=2.5, solid_capstyle="butt")
+        if abs(centre) <= LIMIT:
+            axes.plot([centre], [y], "o", color=colour, markersize=6)
+        else:
+            edge = LIMIT if centre > 0 else -LIMIT
+            axes.plot([edge], [y], ">" if centre > 0 else "<", color=colour, markersize=7)
+            axes.annotate(f"{centre:+.0f} %", (edge, y), xytext=(-6 if centre > 0 else 6, 6),
+                          textcoords="offset points", ha="right" if centre > 0 else "left", fontsize=8, color=colour)
+    axes.set_xlim(-LIMIT * 1.05, LIMIT * 1.05)
     axes.axvline(0, color="#1d2330", linewidth=0.8)
     axes.set_yticks(range(len(shown)), [r["label"] for r in reversed(shown)], fontsize=9)
     axes.set_xlabel("treatment against holdout, % of the holdout's value (95 % interval)", fontsize=9)
