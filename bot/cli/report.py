@@ -35,14 +35,13 @@ def report(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:
     """What Doorstep changed: the shop's KPIs, treatment against holdout, with 95 % confidence intervals."""
-    from bot.core.clock import system_clock
     from bot.reports.outcomes import build_report
     from bot.service import Service
 
     first = _since(since)
     service = Service.create()
     with service.db.read() as session:
-        data = build_report(session, config=service.runtime.shop_config, now=system_clock(), since=first)
+        data = build_report(session, config=service.runtime.shop_config, now=service.now(), since=first)
     service.db.dispose()
     if as_json:
         typer.echo(json.dumps(data, indent=2))

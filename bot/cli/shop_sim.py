@@ -286,7 +286,8 @@ def simulate_shop(
     from rich.console import Console
     from rich.progress import Progress
 
-    from bot.core.clock import FakeClock, system_clock
+    from bot.core.clock import FakeClock
+    from bot.core.runtime import Runtime
     from bot.core.settings import get_settings
     from bot.reports.outcomes import week_start
     from bot.service import Service
@@ -297,7 +298,7 @@ def simulate_shop(
         update["database_url"] = database
     settings = settings.model_copy(update=update)
     model = ShopModel(orders=orders, weeks=weeks, effect=effect, holdout_share=holdout, seed=seed)
-    real_now = system_clock()
+    real_now = Runtime(timezone=settings.timezone).now()  # the service's clock will be a fake one
     clock = FakeClock(week_start((real_now - (weeks + 4) * 7 * DAY).date()))
     service = Service.create(settings, clock=clock, shop_overrides={"holdout": {"share": holdout, "salt": f"sim-{seed}"}})
     with service.db.read() as session:
