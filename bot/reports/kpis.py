@@ -93,9 +93,10 @@ def arm_of(journey: str | None) -> tuple[ColumnElement[Any], list[ColumnElement[
 
 def attributed_order(message_table: Any, at: Any) -> ColumnElement[Any]:
     """The order a customer's message or escalation is about: the one it names, else their latest before it."""
-    latest = sa.select(ORDERS.c.id).where(ORDERS.c.customer_id == message_table.c.customer_id,
-                                          ORDERS.c.created_at <= at) \
-        .order_by(ORDERS.c.created_at.desc(), ORDERS.c.id.desc()).limit(1).scalar_subquery()
+    earlier = ORDERS.alias("earlier")  # an alias: a query that also reads `orders` must not correlate to it
+    latest = sa.select(earlier.c.id).where(earlier.c.customer_id == message_table.c.customer_id,
+                                           earlier.c.created_at <= at) \
+        .order_by(earlier.c.created_at.desc(), earlier.c.id.desc()).limit(1).scalar_subquery()
     return sa.func.coalesce(message_table.c.order_pk, latest)
 
 
@@ -125,98 +126,127 @@ def orders_outside(session: Session, since: datetime, until: datetime) -> int:
         ORDERS.c.created_at >= since, ORDERS.c.created_at < until, ORDERS.c.holdout_group.is_(None))).scalar_one())
 
 
+# The per-order columns of the stream (`count`): flags of the order itself, then what happened to it.
+_FLAGS = ("cod", "cod_confirmed", "cod_returned", "cancelled", "delivered")
+_SUMS = ("wismo_contacts", "failed_attempts", "messages", "contacts", "escalations", "returns")
+
+
 def count(session: Session, *, boundaries: list[datetime], journey: str | None,
           prices: dict[str, dict[str, float]]) -> Counts:
-    """Every KPI's numbers for one experiment, per arm and week (a few aggregate queries)."""
+    """Every KPI's numbers for one experiment, per arm and week.
+
+    One UNION ALL of small rows (the order itself, each WISMO day, failed attempt, billed message per
+    priced channel, problem contact, escalation and comeback), summed per order with one GROUP BY and
+    then counted per combination of values with another: no join of derived tables, which SQLite
+    would run as nested scans. One more small query for the escalation reply times."""
     dialect = session.get_bind().dialect.name
     arm, filters = arm_of(journey)
-    cohort = sa.select(
-        ORDERS.c.id.label("order_pk"), arm.label("arm"), week_index(ORDERS.c.created_at, boundaries).label("week"),
-        ORDERS.c.payment_method, ORDERS.c.status, ORDERS.c.cod_status, ORDERS.c.delivered_at,
-        ORDERS.c.shipping_address["country"].as_string().label("country"),
-    ).where(ORDERS.c.created_at >= boundaries[0], ORDERS.c.created_at < boundaries[-1], *filters).cte("cohort")
+    channels = sorted(prices)
+    columns = ("order_pk", "arm", "week", "country", *_FLAGS, *_SUMS, *(f"sent_{c}" for c in channels))
+
+    def row(order_pk: Any, **values: Any) -> Any:
+        """One stream row: the given columns, NULL/0 for the rest (typed, so UNION ALL agrees everywhere)."""
+        out = []
+        for name in columns:
+            if name in values:
+                out.append(values[name].label(name) if hasattr(values[name], "label") else sa.literal(values[name]).label(name))
+            elif name == "order_pk":
+                out.append(order_pk.label(name))
+            elif name in ("arm", "country"):
+                out.append(sa.cast(sa.null(), sa.String()).label(name))
+            elif name == "week":
+                out.append(sa.cast(sa.null(), sa.Integer()).label(name))
+            else:
+                out.append(sa.literal(0, sa.Integer()).label(name))
+        return out
+
+    def flag(condition: ColumnElement[bool]) -> ColumnElement[Any]:
+        return sa.case((condition, 1), else_=0)
+
+    cod = ORDERS.c.payment_method == "cod"
+    orders = sa.select(*row(
+        ORDERS.c.id, arm=arm, week=week_index(ORDERS.c.created_at, boundaries),
+        country=ORDERS.c.shipping_address["country"].as_string(), cod=flag(cod),
+        cod_confirmed=flag(sa.and_(cod, ORDERS.c.cod_status == "confirmed")),
+        cod_returned=flag(sa.and_(cod, ORDERS.c.status == "returned")),
+        cancelled=flag(ORDERS.c.status == "cancelled"), delivered=flag(ORDERS.c.delivered_at.is_not(None)),
+    )).where(ORDERS.c.created_at >= boundaries[0], ORDERS.c.created_at < boundaries[-1], *filters)
 
     inbound = sa.select(
         MESSAGES.c.id, MESSAGES.c.customer_id, MESSAGES.c.intent, MESSAGES.c.created_at,
         attributed_order(MESSAGES, MESSAGES.c.created_at).label("order_pk"),
-    ).where(MESSAGES.c.direction == "in", MESSAGES.c.customer_id.is_not(None)).cte("inbound")
-    wismo = sa.select(inbound.c.order_pk, sa.func.count(sa.distinct(sa.func.date(inbound.c.created_at))).label("n")) \
-        .where(inbound.c.intent == "wismo").group_by(inbound.c.order_pk).subquery("wismo")
-    contacts = sa.select(inbound.c.order_pk, sa.func.count().label("n")) \
-        .where(inbound.c.intent.in_(PROBLEM_INTENTS)).group_by(inbound.c.order_pk).subquery("contacts")
-
+    ).where(MESSAGES.c.direction == "in", MESSAGES.c.customer_id.is_not(None),
+            MESSAGES.c.intent.in_(PROBLEM_INTENTS)).cte("inbound")
+    wismo_days = sa.select(inbound.c.order_pk).where(inbound.c.intent == "wismo") \
+        .group_by(inbound.c.order_pk, sa.func.date(inbound.c.created_at)).subquery("wismo_days")
     # A customer back about the same problem 12 h – 7 d after an earlier message, no person involved between.
     ordered = sa.select(
         inbound.c.order_pk, inbound.c.customer_id, inbound.c.created_at,
         sa.func.lag(inbound.c.created_at).over(partition_by=(inbound.c.customer_id, inbound.c.intent),
                                                order_by=(inbound.c.created_at, inbound.c.id)).label("previous_at"),
-    ).where(inbound.c.intent.in_(PROBLEM_INTENTS)).subquery("ordered")
+    ).subquery("ordered")
     gap = seconds_between(ordered.c.created_at, ordered.c.previous_at, dialect)
     person_between = sa.exists().where(ESCALATIONS.c.customer_id == ordered.c.customer_id,
                                        ESCALATIONS.c.created_at >= ordered.c.previous_at,
                                        ESCALATIONS.c.created_at <= ordered.c.created_at)
-    returns = sa.select(ordered.c.order_pk, sa.func.count().label("n")).where(
-        ordered.c.previous_at.is_not(None), gap > RETURN_AFTER_SECONDS, gap <= RETURN_WITHIN_SECONDS, ~person_between,
-    ).group_by(ordered.c.order_pk).subquery("returns")
-
-    failed = sa.select(EVENTS.c.order_pk, sa.func.count().label("n")).where(EVENTS.c.type == "failed_attempt") \
-        .group_by(EVENTS.c.order_pk).subquery("failed")
-    escalated = sa.select(attributed_order(ESCALATIONS, ESCALATIONS.c.created_at).label("order_pk"),
-                          ESCALATIONS.c.reason, ESCALATIONS.c.created_at, ESCALATIONS.c.first_response_at) \
-        .cte("escalated")
-    escalations = sa.select(escalated.c.order_pk, sa.func.count().label("n")) \
-        .where(escalated.c.reason.not_in(PROACTIVE_ESCALATIONS)).group_by(escalated.c.order_pk).subquery("escalations")
     billed = sa.select(attributed_order(MESSAGES, MESSAGES.c.created_at).label("order_pk"), MESSAGES.c.channel) \
         .where(MESSAGES.c.direction == "out", MESSAGES.c.status.in_(BILLED)).subquery("billed")
-    sent = sa.select(billed.c.order_pk, sa.func.count().label("n"),
-                     sa.func.sum(price_of(billed.c.channel, cohort.c.country, prices)).label("cost")) \
-        .join(cohort, cohort.c.order_pk == billed.c.order_pk).group_by(billed.c.order_pk).subquery("sent")
-
-    def zero(column: Any) -> ColumnElement[Any]:
-        return sa.func.coalesce(column, 0)
-
-    facts = sa.select(
-        cohort.c.arm, cohort.c.week, cohort.c.payment_method, cohort.c.status, cohort.c.cod_status,
-        cohort.c.delivered_at,
-        zero(wismo.c.n).label("wismo_contacts"), zero(failed.c.n).label("failed_attempts"),
-        zero(sent.c.n).label("messages"), sa.func.round(sa.cast(zero(sent.c.cost), sa.Numeric(16, 6)), 4).label("cost"),
-        zero(contacts.c.n).label("contacts"), zero(escalations.c.n).label("escalations"),
-        zero(returns.c.n).label("returns"),
-    ).select_from(cohort) \
-        .outerjoin(wismo, wismo.c.order_pk == cohort.c.order_pk) \
-        .outerjoin(failed, failed.c.order_pk == cohort.c.order_pk) \
-        .outerjoin(sent, sent.c.order_pk == cohort.c.order_pk) \
-        .outerjoin(contacts, contacts.c.order_pk == cohort.c.order_pk) \
-        .outerjoin(escalations, escalations.c.order_pk == cohort.c.order_pk) \
-        .outerjoin(returns, returns.c.order_pk == cohort.c.order_pk) \
-        .where(cohort.c.week.is_not(None)).cte("facts")
-
-    def flag(condition: ColumnElement[bool]) -> ColumnElement[Any]:
-        return sa.func.sum(sa.case((condition, 1), else_=0))
-
-    cod = facts.c.payment_method == "cod"
-    had_failed = facts.c.failed_attempts > 0
-    contacted = facts.c.contacts > 0
+    stream = sa.union_all(
+        orders,
+        sa.select(*row(wismo_days.c.order_pk, wismo_contacts=1)),
+        sa.select(*row(EVENTS.c.order_pk, failed_attempts=1)).where(EVENTS.c.type == "failed_attempt"),
+        sa.select(*row(billed.c.order_pk, messages=1,
+                       **{f"sent_{c}": flag(billed.c.channel == c) for c in channels})),
+        sa.select(*row(inbound.c.order_pk, contacts=1)),
+        sa.select(*row(attributed_order(ESCALATIONS, ESCALATIONS.c.created_at), escalations=1))
+        .where(ESCALATIONS.c.reason.not_in(PROACTIVE_ESCALATIONS)),
+        sa.select(*row(ordered.c.order_pk, returns=1)).where(
+            ordered.c.previous_at.is_not(None), gap > RETURN_AFTER_SECONDS, gap <= RETURN_WITHIN_SECONDS,
+            ~person_between),
+    ).subquery("stream")
+    per_order = sa.select(
+        sa.func.max(stream.c.arm).label("arm"), sa.func.max(stream.c.week).label("week"),
+        sa.func.max(stream.c.country).label("country"),
+        *(sa.func.max(stream.c[name]).label(name) for name in _FLAGS),
+        *(sa.func.sum(stream.c[name]).label(name) for name in _SUMS),
+        *(sa.func.sum(stream.c[f"sent_{c}"]).label(f"sent_{c}") for c in channels),
+    ).group_by(stream.c.order_pk).subquery("per_order")
+    # The shop's price of each order's messages (doorstep.yaml `outcomes.prices`); 0 where not priced.
+    cost: ColumnElement[Any] = sa.literal(0.0)
+    for channel in channels:
+        cost = cost + per_order.c[f"sent_{channel}"] * price_of(sa.literal(channel), per_order.c.country, prices)
+    keys = (per_order.c.arm, per_order.c.week, *(per_order.c[n] for n in _FLAGS),
+            *(per_order.c[n] for n in _SUMS), sa.func.round(sa.cast(cost, sa.Numeric(16, 6)), 4))
     result = Counts()
-    rate_rows = session.execute(sa.select(
-        facts.c.arm, facts.c.week, sa.func.count(),
-        flag(cod), flag(sa.and_(cod, facts.c.cod_status == "confirmed")), flag(sa.and_(cod, facts.c.status == "returned")),
-        flag(had_failed), flag(sa.and_(had_failed, facts.c.delivered_at.is_not(None))),
-        flag(facts.c.status == "cancelled"),
-        flag(contacted), flag(sa.and_(contacted, facts.c.escalations == 0)), flag(sa.and_(contacted, facts.c.returns > 0)),
-    ).group_by(facts.c.arm, facts.c.week))
-    for arm_name, week, *numbers in rate_rows:
-        result.cells[(str(arm_name), int(week))].rates = {k: int(v or 0) for k, v in zip(RATES, numbers, strict=True)}
-    for name in COUNTS:
-        value = facts.c[name]
-        for arm_name, week, number, orders in session.execute(
-                sa.select(facts.c.arm, facts.c.week, value, sa.func.count()).group_by(facts.c.arm, facts.c.week, value)):
-            result.cells[(str(arm_name), int(week))].histograms[name][float(number)] = int(orders)
+    combos = session.execute(sa.select(*keys, sa.func.count()).where(per_order.c.arm.is_not(None),
+                                                                     per_order.c.week.is_not(None)).group_by(*keys))
+    for arm_name, week, *values, orders_count in combos:
+        flags = dict(zip(_FLAGS, (int(v or 0) for v in values[:len(_FLAGS)]), strict=True))
+        sums = dict(zip(_SUMS, (int(v or 0) for v in values[len(_FLAGS):-1]), strict=True))
+        cell = result.cells[(str(arm_name), int(week))]
+        n = int(orders_count)
+        contacted = sums["contacts"] > 0
+        for key, counted in (
+            ("orders", True), ("cod", flags["cod"]), ("cod_confirmed", flags["cod_confirmed"]),
+            ("cod_returned", flags["cod_returned"]), ("failed", sums["failed_attempts"] > 0),
+            ("recovered", sums["failed_attempts"] > 0 and flags["delivered"]), ("cancelled", flags["cancelled"]),
+            ("contacted", contacted), ("contained", contacted and sums["escalations"] == 0),
+            ("falsely_resolved", contacted and sums["returns"] > 0),
+        ):
+            cell.rates[key] += n if counted else 0
+        for key, value in (("wismo_contacts", sums["wismo_contacts"]), ("failed_attempts", sums["failed_attempts"]),
+                           ("messages", sums["messages"]), ("cost", float(values[-1] or 0))):
+            histogram = cell.histograms[key]
+            histogram[float(value)] = histogram.get(float(value), 0) + n
 
-    reply_seconds = seconds_between(escalated.c.first_response_at, escalated.c.created_at, dialect)
+    # Escalation reply times, one number per answered escalation (few): looked up by the orders' key.
+    escalated = attributed_order(ESCALATIONS, ESCALATIONS.c.created_at)
+    reply_seconds = seconds_between(ESCALATIONS.c.first_response_at, ESCALATIONS.c.created_at, dialect)
     for arm_name, seconds in session.execute(
-            sa.select(cohort.c.arm, reply_seconds).join(cohort, cohort.c.order_pk == escalated.c.order_pk)
-            .where(cohort.c.week.is_not(None))):
+            sa.select(arm, reply_seconds).select_from(ESCALATIONS).join(ORDERS, ORDERS.c.id == escalated)
+            .where(ORDERS.c.created_at >= boundaries[0], ORDERS.c.created_at < boundaries[-1], *filters)):
+        if arm_name is None:
+            continue
         if seconds is None:
             result.escalations_unanswered[str(arm_name)] += 1
         else:
