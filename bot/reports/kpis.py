@@ -142,6 +142,7 @@ def count(session: Session, *, boundaries: list[datetime], journey: str | None,
     dialect = session.get_bind().dialect.name
     arm, filters = arm_of(journey)
     channels = sorted(prices)
+    since = boundaries[0]  # nothing about an order of the window happened before it was created
     columns = ("order_pk", "arm", "week", "country", *_FLAGS, *_SUMS, *(f"sent_{c}" for c in channels))
 
     def row(order_pk: Any, **values: Any) -> Any:
@@ -176,13 +177,14 @@ def count(session: Session, *, boundaries: list[datetime], journey: str | None,
         MESSAGES.c.id, MESSAGES.c.customer_id, MESSAGES.c.intent, MESSAGES.c.created_at,
         attributed_order(MESSAGES, MESSAGES.c.created_at).label("order_pk"),
     ).where(MESSAGES.c.direction == "in", MESSAGES.c.customer_id.is_not(None),
-            MESSAGES.c.intent.in_(PROBLEM_INTENTS)).cte("inbound")
+            MESSAGES.c.intent.in_(PROBLEM_INTENTS), MESSAGES.c.created_at >= since).cte("inbound")
     wismo_days = sa.select(inbound.c.order_pk).where(inbound.c.intent == "wismo") \
         .group_by(inbound.c.order_pk, sa.func.date(inbound.c.created_at)).subquery("wismo_days")
-    # A customer back about the same problem 12 h – 7 d after an earlier message, no person involved between.
+    # A customer back about the same problem with the same order 12 h – 7 d after an earlier message, no person
+    # involved between.
     ordered = sa.select(
         inbound.c.order_pk, inbound.c.customer_id, inbound.c.created_at,
-        sa.func.lag(inbound.c.created_at).over(partition_by=(inbound.c.customer_id, inbound.c.intent),
+        sa.func.lag(inbound.c.created_at).over(partition_by=(inbound.c.order_pk, inbound.c.intent),
                                                order_by=(inbound.c.created_at, inbound.c.id)).label("previous_at"),
     ).subquery("ordered")
     gap = seconds_between(ordered.c.created_at, ordered.c.previous_at, dialect)
@@ -190,16 +192,18 @@ def count(session: Session, *, boundaries: list[datetime], journey: str | None,
                                        ESCALATIONS.c.created_at >= ordered.c.previous_at,
                                        ESCALATIONS.c.created_at <= ordered.c.created_at)
     billed = sa.select(attributed_order(MESSAGES, MESSAGES.c.created_at).label("order_pk"), MESSAGES.c.channel) \
-        .where(MESSAGES.c.direction == "out", MESSAGES.c.status.in_(BILLED)).subquery("billed")
+        .where(MESSAGES.c.direction == "out", MESSAGES.c.status.in_(BILLED), MESSAGES.c.created_at >= since) \
+        .subquery("billed")
     stream = sa.union_all(
         orders,
         sa.select(*row(wismo_days.c.order_pk, wismo_contacts=1)),
-        sa.select(*row(EVENTS.c.order_pk, failed_attempts=1)).where(EVENTS.c.type == "failed_attempt"),
+        sa.select(*row(EVENTS.c.order_pk, failed_attempts=1)).where(EVENTS.c.type == "failed_attempt",
+                                                                  EVENTS.c.created_at >= since),
         sa.select(*row(billed.c.order_pk, messages=1,
                        **{f"sent_{c}": flag(billed.c.channel == c) for c in channels})),
         sa.select(*row(inbound.c.order_pk, contacts=1)),
         sa.select(*row(attributed_order(ESCALATIONS, ESCALATIONS.c.created_at), escalations=1))
-        .where(ESCALATIONS.c.reason.not_in(PROACTIVE_ESCALATIONS)),
+        .where(ESCALATIONS.c.reason.not_in(PROACTIVE_ESCALATIONS), ESCALATIONS.c.created_at >= since),
         sa.select(*row(ordered.c.order_pk, returns=1)).where(
             ordered.c.previous_at.is_not(None), gap > RETURN_AFTER_SECONDS, gap <= RETURN_WITHIN_SECONDS,
             ~person_between),
