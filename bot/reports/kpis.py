@@ -243,11 +243,14 @@ def count(session: Session, *, boundaries: list[datetime], journey: str | None,
             histogram = cell.histograms[key]
             histogram[float(value)] = histogram.get(float(value), 0) + n
 
-    # Escalation reply times, one number per answered escalation (few): looked up by the orders' key.
-    escalated = attributed_order(ESCALATIONS, ESCALATIONS.c.created_at)
-    reply_seconds = seconds_between(ESCALATIONS.c.first_response_at, ESCALATIONS.c.created_at, dialect)
+    # Escalation reply times, one number per answered escalation (few): each attributed first, then its order
+    # looked up by primary key (a join on the attribution expression made SQLite scan escalations per order).
+    escalated = sa.select(
+        attributed_order(ESCALATIONS, ESCALATIONS.c.created_at).label("order_pk"),
+        seconds_between(ESCALATIONS.c.first_response_at, ESCALATIONS.c.created_at, dialect).label("seconds"),
+    ).where(ESCALATIONS.c.created_at >= since).subquery("escalated")
     for arm_name, seconds in session.execute(
-            sa.select(arm, reply_seconds).select_from(ESCALATIONS).join(ORDERS, ORDERS.c.id == escalated)
+            sa.select(arm, escalated.c.seconds).select_from(escalated).join(ORDERS, ORDERS.c.id == escalated.c.order_pk)
             .where(ORDERS.c.created_at >= boundaries[0], ORDERS.c.created_at < boundaries[-1], *filters)):
         if arm_name is None:
             continue
