@@ -26,6 +26,7 @@ import typer
 
 if TYPE_CHECKING:
     from bot.core.clock import FakeClock
+    from bot.core.settings import Settings
     from bot.service import Service
 
 WISMO_TEXTS = ("where is my order?", "when will my order arrive", "any update on my parcel?", "has my order shipped yet")
@@ -57,6 +58,10 @@ class ShopModel:
         e = self.effect if treated else 0.0
         return {"wismo": self.wismo * (1 - e), "rto": self.rto * (1 - e), "recover": 1 - (1 - self.recover) * (1 - e)}
 
+    def shop_overrides(self) -> dict[str, Any]:
+        """The doorstep.yaml settings the simulated service runs with: the holdout, drawn as in production."""
+        return {"holdout": {"share": self.holdout_share, "salt": f"sim-{self.seed}"}}
+
     def truth(self) -> dict[str, float]:
         """Treatment minus holdout, in the report's units, as an infinite sample would measure it."""
         kept = 1 - self.cancel
@@ -83,6 +88,15 @@ class Outcome:
     end: datetime
     orders: int
     truth: dict[str, float]
+
+
+def simulation_settings(settings: Settings, database: str = "") -> Settings:
+    """`settings` for a simulated shop: no provider's rate limit to spare (the recorder takes any rate), and
+    `database` when given."""
+    update: dict[str, Any] = {"twilio_sms_rate": 10_000.0, "twilio_whatsapp_rate": 10_000.0}
+    if database:
+        update["database_url"] = database
+    return settings.model_copy(update=update)
 
 
 class _Recorder:
@@ -241,7 +255,8 @@ def _plan_order(shop: _Shop, index: int, created: datetime, rng: random.Random) 
 
 def run_simulation(service: Service, clock: FakeClock, model: ShopModel,
                    progress: Callable[[], None] = lambda: None) -> Outcome:
-    """Act out `model` on `service` (whose clock is `clock`, set to the first Monday) and return the truth."""
+    """Act out `model` on `service` (created with `model.shop_overrides()` and the fake `clock`, set to the
+    first Monday) and return the truth."""
     rng = random.Random(model.seed)
     start = clock()
     shop = _Shop(service, clock, model)
@@ -292,15 +307,11 @@ def simulate_shop(
     from bot.reports.outcomes import week_start
     from bot.service import Service
 
-    settings = get_settings()
-    update: dict[str, Any] = {"twilio_sms_rate": 10_000.0, "twilio_whatsapp_rate": 10_000.0}  # no provider to spare
-    if database:
-        update["database_url"] = database
-    settings = settings.model_copy(update=update)
+    settings = simulation_settings(get_settings(), database)
     model = ShopModel(orders=orders, weeks=weeks, effect=effect, holdout_share=holdout, seed=seed)
     real_now = Runtime(timezone=settings.timezone).now()  # the service's clock will be a fake one
     clock = FakeClock(week_start((real_now - (weeks + 4) * 7 * DAY).date()))
-    service = Service.create(settings, clock=clock, shop_overrides={"holdout": {"share": holdout, "salt": f"sim-{seed}"}})
+    service = Service.create(settings, clock=clock, shop_overrides=model.shop_overrides())
     with service.db.read() as session:
         if session.execute(sa.text("SELECT 1 FROM orders LIMIT 1")).first():
             Console(stderr=True).print("[red]The database already has orders.[/red] simulate-shop writes into an "

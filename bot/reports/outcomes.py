@@ -159,6 +159,7 @@ def build_report(session: Session, *, config: dict[str, Any], now: datetime, sin
     minimum_effect = float(section.get("minimum_effect", 0.2))
     maturity = parse_duration(section.get("maturity", "14d"))
     prices: dict[str, dict[str, float]] = section.get("prices") or {}
+    kpis.prepare(session)
     first = _first_week(session, since, now)
     weeks = [first]
     while weeks[-1] <= now or len(weeks) < 2:  # at least one week, even when `since` is ahead

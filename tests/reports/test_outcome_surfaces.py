@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from bot.app import create_app
 from bot.cli.app import app as cli_app
-from bot.cli.shop_sim import ShopModel, run_simulation
+from bot.cli.shop_sim import ShopModel, run_simulation, simulation_settings
 from bot.core.clock import FakeClock
 from bot.core.settings import Settings, reset_settings_cache
 from bot.core.shopconfig import ConfigError, read_config_file
@@ -28,7 +28,7 @@ from tests.handoff.test_inbox import login
 def shop(settings: Settings) -> Iterator[TestClient]:
     """A small simulated shop, and the app looking at it three weeks after its last order."""
     clock = FakeClock(datetime(2026, 6, 1, tzinfo=UTC))
-    fast = settings.model_copy(update={"twilio_sms_rate": 10_000.0, "twilio_whatsapp_rate": 10_000.0})
+    fast = simulation_settings(settings)
     overrides = {"holdout": {"share": 0.5, "salt": "surfaces"},
                  "outcomes": {"prices": {"sms": {"IN": 0.002, "default": 0.008}, "whatsapp": {"default": 0.005}}}}
     simulated = Service.create(fast, clock=clock, shop_overrides=overrides)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from bot.cli.shop_sim import ShopModel, run_simulation
+from bot.cli.shop_sim import ShopModel, run_simulation, simulation_settings
 from bot.core.clock import FakeClock
 from bot.core.settings import Settings
 from bot.reports.outcomes import build_report
@@ -20,9 +20,8 @@ FIRST_MONDAY = datetime(2026, 6, 1, tzinfo=UTC)
 
 def simulate_and_report(settings: Settings, model: ShopModel) -> tuple[dict[str, Any], dict[str, float]]:
     clock = FakeClock(FIRST_MONDAY)
-    fast = settings.model_copy(update={"twilio_sms_rate": 10_000.0, "twilio_whatsapp_rate": 10_000.0})
-    service = Service.create(fast, clock=clock,
-                             shop_overrides={"holdout": {"share": model.holdout_share, "salt": f"sim-{model.seed}"}})
+    fast = simulation_settings(settings)
+    service = Service.create(fast, clock=clock, shop_overrides=model.shop_overrides())
     outcome = run_simulation(service, clock, model)
     with service.db.read() as session:
         report = build_report(session, config=service.runtime.shop_config, now=outcome.end + timedelta(days=21))
