@@ -61,6 +61,9 @@ def print_report(data: dict[str, Any]) -> None:
     console.print(f"[bold]Outcomes[/bold] {data['since']} – {data['until']} (weeks from Monday, UTC). "
                   f"Compared: {len(compared)} week(s) that ended at least {data['maturity_days']} days ago"
                   + (f", {compared[0]} to {compared[-1]}." if compared else ": none yet."))
+    if data["weeks_left_out"]:
+        console.print(f"[yellow]--since leaves out the experiment's first {data['weeks_left_out']} week(s): "
+                      "quote the report without --since.[/yellow]")
     if data["orders_outside_experiments"]:
         console.print(f"[dim]{data['orders_outside_experiments']:,} orders were created while no holdout ran; "
                       "they are left out.[/dim]")

@@ -161,6 +161,9 @@ def build_report(session: Session, *, config: dict[str, Any], now: datetime, sin
     prices: dict[str, dict[str, float]] = section.get("prices") or {}
     kpis.prepare(session)
     first = _first_week(session, since, now)
+    # A later first week is allowed, but said: leaving out weeks of a running experiment is period picking.
+    experiment_start = _first_week(session, None, now) if since is not None else first
+    weeks_left_out = max(0, (first - experiment_start).days // 7)
     weeks = [first]
     while weeks[-1] <= now or len(weeks) < 2:  # at least one week, even when `since` is ahead
         weeks.append(weeks[-1] + WEEK)
@@ -179,6 +182,7 @@ def build_report(session: Session, *, config: dict[str, Any], now: datetime, sin
         "since": weeks[0].date().isoformat(),
         "until": weeks[-1].date().isoformat(),
         "compared_weeks": [weeks[i].date().isoformat() for i in mature],
+        "weeks_left_out": weeks_left_out,
         "maturity_days": maturity.days,
         "minimum_effect": minimum_effect,
         "confidence": 1 - stats.ALPHA,

@@ -55,6 +55,7 @@ def test_the_api_report_is_keyed_and_counts_every_order(shop: TestClient, auth: 
     # A later first week leaves the simulated orders out.
     later = shop.get("/api/reports/outcomes?since=2026-09-01", headers=auth).json()
     assert later["since"] == "2026-08-31" and later["experiments"][0]["orders"] == {"treatment": 0, "holdout": 0}
+    assert later["weeks_left_out"] == 13 and report["weeks_left_out"] == 0  # said, so nobody quotes it unawares
 
 
 def test_metrics_carry_the_same_numbers(shop: TestClient, auth: dict[str, str]) -> None:
