@@ -25,7 +25,7 @@ from bot.conversation import gateway
 from bot.conversation.ack import AckWriter
 from bot.conversation.csat import ask_csat
 from bot.conversation.turn import Turn
-from bot.core import metrics
+from bot.core import holdout, metrics
 from bot.core.channels import InboundMessage
 from bot.core.clock import system_clock
 from bot.core.db import Database
@@ -207,7 +207,8 @@ class Service:
                               telegram_chat_id=order_in.customer.telegram_chat_id)
         if known is not None:
             self._lock_conversation_first(session, known.id)
-        order, created = upsert_order(session=session, order_in=order_in)
+        order, created = upsert_order(session=session, order_in=order_in,
+                                      holdout=holdout.assign(order_in.order_id, self.runtime.shop_config))
         session.flush()
         customer = session.get(Customer, order.customer_id)
         assert customer is not None

@@ -98,6 +98,10 @@ class Order(SQLModel, table=True):
     extra: dict[str, Any] = _json({})  # flow bookkeeping: cancel reason, NPS score, …
     created_at: datetime = _created()
     updated_at: datetime = _created()
+    # 0012_holdout (bot.core.holdout), fixed at creation: the global group (None = no experiment ran
+    # then) and each measured journey's arm in the form ",shipped=h,delayed=t," (one LIKE finds an arm).
+    holdout_group: str | None = Field(default=None, max_length=16, index=True)
+    holdout_journeys: str = Field(default="", max_length=600)
 
 
 class OrderEvent(SQLModel, table=True):
