@@ -149,7 +149,15 @@ class SetOptOut:
     channel: str | None = None  # None = the channel the message came on
 
 
-Effect = Reply | UpdateOrder | EmitEvent | Escalate | SetOptOut
+@dataclass(frozen=True)
+class RateEscalation:
+    """The customer's one-tap satisfaction score (1-5) for the escalation a person just resolved."""
+
+    escalation_id: int
+    score: int
+
+
+Effect = Reply | UpdateOrder | EmitEvent | Escalate | SetOptOut | RateEscalation
 
 
 @dataclass(frozen=True)

@@ -133,7 +133,14 @@ class FakeTwilio(LoopbackFake):
     outage_status: int | None = None
     refused: bool = False
     latency: tuple[float, float] | None = None  # every create answers after uniform(lo, hi) seconds
+    media: dict[str, tuple[str, bytes]] = field(default_factory=dict)  # media id -> (content type, body)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add_media(self, content_type: str, body: bytes) -> str:
+        """A customer's attachment as Twilio keeps it: its URL (Basic auth required, like Twilio's)."""
+        media_id = "ME" + secrets.token_hex(16)
+        self.media[media_id] = (content_type, body)
+        return f"{self.url}/2010-04-01/Accounts/{self.account_sid}/Messages/MM{secrets.token_hex(16)}/Media/{media_id}"
 
     # ------------------------------------------------------------ scripting
 
@@ -241,10 +248,22 @@ class FakeTwilio(LoopbackFake):
         return JSONResponse({"messages": items, "end": len(items), "first_page_uri": "", "next_page_uri": None,
                              "page": 0, "page_size": 50, "previous_page_uri": None, "start": 0, "uri": ""})
 
+    async def get_media(self, request: Request) -> Response:
+        with self._lock:
+            self.requests.append({"method": "GET", "host": request.headers.get("host"), "path": request.url.path})
+        if not self._authorised(request):
+            return JSONResponse({"code": 20003, "message": "Authenticate", "status": 401}, status_code=401)
+        found = self.media.get(request.path_params["media_id"])
+        if found is None:
+            return JSONResponse({"code": 20404, "message": "not found", "status": 404}, status_code=404)
+        return Response(found[1], media_type=found[0])
+
     def app(self) -> Starlette:
         path = "/2010-04-01/Accounts/{sid}/Messages.json"
         return Starlette(routes=[Route(path, self.create_message, methods=["POST"]),
-                                 Route(path, self.list_messages, methods=["GET"])])
+                                 Route(path, self.list_messages, methods=["GET"]),
+                                 Route("/2010-04-01/Accounts/{sid}/Messages/{mid}/Media/{media_id}", self.get_media,
+                                       methods=["GET"])])
 
     # ------------------------------------------------------------ Twilio's side of webhooks
 
