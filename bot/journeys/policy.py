@@ -190,6 +190,8 @@ class ContactPolicy:
         a question a flow wrote)."""
         if not self.settings.voice_calls:
             return Planned(journey, "disabled")
+        if holdout_of(order).holds_out(journey):
+            return Planned(journey, "holdout")  # a call is that journey by voice: held out with it
         if customer.erased_at is not None or customer.opted_out_channels:
             return Planned(journey, "opted_out")
         if not customer.phone:
