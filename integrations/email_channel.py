@@ -1,6 +1,6 @@
 """Email sender: order records and replies through SMTP (aiosmtplib), HTML and plain text from one template.
 
-What a message becomes: `data/templates/email/message.html` and `message.txt` (Jinja2), with the labels
+What a message becomes: `data/email/message.html` and `message.txt` (Jinja2), with the labels
 and subject lines of the customer's language from `data/templates/<locale>/email.yml`. A journey email
 carries an order snapshot in its payload (`bot/journeys/records.py`: items, totals, address, tracking
 link); a reply carries only its text. Every email has:
@@ -43,7 +43,7 @@ TOKEN_HEX = 24
 REPLY_PURPOSE = "reply"
 UNSUBSCRIBE_PURPOSE = "unsubscribe"
 UNSUBSCRIBE_PATH = "/email/unsubscribe"
-EMAIL_TEMPLATE_DIR = replies.TEMPLATE_DIR / "email"
+EMAIL_TEMPLATE_DIR = replies.DATA_DIR / "email"  # beside the locales of data/templates, not one of them
 
 
 # ------------------------------------------------------------------ signed tokens

@@ -4,7 +4,7 @@ A customer with a deliverable email address (`Customer.email`, `email_status` em
 journey message on their chat channel (or as that message, when email is their preferred channel). What
 the email shows is a snapshot of the order taken when the message is queued, kept in the outbox payload
 (erasure blanks it), and rendered to HTML and plain text by the email channel
-(`integrations/email_channel.py`) from `data/templates/email/`. This module only queues rows; it never
+(`integrations/email_channel.py`) from `data/email/`. This module only queues rows; it never
 sends anything.
 """
 
