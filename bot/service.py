@@ -165,6 +165,8 @@ class Service:
                 shop[key] = getattr(settings, key)
         runtime = Runtime(timezone=settings.timezone, shop_config=shop, clock=clock or system_clock)
         db.clock = runtime.clock  # rows stamped at flush share the runtime's timeline
+        db.planning = {"shop": shop, "timezone": settings.timezone,
+                       "whatsapp_templates": bool(settings.twilio.whatsapp_templates)}
         metrics.watch_lock_errors(db.engine)
         if settings.llm.configured:
             runtime.classifier = llm_classifier(settings)

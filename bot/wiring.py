@@ -24,6 +24,7 @@ from integrations import (
     telegram_channel,
     telegram_webhooks,
     twilio_channel,
+    twilio_content,
     twilio_webhooks,
 )
 
@@ -50,6 +51,8 @@ TICK_JOBS: tuple[Callable[[Service], Any], ...] = (
 
 # The aiogram Bot for the `doorstep telegram …` commands.
 telegram_bot = telegram_channel.bot_for
+# `doorstep whatsapp sync-templates`: Twilio's Content API.
+sync_whatsapp_content = twilio_content.sync
 
 
 def install() -> None:

@@ -66,6 +66,7 @@ def _variables(o: OrderView) -> dict[str, Any]:
         "instructions": "it's a gated community, the code is 4411; please call before you come up",
         "deep_link": "https://t.me/doorstep_bot?start=abc123", "review_link": "https://g.page/r/shop/review",
         "item": {"name": "Coffee mug"},
+        "labels": ["Sat, 28 Nov", "Mon, 30 Nov", "Tue, 1 Dec"],
     }
 
 

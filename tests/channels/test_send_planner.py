@@ -1,0 +1,88 @@
+"""The send planner end to end (issue 17): a journey outside the WhatsApp window goes as the approved template
+at the price of the category WhatsApp gives it now, with its reason in the message log; India SMS carries
+its DLT template id to Twilio. Real twilio client against the fake; SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime
+
+import pytest
+from fastapi.testclient import TestClient
+
+from bot.core.settings import Settings
+from bot.core.shopconfig import DEFAULTS
+from bot.delivery.dispatcher import Dispatcher
+from bot.service import Service
+from bot.store import content
+from integrations import twilio_content
+from tests.channels.conftest import ASHA, add_order, drain, new_service, with_channels
+from tests.fakes.twilio_server import FakeTwilio
+
+DLT_ID = "1107161234567890123"
+PRICING = DEFAULTS["messaging"]["pricing"]
+
+
+@pytest.fixture
+def service(settings: Settings, fake_twilio: FakeTwilio) -> Service:
+    overrides = {"contact_policy": {"quiet_hours": ""},
+                 "messaging": {"india_dlt": {"templates": {"journey.shipped": DLT_ID}}}}
+    return new_service(with_channels(settings, twilio=fake_twilio), shop_overrides=overrides)
+
+
+def _ship(client: TestClient, auth: dict[str, str]) -> None:
+    response = client.post("/api/orders/A1001/events", headers=auth,
+                           json={"type": "shipped", "at": datetime.now(UTC).isoformat()})
+    assert response.status_code in (200, 201), response.text
+
+
+def _log(client: TestClient, auth: dict[str, str]) -> list[dict[str, object]]:
+    return client.get("/api/orders/A1001/messages", headers=auth).json()["messages"]  # type: ignore[no-any-return]
+
+
+def test_outside_the_window_the_template_goes_at_the_category_whatsapp_gives_it(
+        client: TestClient, service: Service, fake_twilio: FakeTwilio, auth: dict[str, str]) -> None:
+    add_order(service, customer={"channel": "whatsapp"})
+    report = asyncio.run(twilio_content.sync(service.settings))
+    fake_twilio.approve("doorstep_utility_update", category="MARKETING")  # WhatsApp re-files it
+    with service.db.session() as session:
+        content.save(session, asyncio.run(twilio_content.sync(service.settings)).synced)
+    assert "doorstep_utility_update" in report.submitted
+
+    _ship(client, auth)
+    drain(Dispatcher(service.db, service.settings))
+    [sent] = fake_twilio.sent_to(ASHA)
+    assert sent["to"] == f"whatsapp:{ASHA}", [(m["channel"], m["plan"], m["error"]) for m in _log(client, auth)]
+    assert sent["content_sid"] == fake_twilio.content_named("doorstep_utility_update")["sid"]
+    assert "A1001" in json.loads(sent["content_variables"])["1"]
+
+    [shipped] = [m for m in _log(client, auth) if m["journey"] == "shipped"]
+    plan = shipped["plan"]
+    assert isinstance(plan, dict)
+    assert (plan["channel"], plan["form"], plan["category"]) == ("whatsapp", "template", "marketing")
+    assert plan["price"] == pytest.approx(PRICING["whatsapp_fee"] + PRICING["whatsapp"]["IN"]["marketing"])
+    assert "files it as marketing" in str(plan["reason"])
+
+
+def test_without_an_approved_template_the_planner_sends_sms_with_its_dlt_id(
+        client: TestClient, service: Service, fake_twilio: FakeTwilio, auth: dict[str, str]) -> None:
+    add_order(service, customer={"channel": "whatsapp"})
+    asyncio.run(twilio_content.sync(service.settings))  # submitted, not approved yet
+    _ship(client, auth)
+    drain(Dispatcher(service.db, service.settings))
+    [sent] = fake_twilio.sent_to(ASHA)
+    assert sent["to"] == ASHA and sent["dlt_template_id"] == DLT_ID and "A1001" in sent["body"]
+    [shipped] = [m for m in _log(client, auth) if m["journey"] == "shipped"]
+    assert shipped["channel"] == "sms" and "no approved template" in str(shipped["plan"]["reason"])  # type: ignore[index]
+
+
+def test_a_reply_is_a_free_session_message_and_says_so(client: TestClient, service: Service,
+                                                       fake_twilio: FakeTwilio, auth: dict[str, str]) -> None:
+    add_order(service)
+    form, headers = fake_twilio.inbound("https://doorstep.example.com", from_=f"whatsapp:{ASHA}",
+                                        body="where is my order")
+    assert client.post("/webhooks/twilio", data=form, headers=headers).status_code == 200
+    drain(Dispatcher(service.db, service.settings))
+    reply = [m for m in _log(client, auth) if m["direction"] == "out"][-1]
+    assert reply["plan"]["form"] == "session" and reply["plan"]["price"] == PRICING["whatsapp_fee"]  # type: ignore[index]
