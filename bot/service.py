@@ -166,7 +166,9 @@ class Service:
         runtime = Runtime(timezone=settings.timezone, shop_config=shop, clock=clock or system_clock)
         db.clock = runtime.clock  # rows stamped at flush share the runtime's timeline
         db.planning = {"shop": shop, "timezone": settings.timezone,
-                       "whatsapp_templates": bool(settings.twilio.whatsapp_templates)}
+                       "whatsapp_templates": bool(settings.twilio.whatsapp_templates),
+                       "quiet_hours": settings.quiet_hours if settings.quiet_hours is not None
+                       else shop.get("contact_policy", {}).get("quiet_hours", "")}
         metrics.watch_lock_errors(db.engine)
         if settings.llm.configured:
             runtime.classifier = llm_classifier(settings)

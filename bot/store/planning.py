@@ -32,11 +32,21 @@ class Planned:
     payload: dict[str, Any]
 
 
-def _settings(session: Session) -> tuple[dict[str, Any], dict[str, Any], bool]:
+@dataclass(frozen=True)
+class _Settings:
+    messaging: dict[str, Any]
+    quiet_hours: str
+    timezone: str
+    whatsapp_templates: bool  # TWILIO_WHATSAPP_TEMPLATES maps approved templates
+
+
+def _settings(session: Session) -> _Settings:
     info = session.info.get("planning") or {}
     shop = info.get("shop") or DEFAULTS
-    return dict(shop.get("messaging") or DEFAULTS["messaging"]), dict(shop.get("contact_policy") or {}), \
-        bool(info.get("whatsapp_templates"))
+    return _Settings(messaging=dict(shop.get("messaging") or DEFAULTS["messaging"]),
+                     quiet_hours=str(info.get("quiet_hours", shop.get("contact_policy", {}).get("quiet_hours", ""))),
+                     timezone=str(info.get("timezone") or "UTC"),
+                     whatsapp_templates=bool(info.get("whatsapp_templates")))
 
 
 def _aware(value: Any) -> datetime | None:
@@ -66,9 +76,10 @@ def whatsapp_window_open(session: Session, customer_id: int | None, now: datetim
 
 
 def plan_message(session: Session, *, customer: Customer, channel: str, template: str | None, priority: int,
-                 reply: bool, due_at: datetime | None, now: datetime, timezone: str = "UTC") -> Planned:
+                 reply: bool, due_at: datetime | None, now: datetime) -> Planned:
     """The plan of one message, its (possibly later) due time, and payload additions (DLT id)."""
-    messaging, policy, env_templates = _settings(session)
+    found = _settings(session)
+    messaging = found.messaging
 
     category = planner.MARKETING if priority >= MARKETING_PRIORITY else planner.UTILITY
     uses_whatsapp = customer.channel == "whatsapp"
@@ -80,12 +91,13 @@ def plan_message(session: Session, *, customer: Customer, channel: str, template
         if name in content.usable(session):
             template_category = content.categories(session).get(name, category)
             payload["whatsapp_template"] = name  # the sender sends this one (its category may have changed)
-        elif env_templates:
+        elif found.whatsapp_templates:
             template_category = category  # an approved template mapped in TWILIO_WHATSAPP_TEMPLATES
     quiet_until = paced_until = None
     when = due_at or now
     if not reply:
-        quiet_until = _quiet_end(policy, customer.timezone or timezone, when) if due_at and due_at > now else None
+        quiet_until = _quiet_end(found.quiet_hours, customer.timezone or found.timezone, when) \
+            if due_at and due_at > now else None
         gap = parse_duration(str(messaging.get("planner", {}).get("min_gap_per_recipient", "0m")))
         if gap > timedelta(0):
             last = session.exec(select(func.max(Message.due_at)).where(
@@ -114,13 +126,13 @@ def plan_message(session: Session, *, customer: Customer, channel: str, template
     return Planned(plan=plan, due_at=when if paced_until is not None else due_at, payload=payload)
 
 
-def _quiet_end(policy: dict[str, Any], zone: str, due_at: datetime) -> datetime | None:
+def _quiet_end(quiet_hours: str, zone: str, due_at: datetime) -> datetime | None:
     """`due_at` when it is the end of the quiet hours (the journeys moved the message there), else None."""
     try:
-        quiet = parse_quiet_hours(policy.get("quiet_hours"))
+        quiet = parse_quiet_hours(quiet_hours)
         local = due_at.astimezone(ZoneInfo(zone))
     except (ValueError, ZoneInfoNotFoundError):
         return None
     if quiet is None:
         return None
-    return due_at if (local.hour, local.minute) == (quiet.end.hour, quiet.end.minute) else None
+    return local if (local.hour, local.minute) == (quiet.end.hour, quiet.end.minute) else None  # shown in local time
