@@ -103,10 +103,11 @@ def plan(recipient: Recipient, situation: Situation, pricing: Mapping[str, Any],
         return Plan(channel, form, category, cost, currency, f"{text} ({cost:.4f} {currency})")
 
     channel = situation.channel
-    if situation.reply:
-        if channel == "whatsapp" and situation.whatsapp_window_open:
-            return done(channel, "session", "reply inside the WhatsApp 24-hour window")
+    if situation.reply and channel == "whatsapp" and situation.whatsapp_window_open:
+        return done(channel, "session", "reply inside the WhatsApp 24-hour window")
+    if situation.reply and channel != "whatsapp":
         return done(channel, "session", f"reply on {channel}, where the customer wrote")
+    # Proactive, or a late (agent's) reply on WhatsApp after the window closed: as below.
     if channel in recipient.opted_out:
         # An opt-out is never worked around by writing on another channel: the dispatcher cancels it.
         return done(channel, "none", f"opted out of {channel}: not sent")

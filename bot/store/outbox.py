@@ -65,11 +65,15 @@ def enqueue_message(
         return None
     # The send planner: channel and form, price and why (bot.core.planner); a fallback keeps its channel.
     planned = planning.plan_message(session, customer=customer, channel=channel, template=template, priority=priority,
-                                    reply=priority == PRIORITY_REPLY, due_at=due_at, now=now)
-    if planned.plan.channel != channel and planned.plan.form != "none" and not (payload or {}).get("fallback_from"):
+                                    reply=priority == PRIORITY_REPLY, due_at=due_at, now=now,
+                                    agent=bool((payload or {}).get("agent")))
+    payload = {**(payload or {}), **planned.payload, "plan": planned.plan.as_dict()}
+    if planned.plan.channel != channel and planned.plan.form != "none" and not payload.get("fallback_from"):
+        # Moved before sending (e.g. WhatsApp outside the window, no approved template): recorded like the
+        # dispatcher's fallback, so the message log and the inbox show the channel asked for.
+        payload["fallback_from"] = channel
         channel = planned.plan.channel
     due_at = planned.due_at
-    payload = {**(payload or {}), **planned.payload, "plan": planned.plan.as_dict()}
     if buttons:
         text = choices.with_choices(text, buttons, channel, locale or customer.locale)
     scheduled = due_at is not None and due_at > now

@@ -76,17 +76,18 @@ def whatsapp_window_open(session: Session, customer_id: int | None, now: datetim
 
 
 def plan_message(session: Session, *, customer: Customer, channel: str, template: str | None, priority: int,
-                 reply: bool, due_at: datetime | None, now: datetime) -> Planned:
+                 reply: bool, due_at: datetime | None, now: datetime, agent: bool = False) -> Planned:
     """The plan of one message, its (possibly later) due time, and payload additions (DLT id)."""
     found = _settings(session)
     messaging = found.messaging
 
     category = planner.MARKETING if priority >= MARKETING_PRIORITY else planner.UTILITY
     uses_whatsapp = customer.channel == "whatsapp"
-    window = reply or (channel == "whatsapp" and whatsapp_window_open(session, customer.id, now))
+    # The bot answers a customer who just wrote (window open, no query); an agent may answer days later.
+    window = (reply and not agent) or (channel == "whatsapp" and whatsapp_window_open(session, customer.id, now))
     template_category: str | None = None
     payload: dict[str, Any] = {}
-    if not reply and (channel == "whatsapp" or uses_whatsapp) and not window:
+    if (channel == "whatsapp" or (uses_whatsapp and not reply)) and not window:
         name = choices.template_content_name(category)
         if name in content.usable(session):
             template_category = content.categories(session).get(name, category)

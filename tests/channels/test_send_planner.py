@@ -86,3 +86,35 @@ def test_a_reply_is_a_free_session_message_and_says_so(client: TestClient, servi
     drain(Dispatcher(service.db, service.settings))
     reply = [m for m in _log(client, auth) if m["direction"] == "out"][-1]
     assert reply["plan"]["form"] == "session" and reply["plan"]["price"] == PRICING["whatsapp_fee"]  # type: ignore[index]
+
+
+def test_the_plan_is_in_the_inbox_transcript_and_pacing_spaces_proactive_messages(
+        settings: Settings, fake_twilio: FakeTwilio) -> None:
+    from sqlmodel import select
+
+    from bot.core.models import Customer, Message
+    from bot.store.conversations import conversation_for
+    from bot.store.escalations import transcript
+    from bot.store.outbox import PRIORITY_TRANSACTIONAL, enqueue_message
+
+    service = new_service(with_channels(settings, twilio=fake_twilio),
+                          shop_overrides={"messaging": {"planner": {"min_gap_per_recipient": "10m"}}})
+    add_order(service)
+    with service.db.session() as session:
+        asha = session.exec(select(Customer).where(Customer.phone == ASHA)).one()
+        conversation = conversation_for(session, asha, "sms")
+        session.flush()
+        first, second = (enqueue_message(session=session, customer=asha, channel="sms", text=text,
+                                         conversation_id=conversation.id, priority=PRIORITY_TRANSACTIONAL)
+                         for text in ("Your order shipped", "Your order is out for delivery"))
+        assert first is not None and second is not None
+        assert first.due_at is not None and second.due_at is not None
+        assert (second.due_at - first.due_at).total_seconds() >= 600
+        assert "paced" in second.plan["reason"] and "paced" not in first.plan["reason"]  # type: ignore[index]
+        lines = transcript(session=session, conversation_id=conversation.id or 0)
+        assert [line["plan"]["channel"] for line in lines] == ["sms", "sms"]
+        assert all(line["plan"]["price"] == PRICING["sms"]["IN"] for line in lines)
+        session.add(Message(customer_id=asha.id, conversation_id=conversation.id, direction="in", channel="sms",
+                            text="thanks", status="processed"))
+        session.flush()
+        assert transcript(session=session, conversation_id=conversation.id or 0)[-1]["plan"] is None
