@@ -10,6 +10,7 @@ gets the journeys that follow it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -32,7 +33,7 @@ from bot.core.runtime import Runtime
 from bot.core.schemas import OrderEventIn, OrderIn
 from bot.core.settings import Settings, get_settings
 from bot.core.shopconfig import load_shop_config
-from bot.delivery import wakeup
+from bot.delivery import dispatcher
 from bot.journeys.hooks import Journeys
 from bot.store import escalations, holds
 from bot.store.orders import apply_event, find_customer, upsert_order
@@ -169,6 +170,7 @@ class Service:
                        "whatsapp_templates": bool(settings.twilio.whatsapp_templates),
                        "quiet_hours": settings.quiet_hours if settings.quiet_hours is not None
                        else shop.get("contact_policy", {}).get("quiet_hours", "")}
+        db.after_outbox_commit = functools.partial(dispatcher.notify, db)  # this process's dispatchers and, on PostgreSQL, the others'
         metrics.watch_lock_errors(db.engine)
         if settings.llm.configured:
             runtime.classifier = llm_classifier(settings)
@@ -309,8 +311,6 @@ class Service:
         started = time.perf_counter()
         turns = gateway.process_messages(self.db, self.runtime, message_ids, journeys=self.journeys)
         self._observe("", gateway.Handled(duplicate=False, turns=turns), started)
-        if any(turn.replies for turn in turns):
-            wakeup.announce(self.db)  # other processes' dispatchers (PostgreSQL NOTIFY): once per batch
         return turns
 
     async def process_soon(self, message_id: int) -> None:

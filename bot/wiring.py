@@ -19,6 +19,8 @@ from integrations import (
     carrier_webhooks,
     chatwoot,
     console,
+    email_channel,
+    email_webhooks,
     logistics,
     rasa_actions,
     telegram_channel,
@@ -26,6 +28,7 @@ from integrations import (
     twilio_channel,
     twilio_content,
     twilio_webhooks,
+    viber_channel,
 )
 
 # Outbox kind -> the factory of its sender (built on first use by each dispatcher).
@@ -34,6 +37,8 @@ SENDER_FACTORIES: dict[str, senders.SenderFactory] = {
     "message:sms": twilio_channel.make_sms_sender,
     "message:whatsapp": twilio_channel.make_whatsapp_sender,
     "message:telegram": telegram_channel.make_sender,
+    "message:email": email_channel.make_sender,
+    "message:viber": viber_channel.make_sender,
     "webhook": logistics.make_sender,  # signed logistics webhooks
     "chatwoot": chatwoot.make_sender,  # escalations mirrored into Chatwoot (optional)
     "agent_notify": agent_notify.make_sender,  # new-escalation alerts
@@ -42,7 +47,8 @@ SENDER_FACTORIES: dict[str, senders.SenderFactory] = {
 # Webhook routers (each module has `router`, and may set `MAX_BODY_BYTES`). Each authenticates its own
 # requests: Twilio signature, Telegram secret header, carrier HMAC / AfterShip signature, Rasa and
 # Chatwoot tokens; none takes the API key.
-ROUTERS: tuple[ModuleType, ...] = (twilio_webhooks, telegram_webhooks, carrier_webhooks, rasa_actions, chatwoot)
+ROUTERS: tuple[ModuleType, ...] = (twilio_webhooks, telegram_webhooks, carrier_webhooks, rasa_actions, chatwoot,
+                                   email_webhooks, viber_channel)
 
 # Per-second jobs of the integrations (sync, run in a thread by the workers).
 TICK_JOBS: tuple[Callable[[Service], Any], ...] = (
@@ -53,6 +59,8 @@ TICK_JOBS: tuple[Callable[[Service], Any], ...] = (
 telegram_bot = telegram_channel.bot_for
 # `doorstep whatsapp sync-templates`: Twilio's Content API.
 sync_whatsapp_content = twilio_content.sync
+# `doorstep viber set-webhook`.
+viber_set_webhook = viber_channel.set_webhook
 
 
 def install() -> None:

@@ -113,13 +113,11 @@ def parse_inbound(params: dict[str, str], *, now: datetime) -> InboundMessage:
 
 async def process_in_background(service: Service, message_id: int) -> None:
     """Identify the sender and run the conversation after the webhook has been answered, batched with
-    the other messages waiting (`Service.process_soon`), then wake the dispatcher."""
+    the other messages waiting (`Service.process_soon`); the commit of its replies wakes the dispatchers."""
     try:
         await service.process_soon(message_id)
     except Exception:  # process_pending retries it; the webhook was already acknowledged
         log.warning("background processing failed message=%s; will be retried", message_id)
-        return
-    dispatcher.notify()  # this process's dispatchers; the batch told the others (Service.process_messages)
 
 
 @router.post("/webhooks/twilio", summary="Twilio inbound SMS / WhatsApp (signed form)")

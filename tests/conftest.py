@@ -83,7 +83,8 @@ def _close_databases() -> Iterator[None]:
 def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No test reads the developer's .env or real provider credentials."""
     for name in list(os.environ):
-        if name.startswith(("TWILIO_", "TELEGRAM_", "OPENAI_", "LOGISTICS_", "CHATWOOT_", "DOORSTEP_")) and name not in {
+        if name.startswith(("TWILIO_", "TELEGRAM_", "OPENAI_", "LOGISTICS_", "CHATWOOT_", "DOORSTEP_", "EMAIL_",
+                            "VIBER_")) and name not in {
             "DOORSTEP_TEST_PG_URL", "DOORSTEP_MODEL_DIR", "DOORSTEP_DATA_DIR", "DOORSTEP_UPDATE_DOCS",
             "DOORSTEP_STRICT_SESSIONS"}:
             monkeypatch.delenv(name, raising=False)

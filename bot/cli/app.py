@@ -29,10 +29,11 @@ def _register_parts() -> None:
     from bot.cli import nlu as cli_nlu
     from bot.cli import run as cli_run
     from bot.cli import telegram as cli_telegram
+    from bot.cli import viber as cli_viber
     from bot.cli import whatsapp as cli_whatsapp
 
     # The order here is the order of `doorstep --help`: running and trying it first.
-    for part in (cli_run, cli_data, cli_nlu, cli_flows, cli_telegram, cli_whatsapp, cli_agents, cli_events,
+    for part in (cli_run, cli_data, cli_nlu, cli_flows, cli_telegram, cli_whatsapp, cli_viber, cli_agents, cli_events,
                  cli_journeys):
         part.register(app)
 

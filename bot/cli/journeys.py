@@ -168,7 +168,7 @@ def simulate(
         with service.db.session() as session:
             content.save(session, synced)
         recorder = _Recorder(clock)
-        senders = {f"message:{c}": recorder for c in ("sms", "whatsapp", "telegram", "console")}
+        senders = {f"message:{c}": recorder for c in ("sms", "whatsapp", "telegram", "console", "email", "viber")}
         dispatcher = Dispatcher(service.db, sim_settings, clock=clock, senders=senders, kinds=("message",))  # type: ignore[arg-type]
 
         def next_due() -> datetime | None:

@@ -22,7 +22,10 @@ kept out of that bookkeeping, and what a request only reads goes through
 `read()`.
 
 Rows get `created_at` / `updated_at` / `due_at` from the database's clock
-(the service's runtime clock), stamped at flush.
+(the service's runtime clock), stamped at flush. A write transaction that added
+outbox rows calls `after_outbox_commit` once it has committed: the service
+wakes the dispatchers there, whoever wrote the rows (a reply, a journey, an
+API call, an agent).
 
 Dropped connections (PostgreSQL restarted, a proxy's idle timeout): no
 pre-ping (a round trip before every transaction). A connection the driver
@@ -159,6 +162,8 @@ class Database:
             kwargs.update(pool_size=5, max_overflow=10, pool_pre_ping=False)
         self.engine: Engine = sa.create_engine(self.url, **kwargs)
         self._writes = threading.local()  # the write sessions this thread has open (the nesting guard)
+        # Called after a write transaction that added outbox rows commits (the service wakes the dispatchers).
+        self.after_outbox_commit: Callable[[], None] | None = None
         if self.is_sqlite:
             _make_sqlite_serialisable(self.engine)
         else:
@@ -224,6 +229,8 @@ class Database:
                 yield session
                 committing = True
                 session.commit()
+                if session.info.pop(OUTBOX_WRITTEN, False) and self.after_outbox_commit is not None:
+                    self._outbox_committed()
             except BaseException as exc:
                 if committing and isinstance(exc, sa.exc.DBAPIError):
                     setattr(exc, IN_COMMIT, True)
@@ -231,6 +238,12 @@ class Database:
                 raise
             finally:
                 stack.remove(session)
+
+    def _outbox_committed(self) -> None:
+        try:
+            self.after_outbox_commit()  # type: ignore[misc]
+        except Exception:  # the rows are committed: dispatchers find them at their next poll
+            log.warning("waking the dispatchers after a commit failed", exc_info=True)
 
     def retry_on_disconnect(self, unit: Callable[[], T], *, what: str) -> T:
         """Run `unit` (one or more whole transactions); once more if the connection was found dead
@@ -351,6 +364,7 @@ _STAMPED_ON_INSERT = ("created_at", "updated_at", "due_at")
 
 
 _STAMPED_BY_CLASS: dict[type, tuple[tuple[str, ...], bool]] = {}
+OUTBOX_WRITTEN = "doorstep_outbox_written"  # session.info flag: this transaction added outbox rows
 
 
 def _stamped_columns(cls: type) -> tuple[tuple[str, ...], bool]:
@@ -374,6 +388,8 @@ def _stamp_and_guard(session: Session, _context: Any, _instances: Any) -> None:
         return
     now: datetime | None = None
     for row in session.new:
+        if type(row).__tablename__ == "outbox":
+            session.info[OUTBOX_WRITTEN] = True  # dispatchers are woken after the commit (Database._write)
         for name in _stamped_columns(type(row))[0]:
             if getattr(row, name) is None:
                 now = now or clock()

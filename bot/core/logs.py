@@ -23,12 +23,13 @@ import json
 import logging
 import re
 import sys
+import threading
 from datetime import UTC, datetime
-from typing import IO, Literal
+from typing import IO, Any, Literal
 
 # Loggers that log request details (numbers, URLs with secrets, chat ids) at INFO or DEBUG.
 QUIET_LOGGERS = ("twilio", "twilio.http_client", "httpx", "httpcore", "aiogram", "aiogram.event",
-                 "aiogram.dispatcher", "openai", "urllib3", "aiohttp.access", "apscheduler")
+                 "aiogram.dispatcher", "openai", "urllib3", "aiohttp.access", "apscheduler", "aiosmtplib", "mail.log")
 _HANDLER_MARK = "_doorstep_handler"
 
 _PHONE = re.compile(r"(?<![\w+%])(?:whatsapp:)?(?:\+|%2[Bb])(\d(?:[ .()-]{0,2}\d){6,15})(?!\d)")
@@ -36,10 +37,12 @@ _BEARER = re.compile(r"(?i)\b(bearer|basic)(\s+)[A-Za-z0-9._~+/=-]{6,}")
 _QUERY_SECRET = re.compile(
     r"(?i)(\b(?:token|secret|signature|sig|api[_-]?key|access[_-]?token|auth|password|passwd|key)=)[^&\s\"',;]+")
 _HEADER_SECRET = re.compile(
-    r"(?i)(\b(?:authorization|api_access_token|x-twilio-signature|x-telegram-bot-api-secret-token)[\"']?\s*[:=]\s*[\"']?)"
+    r"(?i)(\b(?:authorization|api_access_token|x-twilio-signature|x-telegram-bot-api-secret-token|x-viber-auth-token"
+    r"|x-viber-content-signature)[\"']?\s*[:=]\s*[\"']?)"
     r"(?:(?:bearer|basic)\s+)?[^\s\"',}]+")
 _URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s:@]+:[^/\s@]+@")
 _TELEGRAM_TOKEN = re.compile(r"\b\d{6,}:[A-Za-z0-9_-]{30,}")
+_EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]{1,64}@((?:[A-Za-z0-9-]{1,63}\.)+[A-Za-z][A-Za-z0-9-]{1,62})\b")
 _KNOWN_SECRETS = re.compile(r"\b(whsec_|sk-|sk_live_|sk_test_)[A-Za-z0-9+/=_-]{6,}")
 
 
@@ -56,6 +59,7 @@ def redact(text: str) -> str:
     text = _BEARER.sub(r"\1\2***", text)
     text = _HEADER_SECRET.sub(r"\1***", text)
     text = _QUERY_SECRET.sub(r"\1***", text)
+    text = _EMAIL.sub(r"***@\1", text)
     return _PHONE.sub(_mask_phone, text)
 
 
@@ -144,4 +148,29 @@ def setup_logging(level: str = "INFO", fmt: Literal["text", "json"] = "text", *,
     access.setLevel(logging.INFO if access_log else logging.WARNING)
     if not any(isinstance(f, AccessLogWithoutQuery) for f in access.filters):
         access.addFilter(AccessLogWithoutQuery())
+    if stream is None:  # the process's own log (not a test's stream): nothing else may write to it
+        route_stray_output()
     return handler
+
+
+def route_stray_output() -> None:
+    """What Python would print to stderr outside logging goes through it instead, so a JSON log
+    stays one JSON object per line and the redaction applies: warnings (`ResourceWarning`s of
+    connections left open at exit), exceptions in `__del__` and callbacks ("Exception ignored
+    in …"), and uncaught exceptions in threads."""
+    logging.captureWarnings(True)
+    stray = logging.getLogger("bot.stray")
+
+    def unraisable(info: Any) -> None:
+        exc = (type(info.exc_value), info.exc_value, info.exc_traceback) if info.exc_value is not None else None
+        stray.error("%s: %r", info.err_msg or "Exception ignored in", info.object, exc_info=exc)
+
+    def thread_exception(args: threading.ExceptHookArgs) -> None:
+        if args.exc_type is SystemExit:
+            return
+        name = args.thread.name if args.thread is not None else "?"
+        stray.error("uncaught exception in thread %s", name,
+                    exc_info=(args.exc_type, args.exc_value, args.exc_traceback))  # type: ignore[arg-type]
+
+    sys.unraisablehook = unraisable
+    threading.excepthook = thread_exception

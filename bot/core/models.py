@@ -66,6 +66,11 @@ class Customer(SQLModel, table=True):
     erased_at: datetime | None = _ts()
     created_at: datetime = _created()
     updated_at: datetime = _created()
+    # 0010 (channels): email records and replies, Viber. `email_status`: None (deliverable), unsubscribed
+    # (records stop; replies to the customer's own emails still go), bounced or complained (nothing goes).
+    email: str | None = Field(default=None, max_length=254, index=True)
+    email_status: str | None = Field(default=None, max_length=16)
+    viber_user_id: str | None = Field(default=None, max_length=64, unique=True, index=True)
 
 
 class Order(SQLModel, table=True):

@@ -61,9 +61,13 @@ class Plan:
 
 def price(pricing: Mapping[str, Any], channel: str, form: str, category: str, country: str | None) -> float:
     """What one message costs: WhatsApp = the provider's fee, plus Meta's per-message rate for a template
-    (by the recipient's country and the category); SMS by country; Telegram and the console nothing."""
+    (by the recipient's country and the category); SMS by country; Telegram and the console nothing; any
+    other channel (email, Viber) its flat `pricing.<channel>` when given, else nothing."""
     if channel in FREE_CHANNELS:
         return 0.0
+    if channel not in {"whatsapp", "sms"}:
+        flat = pricing.get(channel, 0.0)
+        return float(flat) if isinstance(flat, int | float) else 0.0
     if channel == "whatsapp":
         fee = float(pricing.get("whatsapp_fee", 0.0))
         if form != "template":

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from bot.core.phones import InvalidPhone, to_e164
 from bot.core.urls import is_web_url
 
-Channel = Literal["sms", "whatsapp", "telegram", "console"]
+Channel = Literal["sms", "whatsapp", "telegram", "console", "email", "viber"]
 PaymentMethod = Literal["cod", "prepaid"]
 EventType = Literal[
     "confirmed", "packed", "shipped", "out_for_delivery", "delayed",
@@ -32,6 +32,7 @@ class CustomerIn(_Strict):
     telegram_chat_id: str | None = Field(None, max_length=32, description="a number or a string; stored as a string")
     locale: str = Field("en", pattern=r"^(en|es|hi-Latn|hi)$")
     channel: Channel = "sms"
+    email: str | None = Field(None, max_length=254, description="order records and replies by email (optional)")
 
     @field_validator("phone")
     @classmethod
@@ -40,6 +41,23 @@ class CustomerIn(_Strict):
             return to_e164(value)
         except InvalidPhone as exc:
             raise ValueError(str(exc)) from None
+
+    @field_validator("email")
+    @classmethod
+    def _email_address(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        from email.errors import HeaderParseError
+        from email.headerregistry import Address
+
+        value = value.strip()
+        try:
+            address = Address(addr_spec=value)
+        except (HeaderParseError, ValueError, IndexError):
+            raise ValueError("not an email address") from None
+        if not address.username or "." not in address.domain or address.addr_spec != value:
+            raise ValueError("not an email address")
+        return value
 
     @field_validator("telegram_chat_id", mode="before")
     @classmethod
@@ -99,6 +117,7 @@ class CustomerOut(BaseModel):
     telegram_chat_id: str | None
     locale: str
     channel: str
+    email: str | None = None
 
 
 class OrderOut(BaseModel):

@@ -43,6 +43,37 @@ class TelegramSettings(BaseModel):
         return bool(self.bot_token.get_secret_value())
 
 
+class EmailSettings(BaseModel):
+    """SMTP out, signed links and the inbound webhooks of the email channel (integrations/email_channel.py)."""
+
+    smtp_host: str = ""
+    smtp_port: int = 587
+    smtp_username: str = ""
+    smtp_password: SecretStr = SecretStr("")
+    smtp_security: Literal["starttls", "tls", "none"] = "starttls"
+    from_address: str = ""  # `Shop <orders@shop.example>`
+    reply_domain: str = ""  # replies go to reply+<token>@this domain (its MX posts to /webhooks/email/inbound)
+    link_secret: SecretStr = SecretStr("")  # signs unsubscribe links and reply tokens
+    webhook_secret: SecretStr = SecretStr("")  # whsec_…: Standard Webhooks signature of the inbound webhooks
+    records: bool = True  # order confirmation, shipping update and receipt by email next to the chat message
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.smtp_host and self.from_address and self.link_secret.get_secret_value())
+
+
+class ViberSettings(BaseModel):
+    auth_token: SecretStr = SecretStr("")
+    bot_name: str = ""
+    bot_avatar: str = ""
+    chat_uri: str = ""  # the bot's URI, for viber://pa?chatURI=…&context=<link token> deep links
+    api_base_url: str = ""  # empty = https://chatapi.viber.com; tests point it at a loopback fake
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.auth_token.get_secret_value() and self.bot_name)
+
+
 class LLMSettings(BaseModel):
     api_key: SecretStr = SecretStr("")
     base_url: str = ""
@@ -112,6 +143,23 @@ class Settings(BaseSettings):
     telegram_bot_username: str = Field("", alias="TELEGRAM_BOT_USERNAME")
     telegram_agent_chat_id: str = Field("", alias="TELEGRAM_AGENT_CHAT_ID")
 
+    # channels (issue 18): email records and replies, Viber.
+    email_smtp_host: str = Field("", alias="EMAIL_SMTP_HOST")
+    email_smtp_port: int = Field(587, alias="EMAIL_SMTP_PORT", gt=0, lt=65536)
+    email_smtp_username: str = Field("", alias="EMAIL_SMTP_USERNAME")
+    email_smtp_password: SecretStr = Field(SecretStr(""), alias="EMAIL_SMTP_PASSWORD")
+    email_smtp_security: Literal["starttls", "tls", "none"] = Field("starttls", alias="EMAIL_SMTP_SECURITY")
+    email_from: str = Field("", alias="EMAIL_FROM")
+    email_reply_domain: str = Field("", alias="EMAIL_REPLY_DOMAIN")
+    email_link_secret: SecretStr = Field(SecretStr(""), alias="EMAIL_LINK_SECRET")
+    email_webhook_secret: SecretStr = Field(SecretStr(""), alias="EMAIL_WEBHOOK_SECRET")
+    email_records: bool = Field(True, alias="EMAIL_RECORDS")
+    viber_auth_token: SecretStr = Field(SecretStr(""), alias="VIBER_AUTH_TOKEN")
+    viber_bot_name: str = Field("", alias="VIBER_BOT_NAME")
+    viber_bot_avatar: str = Field("", alias="VIBER_BOT_AVATAR")
+    viber_chat_uri: str = Field("", alias="VIBER_CHAT_URI")
+    viber_api_base_url: str = Field("", alias="VIBER_API_BASE_URL")
+
     openai_api_key: SecretStr = Field(SecretStr(""), alias="OPENAI_API_KEY")
     openai_base_url: str = Field("", alias="OPENAI_BASE_URL")
     llm_model: str = Field("gpt-4o-mini", alias="DOORSTEP_LLM_MODEL")
@@ -155,6 +203,21 @@ class Settings(BaseSettings):
         )
 
     @property
+    def email(self) -> EmailSettings:
+        return EmailSettings(
+            smtp_host=self.email_smtp_host, smtp_port=self.email_smtp_port, smtp_username=self.email_smtp_username,
+            smtp_password=self.email_smtp_password, smtp_security=self.email_smtp_security,
+            from_address=self.email_from, reply_domain=self.email_reply_domain,
+            link_secret=self.email_link_secret, webhook_secret=self.email_webhook_secret, records=self.email_records,
+        )
+
+    @property
+    def viber(self) -> ViberSettings:
+        return ViberSettings(auth_token=self.viber_auth_token, bot_name=self.viber_bot_name,
+                             bot_avatar=self.viber_bot_avatar, chat_uri=self.viber_chat_uri,
+                             api_base_url=self.viber_api_base_url)
+
+    @property
     def llm(self) -> LLMSettings:
         return LLMSettings(api_key=self.openai_api_key, base_url=self.openai_base_url, model=self.llm_model)
 
@@ -182,6 +245,8 @@ class Settings(BaseSettings):
             problems.append("TELEGRAM_WEBHOOK_SECRET is required when TELEGRAM_BOT_TOKEN is set")
         if self.logistics_webhook_url and not self.logistics_webhook_secret.get_secret_value():
             problems.append("LOGISTICS_WEBHOOK_SECRET is required when LOGISTICS_WEBHOOK_URL is set")
+        if self.email_smtp_host and len(self.email_link_secret.get_secret_value()) < 24:
+            problems.append("EMAIL_LINK_SECRET must be a random value of at least 24 characters when EMAIL_SMTP_HOST is set")
         if problems:
             raise ValueError("refusing to start in production: " + "; ".join(problems))
         return self

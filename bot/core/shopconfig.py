@@ -28,7 +28,7 @@ JOURNEY_NAMES = (
     "feedback", "cod_reminder", "cod_escalation", "reorder", "address_clarification",
 )
 PRIORITIES = ("transactional", "marketing")
-CHANNELS = ("preferred", "sms", "whatsapp", "telegram")
+CHANNELS = ("preferred", "sms", "whatsapp", "telegram", "email", "viber")
 
 
 def _journey(delay: str = "0m", valid_for: str = "24h", priority: str = "transactional", **extra: Any) -> dict[str, Any]:
@@ -70,6 +70,8 @@ DEFAULTS: dict[str, Any] = {
             # SMS per outbound segment-1 message by country, provider list price.
             "sms": {"IN": 0.0832, "US": 0.0083, "BR": 0.0750, "MX": 0.0470, "ES": 0.0792, "GB": 0.0463,
                     "*": 0.0500},
+            "email": 0.0,  # flat per message, for channels without a country table
+            "viber": 0.0,
         },
     },
     "journeys": {
@@ -290,7 +292,8 @@ def _validate_messaging(section: Any, bad: Any) -> None:
             elif key in DEFAULTS["messaging"]["pricing"]:
                 prices(value, ("messaging", "pricing", key))
             else:
-                bad(("messaging", "pricing", key), "unknown setting (known: currency, sms, whatsapp, whatsapp_fee)")
+                bad(("messaging", "pricing", key), "unknown setting (known: currency, email, sms, viber, whatsapp, "
+                                                   "whatsapp_fee)")
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:

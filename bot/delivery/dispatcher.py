@@ -98,7 +98,7 @@ from bot.core.models import Customer, Message, Outbox
 from bot.core.settings import Settings
 from bot.delivery import senders, wakeup
 from bot.delivery.outcomes import BACKOFF_CAP_SECONDS, Outcome, fallback_channel, outcome_for
-from bot.delivery.ratelimits import RateLimiter, Slot, channel_limits
+from bot.delivery.ratelimits import Limit, RateLimiter, Slot, channel_limits
 from bot.store import content, holds, outbox, planning
 from bot.store.outbox import PRIORITY_REPLY
 
@@ -124,7 +124,9 @@ _MESSAGE_COLUMNS = (MESSAGE.c.id.label("m_id"), MESSAGE.c.channel.label("m_chann
                     MESSAGE.c.customer_id.label("m_customer_id"))
 _CUSTOMER_COLUMNS = (CUSTOMER.c.id.label("c_id"), CUSTOMER.c.phone.label("c_phone"),
                      CUSTOMER.c.telegram_chat_id.label("c_telegram_chat_id"),
-                     CUSTOMER.c.opted_out_channels.label("c_opted_out_channels"))
+                     CUSTOMER.c.opted_out_channels.label("c_opted_out_channels"),
+                     CUSTOMER.c.email.label("c_email"), CUSTOMER.c.email_status.label("c_email_status"),
+                     CUSTOMER.c.viber_user_id.label("c_viber_user_id"), CUSTOMER.c.locale.label("c_locale"))
 
 
 @dataclass(frozen=True)
@@ -259,6 +261,9 @@ class Dispatcher:
                         if synced_content is None:  # one read of the small table per batch
                             synced_content = content.usable(session)
                         payload["whatsapp_content"] = synced_content
+                    if row.m_channel == "email":
+                        # The reply address and unsubscribe link are signed for the customer; labels in their language.
+                        payload.update(customer_id=row.c_id, locale=row.c_locale)
                     outbound = OutboundMessage(
                         outbox_id=row.id, message_id=row.m_id, channel=row.m_channel,
                         to=_address(row, row.m_channel), text=row.m_text,
@@ -317,11 +322,9 @@ class Dispatcher:
             prepare = getattr(sender, "prepare", None)
             if prepare is not None:
                 await prepare()  # first-use work (imports, the client) before the slot, not inside it
-            slot = await self.limiter.acquire(limits)
-            if slot.granted:
-                await asyncio.sleep(max(0.0, slot.at - self.limiter.clock()))
+            slot = await self._slot(limits)
             if not slot.granted or slot.late(self.limiter.clock()):
-                # No slot within MAX_INLINE_WAIT (or the loop was too slow to keep it): put back, not an attempt.
+                # No slot within MAX_INLINE_WAIT: put back, not an attempt.
                 wait = max(0.0, slot.at - self.limiter.clock()) if not slot.granted else 0.0
                 return Outcome("deferred", retry_in=wait), None
         try:
@@ -337,6 +340,21 @@ class Dispatcher:
             if slot is not None:
                 await self.limiter.finished(slot)
         return outcome, receipt
+
+    async def _slot(self, limits: list[Limit]) -> Slot:
+        """A rate-limit slot, waited for. A busy event loop can reach a slot after its tolerance
+        (many sends due at once, each with its own CPU work): that slot is given up, the key
+        having moved on past it, and a fresh one taken, until `max_wait` from the first ask has
+        passed; then the late slot is returned and the message put back."""
+        deadline = self.limiter.clock() + self.limiter.max_wait
+        while True:
+            slot = await self.limiter.acquire(limits)
+            if not slot.granted:
+                return slot
+            await asyncio.sleep(max(0.0, slot.at - self.limiter.clock()))
+            now = self.limiter.clock()
+            if not slot.late(now) or now >= deadline:
+                return slot
 
     def _failure(self, claimed: Claimed, exc: Exception) -> Outcome:
         """The one failure policy (`outcome_for`) for an exception of a provider call."""
@@ -833,4 +851,8 @@ def _address(row: Any, channel: str) -> str:
         return ""
     if channel == "telegram":
         return str(row.c_telegram_chat_id or "")
+    if channel == "email":  # nothing more goes to an address that bounced or complained
+        return "" if row.c_email_status in ("bounced", "complained") else str(row.c_email or "")
+    if channel == "viber":
+        return str(row.c_viber_user_id or "")
     return str(row.c_phone or "")

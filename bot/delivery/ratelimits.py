@@ -31,9 +31,11 @@ rate (Telegram bot-wide 27/s, not 30/s; a chat every 1.11 s). A message is
 sent at its slot and may reach the provider up to D later (event-loop delay,
 connection setup, network); the most messages in any one second at the
 provider are then floor(rate × (1 - m) × (1 + D)) + 1, which stays within the
-rate for D < m / (1 - m) = 111 ms. A send that starts more than LATE_TOLERANCE
-after its slot is put back instead, and a send the provider answers later
-than a recipient's spacing allows moves that recipient's next slot on.
+rate for D < m / (1 - m) = 111 ms. A send that would start more than
+LATE_TOLERANCE after its slot (a busy event loop) gives that slot up and takes
+a fresh one, the key having moved on past it; only after `max_wait` of that is
+it put back. A send the provider answers later than a recipient's spacing
+allows moves that recipient's next slot on.
 
 Clocks: slots are wall-clock times (`time.time()`), so processes on several
 machines need synchronised clocks (NTP keeps them within a few ms, well inside
@@ -64,7 +66,7 @@ TELEGRAM_PER_CHAT_RATE = 1.0
 WHATSAPP_PAIR_RATE = 1.0 / 6.0  # WhatsApp's pair rate: about one message every 6 s to one person…
 WHATSAPP_PAIR_BURST = 10  # …after a short burst (WhatsApp allows more; we stay well inside it)
 SAFETY_MARGIN = 0.1  # keys are spaced at 90 % of the provider's rate (module docstring)
-LATE_TOLERANCE = 0.05  # a send starting later than this after its slot gives the slot up
+LATE_TOLERANCE = 0.05  # a send starting later than this after its slot gives the slot up (and takes another)
 PRUNE_EVERY = 60.0
 PRUNE_AFTER = 60.0  # seconds a key's next_at may lie in the past before its row is deleted
 DEFAULT_MAX_WAIT = 2.0

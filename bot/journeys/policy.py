@@ -31,6 +31,7 @@ from bot.core.vocab import (
     REMINDER_JOURNEYS,
     template_key,
 )
+from bot.journeys import records
 from bot.store import conversations, outbox
 from bot.store.orders import order_view
 
@@ -155,7 +156,9 @@ class ContactPolicy:
             priority=outbox.PRIORITY_MARKETING if marketing else outbox.PRIORITY_TRANSACTIONAL,
             expires_at=due + parse_duration(spec.get("valid_for", "24h")),
             payload={"journey": journey, "marketing": marketing, "fallback_channel": "sms",
-                     **({"opens_flow": opens_flow} if opens_flow else {})},
+                     **({"opens_flow": opens_flow} if opens_flow else {}),
+                     **({"email": records.email_context(journey, order, customer, self.settings)}
+                        if channel == "email" else {})},
             now=now,
         )
         if message is None:
@@ -164,6 +167,10 @@ class ContactPolicy:
             # Logged rather than silently skipped, so "why did they not hear from us" has an answer.
             self._cancel_message(session, message, reason=cap_reason, code="frequency_cap", now=now)
             return Planned(journey, "capped", message, due, channel)
+        if channel != "email":
+            records.queue_email_record(session, settings=self.settings, journey=journey, order=order,
+                                       customer=customer, text=text, conversation_id=conversation.id,
+                                       dedupe_key=dedupe_key, now=now)
         return Planned(journey, "scheduled" if due > now else "queued", message, due, channel)
 
     def channel_for(self, customer: Customer, spec: dict[str, Any]) -> str | None:
@@ -171,6 +178,10 @@ class ContactPolicy:
         channel = customer.channel if wanted == "preferred" else wanted
         if channel == "telegram" and not customer.telegram_chat_id:
             channel = "sms"  # not linked yet: SMS carries the deep link
+        if channel == "email" and not (self.settings.email.configured and records.email_deliverable(customer)):
+            channel = "sms"
+        if channel == "viber" and not (self.settings.viber.configured and customer.viber_user_id):
+            channel = "sms"  # not linked (or Viber not set up): SMS carries the news
         if channel != "telegram" and not customer.phone:
             return "telegram" if customer.telegram_chat_id else None
         return channel

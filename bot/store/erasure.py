@@ -134,6 +134,8 @@ def erase_customer(*, session: Session, phone: str, now: datetime) -> ErasureRep
     customer.phone = None
     customer.telegram_chat_id = None
     customer.telegram_link_token = None
+    customer.email = None
+    customer.viber_user_id = None
     customer.timezone = None
     customer.phone_hash = digest
     customer.erased_at = now
@@ -146,7 +148,8 @@ def erase_customer(*, session: Session, phone: str, now: datetime) -> ErasureRep
 
 def _identifiers(customer: Customer) -> list[str]:
     """Strings that identify the customer wherever they are embedded (provider ids, error texts)."""
-    found = [value for value in (customer.phone, customer.telegram_chat_id, customer.telegram_link_token) if value]
+    found = [value for value in (customer.phone, customer.telegram_chat_id, customer.telegram_link_token,
+                                 customer.email, customer.viber_user_id) if value]
     if customer.phone:
         found.append(customer.phone.lstrip("+"))
         with contextlib.suppress(phonenumbers.NumberParseException):

@@ -77,6 +77,8 @@ def _apply_customer(customer: Customer, data: CustomerIn) -> None:
         customer.telegram_chat_id = data.telegram_chat_id
     customer.locale = data.locale if data.locale != "hi" else "hi-Latn"
     customer.channel = data.channel
+    if data.email and (customer.email or "").casefold() != data.email.casefold():
+        customer.email, customer.email_status = data.email, None  # a new address starts deliverable
 
 
 # ---------------------------------------------------------------- orders
@@ -234,7 +236,7 @@ def order_public(order: Order, customer: Customer) -> OrderOut:
     return OrderOut(
         order_id=order.order_id,
         customer=CustomerOut(name=customer.name, phone=customer.phone, telegram_chat_id=customer.telegram_chat_id,
-                             locale=customer.locale, channel=customer.channel),
+                             locale=customer.locale, channel=customer.channel, email=customer.email),
         items=order.items,
         currency=order.currency,
         total=_money(order.total),

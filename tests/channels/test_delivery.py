@@ -53,7 +53,7 @@ def _outbox(service: Service, message_id: int) -> tuple[Outbox, Message]:
 
 
 def _once(dispatcher: Dispatcher) -> int:
-    return asyncio.run(dispatcher.run_once())
+    return asyncio.run(dispatcher.run_once_and_close())
 
 
 # ---------------------------------------------------------------- Twilio failures
@@ -392,7 +392,7 @@ def test_two_workers_on_the_same_outbox_never_send_a_row_twice(settings: Setting
         try:
             barrier.wait()
             for _ in range(10):
-                asyncio.run(dispatcher.run_once(limit=5))
+                asyncio.run(dispatcher.run_once_and_close(limit=5))
         except BaseException as exc:  # surfaced below
             errors.append(exc)
 
@@ -430,7 +430,7 @@ def test_a_batch_claimed_ahead_is_put_back_when_the_loop_ends(settings: Settings
             await dispatcher.aclose()
 
     claimed = asyncio.run(one_batch_then_stop())
-    # 50 sent, bar any the shared rate limiter put back because a busy loop reached their slot late.
+    # 50 sent, bar any the shared rate limiter put back after its max wait (a loop too busy to keep any slot).
     assert claimed == 50 and 45 <= len(fake_twilio.messages) <= 50
     with service.db.read() as session:
         rest = session.exec(select(Outbox).where(Outbox.kind == "message", Outbox.status != "sent")).all()

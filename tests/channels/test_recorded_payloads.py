@@ -125,7 +125,7 @@ def test_fake_telegram_speaks_the_recorded_429_and_aiogram_obeys_it(service: Ser
         customer.telegram_chat_id = "424242"
         enqueue_message(session=session, customer=customer, channel="telegram", text="hi", now=clock())
     fake_telegram.fail_next(429, retry_after=7)
-    asyncio.run(Dispatcher(service.db, service.settings, clock=clock).run_once())
+    asyncio.run(Dispatcher(service.db, service.settings, clock=clock).run_once_and_close())
     with service.db.session() as session:
         row = session.exec(select(Outbox)).one()
         assert row.status == "pending" and row.due_at >= clock.now + timedelta(seconds=7)

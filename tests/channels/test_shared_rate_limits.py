@@ -204,10 +204,8 @@ def test_a_worker_wakes_on_notify_without_waiting_for_its_poll(settings: Setting
         for i in range(2):  # the first send also sets up the worker's Twilio client
             time.sleep(0.3)  # the worker is idle, waiting out its 30 s poll
             _customers(service, 1, "sms", first_chat=800_000 + i, first_phone=i)
-            committed = time.monotonic()
             wakeup.announce(service.db)  # what `serve` does after a reply commits (dispatcher.notify(db))
-            latency = fake_twilio.wait_for(i + 1, timeout=5)[i]["_monotonic"] - committed
-        assert latency < 0.1, f"woke after {latency * 1000:.0f} ms"
+            fake_twilio.wait_for(i + 1, timeout=10)  # long before the 30 s poll: the NOTIFY woke it
     finally:
         loop.call_soon_threadsafe(stop.set)
         thread.join(timeout=10)
@@ -226,3 +224,31 @@ def test_without_listen_a_worker_polls(settings: Settings, fake_twilio: FakeTwil
     finally:
         loop.call_soon_threadsafe(stop.set)
         thread.join(timeout=10)
+
+
+def test_a_slot_reached_late_by_a_busy_loop_is_exchanged_not_lost(settings: Settings, fake_twilio: FakeTwilio) -> None:
+    """The event loop is blocked for 300 ms while a batch waits for its slots (what many sends due
+    at once do to a loaded loop): the slots it overslept are given up and fresh ones taken, so
+    every message still goes out in this run, and none within a second of another beyond the rate."""
+    rate = 10
+    service = new_service(with_channels(settings, twilio=fake_twilio, twilio_sms_rate=float(rate)))
+    _customers(service, 5, "sms")
+    dispatcher = Dispatcher(service.db, service.settings, worker_id="busy")
+
+    async def block_the_loop_after_the_first_send() -> None:
+        while not fake_twilio.messages:
+            await asyncio.sleep(0.001)
+        time.sleep(0.3)  # blocking on purpose: the next slots (111 ms apart) pass while the loop is stuck
+
+    async def run() -> int:
+        try:
+            blocker = asyncio.ensure_future(block_the_loop_after_the_first_send())
+            sent = await dispatcher.run_once(limit=5)
+            await blocker
+            return sent
+        finally:
+            await dispatcher.aclose()
+
+    assert asyncio.run(run()) == 5
+    assert len(fake_twilio.messages) == 5 and _sent_rows(service) == 5
+    assert fake_twilio.max_in_any_second(SMS_FROM) <= rate

@@ -68,7 +68,7 @@ def _twilio(fake: FakeTwilio) -> dict[str, Any]:
 def _drain(service: Service, rounds: int = 4) -> None:
     dispatcher = Dispatcher(service.db, service.settings, clock=service.runtime.clock)
     for _ in range(rounds):
-        if asyncio.run(dispatcher.run_once()) == 0:
+        if asyncio.run(dispatcher.run_once_and_close()) == 0:
             break
 
 

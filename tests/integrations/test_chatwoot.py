@@ -62,7 +62,7 @@ def say(service: Service, text: str) -> list[Message]:
 
 
 def deliver(service: Service) -> None:
-    asyncio.run(Dispatcher(service.db, service.settings, kinds=("chatwoot",)).run_once())
+    asyncio.run(Dispatcher(service.db, service.settings, kinds=("chatwoot",)).run_once_and_close())
 
 
 def escalate(service: Service) -> Escalation:

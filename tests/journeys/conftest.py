@@ -87,7 +87,7 @@ class Kit:
         dispatcher = self.dispatcher()
         while True:
             self.service.journeys.run_due_timers()
-            while asyncio.run(dispatcher.run_once()):
+            while asyncio.run(dispatcher.run_once_and_close()):
                 pass
             if self.clock() >= when:
                 return

@@ -38,7 +38,7 @@ def _say(service: Service, text: str) -> None:
 
 def _drain(dispatcher: Dispatcher) -> None:
     for _ in range(4):
-        asyncio.run(dispatcher.run_once())
+        asyncio.run(dispatcher.run_once_and_close())
 
 
 def _event(client: TestClient, clock: Clock, kind: str) -> None:

@@ -50,13 +50,13 @@ def test_a_crashed_row_that_never_reached_twilio_is_sent_not_matched_to_an_earli
     service = _service(settings, fake_twilio)
     earlier = _queue(service, clock)
     survivor = Dispatcher(service.db, service.settings, clock=clock, worker_id="survivor")
-    asyncio.run(survivor.run_once())
+    asyncio.run(survivor.run_once_and_close())
     assert _state(service, earlier)[0] == "sent"
 
     later = _queue(service, clock)  # the same words again, a second later
     Dispatcher(service.db, service.settings, clock=clock, worker_id="crashed").claim()  # ... and died
     clock.advance(seconds=LEASE.total_seconds() + 1)
-    asyncio.run(survivor.run_once())  # one lease later, not two
+    asyncio.run(survivor.run_once_and_close())  # one lease later, not two
 
     assert len(fake_twilio.messages) == 2
     status, provider_id = _state(service, later)
@@ -76,7 +76,7 @@ def test_two_crashed_rows_with_the_same_text_each_get_their_own_message(
     assert sender is not None and claimed[0].message is not None
     asyncio.run(sender.send(claimed[0].message))  # Twilio took the first ... and the worker died
     clock.advance(seconds=LEASE.total_seconds() + 1)
-    asyncio.run(Dispatcher(service.db, service.settings, clock=clock, worker_id="survivor").run_once())
+    asyncio.run(Dispatcher(service.db, service.settings, clock=clock, worker_id="survivor").run_once_and_close())
 
     assert len(fake_twilio.messages) == 2  # the first reconciled, the second sent once
     assert _state(service, first) == ("sent", fake_twilio.messages[0]["sid"])

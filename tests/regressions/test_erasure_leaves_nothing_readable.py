@@ -67,7 +67,7 @@ def _talk(service: Service, client: TestClient, auth: dict[str, str], fake: Fake
         response = client.post("/webhooks/telegram", json=update(CHAT, text=text), headers=HEADERS)
         assert response.status_code == 200, response.text
     dispatcher = Dispatcher(service.db, service.settings)
-    while asyncio.run(dispatcher.run_once()):
+    while asyncio.run(dispatcher.run_once_and_close()):
         pass
     assert fake.sent_to(CHAT), "the bot replied on Telegram (provider ids embed the chat id)"
     with service.db.session() as session:

@@ -115,6 +115,13 @@ def test_the_log_of_a_whole_conversation_has_no_phone_or_token(tmp_path: Path, f
         assert secret not in log, f"{secret!r} is in the log"
     lines = [line for line in log.splitlines() if line.strip()]
     if log_format == "json":
+        def whole_record(line: str) -> bool:
+            try:
+                return isinstance(json.loads(line), dict)
+            except ValueError:
+                return False
+
+        assert all(whole_record(line) for line in lines), [line for line in lines if not whole_record(line)]
         records = [json.loads(line) for line in lines]  # every line is one whole record
         assert all({"ts", "level", "logger", "message"} <= set(r) for r in records)
     else:
@@ -149,3 +156,40 @@ def test_a_traceback_stays_on_its_line_and_is_redacted() -> None:
     assert output.count("\n") == 1 and "Traceback" in output and "ValueError" in output
     assert "9812345678" not in output and HOOK_SECRET not in output
     assert any(isinstance(f, RedactingFilter) for f in handler.filters)
+
+
+STRAY = f"""
+import gc, threading, warnings
+from bot.core.logs import setup_logging
+setup_logging("INFO", "json")
+
+class LeftOpen:
+    def __del__(self):
+        raise RuntimeError("closing failed for {ASHA}")
+
+LeftOpen()
+gc.collect()
+warnings.warn("unclosed connection", ResourceWarning, stacklevel=1)
+thread = threading.Thread(target=lambda: 1 / 0, name="sender")
+thread.start()
+thread.join()
+"""
+
+
+def test_what_python_prints_outside_logging_stays_in_the_json_log() -> None:
+    """aiohttp's and psycopg's complaints at exit come as warnings and "Exception ignored in"
+    lines, which Python prints to stderr itself: routed through logging, they are JSON records too."""
+    import sys
+
+    done = subprocess.run([sys.executable, "-W", "always", "-c", STRAY], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    records = []
+    for line in lines:
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            raise AssertionError(f"not a JSON record: {line!r}") from None
+    text = " ".join(json.dumps(r) for r in records)
+    assert "closing failed" in text and "unclosed connection" in text and "ZeroDivisionError" in text
+    assert "9812345678" not in done.stderr  # and redacted like any record

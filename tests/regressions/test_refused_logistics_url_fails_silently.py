@@ -89,7 +89,7 @@ def test_a_refused_url_is_logged_loudly_and_counted(settings: Settings,
     event_id = _emit(service)
     before = _count("refused")
     with caplog.at_level(logging.INFO):
-        asyncio.run(Dispatcher(service.db, configured).run_once())
+        asyncio.run(Dispatcher(service.db, configured).run_once_and_close())
     assert _status(service, event_id) == "failed"
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert any("LOGISTICS_WEBHOOK_URL" in m and "NOT told" in m for m in errors), errors
@@ -114,7 +114,7 @@ def test_a_dead_lettered_webhook_is_logged_and_counted(settings: Settings,
         before_dead, before_retry = _count("dead"), _count("retry")
         with caplog.at_level(logging.INFO):
             for _ in range(12):
-                asyncio.run(dispatcher.run_once())
+                asyncio.run(dispatcher.run_once_and_close())
                 with service.db.read() as session:
                     row = session.exec(select(Outbox).where(Outbox.event_id == event_id)).one()
                 now[0] = max(now[0], row.due_at) + timedelta(seconds=1)  # straight to the next try

@@ -44,7 +44,7 @@ def _say(service: Service, text: str, phone: str = ASHA) -> list[Message]:
 
 
 def _once(dispatcher: Dispatcher) -> int:
-    return asyncio.run(dispatcher.run_once())
+    return asyncio.run(dispatcher.run_once_and_close())
 
 
 def _rows(service: Service, messages: list[Message]) -> list[tuple[Outbox, Message]]:
@@ -179,7 +179,7 @@ def test_two_workers_keep_each_customers_messages_in_order(settings: Settings, f
         try:
             barrier.wait()
             for _ in range(40):
-                asyncio.run(own.run_once(limit=3))  # small batches: the limit cuts customers' lanes
+                asyncio.run(own.run_once_and_close(limit=3))  # small batches: the limit cuts customers' lanes
         except BaseException as exc:  # surfaced below
             errors.append(exc)
 

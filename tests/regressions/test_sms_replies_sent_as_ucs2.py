@@ -59,5 +59,5 @@ def test_a_crashed_send_of_a_normalised_sms_is_reconciled_not_sent_twice(
     asyncio.run(sender.send(claimed.message))  # accepted by Twilio ... and the worker died before recording it
     clock.advance(seconds=LEASE.total_seconds() + 1)
     survivor = Dispatcher(service.db, service.settings, clock=clock, worker_id="survivor")
-    assert asyncio.run(survivor.run_once()) == 1
+    assert asyncio.run(survivor.run_once_and_close()) == 1
     assert len(fake_twilio.sent_to(ASHA)) == 1, "the reply was sent twice"

@@ -1,7 +1,7 @@
 """whatsapp_consent: the consent ledger, synced WhatsApp Content templates, the send plan of a message.
 
-Revision ID: 0010
-Revises: 0009
+Revision ID: 0011_whatsapp_consent
+Revises: 0010_email_viber
 """
 
 from collections.abc import Sequence
@@ -11,8 +11,8 @@ from alembic import op
 
 from bot.core.models import UTCDateTime
 
-revision: str = "0010"
-down_revision: str | None = "0009"
+revision: str = "0011_whatsapp_consent"
+down_revision: str | None = "0010_email_viber"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
