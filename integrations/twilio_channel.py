@@ -216,7 +216,7 @@ class TwilioSender:
         if self.channel != "sms":
             return message.text
         text = message.text
-        if message.payload.get("fallback_from") and message.buttons:
+        if message.payload.get("fallback_from") and message.buttons and not message.payload.get("numbered"):
             text = choices.with_choices(text, message.buttons, "sms", message.payload.get("locale"))
         return sms_text(text)
 

@@ -75,7 +75,10 @@ def enqueue_message(
         channel = planned.plan.channel
     due_at = planned.due_at
     if buttons:
-        text = choices.with_choices(text, buttons, channel, locale or customer.locale)
+        numbered = choices.with_choices(text, buttons, channel, locale or customer.locale)
+        if numbered != text:
+            payload["numbered"] = True  # the choices are in the text already (a later SMS fallback must not repeat them)
+            text = numbered
     scheduled = due_at is not None and due_at > now
     message = Message(
         conversation_id=conversation_id,

@@ -178,3 +178,28 @@ def test_a_number_not_on_whatsapp_gets_the_message_by_sms(
     drain(Dispatcher(service.db, service.settings))
     assert [m["to"] for m in fake_twilio.messages] == [ASHA]  # the WhatsApp try was refused, SMS went out
     assert "A1001" in fake_twilio.messages[0]["body"]
+
+
+def test_choices_moved_to_sms_are_numbered_once(client: TestClient, service: Service, fake_twilio: FakeTwilio) -> None:
+    """A question with choices that goes by SMS instead of WhatsApp (the window closed before an agent's
+    or a journey's message, or Twilio said 63016) carries its numbers exactly once."""
+    _say(client, fake_twilio, "please deliver on another day")  # the WhatsApp list (as text: nothing synced)
+    fake_twilio.fail_next(400, 63016)
+    drain(Dispatcher(service.db, service.settings))
+    [asked] = fake_twilio.sent_to(ASHA)
+    assert asked["to"] == ASHA and asked["body"].count("Reply 1 for") == 1, asked["body"]
+
+
+def test_choices_the_planner_moves_to_sms_are_numbered_once(service: Service, fake_twilio: FakeTwilio) -> None:
+    from bot.core.models import Customer
+    from bot.store.outbox import PRIORITY_TRANSACTIONAL, enqueue_message
+
+    with service.db.session() as session:
+        asha = session.exec(select(Customer).where(Customer.phone == ASHA)).one()
+        queued = enqueue_message(session=session, customer=asha, channel="whatsapp", text="Which day suits you?",
+                                 buttons=[("Mon", "/btn:reschedule:2026-11-30"), ("Tue", "/btn:reschedule:2026-12-01"),
+                                          ("Wed", "/btn:reschedule:2026-12-02")], priority=PRIORITY_TRANSACTIONAL)
+        assert queued is not None and queued.channel == "sms"  # outside the window, no approved template
+    drain(Dispatcher(service.db, service.settings))
+    [sent] = fake_twilio.sent_to(ASHA)
+    assert sent["body"] == "Which day suits you? Reply 1 for Mon, 2 for Tue or 3 for Wed."
