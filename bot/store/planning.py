@@ -37,7 +37,7 @@ class _Settings:
     messaging: dict[str, Any]
     quiet_hours: str
     timezone: str
-    whatsapp_templates: bool  # TWILIO_WHATSAPP_TEMPLATES maps approved templates
+    whatsapp_templates: frozenset[str]  # message kinds TWILIO_WHATSAPP_TEMPLATES maps to an approved SID ("*": all)
 
 
 def _settings(session: Session) -> _Settings:
@@ -46,7 +46,7 @@ def _settings(session: Session) -> _Settings:
     return _Settings(messaging=dict(shop.get("messaging") or DEFAULTS["messaging"]),
                      quiet_hours=str(info.get("quiet_hours", shop.get("contact_policy", {}).get("quiet_hours", ""))),
                      timezone=str(info.get("timezone") or "UTC"),
-                     whatsapp_templates=bool(info.get("whatsapp_templates")))
+                     whatsapp_templates=frozenset(info.get("whatsapp_templates") or ()))
 
 
 def _aware(value: Any) -> datetime | None:
@@ -92,8 +92,8 @@ def plan_message(session: Session, *, customer: Customer, channel: str, template
         if name in content.usable(session):
             template_category = content.categories(session).get(name, category)
             payload["whatsapp_template"] = name  # the sender sends this one (its category may have changed)
-        elif found.whatsapp_templates:
-            template_category = category  # an approved template mapped in TWILIO_WHATSAPP_TEMPLATES
+        elif {template or "", "*"} & found.whatsapp_templates:
+            template_category = category  # the journey's own approved template (TWILIO_WHATSAPP_TEMPLATES)
     quiet_until = paced_until = None
     when = due_at or now
     if not reply:

@@ -118,3 +118,26 @@ def test_the_plan_is_in_the_inbox_transcript_and_pacing_spaces_proactive_message
                             text="thanks", status="processed"))
         session.flush()
         assert transcript(session=session, conversation_id=conversation.id or 0)[-1]["plan"] is None
+
+
+def test_a_journey_with_its_own_approved_template_uses_it_and_the_others_go_by_sms(
+        settings: Settings, fake_twilio: FakeTwilio) -> None:
+    from sqlmodel import select
+
+    from bot.core.models import Customer
+    from bot.store.outbox import PRIORITY_TRANSACTIONAL, enqueue_message
+
+    service = new_service(with_channels(settings, twilio=fake_twilio, twilio_whatsapp_templates="journey.shipped=HX1111"),
+                          shop_overrides={"contact_policy": {"quiet_hours": ""}})
+    add_order(service, customer={"channel": "whatsapp"})
+    with service.db.session() as session:
+        asha = session.exec(select(Customer).where(Customer.phone == ASHA)).one()
+        shipped, delivered = (enqueue_message(session=session, customer=asha, channel="whatsapp", text=text,
+                                              template=template, priority=PRIORITY_TRANSACTIONAL)
+                              for text, template in (("Shipped!", "journey.shipped"), ("Delivered!", "journey.delivered")))
+        assert shipped is not None and delivered is not None
+        assert (shipped.channel, shipped.plan["form"]) == ("whatsapp", "template")  # type: ignore[index]
+        assert delivered.channel == "sms" and "no approved template" in delivered.plan["reason"]  # type: ignore[index]
+    drain(Dispatcher(service.db, service.settings))
+    assert sorted((m["to"], m["content_sid"] or m["body"]) for m in fake_twilio.sent_to(ASHA)) == [
+        (ASHA, "Delivered!"), (f"whatsapp:{ASHA}", "HX1111")]
