@@ -11,7 +11,7 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: run test install dev browser-deps lint typecheck bench clean reset-db
+.PHONY: run test install dev browser-deps lint typecheck bench clean reset-db docs-screenshots
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,11 @@ browser-deps:
 
 test: dev browser-deps lint
 	$(BIN)/pytest -q
+
+# The inbox's pictures in docs/ (inbox.png, inbox-list.png, inbox-order-actions.png, inbox-phone*.png),
+# taken by the real-browser tests; a plain test run never changes tracked files.
+docs-screenshots: dev browser-deps
+	DOORSTEP_UPDATE_DOCS=1 $(BIN)/pytest -q -m browser tests/handoff
 
 # ruff everywhere; mypy on all code (strict on flows/ and intents/, see pyproject.toml); the rooms'
 # import contracts (layers, one door to integrations/, no cycles: [tool.importlinter] in pyproject.toml)

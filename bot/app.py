@@ -22,9 +22,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, 
 from bot import wiring
 from bot.core.metrics import OperationsCollector
 from bot.core.settings import Settings
+from bot.reports.metrics import OutcomesCollector
 from bot.service import Service
 from bot.store.auth import ensure_api_key
-from bot.web import inbox, routes
+from bot.web import dashboard, inbox, inbox_media, inbox_work, routes
 from bot.web.deps import require_api_key
 from bot.web.errors import install_error_handlers
 from bot.web.httplimits import BodyLimitMiddleware
@@ -38,7 +39,11 @@ ROUTERS: list[tuple[ModuleType, bool]] = [
     (routes.escalations, True),
     (routes.events, True),
     (routes.customers, True),
+    (routes.reports, True),
     (inbox, False),  # its own cookie login
+    (inbox_work, False),
+    (inbox_media, False),
+    (dashboard, False),  # the inbox's cookie login
     *((module, False) for module in wiring.ROUTERS),
 ]
 
@@ -93,6 +98,7 @@ def create_app(settings: Settings | None = None, *, service: Service | None = No
 
     operations = CollectorRegistry(auto_describe=True)
     operations.register(OperationsCollector(service.db, service.now))
+    operations.register(OutcomesCollector(service.db, service.now, service.runtime.shop_config))
 
     @app.get("/metrics", tags=["ops"], response_class=PlainTextResponse)
     def prometheus_metrics() -> PlainTextResponse:

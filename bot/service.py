@@ -23,8 +23,9 @@ from sqlmodel import Session, select
 
 from bot.conversation import gateway
 from bot.conversation.ack import AckWriter
+from bot.conversation.csat import ask_csat
 from bot.conversation.turn import Turn
-from bot.core import metrics
+from bot.core import holdout, metrics
 from bot.core.channels import InboundMessage
 from bot.core.clock import system_clock
 from bot.core.db import Database
@@ -210,7 +211,8 @@ class Service:
                               telegram_chat_id=order_in.customer.telegram_chat_id)
         if known is not None:
             self._lock_conversation_first(session, known.id)
-        order, created = upsert_order(session=session, order_in=order_in)
+        order, created = upsert_order(session=session, order_in=order_in,
+                                      holdout=holdout.assign(order_in.order_id, self.runtime.shop_config))
         session.flush()
         customer = session.get(Customer, order.customer_id)
         assert customer is not None
@@ -247,11 +249,13 @@ class Service:
         if conversation_id is not None:
             self.db.lock_row(session, "conversation", conversation_id)
 
-    def resolve_escalation(self, session: Session, escalation_id: int, *, agent: str, note: str = "") -> Escalation:
+    def resolve_escalation(self, session: Session, escalation_id: int, *, agent: str, note: str = "",
+                           csat: bool | None = None) -> Escalation:
         """Close an escalation and hand the conversation back to the bot: the automatic messages held while
         a person owned it go out if still relevant (the obsolete are closed), and a released question
         (the COD confirmation, the feedback survey) opens its flow, so the customer's answer is read.
-        Resolving twice is harmless. Raises `NotFound` for an unknown escalation."""
+        Then, when no such question is open, the one-tap CSAT question (`csat`: ask or not; None = the
+        shop's `inbox.csat`). Resolving twice is harmless. Raises `NotFound` for an unknown escalation."""
         now = self.now()
         escalation = escalations.resolve(session=session, escalation_id=escalation_id, agent=agent, note=note,
                                          now=now)
@@ -261,6 +265,7 @@ class Service:
             order = session.get(Order, order_pk)
             if order is not None and customer is not None:
                 self.journeys.open_flow(session, customer, flow, order=order, now=now)
+        ask_csat(session=session, runtime=self.runtime, escalation=escalation, now=now, enabled=csat)
         return escalation
 
     def process_pending(self) -> int:

@@ -23,6 +23,7 @@ from typing import Any
 from flows.base import (
     END,
     HANDOFF,
+    Effect,
     EmitEvent,
     Escalate,
     Flow,
@@ -296,13 +297,7 @@ def _confirm_new(order: OrderView, slots: Mapping[str, Any], ctx: FlowContext) -
     new = {k: str(v) for k, v in dict(slots["new_address"]).items()}
     answer = yes_no(ctx)
     if answer == "yes":
-        return StepResult(next_state=END, effects=(
-            UpdateOrder(order.order_id, {"shipping_address": new, "address_status": "updated"},
-                        event_type="address_updated", note="customer gave a new address"),
-            EmitEvent("address.updated", order.order_id, {"shipping_address": new, "replaced": True,
-                                                          "changed": ["city", "landmark", "line1", "line2", "postal_code"]}),
-            Reply("address.done", {"order": order, "address": one_line(new)}, order_id=order.order_id),
-        ))
+        return StepResult(next_state=END, effects=replaced(order, new, note="customer gave a new address"))
     if answer == "no":
         return _ask(order, {"order_id": order.order_id, "parts": {}}, "any", template="address.send_whole_address")
     return StepResult(
@@ -310,6 +305,38 @@ def _confirm_new(order: OrderView, slots: Mapping[str, Any], ctx: FlowContext) -
         effects=(Reply("address.read_back_again", {"order": order, "address": one_line(new)}, order_id=order.order_id),),
         slots=dict(slots), expecting=Expecting.YES_NO, understood=False,
     )
+
+
+def replaced(order: OrderView, new: Mapping[str, str], *, note: str) -> tuple[Effect, ...]:
+    """What a confirmed whole new address does (the customer's yes to the read-back, or an agent's
+    action): the order's address is replaced, logistics hears `address.updated`, the customer is told."""
+    address = dict(new)
+    return (
+        UpdateOrder(order.order_id, {"shipping_address": address, "address_status": "updated"},
+                    event_type="address_updated", note=note),
+        EmitEvent("address.updated", order.order_id, {"shipping_address": address, "replaced": True,
+                                                      "changed": ["city", "landmark", "line1", "line2", "postal_code"]}),
+        Reply("address.done", {"order": order, "address": one_line(address)}, order_id=order.order_id),
+    )
+
+
+def can_replace(order: OrderView) -> bool:
+    """Whether a person may still replace the order's address (the bot itself stops at dispatch)."""
+    return order.status not in CLOSED | {"returned", "delivered"}
+
+
+def new_address_problem(order: OrderView, whole: Mapping[str, str]) -> tuple[dict[str, Any], str | None]:
+    """A whole new address typed outright (by an agent), as the order will hold it, and why it cannot
+    be saved (None when it can): the order must still be deliverable, the street and city given, the
+    postal code valid for the country."""
+    new = _replacement(order, whole)
+    if not can_replace(order):
+        return new, "the order is closed (delivered, returned or cancelled)"
+    if not new["line1"].strip() or not new["city"].strip():
+        return new, "the street address and the city are required"
+    if not postal_code_valid(new["postal_code"], new["country"]):
+        return new, f"the postal code is not valid for {new['country']}"
+    return new, None
 
 
 def reprompt_part(slots: Mapping[str, Any], ctx: FlowContext) -> StepResult:

@@ -151,7 +151,15 @@ class SetOptOut:
     detail: str = ""  # e.g. the keyword the customer sent
 
 
-Effect = Reply | UpdateOrder | EmitEvent | Escalate | SetOptOut
+@dataclass(frozen=True)
+class RateEscalation:
+    """The customer's one-tap satisfaction score (1-5) for the escalation a person just resolved."""
+
+    escalation_id: int
+    score: int
+
+
+Effect = Reply | UpdateOrder | EmitEvent | Escalate | SetOptOut | RateEscalation
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,18 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
-from flows.base import END, EmitEvent, Flow, FlowContext, OrderView, Reply, State, StepResult, UpdateOrder
+from flows.base import (
+    END,
+    Effect,
+    EmitEvent,
+    Flow,
+    FlowContext,
+    OrderView,
+    Reply,
+    State,
+    StepResult,
+    UpdateOrder,
+)
 from flows.common import CHOOSE_ORDER, choose_step, reask_which, select_order, yes_no
 from intents import Expecting
 
@@ -73,25 +84,32 @@ def confirm(slots: Mapping[str, Any], ctx: FlowContext) -> StepResult:
     slots = _reason(ctx, slots)
     given = {"customer_reason": slots["reason"], "customer_reason_text": slots["reason_text"]} if slots.get("reason") else {}
     if answer == "yes" or (answer is None and ctx.intent.value == "cancel_order"):
-        if order.payment_method == "cod":
-            return StepResult(next_state=END, effects=(
-                UpdateOrder(order.order_id, {"status": "cancelled", "cod_status": "cancelled",
-                                             "extra": {"cancel_reason": "customer_cancelled", **given}},
-                            event_type="cancelled", note="customer cancelled before shipping"),
-                EmitEvent("cod.cancelled", order.order_id, {"reason": "customer_cancelled", **given}),
-                Reply("cancel.done_cod", {"order": order}, order_id=order.order_id),
-            ))
-        return StepResult(next_state=END, effects=(
-            UpdateOrder(order.order_id, {"status": "cancel_requested"}, event_type="cancel_requested",
-                        note="customer asked to cancel before shipping"),
-            EmitEvent("order.cancel_requested", order.order_id, {"total": order.total, "currency": order.currency,
-                                                                 "payment_method": order.payment_method, **given}),
-            Reply("cancel.done_prepaid", {"order": order}, order_id=order.order_id),
-        ))
+        return StepResult(next_state=END, effects=cancelled(order, given, by="customer"))
     if answer == "no":
         return StepResult(next_state=END, effects=(Reply("cancel.kept", {"order": order}, order_id=order.order_id),))
     return StepResult(next_state=CONFIRM, effects=(Reply("cancel.ask_again", {"order": order}, order_id=order.order_id),),
                       slots=slots, expecting=Expecting.YES_NO, understood=False)
+
+
+def cancelled(order: OrderView, given: Mapping[str, Any], *, by: str) -> tuple[Effect, ...]:
+    """What a confirmed cancel before shipping does (the customer's yes, or an agent's action):
+    COD is cancelled outright (`cod.cancelled`); prepaid becomes a request for the shop's refund
+    (`order.cancel_requested`). `given`: the customer's reason, if any."""
+    if order.payment_method == "cod":
+        return (
+            UpdateOrder(order.order_id, {"status": "cancelled", "cod_status": "cancelled",
+                                         "extra": {"cancel_reason": "customer_cancelled", **given}},
+                        event_type="cancelled", note=f"{by} cancelled before shipping"),
+            EmitEvent("cod.cancelled", order.order_id, {"reason": "customer_cancelled", **given}),
+            Reply("cancel.done_cod", {"order": order}, order_id=order.order_id),
+        )
+    return (
+        UpdateOrder(order.order_id, {"status": "cancel_requested"}, event_type="cancel_requested",
+                    note=f"{by} asked to cancel before shipping"),
+        EmitEvent("order.cancel_requested", order.order_id, {"total": order.total, "currency": order.currency,
+                                                             "payment_method": order.payment_method, **given}),
+        Reply("cancel.done_prepaid", {"order": order}, order_id=order.order_id),
+    )
 
 
 def reprompt_confirm(slots: Mapping[str, Any], ctx: FlowContext) -> StepResult:

@@ -16,7 +16,18 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
-from flows.base import END, EmitEvent, Flow, FlowContext, OrderView, Reply, State, StepResult, UpdateOrder
+from flows.base import (
+    END,
+    Effect,
+    EmitEvent,
+    Flow,
+    FlowContext,
+    OrderView,
+    Reply,
+    State,
+    StepResult,
+    UpdateOrder,
+)
 from flows.common import ANY_ANSWER, CHOOSE_ORDER, choose_step, reask_which, select_order, yes_no
 from intents import Expecting
 
@@ -33,7 +44,7 @@ _REASON_WORDS = (
 
 
 def _pending(ctx: FlowContext) -> tuple[OrderView, ...]:
-    return tuple(o for o in ctx.orders if o.payment_method == "cod" and o.cod_status == "pending" and o.is_open)
+    return tuple(o for o in ctx.orders if is_pending(o))
 
 
 def start(slots: Mapping[str, Any], ctx: FlowContext) -> StepResult:
@@ -59,7 +70,7 @@ def begin(order: OrderView, slots: Mapping[str, Any], ctx: FlowContext) -> StepR
     # "yes I confirm the cash order" confirms at once; anything else gets the question.
     stated = bool(_STATED_CONFIRM.search(ctx.text)) and not _NEGATION.search(ctx.text)
     if ctx.intent.value == "cod_confirm" and (slots.get("answer") == "yes" or stated):
-        return _confirmed(order)
+        return StepResult(next_state=END, effects=confirmed(order, note="customer confirmed cash on delivery"))
     return ask(order)
 
 
@@ -91,13 +102,33 @@ def ask(order: OrderView) -> StepResult:
     )
 
 
-def _confirmed(order: OrderView) -> StepResult:
-    return StepResult(next_state=END, effects=(
-        UpdateOrder(order.order_id, {"cod_status": "confirmed"}, event_type="cod_confirmed",
-                    note="customer confirmed cash on delivery"),
+def is_pending(order: OrderView) -> bool:
+    """A cash-on-delivery order still waiting for the customer's yes or no."""
+    return order.payment_method == "cod" and order.cod_status == "pending" and order.is_open
+
+
+def confirmed(order: OrderView, *, note: str) -> tuple[Effect, ...]:
+    """What a COD yes does (the customer's, or an agent's on the phone with them)."""
+    return (
+        UpdateOrder(order.order_id, {"cod_status": "confirmed"}, event_type="cod_confirmed", note=note),
         EmitEvent("cod.confirmed", order.order_id, {"total": order.total, "currency": order.currency}),
         Reply("cod.confirmed", {"order": order}, order_id=order.order_id),
-    ))
+    )
+
+
+def cancelled(order: OrderView, reason: str, note: str = "") -> tuple[Effect, ...]:
+    """What a COD no with its reason does: not shipped yet, the order is cancelled too."""
+    changes: dict[str, Any] = {"cod_status": "cancelled", "extra": {"cancel_reason": reason, "cancel_note": note}}
+    if order.status in NOT_SHIPPED:
+        changes["status"] = "cancelled"
+    data: dict[str, Any] = {"reason": reason}
+    if note:
+        data["note"] = note
+    return (
+        UpdateOrder(order.order_id, changes, event_type="cod_cancelled", note=f"reason: {reason}"),
+        EmitEvent("cod.cancelled", order.order_id, data),
+        Reply("cod.cancelled", {"order": order}, order_id=order.order_id),
+    )
 
 
 def confirm(slots: Mapping[str, Any], ctx: FlowContext) -> StepResult:
@@ -108,7 +139,7 @@ def confirm(slots: Mapping[str, Any], ctx: FlowContext) -> StepResult:
     if ctx.intent.value == "cancel_order":
         answer = "no"
     if answer == "yes":
-        return _confirmed(order)
+        return StepResult(next_state=END, effects=confirmed(order, note="customer confirmed cash on delivery"))
     if answer == "no":
         return ask_reason(order)
     if ctx.classification.entity("amount_question") is not None:
@@ -157,17 +188,7 @@ def reason(slots: Mapping[str, Any], ctx: FlowContext) -> StepResult:
         if yes_no(ctx) == "no":  # "no, keep it" after all
             return ask(order)
         return ask_reason(order, again=True)
-    changes: dict[str, Any] = {"cod_status": "cancelled", "extra": {"cancel_reason": picked, "cancel_note": note}}
-    if order.status in NOT_SHIPPED:
-        changes["status"] = "cancelled"
-    data: dict[str, Any] = {"reason": picked}
-    if note:
-        data["note"] = note
-    return StepResult(next_state=END, effects=(
-        UpdateOrder(order.order_id, changes, event_type="cod_cancelled", note=f"reason: {picked}"),
-        EmitEvent("cod.cancelled", order.order_id, data),
-        Reply("cod.cancelled", {"order": order}, order_id=order.order_id),
-    ))
+    return StepResult(next_state=END, effects=cancelled(order, picked, note))
 
 
 def reprompt_confirm(slots: Mapping[str, Any], ctx: FlowContext) -> StepResult:

@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
-from flows import address, cancel, cod, feedback, handoff, instructions, reschedule, returns, smalltalk, wismo
+from flows import (
+    address,
+    cancel,
+    cod,
+    csat,
+    feedback,
+    handoff,
+    instructions,
+    reschedule,
+    returns,
+    smalltalk,
+    wismo,
+)
 from flows.base import Flow
 from intents import Intent
 
@@ -26,3 +38,4 @@ FLOWS: dict[Intent, Flow] = {
 FLOWS_BY_NAME: dict[str, Flow] = {flow.name: flow for flow in FLOWS.values()}
 FLOWS_BY_NAME[feedback.FLOW.name] = feedback.FLOW  # opened proactively by the feedback journey, not by an intent
 FLOWS_BY_NAME[instructions.FLOW.name] = instructions.FLOW  # opened by small talk on a delivery instruction
+FLOWS_BY_NAME[csat.FLOW.name] = csat.FLOW  # opened by an agent's resolve (the one-tap CSAT question)

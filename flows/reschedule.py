@@ -13,6 +13,7 @@ emits `delivery.rescheduled`. Must never change an order without that yes.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import date, timedelta
@@ -22,6 +23,7 @@ from flows import instructions
 from flows.base import (
     END,
     HANDOFF,
+    Effect,
     EmitEvent,
     Escalate,
     Flow,
@@ -269,17 +271,9 @@ def confirm(slots: Mapping[str, Any], ctx: FlowContext) -> StepResult:
         return _propose(order, new_day, window or slots.get("window"), ctx, ruled_out=ruled_out)
     answer = yes_no(ctx)
     if answer == "yes":
-        chosen = date.fromisoformat(slots["date"])
-        chosen_window = slots.get("window")
-        return StepResult(next_state=END, effects=(
-            UpdateOrder(order.order_id, {"delivery_date": chosen, "delivery_window": chosen_window},
-                        event_type="rescheduled", note="customer chose a new delivery day"),
-            EmitEvent("delivery.rescheduled", order.order_id, {
-                "delivery_date": chosen.isoformat(), "delivery_window": chosen_window,
-                "previous_date": order.expected_date.isoformat() if order.expected_date else None,
-            }),
-            Reply("reschedule.done", {"order": order, "date": chosen, "window": chosen_window}, order_id=order.order_id),
-        ))
+        return StepResult(next_state=END, effects=rescheduled(order, date.fromisoformat(slots["date"]),
+                                                              slots.get("window"),
+                                                              note="customer chose a new delivery day"))
     if answer == "no":
         keep = {"order_id": order.order_id, "ruled_out": ruled_out} if ruled_out else {"order_id": order.order_id}
         return _ask_date(order, keep, ctx, template="reschedule.which_day_then")
@@ -289,6 +283,42 @@ def confirm(slots: Mapping[str, Any], ctx: FlowContext) -> StepResult:
                                                       "window": slots.get("window")}, order_id=order.order_id),),
         slots=dict(slots), expecting=Expecting.YES_NO, understood=False,
     )
+
+
+def rescheduled(order: OrderView, day: date, window: str | None, *, note: str) -> tuple[Effect, ...]:
+    """What a confirmed new delivery day does: the order changes (with its event), logistics hears
+    `delivery.rescheduled`, and the customer is told. The bot's yes and an agent's action share it."""
+    return (
+        UpdateOrder(order.order_id, {"delivery_date": day, "delivery_window": window},
+                    event_type="rescheduled", note=note),
+        EmitEvent("delivery.rescheduled", order.order_id, {
+            "delivery_date": day.isoformat(), "delivery_window": window,
+            "previous_date": order.expected_date.isoformat() if order.expected_date else None,
+        }),
+        Reply("reschedule.done", {"order": order, "date": day, "window": window}, order_id=order.order_id),
+    )
+
+
+def window_offered(window: str, ctx: FlowContext) -> bool:
+    """A window named outright: one of the shop's, or an exact `HH:MM-HH:MM` where it takes exact times."""
+    if window in (_settings(ctx).get("windows") or DEFAULT_WINDOWS):
+        return True
+    return bool(_settings(ctx).get("exact_times")) and re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d",
+                                                                   window) is not None
+
+
+def can_reschedule(order: OrderView) -> bool:
+    return order.status in RESCHEDULABLE
+
+
+def choice_problem(order: OrderView, day: date, window: str | None, ctx: FlowContext) -> str | None:
+    """Why a delivery day and window chosen outright (by an agent) cannot be booked, as a template key,
+    or None: the order's status, the shop's calendar (`date_problem`) and its delivery windows."""
+    if not can_reschedule(order):
+        return "reschedule.not_possible"
+    if window and not window_offered(window, ctx):
+        return "reschedule.time_not_offered"
+    return date_problem(day, ctx)
 
 
 def reprompt_date(slots: Mapping[str, Any], ctx: FlowContext) -> StepResult:

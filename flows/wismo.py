@@ -17,7 +17,21 @@ from datetime import timedelta
 from typing import Any
 
 from flows import reschedule, returns
-from flows.base import END, HANDOFF, Escalate, Flow, FlowContext, OrderView, Reply, State, StepResult, done
+from flows.base import (
+    END,
+    HANDOFF,
+    Effect,
+    EmitEvent,
+    Escalate,
+    Flow,
+    FlowContext,
+    OrderView,
+    Reply,
+    State,
+    StepResult,
+    UpdateOrder,
+    done,
+)
 from flows.common import CHOOSE_ORDER, choose_step, named_order, reask_which, select_order, yes_no
 from intents import Expecting
 
@@ -44,6 +58,24 @@ def not_received(order: OrderView, ctx: FlowContext) -> StepResult:
         Escalate(reason="not_received", order_id=order.order_id, urgent=True,
                  note=f"marked delivered, customer says not received: {ctx.text[:300]}"),
     ))
+
+
+# What a person's investigation of a "delivered, never received" order found (the agent records it).
+INVESTIGATION_OUTCOMES = ("found_delivered", "reshipped", "refunded")
+
+
+def investigation_closed(order: OrderView, outcome: str, *, note: str = "") -> tuple[Effect, ...]:
+    """The end of a not-received investigation: recorded on the order (with its event), sent to
+    logistics as `order.investigation_closed`, and told to the customer."""
+    data: dict[str, Any] = {"outcome": outcome}
+    if note:
+        data["note"] = note
+    return (
+        UpdateOrder(order.order_id, {"extra": {"investigation": outcome, "investigation_note": note}},
+                    event_type="investigation_closed", note=f"not received, investigated: {outcome}"),
+        EmitEvent("order.investigation_closed", order.order_id, data),
+        Reply(f"wismo.investigation_{outcome}", {"order": order}, order_id=order.order_id),
+    )
 
 
 def _says_not_received(ctx: FlowContext) -> bool:

@@ -40,9 +40,20 @@ def _clean(name: str) -> str:
     return name
 
 
+def _role(role: str) -> str:
+    from bot.core.vocab import AGENT_ROLES
+
+    if role not in AGENT_ROLES:
+        raise typer.BadParameter(f"one of {', '.join(AGENT_ROLES)}", param_hint="--role")
+    return role
+
+
 @agents_app.command("add")
 def add(name: Annotated[str, typer.Argument(help="The agent's name, as customers' conversations will show it.")],
-        rotate: Annotated[bool, typer.Option("--rotate", help="Give an existing agent a new token.")] = False) -> None:
+        rotate: Annotated[bool, typer.Option("--rotate", help="Give an existing agent a new token.")] = False,
+        role: Annotated[str | None, typer.Option(
+            "--role", help="viewer (reads, phones masked), agent (the default: works escalations, sees and calls "
+                           "the phone), or supervisor (also manages quick replies).")] = None) -> None:
     """Create an agent and print their inbox token (shown once)."""
     from rich.console import Console
     from rich.panel import Panel
@@ -58,7 +69,9 @@ def add(name: Annotated[str, typer.Argument(help="The agent's name, as customers
             typer.echo(f"Agent {name!r} already exists; use --rotate for a new token.", err=True)
             raise typer.Exit(1)
         if agent is None:
-            agent = Agent(name=name, token_sha256=token_digest(token))
+            agent = Agent(name=name, token_sha256=token_digest(token), role=_role(role or "agent"))
+        elif role is not None:
+            agent.role = _role(role)
         agent.token_sha256 = token_digest(token)
         agent.revoked_at = None
         session.add(agent)
@@ -78,14 +91,33 @@ def list_agents() -> None:
     from bot.core.models import Agent
 
     table = Table(title="Agents")
-    for column in ("name", "status", "created", "last seen"):
+    for column in ("name", "role", "status", "created", "last seen"):
         table.add_column(column)
     with _service().db.session() as session:
         for agent in session.exec(select(Agent).order_by(col(Agent.name))):
-            table.add_row(agent.name, "revoked" if agent.revoked_at else "active",
+            table.add_row(agent.name, agent.role, "revoked" if agent.revoked_at else "active",
                           agent.created_at.strftime("%Y-%m-%d %H:%M UTC"),
                           agent.last_seen_at.strftime("%Y-%m-%d %H:%M UTC") if agent.last_seen_at else "never")
     Console().print(table)
+
+
+@agents_app.command("role")
+def set_role(name: Annotated[str, typer.Argument(help="The agent.")],
+             role: Annotated[str, typer.Argument(help="viewer, agent or supervisor.")]) -> None:
+    """Change an agent's role; it applies to their open session at its next request."""
+    from sqlmodel import select
+
+    from bot.core.models import Agent
+
+    name, role = _clean(name), _role(role)
+    with _service().db.session() as session:
+        agent = session.exec(select(Agent).where(Agent.name == name)).first()
+        if agent is None:
+            typer.echo(f"No agent named {name!r}.", err=True)
+            raise typer.Exit(1)
+        agent.role = role
+        session.add(agent)
+    typer.echo(f"{name} is now a {role}.")
 
 
 @agents_app.command("revoke")

@@ -1,7 +1,7 @@
 """The `doorstep` command line (typer + rich): the root app and `main`.
 
 The commands live in one module per group (run, data, nlu, flows, telegram,
-whatsapp, agents, events, journeys), each adding itself with `register(app)`. Heavy SDKs
+whatsapp, agents, events, journeys, report), each adding itself with `register(app)`. Heavy SDKs
 are imported inside commands, never at module level, so `doorstep --help`,
 `chat` and `classify` stay fast.
 """
@@ -27,6 +27,7 @@ def _register_parts() -> None:
     from bot.cli import flows as cli_flows
     from bot.cli import journeys as cli_journeys
     from bot.cli import nlu as cli_nlu
+    from bot.cli import report as cli_report
     from bot.cli import run as cli_run
     from bot.cli import telegram as cli_telegram
     from bot.cli import viber as cli_viber
@@ -34,7 +35,7 @@ def _register_parts() -> None:
 
     # The order here is the order of `doorstep --help`: running and trying it first.
     for part in (cli_run, cli_data, cli_nlu, cli_flows, cli_telegram, cli_whatsapp, cli_viber, cli_agents, cli_events,
-                 cli_journeys):
+                 cli_journeys, cli_report):
         part.register(app)
 
 

@@ -17,7 +17,7 @@ from bot.core.runtime import Runtime
 from bot.store import consent, escalations, outbox
 from bot.store.conversations import render_buttons, render_reply
 from bot.store.orders import record_event
-from flows.base import EmitEvent, Escalate, Reply, SetOptOut, StepResult, UpdateOrder
+from flows.base import EmitEvent, Escalate, RateEscalation, Reply, SetOptOut, StepResult, UpdateOrder
 
 # Order fields a flow may change through UpdateOrder.
 UPDATABLE_ORDER_FIELDS = {"delivery_date", "delivery_window", "cod_status", "address_status", "shipping_address", "status", "extra"}
@@ -30,7 +30,9 @@ def sla_minutes(runtime: Runtime, *, urgent: bool) -> int:
 
 
 def apply_effects(*, session: Session, runtime: Runtime, conversation: Conversation, customer: Customer,
-           orders: list[Order], result: StepResult, turn: Turn, now: datetime, locale: str | None = None) -> None:
+           orders: list[Order], result: StepResult, turn: Turn, now: datetime, locale: str | None = None,
+           source: str = "bot") -> None:
+    """`source`: who made the order changes, on their order events (`bot`, or `agent` from the inbox)."""
     by_id = {o.order_id: o for o in orders}
     for effect in result.effects:
         if isinstance(effect, Reply):
@@ -62,7 +64,7 @@ def apply_effects(*, session: Session, runtime: Runtime, conversation: Conversat
                                          timers=("cod_reminder", "cod_escalation"),
                                          reason=f"cash on delivery {effect.changes['cod_status']}", now=now)
             if effect.event_type:
-                record_event(session=session, order=order, type_=effect.event_type, note=effect.note,
+                record_event(session=session, order=order, type_=effect.event_type, note=effect.note, source=source,
                              data={k: _jsonable(v) for k, v in effect.changes.items()})
         elif isinstance(effect, EmitEvent):
             order = by_id.get(effect.order_id or "")
@@ -75,6 +77,9 @@ def apply_effects(*, session: Session, runtime: Runtime, conversation: Conversat
                               reason=effect.reason, note=effect.note, now=now,
                               sla_minutes=sla_minutes(runtime, urgent=effect.urgent))
             turn.escalated = True
+        elif isinstance(effect, RateEscalation):
+            escalations.record_csat(session=session, escalation_id=effect.escalation_id, customer_id=customer.id or 0,
+                                    score=effect.score, now=now)
         elif isinstance(effect, SetOptOut):
             consent.set_consent(session, customer, effect.channel or conversation.channel, opted_out=effect.opted_out,
                                 source=effect.source, detail=effect.detail, now=now)

@@ -98,6 +98,10 @@ class Order(SQLModel, table=True):
     extra: dict[str, Any] = _json({})  # flow bookkeeping: cancel reason, NPS score, …
     created_at: datetime = _created()
     updated_at: datetime = _created()
+    # 0012_holdout (bot.core.holdout), fixed at creation: the global group (None = no experiment ran
+    # then) and each measured journey's arm in the form ",shipped=h,delayed=t," (one LIKE finds an arm).
+    holdout_group: str | None = Field(default=None, max_length=16, index=True)
+    holdout_journeys: str = Field(default="", max_length=600)
 
 
 class OrderEvent(SQLModel, table=True):
@@ -231,6 +235,7 @@ class LogisticsEvent(SQLModel, table=True):
 
 class Escalation(SQLModel, table=True):
     __tablename__ = "escalation"
+    __table_args__ = (sa.Index("ix_escalation_customer_id_created", "customer_id", "created_at"),)
 
     id: int | None = Field(default=None, primary_key=True)
     conversation_id: int = Field(foreign_key="conversation.id", index=True)
@@ -251,6 +256,14 @@ class Escalation(SQLModel, table=True):
     resolved_by: str | None = Field(default=None, max_length=100)
     ack_sent_at: datetime | None = _ts()  # the one "an agent will reply shortly" acknowledgement
     last_customer_message_at: datetime | None = _ts()
+    # 0011_inbox: working the escalation in the inbox
+    priority: str = Field(default="normal", max_length=8)  # low | normal | high | urgent
+    tags: list[str] = _json([])
+    snoozed_until: datetime | None = _ts()  # hidden from the working views until then (or the customer writes)
+    last_agent_reply_at: datetime | None = _ts()  # "waiting on customer" when later than their last message
+    csat_score: int | None = None  # 1-5, the customer's one-tap answer after the resolve
+    csat_asked_at: datetime | None = _ts()
+    csat_at: datetime | None = _ts()
 
 
 class Agent(SQLModel, table=True):
@@ -264,6 +277,54 @@ class Agent(SQLModel, table=True):
     revoked_at: datetime | None = _ts()
     last_seen_at: datetime | None = _ts()
     created_at: datetime = _created()
+    role: str = Field(default="agent", max_length=16)  # 0011_inbox: viewer | agent | supervisor
+
+
+class EscalationNote(SQLModel, table=True):
+    """The inbox's internal record of an escalation: notes, call outcomes, order actions, hand-overs.
+
+    Never sent to the customer. `body` may hold what an agent wrote about the customer, so erasure
+    clears it with the rest of the customer's data."""
+
+    __tablename__ = "escalation_note"
+
+    id: int | None = Field(default=None, primary_key=True)
+    escalation_id: int = Field(foreign_key="escalation.id", index=True)
+    customer_id: int = Field(foreign_key="customer.id", index=True)
+    kind: str = Field(max_length=16)  # note | call | action | assign
+    author: str = Field(max_length=100)
+    body: str = Field(default="", sa_column=sa.Column(sa.Text(), nullable=False))
+    outcome: str | None = Field(default=None, max_length=40)  # a call's outcome, an action's name
+    created_at: datetime = _created()
+
+
+class InboxPresence(SQLModel, table=True):
+    """Who has an escalation open in the inbox right now (their page's heartbeat), for the
+    "another agent is here" warning. Rows older than `casework.PRESENCE_SECONDS` mean nothing."""
+
+    __tablename__ = "inbox_presence"
+    __table_args__ = (sa.UniqueConstraint("escalation_id", "agent", name="uq_inbox_presence_escalation_agent"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    escalation_id: int = Field(foreign_key="escalation.id", index=True)
+    agent: str = Field(max_length=100)
+    seen_at: datetime = Field(sa_column=sa.Column(UTCDateTime(), nullable=False))
+
+
+class QuickReply(SQLModel, table=True):
+    """A canned reply for the inbox, per locale; `{{name}}`, `{{order_id}}`, `{{delivery_date}}` are filled in."""
+
+    __tablename__ = "quick_reply"
+    __table_args__ = (sa.UniqueConstraint("locale", "label", name="uq_quick_reply_locale_label"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    locale: str = Field(max_length=16, index=True)
+    label: str = Field(max_length=60)
+    text: str = Field(sa_column=sa.Column(sa.Text(), nullable=False))
+    position: int = 0
+    updated_by: str = Field(default="", max_length=100)
+    created_at: datetime = _created()
+    updated_at: datetime = _created()
 
 
 class KeyValue(SQLModel, table=True):

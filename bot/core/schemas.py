@@ -120,6 +120,15 @@ class CustomerOut(BaseModel):
     email: str | None = None
 
 
+class HoldoutOut(BaseModel):
+    """The order's holdout groups (bot.core.holdout), fixed when it was created."""
+
+    group: Literal["treatment", "holdout"] | None = Field(
+        None, description="global group; null when no experiment ran when the order was created")
+    journeys: dict[str, Literal["treatment", "holdout"]] = Field(
+        default_factory=dict, description="arm of each journey measured on its own")
+
+
 class OrderOut(BaseModel):
     order_id: str
     customer: CustomerOut
@@ -140,6 +149,8 @@ class OrderOut(BaseModel):
     eta: date | None
     created_at: datetime
     updated_at: datetime
+    holdout: HoldoutOut = Field(default_factory=HoldoutOut,
+                                description="holdout groups: a held-out order gets no proactive message of that journey")
 
 
 class OrderEventIn(_Strict):

@@ -13,6 +13,7 @@ the line and the problem. This module never reads the database or sends.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from copy import deepcopy
 from dataclasses import dataclass
 from datetime import time, timedelta
@@ -44,6 +45,9 @@ DEFAULTS: dict[str, Any] = {
     "reschedule": {"max_days_ahead": 7, "non_delivery_weekdays": ["sunday"], "holidays": []},
     "returns": {"window_days": 7, "policy": ""},
     "escalation": {"sla_minutes": 30, "ack_message": True},
+    # The agent inbox: quick replies per locale (added to data/quick_replies.yml), the approved WhatsApp
+    # templates an agent may pick outside the 24-hour window, and the one-tap CSAT question after a resolve.
+    "inbox": {"quick_replies": {}, "whatsapp_templates": [], "csat": False},
     "contact_policy": {
         "quiet_hours": "21:00-08:00",
         "caps": {"per_order_per_day": 4, "marketing_per_customer_per_week": 1},
@@ -87,7 +91,12 @@ DEFAULTS: dict[str, Any] = {
         "reorder": _journey(valid_for="3d", priority="marketing"),
         "address_clarification": _journey(valid_for="24h", reply_window="24h"),
     },
+    # Measuring Doorstep (bot.core.holdout, bot.reports): who gets no proactive messages, and what a message costs.
+    "holdout": {"salt": "", "share": 0.0, "journeys": {}},
+    "outcomes": {"currency": "USD", "prices": {}, "minimum_effect": 0.2, "maturity": "14d"},
 }
+PRICED_CHANNELS = ("sms", "whatsapp", "telegram", "console")
+_COUNTRY = re.compile(r"^[A-Z]{2}$")
 
 _DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w)\s*$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -174,7 +183,7 @@ def _validate(data: dict[str, Any], lines: dict[tuple[str, ...], int]) -> list[t
     for key in data:
         if key not in DEFAULTS:
             bad((key,), f"unknown setting (known: {', '.join(sorted(DEFAULTS))})")
-    for section in ("reschedule", "returns", "escalation", "contact_policy", "journeys"):
+    for section in ("reschedule", "returns", "escalation", "contact_policy", "journeys", "inbox"):
         if section in data and not isinstance(data[section], dict):
             bad((section,), "must be a mapping")
     for key in ("shop_name", "support_contact", "review_link"):
@@ -183,6 +192,10 @@ def _validate(data: dict[str, Any], lines: dict[tuple[str, ...], int]) -> list[t
     review = data.get("review_link")
     if isinstance(review, str) and review and not review.startswith(("https://", "http://")):
         bad(("review_link",), "must be an http(s) URL")
+
+    inbox = data.get("inbox")
+    if isinstance(inbox, dict):
+        problems.extend(_inbox_problems(inbox, bad))
 
     policy = data.get("contact_policy")
     if isinstance(policy, dict):
@@ -240,6 +253,7 @@ def _validate(data: dict[str, Any], lines: dict[tuple[str, ...], int]) -> list[t
 
                     if not isinstance(value, str) or not has_template(value):
                         bad(where, f"no reply template named {value!r} in data/templates/")
+    _validate_measurement(data, bad)
     return problems
 
 
@@ -294,6 +308,88 @@ def _validate_messaging(section: Any, bad: Any) -> None:
             else:
                 bad(("messaging", "pricing", key), "unknown setting (known: currency, email, sms, viber, whatsapp, "
                                                    "whatsapp_fee)")
+
+
+def _inbox_problems(inbox: dict[str, Any], bad: Any) -> list[tuple[int, str]]:
+    """`inbox:` — quick_replies (locale: [{label, text}]), whatsapp_templates ([{kind, label, text}]), csat."""
+    for key in inbox:
+        if key not in DEFAULTS["inbox"]:
+            bad(("inbox", key), "unknown setting (known: csat, quick_replies, whatsapp_templates)")
+    if "csat" in inbox and not isinstance(inbox["csat"], bool):
+        bad(("inbox", "csat"), f"must be true or false, not {inbox['csat']!r}")
+    quick = inbox.get("quick_replies")
+    if quick is not None and not isinstance(quick, dict):
+        bad(("inbox", "quick_replies"), "must map a locale (en, es, hi-Latn) to a list of {label, text}")
+    elif isinstance(quick, dict):
+        for locale, items in quick.items():
+            if not isinstance(items, list) or not all(isinstance(i, dict) and i.get("label") and i.get("text")
+                                                      for i in items):
+                bad(("inbox", "quick_replies", str(locale)), "must be a list of {label, text}")
+    templates = inbox.get("whatsapp_templates")
+    if templates is not None and (not isinstance(templates, list) or not all(
+            isinstance(t, dict) and t.get("kind") and t.get("text") for t in templates)):
+        bad(("inbox", "whatsapp_templates"), "must be a list of {kind, label, text}")
+    return []
+
+
+def _share(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int | float) and 0 <= value <= 0.5
+
+
+def _validate_measurement(data: dict[str, Any], bad: Callable[[tuple[str, ...], str], None]) -> None:
+    """`holdout` and `outcomes`: shares in [0, 0.5], journey names, a price table of numbers >= 0."""
+    holdout = data.get("holdout")
+    if holdout is not None and not isinstance(holdout, dict):
+        bad(("holdout",), "must be a mapping")
+    elif isinstance(holdout, dict):
+        for key, value in holdout.items():
+            if key not in DEFAULTS["holdout"]:
+                bad(("holdout", str(key)), "unknown setting (known: journeys, salt, share)")
+            elif key == "salt" and not isinstance(value, str):
+                bad(("holdout", "salt"), "must be a string")
+            elif key == "share" and not _share(value):
+                bad(("holdout", "share"), f"must be a share between 0 and 0.5, not {value!r}")
+            elif key == "journeys" and not isinstance(value, dict):
+                bad(("holdout", "journeys"), "must be a mapping of journey: share")
+            elif key == "journeys":
+                for name, share in value.items():
+                    if name not in JOURNEY_NAMES:
+                        bad(("holdout", "journeys", str(name)), f"unknown journey (known: {', '.join(JOURNEY_NAMES)})")
+                    elif not _share(share):
+                        bad(("holdout", "journeys", str(name)), f"must be a share between 0 and 0.5, not {share!r}")
+    outcomes = data.get("outcomes")
+    if outcomes is not None and not isinstance(outcomes, dict):
+        bad(("outcomes",), "must be a mapping")
+    elif isinstance(outcomes, dict):
+        for key, value in outcomes.items():
+            where = ("outcomes", str(key))
+            if key not in DEFAULTS["outcomes"]:
+                bad(where, "unknown setting (known: currency, maturity, minimum_effect, prices)")
+            elif key == "currency" and not (isinstance(value, str) and re.fullmatch(r"[A-Z]{3}", value)):
+                bad(where, f"must be an ISO 4217 code like USD, not {value!r}")
+            elif key == "maturity":
+                try:
+                    parse_duration(value)
+                except ValueError as exc:
+                    bad(where, str(exc))
+            elif key == "minimum_effect" and (isinstance(value, bool) or not isinstance(value, int | float)
+                                              or not 0 < value < 1):
+                bad(where, f"must be a relative change between 0 and 1 (0.2 = 20 %), not {value!r}")
+            elif key == "prices" and not isinstance(value, dict):
+                bad(where, "must be a mapping of channel: {country: price}")
+            elif key == "prices":
+                for channel, table in value.items():
+                    if channel not in PRICED_CHANNELS:
+                        bad((*where, str(channel)), f"unknown channel (known: {', '.join(PRICED_CHANNELS)})")
+                    elif not isinstance(table, dict):
+                        bad((*where, str(channel)), "must be a mapping of country (e.g. IN, or default): price")
+                    else:
+                        for country, price in table.items():
+                            if country != "default" and not _COUNTRY.match(str(country)):
+                                bad((*where, str(channel), str(country)),
+                                    "must be a two-letter country code (ISO 3166, e.g. IN) or default")
+                            elif isinstance(price, bool) or not isinstance(price, int | float) or price < 0:
+                                bad((*where, str(channel), str(country)), f"must be a price >= 0, not {price!r}")
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:

@@ -18,6 +18,10 @@ class Owner(StrEnum):
     RESOLVED = "resolved"
 
 
+# What an inbox login may do: a viewer reads (phones masked); an agent works escalations (full phone,
+# calls, order actions); a supervisor also manages the shop's quick replies.
+AGENT_ROLES = ("viewer", "agent", "supervisor")
+
 # While a person owns the conversation, the bot neither answers nor sends automatic messages.
 HUMAN_OWNERS: frozenset[str] = frozenset({Owner.WAITING_HUMAN, Owner.HUMAN})
 

@@ -41,7 +41,7 @@ from bot.core.vocab import (
 from bot.journeys.timers import JourneyTimers
 from bot.store import consent, conversations, outbox
 from bot.store.erasure import erasure_salt
-from bot.store.orders import ALLOWED_FROM, TERMINAL
+from bot.store.orders import ALLOWED_FROM, TERMINAL, holdout_of
 from flows.proactive import NotApplicable
 
 
@@ -124,6 +124,8 @@ class Journeys(JourneyTimers):
         hours, its `valid_for` expiry and dedupe. Returns the queued question, None when not asked.
         """
         if order.address_status != "needs_clarification" or not self.enabled("address_clarification"):
+            return None
+        if holdout_of(order).holds_out("address_clarification"):
             return None
         if order.payment_method == "cod" and order.cod_status == "pending":
             return None

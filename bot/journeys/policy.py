@@ -33,7 +33,7 @@ from bot.core.vocab import (
 )
 from bot.journeys import records
 from bot.store import conversations, outbox
-from bot.store.orders import order_view
+from bot.store.orders import holdout_of, order_view
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ class Planned:
     """What the policy decided for one journey message (for tests, simulate and logs)."""
 
     journey: str
-    decision: str  # queued | scheduled | capped | opted_out | disabled | duplicate | stale | no_channel
+    decision: str  # queued | scheduled | capped | opted_out | disabled | holdout | duplicate | stale | no_channel
     message: Message | None = None
     due_at: datetime | None = None
     channel: str | None = None
@@ -131,6 +131,8 @@ class ContactPolicy:
         spec = self.spec(journey)
         if not spec.get("enabled", False):
             return Planned(journey, "disabled")
+        if holdout_of(order).holds_out(journey):
+            return Planned(journey, "holdout")  # the order measures life without this journey (bot.core.holdout)
         if customer.erased_at is not None or customer.opted_out_channels:
             return Planned(journey, "opted_out")
         channel = self.channel_for(customer, spec)

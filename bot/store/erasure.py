@@ -4,7 +4,7 @@
 holds the customer's data or points at it: name, phone, Telegram id and link
 token, addresses, tracking number and URL, order item extras, message texts,
 media and extracted entities, provider ids and error texts that embed the
-chat id or number, conversation slots, escalation notes and context packets
+chat id or number, conversation slots, escalation notes, agents' internal notes and context packets
 (open escalations are closed: nobody is left to answer), order-event notes
 and data, logistics feed payloads, outbox payloads, and the Chatwoot contact
 and conversation the escalations were mirrored to. It cancels the customer's
@@ -42,6 +42,7 @@ from bot.core.models import (
     Conversation,
     Customer,
     Escalation,
+    EscalationNote,
     JourneyTimer,
     KeyValue,
     LogisticsEvent,
@@ -63,8 +64,8 @@ KEPT_ITEM_FIELDS = ("sku", "name", "qty", "price")
 CHECKPOINT_WAIT_MS = 5000
 # Every table erase_customer writes to: the ones whose freed space must be reclaimed afterwards.
 TOUCHED_TABLES = tuple(str(model.__tablename__) for model in (
-    Customer, Order, OrderEvent, LogisticsEvent, Conversation, Message, Outbox, Escalation, JourneyTimer,
-    ChatwootLink))
+    Customer, Order, OrderEvent, LogisticsEvent, Conversation, Message, Outbox, Escalation, EscalationNote,
+    JourneyTimer, ChatwootLink))
 
 
 @dataclass(frozen=True)
@@ -246,6 +247,10 @@ def _erase_escalations(session: Session, customer_id: int, now: datetime) -> Non
             escalation.resolved_by = "erasure"
         session.add(escalation)
     escalation_ids = [e.id or 0 for e in escalations]
+    # Agents' notes and call outcomes may quote the customer: their text goes, the record that work was done stays.
+    for note in session.exec(select(EscalationNote).where(EscalationNote.customer_id == customer_id)):
+        note.body = ""
+        session.add(note)
     for link in session.exec(select(ChatwootLink).where(col(ChatwootLink.escalation_id).in_(escalation_ids or [-1]))):
         # Chatwoot keeps its own copy of the contact; the operator deletes it there (docs/privacy.md).
         link.chatwoot_contact_id = None

@@ -127,6 +127,7 @@ def on_inbound_while_human(*, session: Session, conversation: Conversation, cust
         escalation = create_escalation(session=session, conversation=conversation, customer=customer, order=None,
                                        reason="customer_waiting", sla_minutes=sla, now=now)
     escalation.last_customer_message_at = now
+    escalation.snoozed_until = None  # the customer wrote: back in the working views at once
     escalation.updated_at = now
     session.add(escalation)
     ack = (config.get("escalation") or {}).get("ack_message", True)
@@ -243,6 +244,34 @@ def assign(*, session: Session, escalation_id: int, agent: str, now: datetime | 
     return escalation
 
 
+def answered(*, session: Session, escalation: Escalation, conversation: Conversation, agent: str,
+             now: datetime) -> None:
+    """An agent told the customer something (a reply, an order action): the first answer takes the
+    escalation, the SLA's first response is met, and it is now the customer's turn."""
+    if escalation.status == "open":
+        escalation.status = "assigned"
+        escalation.assignee = escalation.assignee or agent
+        escalation.assigned_at = escalation.assigned_at or now
+    escalation.first_response_at = escalation.first_response_at or now
+    escalation.last_agent_reply_at = now
+    escalation.updated_at = now
+    conversation.owner = Owner.HUMAN
+    conversation.updated_at = now
+    session.add(escalation)
+    session.add(conversation)
+
+
+def locked_for_agent(*, session: Session, escalation_id: int) -> tuple[Escalation, Conversation]:
+    """The escalation an agent acts on, with its conversation row locked (so the action and an inbound
+    message never interleave); `Conflict` once it is resolved."""
+    escalation = _escalation(session, escalation_id)
+    conversation = _locked_conversation(session, escalation)
+    session.refresh(escalation)
+    if escalation.status == "resolved":
+        raise Conflict(f"escalation {escalation_id} is resolved; the bot owns the conversation again")
+    return escalation, conversation
+
+
 def whatsapp_window_open(session: Session, conversation: Conversation, now: datetime) -> bool | None:
     """Whether the agent may write free-form on WhatsApp now (the dispatcher's rule); None off WhatsApp."""
     if conversation.channel != "whatsapp":
@@ -251,9 +280,12 @@ def whatsapp_window_open(session: Session, conversation: Conversation, now: date
 
 
 def agent_reply(*, session: Session, escalation_id: int, agent: str, text: str,
-                now: datetime | None = None) -> AgentReply:
+                now: datetime | None = None, whatsapp_template: tuple[str, dict[str, str]] | None = None) -> AgentReply:
     """Queue the agent's reply on the customer's own channel (the dispatcher applies the WhatsApp
-    window: a template or SMS fallback outside it). The first reply takes ownership."""
+    window: a template or SMS fallback outside it). The first reply takes ownership.
+
+    `whatsapp_template`: (kind, Content variables) of an approved template the agent picked, for a
+    closed window: the message goes with that kind, so the channel sends its Content SID."""
     now = now or session_now(session)
     agent = _clean_agent(agent)
     text = text.replace("\x00", "").strip()
@@ -261,32 +293,22 @@ def agent_reply(*, session: Session, escalation_id: int, agent: str, text: str,
         raise InvalidInput("text", "must not be empty")
     if len(text) > MAX_AGENT_REPLY:
         raise TooLong("text", f"at most {MAX_AGENT_REPLY} characters")
-    escalation = _escalation(session, escalation_id)
-    conversation = _locked_conversation(session, escalation)
-    session.refresh(escalation)
-    if escalation.status == "resolved":
-        raise Conflict(f"escalation {escalation_id} is resolved; the bot owns the conversation again")
+    escalation, conversation = locked_for_agent(session=session, escalation_id=escalation_id)
     customer = session.get(Customer, escalation.customer_id)
     assert customer is not None
     channel = conversation.channel
     if channel in customer.opted_out_channels:
         raise CustomerOptedOut(f"the customer opted out of {channel}; the reply was not queued")
+    payload: dict[str, Any] = {"escalation_id": escalation.id, "agent": agent}
+    template = f"{AGENT_TEMPLATE_PREFIX}{agent}"[:80]
+    if whatsapp_template is not None:
+        template, payload["template_vars"] = whatsapp_template[0][:80], dict(whatsapp_template[1])
     message = outbox.enqueue_message(
         session=session, customer=customer, channel=channel, text=text, conversation_id=conversation.id,
-        order_pk=escalation.order_pk, template=f"{AGENT_TEMPLATE_PREFIX}{agent}"[:80], now=now,
-        payload={"escalation_id": escalation.id, "agent": agent},
+        order_pk=escalation.order_pk, template=template, now=now, payload=payload,
     )
     assert message is not None  # no dedupe key: never deduplicated
-    if escalation.status == "open":
-        escalation.status = "assigned"
-        escalation.assignee = escalation.assignee or agent
-        escalation.assigned_at = escalation.assigned_at or now
-    escalation.first_response_at = escalation.first_response_at or now
-    escalation.updated_at = now
-    conversation.owner = Owner.HUMAN
-    conversation.updated_at = now
-    session.add(escalation)
-    session.add(conversation)
+    answered(session=session, escalation=escalation, conversation=conversation, agent=agent, now=now)
     window = whatsapp_window_open(session, conversation, now)
     delivery = "whatsapp_template_or_sms_fallback" if window is False else "free_form"
     log.info("agent reply queued escalation=%s channel=%s delivery=%s", escalation.id, channel, delivery)
@@ -327,6 +349,19 @@ def resolve(*, session: Session, escalation_id: int, agent: str, note: str = "",
     return escalation
 
 
+def record_csat(*, session: Session, escalation_id: int, customer_id: int, score: int, now: datetime) -> bool:
+    """Store the customer's 1-5 rating of a resolved escalation they were asked about (once; only their own)."""
+    escalation = session.get(Escalation, escalation_id)
+    if (escalation is None or escalation.customer_id != customer_id or escalation.csat_asked_at is None
+            or escalation.csat_score is not None or not 1 <= score <= 5):
+        return False
+    escalation.csat_score = score
+    escalation.csat_at = now
+    session.add(escalation)
+    log.info("csat recorded escalation=%s score=%s", escalation.id, score)
+    return True
+
+
 # ------------------------------------------------------------------ reading
 
 
@@ -358,6 +393,7 @@ def transcript(*, session: Session, conversation_id: int, after_id: int = 0,
     # The dispatcher moves a message to SMS when WhatsApp refuses it (window closed) and notes
     # `fallback_from` on its outbox row: that is what tells the agent which way it went.
     requested: dict[int, str] = {}
+    sent_by: dict[int, str] = {}  # an agent's message sent as an approved WhatsApp template (its kind is no "agent:")
     out_ids = [m.id for m in messages if m.direction == "out" and m.id is not None]
     if out_ids:
         for message_id, payload in session.exec(
@@ -365,11 +401,14 @@ def transcript(*, session: Session, conversation_id: int, after_id: int = 0,
         ):
             if message_id is not None and isinstance(payload, dict) and payload.get("fallback_from"):
                 requested[message_id] = str(payload["fallback_from"])
+            if message_id is not None and isinstance(payload, dict) and payload.get("agent"):
+                sent_by[message_id] = str(payload["agent"])
     rows = []
     for m in messages:
         template = m.template or ""
         author = "customer" if m.direction == "in" else (
-            template[len(AGENT_TEMPLATE_PREFIX):] if template.startswith(AGENT_TEMPLATE_PREFIX) else "bot")
+            template[len(AGENT_TEMPLATE_PREFIX):] if template.startswith(AGENT_TEMPLATE_PREFIX)
+            else sent_by.get(m.id or 0, "bot"))
         asked_for = requested.get(m.id or 0) or m.channel
         rows.append({
             "id": m.id, "direction": m.direction, "author": author,
@@ -425,6 +464,11 @@ def escalation_view(*, session: Session, escalation: Escalation, now: datetime,
         "overdue": escalation.status != "resolved" and left is not None and left < 0,
         "ack_sent": escalation.ack_sent_at is not None,
         "last_customer_message_at": escalation.last_customer_message_at,
+        "priority": escalation.priority,
+        "tags": list(escalation.tags),
+        "snoozed_until": escalation.snoozed_until,
+        "csat_score": escalation.csat_score,
+        "csat_at": escalation.csat_at,
         "whatsapp_window_open": whatsapp_window_open(session, conversation, now) if conversation else None,
         "notification": notification_status(session=session, escalation_id=escalation.id or 0),
         "created_at": escalation.created_at,

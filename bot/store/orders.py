@@ -17,8 +17,9 @@ from sqlmodel import Session, col, select
 
 from bot.core.db import session_now, try_insert
 from bot.core.errors import Conflict, NotFound
+from bot.core.holdout import Assignment, assignment_of, encode_journeys
 from bot.core.models import Customer, Order, OrderEvent
-from bot.core.schemas import CustomerIn, CustomerOut, OrderEventIn, OrderIn, OrderOut
+from bot.core.schemas import CustomerIn, CustomerOut, HoldoutOut, OrderEventIn, OrderIn, OrderOut
 from flows.address import address_needs_clarification
 from flows.base import CustomerView, OrderView
 
@@ -91,11 +92,12 @@ def get_order(*, session: Session, order_id: str) -> Order:
     return order
 
 
-def upsert_order(*, session: Session, order_in: OrderIn) -> tuple[Order, bool]:
+def upsert_order(*, session: Session, order_in: OrderIn, holdout: Assignment | None = None) -> tuple[Order, bool]:
     """Create the order, or update it in place when `order_id` exists (idempotent).
 
     Returns (order, created). Status, delivery choices and COD state are owned
-    by events and conversations, so an update never resets them.
+    by events and conversations, so an update never resets them; nor is the
+    holdout assignment (`holdout`, stored only when the order is created).
     """
     customer, _ = get_or_create_customer(session=session, phone=order_in.customer.phone,
                                          telegram_chat_id=order_in.customer.telegram_chat_id)
@@ -131,6 +133,8 @@ def upsert_order(*, session: Session, order_in: OrderIn) -> tuple[Order, bool]:
         status="placed",
         cod_status="pending" if order_in.payment_method == "cod" else None,
         address_status=order_in.address_status or ("needs_clarification" if address_needs_clarification(address) else "ok"),
+        holdout_group=holdout.group if holdout else None,
+        holdout_journeys=encode_journeys(holdout.journeys) if holdout else "",
         **fields,
     )
     if not try_insert(session, order):
@@ -254,7 +258,17 @@ def order_public(order: Order, customer: Customer) -> OrderOut:
         eta=order.eta,
         created_at=order.created_at,
         updated_at=order.updated_at,
+        holdout=holdout_public(order),
     )
+
+
+def holdout_of(order: Order) -> Assignment:
+    return assignment_of(order.holdout_group, order.holdout_journeys)
+
+
+def holdout_public(order: Order) -> HoldoutOut:
+    assignment = holdout_of(order)
+    return HoldoutOut(group=assignment.group, journeys=assignment.journeys)
 
 
 def today_in(tz: str, now: datetime) -> date:

@@ -40,7 +40,10 @@ def get_session(request: Request) -> Iterator[Session]:
         yield session
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+# Committed when the route returns, before the response is sent (scope="function"): a client never
+# hears "done" (or follows a redirect to a page showing the change) before the change is committed,
+# and a failed commit is the response's error, not a silent loss after it.
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
 def get_read_session(request: Request) -> Iterator[Session]:

@@ -27,12 +27,12 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 import jinja2
-import yaml
 from fastapi import APIRouter, Form, Request, status
 from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
+from bot.conversation import agent_actions
 from bot.core.db import session_now
 from bot.core.errors import (
     Conflict,
@@ -44,11 +44,11 @@ from bot.core.errors import (
     NotHeld,
     TooLong,
 )
-from bot.core.models import Agent, Escalation
-from bot.core.replies import DATA_DIR
+from bot.core.models import Agent, Conversation, Customer, Escalation, Order
 from bot.core.urls import safe_link
-from bot.store import escalations, holds
+from bot.store import casework, escalations, holds, quick_replies, worklist
 from bot.store.auth import check_api_key
+from bot.store.orders import customer_orders
 from bot.web.deps import ReadSessionDep, ServiceDep, SessionDep
 from bot.web.inbox_session import (
     LOGIN_CSRF_COOKIE,
@@ -57,7 +57,9 @@ from bot.web.inbox_session import (
     ActingAgentDep,
     AgentSession,
     PageAgentDep,
+    PresentAgentDep,
     ScriptAgentDep,
+    SearchingAgentDep,
     agent_fingerprint,
     check_csrf,
     cookie_flags,
@@ -74,7 +76,6 @@ router = APIRouter(prefix="/inbox", tags=["inbox"], include_in_schema=False)
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates" / "inbox"
 STATIC_DIR = Path(__file__).resolve().parent / "static"
-QUICK_REPLIES_FILE = DATA_DIR / "quick_replies.yml"
 NOTICES = {
     "sent": "Reply queued. It goes out on the customer's channel in a moment.",
     "fallback": "Reply queued. The WhatsApp 24-hour window is closed, so it goes as a template or by SMS.",
@@ -87,6 +88,17 @@ NOTICES = {
     "held_sent": "The held message is queued. It goes out on the customer's channel in a moment.",
     "held_obsolete": "That message is obsolete (expired, or a later order status replaced it); it was not sent.",
     "held_gone": "That message is no longer held.",
+    "quick_saved": "Quick reply saved. Agents see it in conversations in that language.",
+    "quick_deleted": "Quick reply deleted.",
+    "template_unknown": "That is not one of the shop's approved WhatsApp templates; nothing was sent.",
+    "template_sent": "Template queued: it goes out on WhatsApp as the approved template.",
+    "acted": "Done: the order is updated, logistics is told, and the customer gets a message in their language.",
+    "noted": "Note added (internal: the customer never sees it).",
+    "called": "Call outcome recorded.",
+    "handed": "Assignment changed.",
+    "labelled": "Priority and tags saved.",
+    "snoozed": "Snoozed: it comes back at that time, or as soon as the customer writes.",
+    "woken": "Back in the working views.",
 }
 EscalationId = Annotated[int, PathParam(ge=1, le=2**31 - 1)]
 # Failed logins per client address, per running app (in memory): enough to slow guessing to a crawl.
@@ -132,17 +144,6 @@ def _render(name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
         "default-src 'self'; img-src 'self' https: data:; style-src 'self'; script-src 'self'; "
         "frame-ancestors 'none'; form-action 'self'")
     return response
-
-
-def quick_replies() -> list[dict[str, str]]:
-    """Canned replies from data/quick_replies.yml (a missing or broken file = none, never a 500)."""
-    try:
-        loaded = yaml.safe_load(QUICK_REPLIES_FILE.read_text(encoding="utf-8")) or []
-    except (OSError, yaml.YAMLError):
-        log.warning("quick replies unreadable: %s", QUICK_REPLIES_FILE.name)
-        return []
-    return [{"label": str(q["label"]), "text": str(q["text"])} for q in loaded
-            if isinstance(q, dict) and q.get("label") and q.get("text")]
 
 
 # ------------------------------------------------------------------ login
@@ -226,29 +227,76 @@ def script() -> Response:
 # ------------------------------------------------------------------ pages
 
 
-def _list_items(session: Session, service: Any) -> list[dict[str, Any]]:
-    now = service.now()
-    items = []
-    for escalation in escalations.list_escalations(session=session, status="open"):
-        view = escalations.escalation_view(session=session, escalation=escalation, now=now)
-        lines = view["transcript"] or []
-        view["waiting"] = bool(lines) and lines[-1]["author_kind"] == "customer"
-        said = [line for line in lines if line["author_kind"] == "customer"]
-        view["last_text"] = said[-1]["text"][:140] if said else ""  # what the customer last said
-        view["transcript"] = None
-        items.append(view)
-    return items
+def _work(session: Session, service: Any, agent: AgentSession, work: worklist.WorkFilter) -> worklist.WorkPage:
+    return worklist.find_work(session=session, agent=agent.name, work=work, now=service.now())
+
+
+def _work_filter(values: dict[str, str]) -> worklist.WorkFilter:
+    """The filter from a query string or a posted search form. A view button pressed wins; a search
+    without one looks through everything (resolved included), so nothing found hides in another view."""
+    view = values.get("view") or ("all" if values.get("q") else values.get("current_view", ""))
+    return worklist.work_filter(view=view, **{k: values.get(k, "") for k in FILTER_FIELDS})
+
+
+FILTER_FIELDS = ("q", "reason", "channel", "language", "age", "priority", "tag", "sort")
+
+
+def _list_page(request: Request, agent: AgentSession, session: Session, service: Any, values: dict[str, str]) -> Response:
+    try:
+        work = _work_filter(values)
+    except InvalidInput as exc:
+        work, error = worklist.WorkFilter(), str(exc)
+    else:
+        error = ""
+    page = _work(session, service, agent, work)
+    return _render("list.html", status_code=422 if error else 200, agent=agent, page=page, work=work, error=error,
+                   views=worklist.VIEWS, view_labels=worklist.VIEW_LABELS, facets=worklist.facets(session),
+                   ages=worklist.AGES, sorts=worklist.SORTS, priorities=worklist.PRIORITIES,
+                   tz=service.runtime.timezone, me=agent.name,
+                   notice=NOTICES.get(request.query_params.get("n", ""), ""))
 
 
 @router.get("", response_class=HTMLResponse)
 def inbox_list(request: Request, agent: PageAgentDep, session: ReadSessionDep, service: ServiceDep) -> Response:
-    return _render("list.html", agent=agent, items=_list_items(session, service), tz=service.runtime.timezone,
-                   notice=NOTICES.get(request.query_params.get("n", ""), ""))
+    """A view of the work: filters in the query string (never a search text: that is posted)."""
+    values = {k: v for k, v in request.query_params.items() if k != "q"}
+    return _list_page(request, agent, session, service, values)
 
 
-@router.get("/partials/list", response_class=HTMLResponse)
-def inbox_list_rows(agent: ScriptAgentDep, session: ReadSessionDep, service: ServiceDep) -> Response:
-    return _render("_rows.html", items=_list_items(session, service), tz=service.runtime.timezone)
+@router.post("", response_class=HTMLResponse)
+async def inbox_search(request: Request, agent: SearchingAgentDep, session: ReadSessionDep,
+                       service: ServiceDep) -> Response:
+    """The search form: posted, so a phone number or a name never lands in a URL or an access log."""
+    return _list_page(request, agent, session, service, await _form_values(request))
+
+
+async def _form_values(request: Request) -> dict[str, str]:
+    form = await request.form()
+    return {k: str(v)[:200] for k, v in form.items() if isinstance(v, str)}
+
+
+def _rows_json(agent: AgentSession, session: Session, service: Any, values: dict[str, str]) -> Response:
+    try:
+        work = _work_filter(values)
+    except InvalidInput as exc:
+        return JSONResponse({"detail": str(exc)}, status_code=422)
+    page = _work(session, service, agent, work)
+    html = _env().get_template("_rows.html").render(page=page, work=work, tz=service.runtime.timezone, me=agent.name)
+    return JSONResponse({"html": html, "counts": page.counts, "total": page.total, "view": work.view},
+                        headers={"Cache-Control": "no-store"})
+
+
+@router.get("/partials/list")
+def inbox_list_rows(request: Request, agent: ScriptAgentDep, session: ReadSessionDep, service: ServiceDep) -> Response:
+    """Polled by the list page: the rows and every view's count."""
+    return _rows_json(agent, session, service, {k: v for k, v in request.query_params.items() if k != "q"})
+
+
+@router.post("/partials/list")
+async def inbox_search_rows(request: Request, agent: SearchingAgentDep, session: ReadSessionDep,
+                            service: ServiceDep) -> Response:
+    """Polled by the list page while a search is shown (the search text is posted, never in the URL)."""
+    return _rows_json(agent, session, service, await _form_values(request))
 
 
 def _conversation(session: Session, service: Any, escalation_id: int) -> dict[str, Any] | None:
@@ -266,15 +314,67 @@ def _version(view: dict[str, Any]) -> str:
     return hashlib.sha256(basis.encode()).hexdigest()[:16]
 
 
+def conversation_response(request: Request, agent: AgentSession, session: Session, service: Any,
+                          escalation_id: int, *, error: str = "", status_code: int = 200) -> Response:
+    """The conversation page (also what a refused order action renders, with its reason)."""
+    escalation = session.get(Escalation, escalation_id)
+    if escalation is None:
+        return _render("not_found.html", status_code=404, agent=agent)
+    now = service.now()
+    view = escalations.escalation_view(session=session, escalation=escalation, now=now)
+    customer = session.get(Customer, escalation.customer_id)
+    orders = customer_orders(session=session, customer_id=escalation.customer_id)
+    others = casework.others_here(session=session, escalation_id=escalation_id, agent=agent.name, now=now) \
+        if escalation.status != "resolved" else []
+    locale, values = _reply_values(session, service, escalation, now)
+    quick = [{"label": q.label, "text": quick_replies.fill(q.text, values)}
+             for q in quick_replies.for_locale(session=session, shop_config=service.runtime.shop_config,
+                                               locale=locale)]
+    templates = [{"kind": t.kind, "label": t.label, "text": quick_replies.template_message(t, values)[0]}
+                 for t in _whatsapp_templates(service)] if view["whatsapp_window_open"] is False else []
+    return _render(
+        "conversation.html", status_code=status_code, agent=agent, e=view, tz=service.runtime.timezone,
+        quick=quick, wa_templates=templates, reply_locale=locale, version=_version(view), notice=NOTICES.get(request.query_params.get("n", ""), ""),
+        error=error, max_reply=escalations.MAX_AGENT_REPLY, escalation=escalation,
+        phone=customer.phone if customer is not None and agent.sees_full_phone else None,
+        notes=casework.notes(session=session, escalation_id=escalation_id),
+        history=casework.customer_history(session=session, escalation=escalation),
+        eligible=agent_actions.eligible_orders(orders), default_order=view["order_id"],
+        windows=agent_actions.delivery_windows(service.runtime), today=agent_actions.shop_today(service.runtime, now),
+        max_days=agent_actions.max_days(service.runtime), cod_reasons=agent_actions.COD_REASONS,
+        outcomes=agent_actions.INVESTIGATION_OUTCOMES, call_outcomes=casework.CALL_OUTCOMES,
+        priorities=worklist.PRIORITIES, agents=_agent_names(session, agent), others_here=others,
+        snoozed=escalation.snoozed_until is not None and escalation.snoozed_until > now,
+        csat_default=bool((service.runtime.shop_config.get("inbox") or {}).get("csat", False)),
+    )
+
+
+def _reply_values(session: Session, service: Any, escalation: Escalation, now: datetime) -> tuple[str, dict[str, str]]:
+    """The language to write to this customer in (the one they last wrote in) and the quick replies'
+    variables for this conversation."""
+    customer = session.get(Customer, escalation.customer_id)
+    conversation = session.get(Conversation, escalation.conversation_id)
+    remembered = conversation.slots.get("_locale") if conversation is not None else None
+    locale = remembered if isinstance(remembered, str) and remembered else (customer.locale if customer else "en")
+    order = session.get(Order, escalation.order_pk) if escalation.order_pk else None
+    today = now.astimezone(ZoneInfo(service.runtime.timezone)).date()
+    return locale, quick_replies.conversation_values(customer=customer, order=order, locale=locale, today=today)
+
+
+def _whatsapp_templates(service: Any) -> list[quick_replies.WhatsAppTemplate]:
+    return quick_replies.whatsapp_templates(service.runtime.shop_config, service.settings.twilio.whatsapp_templates)
+
+
+def _agent_names(session: Session, agent: AgentSession) -> list[str]:
+    """Who an escalation can be handed to: the active agents (and whoever is logged in)."""
+    names = set(session.exec(select(Agent.name).where(col(Agent.revoked_at).is_(None))))
+    return sorted(names | {agent.name})
+
+
 @router.get("/escalations/{escalation_id}", response_class=HTMLResponse)
 def conversation_page(escalation_id: EscalationId, request: Request, agent: PageAgentDep, session: ReadSessionDep,
                       service: ServiceDep) -> Response:
-    view = _conversation(session, service, escalation_id)
-    if view is None:
-        return _render("not_found.html", status_code=404, agent=agent)
-    return _render("conversation.html", agent=agent, e=view, tz=service.runtime.timezone, quick=quick_replies(),
-                   version=_version(view), notice=NOTICES.get(request.query_params.get("n", ""), ""),
-                   max_reply=escalations.MAX_AGENT_REPLY)
+    return conversation_response(request, agent, session, service, escalation_id)
 
 
 @router.get("/escalations/{escalation_id}/live")
@@ -285,12 +385,14 @@ def conversation_live(escalation_id: EscalationId, request: Request, agent: Scri
     if view is None:
         return JSONResponse({"detail": "escalation not found"}, status_code=404)
     version = _version(view)
+    others = [] if view["status"] == "resolved" else casework.others_here(
+        session=session, escalation_id=escalation_id, agent=agent.name, now=service.now())
     if request.query_params.get("v") == version:
-        return JSONResponse({"version": version, "changed": False})
+        return JSONResponse({"version": version, "changed": False, "others_here": others})
     env = _env()
     lines = view["transcript"] or []
     return JSONResponse({
-        "version": version, "changed": True, "status": view["status"], "owner": view["owner"],
+        "version": version, "changed": True, "status": view["status"], "owner": view["owner"], "others_here": others,
         "assignee": view["assignee"], "count": len(lines),
         "last_author": lines[-1]["author_kind"] if lines else None,
         "html": env.get_template("_messages.html").render(lines=lines, tz=service.runtime.timezone,
@@ -318,6 +420,8 @@ def _refused(exc: DoorstepError, escalation_id: int, agent: AgentSession) -> Res
     """The page an agent's refused action leads to: not found, or the conversation with a notice."""
     if isinstance(exc, NotFound):
         return _render("not_found.html", status_code=404, agent=agent)
+    if isinstance(exc, InvalidInput) and exc.field == "wa_template":
+        return _back(escalation_id, "template_unknown")
     notice = next(notice for kind, notice in REFUSAL_NOTICES if isinstance(exc, kind))
     return _back(escalation_id, notice)
 
@@ -326,14 +430,40 @@ def _refused(exc: DoorstepError, escalation_id: int, agent: AgentSession) -> Res
 # (committed: the agent's "last seen" moves on) and the agent stays in the inbox.
 
 
+@router.post("/escalations/{escalation_id}/here")
+def conversation_here(escalation_id: EscalationId, agent: PresentAgentDep, session: SessionDep,
+                      service: ServiceDep) -> Response:
+    """The open conversation page's heartbeat (every 10 s): "I have this open". A write of its own, so
+    the page and its live poll stay reads that never wait for a writer. Answers who else has it open."""
+    try:
+        others = casework.here(session=session, escalation_id=escalation_id, agent=agent.name, now=service.now())
+    except NotFound:
+        return JSONResponse({"detail": "escalation not found"}, status_code=404)
+    return JSONResponse({"others_here": others}, headers={"Cache-Control": "no-store"})
+
+
 @router.post("/escalations/{escalation_id}/reply")
 def conversation_reply(escalation_id: EscalationId, agent: ActingAgentDep, session: SessionDep, service: ServiceDep,
-                       text: Annotated[str, Form(max_length=20_000)] = "") -> Response:
+                       text: Annotated[str, Form(max_length=20_000)] = "",
+                       wa_template: Annotated[str, Form(max_length=80)] = "") -> Response:
+    """A free-text reply, or (WhatsApp window closed) one of the shop's approved templates, filled in."""
+    now = service.now()
     try:
+        picked = None
+        if wa_template:
+            template = next((t for t in _whatsapp_templates(service) if t.kind == wa_template), None)
+            escalation = session.get(Escalation, escalation_id)
+            if template is None or escalation is None:
+                raise InvalidInput("wa_template", "not one of the shop's approved WhatsApp templates")
+            text, variables = quick_replies.template_message(template, _reply_values(session, service, escalation,
+                                                                                       now)[1])
+            picked = (template.kind, variables)
         sent = escalations.agent_reply(session=session, escalation_id=escalation_id, agent=agent.name, text=text,
-                                       now=service.now())
+                                       now=now, whatsapp_template=picked)
     except Refusal as exc:
         return _refused(exc, escalation_id, agent)
+    if picked is not None:
+        return _back(escalation_id, "template_sent")
     return _back(escalation_id, "fallback" if sent.delivery != "free_form" else "sent")
 
 
@@ -361,9 +491,13 @@ def conversation_assign(escalation_id: EscalationId, agent: ActingAgentDep, sess
 
 @router.post("/escalations/{escalation_id}/resolve")
 def conversation_resolve(escalation_id: EscalationId, agent: ActingAgentDep, session: SessionDep, service: ServiceDep,
-                         note: Annotated[str, Form(max_length=500)] = "") -> Response:
+                         note: Annotated[str, Form(max_length=500)] = "",
+                         csat_offered: Annotated[str, Form(max_length=1)] = "",
+                         csat: Annotated[str, Form(max_length=1)] = "") -> Response:
+    """Resolve; with the form's CSAT box, the agent decides whether the customer is asked to rate it."""
     try:
-        service.resolve_escalation(session, escalation_id, agent=agent.name, note=note)
+        service.resolve_escalation(session, escalation_id, agent=agent.name, note=note,
+                                   csat=(csat == "1") if csat_offered else None)
     except Refusal as exc:
         return _refused(exc, escalation_id, agent)
     return RedirectResponse("/inbox?n=resolved", status_code=status.HTTP_303_SEE_OTHER)

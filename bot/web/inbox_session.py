@@ -26,6 +26,7 @@ from sqlmodel import Session
 from bot.core.db import READ_ONLY, session_now
 from bot.core.errors import DoorstepError
 from bot.core.models import Agent, KeyValue
+from bot.core.vocab import AGENT_ROLES
 from bot.store.auth import KEY_NAME
 from bot.web.deps import ReadSessionDep, ServiceDep, SessionDep
 
@@ -36,6 +37,12 @@ SECRET_KEY = "inbox_session_secret"
 LAST_SEEN_EVERY = 60.0
 
 
+ROLES = AGENT_ROLES
+# Who sees a customer's full phone number (and a tel: link) in the inbox; everyone else sees it masked,
+# and logs always do.
+FULL_PHONE_ROLES = frozenset({"agent", "supervisor"})
+
+
 @dataclass(frozen=True)
 class AgentSession:
     name: str
@@ -43,6 +50,19 @@ class AgentSession:
     agent_id: int | None
     sid: str
     csrf: str
+    role: str = "agent"  # viewer (reads, masked phones) | agent | supervisor (also manages quick replies)
+
+    @property
+    def sees_full_phone(self) -> bool:
+        return self.role in FULL_PHONE_ROLES
+
+    @property
+    def can_act(self) -> bool:
+        return self.role != "viewer"
+
+    @property
+    def supervises(self) -> bool:
+        return self.role == "supervisor"
 
 
 def _b64(data: bytes) -> str:
@@ -114,6 +134,7 @@ def read_session(request: Request, session: Session, configured_key: str) -> Age
         kind, name, agent_id, fingerprint, sid = body["k"], str(body["n"]), body["a"], body["f"], str(body["s"])
     except (ValueError, KeyError, TypeError):
         return None
+    role = "supervisor"  # the API key's holder runs the shop's Doorstep
     if kind == "key":
         if not hmac.compare_digest(str(fingerprint), key_fingerprint(session, configured_key)):
             return None
@@ -122,6 +143,7 @@ def read_session(request: Request, session: Session, configured_key: str) -> Age
         if agent is None or agent.revoked_at is not None or not hmac.compare_digest(str(fingerprint),
                                                                                     agent_fingerprint(agent)):
             return None
+        role = agent.role if agent.role in ROLES else "viewer"  # read on every request: a change applies at once
         now = session_now(session)
         # Pages and the live poll read only (no write lock); "last seen" moves on the agent's actions.
         writable = not session.info.get(READ_ONLY)
@@ -130,7 +152,7 @@ def read_session(request: Request, session: Session, configured_key: str) -> Age
             session.add(agent)
     else:
         return None
-    return AgentSession(name=name, kind=kind, agent_id=agent_id, sid=sid, csrf=_csrf_for(secret, sid))
+    return AgentSession(name=name, kind=kind, agent_id=agent_id, sid=sid, csrf=_csrf_for(secret, sid), role=role)
 
 
 def cookie_flags(request: Request, service_public_url: str) -> dict[str, Any]:
@@ -185,6 +207,32 @@ def _acting_agent(request: Request, session: SessionDep, service: ServiceDep,
     if agent is None:
         raise LoginRequired()
     check_csrf(agent, csrf)
+    if not agent.can_act:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail="your role (viewer) can read the inbox, not act in it")
+    return agent
+
+
+def _present_agent(request: Request, session: SessionDep, service: ServiceDep,
+                   csrf: Annotated[str, Form(max_length=200)] = "") -> AgentSession:
+    agent = read_session(request, session, service.settings.api_key.get_secret_value())
+    if agent is None:
+        raise LoginRequired(page=False)
+    check_csrf(agent, csrf)
+    return agent
+
+
+def _searching_agent(request: Request, session: ReadSessionDep, service: ServiceDep,
+                     csrf: Annotated[str, Form(max_length=200)] = "") -> AgentSession:
+    agent = read_session(request, session, service.settings.api_key.get_secret_value())
+    if agent is None:
+        raise LoginRequired(page=False)
+    check_csrf(agent, csrf)
+    return agent
+
+
+def _supervisor(agent: Annotated[AgentSession, Depends(_acting_agent)]) -> AgentSession:
+    if not agent.supervises:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail="only a supervisor can do this")
     return agent
 
 
@@ -192,5 +240,12 @@ def _acting_agent(request: Request, session: SessionDep, service: ServiceDep,
 PageAgentDep = Annotated[AgentSession, Depends(_page_agent)]
 # The logged-in agent behind a page's script (else: 401 for the script to act on).
 ScriptAgentDep = Annotated[AgentSession, Depends(_script_agent)]
-# The logged-in agent posting a form, its CSRF token checked (else: to the login form, or 403).
+# The logged-in agent posting a form, its CSRF token checked (else: to the login form, or 403);
+# a viewer gets 403.
 ActingAgentDep = Annotated[AgentSession, Depends(_acting_agent)]
+# A page's script reporting in (any role), CSRF checked; 401 without a session.
+PresentAgentDep = Annotated[AgentSession, Depends(_present_agent)]
+# A search form posted (it may hold a phone number, so it never goes in a URL): CSRF checked, reads only.
+SearchingAgentDep = Annotated[AgentSession, Depends(_searching_agent)]
+# A supervisor posting a form (quick replies, assigning to someone else).
+SupervisorDep = Annotated[AgentSession, Depends(_supervisor)]

@@ -139,7 +139,14 @@ class FakeTwilio(LoopbackFake):
     latency: tuple[float, float] | None = None  # every create answers after uniform(lo, hi) seconds
     contents: dict[str, dict[str, Any]] = field(default_factory=dict)  # Content API: sid -> resource
     approvals: dict[str, dict[str, Any]] = field(default_factory=dict)  # sid -> its WhatsApp approval
+    media: dict[str, tuple[str, bytes]] = field(default_factory=dict)  # media id -> (content type, body)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add_media(self, content_type: str, body: bytes) -> str:
+        """A customer's attachment as Twilio keeps it: its URL (Basic auth required, like Twilio's)."""
+        media_id = "ME" + secrets.token_hex(16)
+        self.media[media_id] = (content_type, body)
+        return f"{self.url}/2010-04-01/Accounts/{self.account_sid}/Messages/MM{secrets.token_hex(16)}/Media/{media_id}"
 
     # ------------------------------------------------------------ scripting
 
@@ -324,6 +331,15 @@ class FakeTwilio(LoopbackFake):
             whatsapp = dict(self.approvals.get(sid) or {"status": "unsubmitted"})
         return JSONResponse({"sid": sid, "account_sid": self.account_sid, "whatsapp": whatsapp,
                              "url": f"https://content.twilio.com/v1/Content/{sid}/ApprovalRequests"})
+    async def get_media(self, request: Request) -> Response:
+        with self._lock:
+            self.requests.append({"method": "GET", "host": request.headers.get("host"), "path": request.url.path})
+        if not self._authorised(request):
+            return JSONResponse({"code": 20003, "message": "Authenticate", "status": 401}, status_code=401)
+        found = self.media.get(request.path_params["media_id"])
+        if found is None:
+            return JSONResponse({"code": 20404, "message": "not found", "status": 404}, status_code=404)
+        return Response(found[1], media_type=found[0])
 
     def app(self) -> Starlette:
         path = "/2010-04-01/Accounts/{sid}/Messages.json"
@@ -333,7 +349,9 @@ class FakeTwilio(LoopbackFake):
                                  Route("/v1/Content", self.list_contents, methods=["GET"]),
                                  Route("/v1/Content/{sid}/ApprovalRequests/whatsapp", self.request_approval,
                                        methods=["POST"]),
-                                 Route("/v1/Content/{sid}/ApprovalRequests", self.fetch_approval, methods=["GET"])])
+                                 Route("/v1/Content/{sid}/ApprovalRequests", self.fetch_approval, methods=["GET"]),
+                                 Route("/2010-04-01/Accounts/{sid}/Messages/{mid}/Media/{media_id}", self.get_media,
+                                       methods=["GET"])])
 
     # ------------------------------------------------------------ Twilio's side of webhooks
 

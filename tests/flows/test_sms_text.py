@@ -65,7 +65,7 @@ def _variables(o: OrderView) -> dict[str, Any]:
         "next_days": [date(2026, 11, 24), date(2026, 11, 25), date(2026, 11, 26)],
         "instructions": "it's a gated community, the code is 4411; please call before you come up",
         "deep_link": "https://t.me/doorstep_bot?start=abc123", "review_link": "https://g.page/r/shop/review",
-        "item": {"name": "Coffee mug"},
+        "item": {"name": "Coffee mug"}, "score": 4,
         "labels": ["Sat, 28 Nov", "Mon, 30 Nov", "Tue, 1 Dec"],
     }
 

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
+
+from fastapi.testclient import TestClient
 
 from bot.conversation.gateway import Handled
 from bot.core.channels import InboundMessage
 from bot.core.schemas import OrderIn
 from bot.service import Service
 from bot.store.orders import upsert_order
+from tests.conftest import TEST_API_KEY
 from tests.support.factories import order_payload
 
 PHONE = "+919812345678"
@@ -31,3 +35,17 @@ def escalate(service: Service, phone: str = PHONE, channel: str = "console") -> 
     handled = say(service, "I want to talk to a human", phone=phone, channel=channel)
     assert any(t.escalated for t in handled.turns)
     return handled
+
+
+def csrf_of(html: str) -> str:
+    """The CSRF token of the first form on an inbox page."""
+    match = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert match, "form has no CSRF field"
+    return match.group(1)
+
+
+def inbox_login(client: TestClient, token: str = TEST_API_KEY, name: str = "Meera") -> None:
+    page = client.get("/inbox/login")
+    response = client.post("/inbox/login", data={"token": token, "name": name, "csrf": csrf_of(page.text)},
+                           follow_redirects=False)
+    assert response.status_code == 303

@@ -9,64 +9,22 @@ for the README (not by default: a test run must not change tracked files).
 
 from __future__ import annotations
 
-import os
 import shutil
-import threading
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from pydantic import SecretStr
 
-from bot.app import create_app
 from bot.core.settings import Settings
 from bot.service import Service
 from tests.conftest import TEST_API_KEY
 from tests.fakes.twilio_server import ACCOUNT_SID, AUTH_TOKEN, SMS_FROM, WHATSAPP_FROM, FakeTwilio
+from tests.handoff.browser import ARTIFACTS, CHROMIUM_ARGS, publish_screenshots, uvicorn_server, wait_until
 from tests.handoff.helpers import PHONE, add_order
-from tests.support.server import free_port, wait_healthy
-
-ROOT = Path(__file__).resolve().parents[2]
-ARTIFACTS = ROOT / "tests" / "artifacts"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+from tests.support.server import free_port
 
 pytestmark = pytest.mark.browser
-
-
-@contextmanager
-def uvicorn_server(service: Service, port: int) -> Iterator[str]:
-    server = uvicorn.Server(uvicorn.Config(create_app(service=service, workers=True), host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        wait_healthy(base_url)
-        yield base_url
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
-
-
-def wait_until(condition: Callable[[], object], timeout: float = 60.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-@pytest.fixture
-def chromium_path() -> str:
-    path = shutil.which("chromium")
-    if path is None:
-        pytest.fail("chromium is not installed: run `make browser-deps` (apt-get install -y chromium)", pytrace=False)
-    return path
 
 
 def test_agent_logs_in_reads_context_replies_and_resolves_in_a_real_browser(tmp_path: Path,
@@ -131,7 +89,7 @@ def test_agent_logs_in_reads_context_replies_and_resolves_in_a_real_browser(tmp_
             transcript = page.locator("#transcript")
             expect(transcript).to_contain_text("I want to talk to a human")
             expect(transcript.locator(".chip.intent").last).to_contain_text("human")
-            assert PHONE not in page.content()
+            expect(page.locator("#phone a")).to_have_attribute("href", f"tel:{PHONE}")  # agents may call
             assert "/inbox/escalations/" in page.url and PHONE.strip("+") not in page.url
 
             # The customer writes again: it appears without a reload.
@@ -175,7 +133,5 @@ def test_agent_logs_in_reads_context_replies_and_resolves_in_a_real_browser(tmp_
             assert "A1001" in bodies()[-1]
     finally:
         twilio.stop()
-    if os.environ.get("DOORSTEP_UPDATE_DOCS") == "1":
-        docs = ROOT / "docs"
-        docs.mkdir(exist_ok=True)
-        shutil.copyfile(ARTIFACTS / "inbox-conversation.png", docs / "inbox.png")
+    shutil.copyfile(ARTIFACTS / "inbox-conversation.png", ARTIFACTS / "inbox.png")
+    publish_screenshots("inbox.png")

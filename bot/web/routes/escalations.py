@@ -41,6 +41,8 @@ class ReplyIn(_Strict):
 class ResolveIn(_Strict):
     agent: str = Field(default="api", min_length=1, max_length=100)
     note: str = Field(default="", max_length=500, description="Internal note, not sent to the customer.")
+    csat: bool | None = Field(default=None, description="Ask the customer the one-tap CSAT question (1-5); "
+                                                        "null = the shop's `inbox.csat`.")
 
 
 class TranscriptLine(BaseModel):
@@ -81,6 +83,11 @@ class EscalationOut(BaseModel):
     overdue: bool
     ack_sent: bool
     last_customer_message_at: datetime | None
+    priority: Literal["urgent", "high", "normal", "low"] = "normal"
+    tags: list[str] = Field(default_factory=list)
+    snoozed_until: datetime | None = None
+    csat_score: int | None = Field(default=None, description="The customer's 1-5 rating after the resolve, if asked.")
+    csat_at: datetime | None = None
     whatsapp_window_open: bool | None
     notification: dict[str, Any] | None = Field(description="Delivery of the agent notification (webhook/Telegram).")
     created_at: datetime
@@ -177,6 +184,6 @@ def resolve_escalation(escalation_id: EscalationId, session: SessionDep, service
                        body: ResolveIn | None = None) -> EscalationOut:
     """Close the escalation and hand the conversation back to the bot."""
     body = body or ResolveIn()
-    escalation = service.resolve_escalation(session, escalation_id, agent=body.agent, note=body.note)
+    escalation = service.resolve_escalation(session, escalation_id, agent=body.agent, note=body.note, csat=body.csat)
     return EscalationOut.model_validate(escalations.escalation_view(session=session, escalation=escalation,
                                                                     now=service.now()))

@@ -1,7 +1,7 @@
 """whatsapp_consent: the consent ledger, synced WhatsApp Content templates, the send plan of a message.
 
-Revision ID: 0011_whatsapp_consent
-Revises: 0010_email_viber
+Revision ID: 0013_whatsapp_consent
+Revises: 0012_holdout
 """
 
 from collections.abc import Sequence
@@ -11,8 +11,8 @@ from alembic import op
 
 from bot.core.models import UTCDateTime
 
-revision: str = "0011_whatsapp_consent"
-down_revision: str | None = "0010_email_viber"
+revision: str = "0013_whatsapp_consent"
+down_revision: str | None = "0012_holdout"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
