@@ -167,6 +167,10 @@ class Service:
                 shop[key] = getattr(settings, key)
         runtime = Runtime(timezone=settings.timezone, shop_config=shop, clock=clock or system_clock)
         db.clock = runtime.clock  # rows stamped at flush share the runtime's timeline
+        db.planning = {"shop": shop, "timezone": settings.timezone,
+                       "whatsapp_templates": sorted(settings.twilio.whatsapp_templates),  # kinds mapped to a SID
+                       "quiet_hours": settings.quiet_hours if settings.quiet_hours is not None
+                       else shop.get("contact_policy", {}).get("quiet_hours", "")}
         db.after_outbox_commit = functools.partial(dispatcher.notify, db)  # this process's dispatchers and, on PostgreSQL, the others'
         metrics.watch_lock_errors(db.engine)
         if settings.llm.configured:

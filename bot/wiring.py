@@ -26,6 +26,7 @@ from integrations import (
     telegram_channel,
     telegram_webhooks,
     twilio_channel,
+    twilio_content,
     twilio_voice,
     twilio_webhooks,
     viber_channel,
@@ -58,6 +59,8 @@ TICK_JOBS: tuple[Callable[[Service], Any], ...] = (
 
 # The aiogram Bot for the `doorstep telegram …` commands.
 telegram_bot = telegram_channel.bot_for
+# `doorstep whatsapp sync-templates`: Twilio's Content API.
+sync_whatsapp_content = twilio_content.sync
 # `doorstep viber set-webhook`.
 viber_set_webhook = viber_channel.set_webhook
 

@@ -147,6 +147,8 @@ class Escalate:
 class SetOptOut:
     opted_out: bool
     channel: str | None = None  # None = the channel the message came on
+    source: str = "conversation"  # for the consent ledger: keyword | button | conversation
+    detail: str = ""  # e.g. the keyword the customer sent
 
 
 @dataclass(frozen=True)

@@ -96,7 +96,9 @@ def ask_which(candidates: tuple[OrderView, ...], slots: Mapping[str, Any], *, ag
     """List `candidates` (oldest first) and wait for the customer's pick."""
     return StepResult(
         next_state=CHOOSE_ORDER,
-        effects=(Reply("core.which_order_again" if again else "core.which_order", {"orders": candidates}),),
+        effects=(Reply("core.which_order_again" if again else "core.which_order", {"orders": candidates},
+                       buttons=tuple((f"{o.order_id} {o.item_names}".strip(), f"/btn:choice:{i}")
+                                     for i, o in enumerate(candidates, start=1))),),
         slots={**dict(slots), "candidates": [o.order_id for o in candidates]},
         expecting=Expecting.CHOICE,
         choices=tuple(f"{o.order_id} {o.item_names}" for o in candidates),

@@ -74,6 +74,17 @@ def _iso_day(value: object) -> date | None:
 
 
 DEFAULT_WINDOWS = {"morning": "08:00-12:00", "afternoon": "12:00-16:00", "evening": "16:00-20:00"}
+# Choices offered as buttons (WhatsApp list, Telegram keyboard, numbered on SMS): a label is
+# `template|name=value`, rendered in the customer's language (bot.store.conversations.render_label).
+DAYS_OFFERED = 7
+BUTTON_DAY = "reschedule.button_day"
+BUTTON_WINDOW = "reschedule.button_window"
+YES_NO_BUTTONS = (("core.button_yes", "/btn:affirm:yes"), ("core.button_no", "/btn:deny:no"))
+
+
+def _window_names(ctx: FlowContext) -> tuple[str, ...]:
+    windows = _settings(ctx).get("windows") or DEFAULT_WINDOWS
+    return tuple(str(name) for name in windows if str(name) in {"morning", "afternoon", "evening"})
 NOT_OFFERED = "not_offered"  # a time outside every delivery window ("after 10 pm")
 
 
@@ -199,7 +210,8 @@ def _propose(order: OrderView, day: date | None, window: str | None, ctx: FlowCo
     slots["date"] = day.isoformat()
     return StepResult(
         next_state=CONFIRM,
-        effects=(Reply("reschedule.read_back", {"order": order, "date": day, "window": window}, order_id=order.order_id),),
+        effects=(Reply("reschedule.read_back", {"order": order, "date": day, "window": window}, order_id=order.order_id,
+                       buttons=YES_NO_BUTTONS),),
         slots=slots,
         expecting=Expecting.YES_NO,
     )
@@ -208,6 +220,12 @@ def _propose(order: OrderView, day: date | None, window: str | None, ctx: FlowCo
 def _ask_date(order: OrderView, slots: Mapping[str, Any], ctx: FlowContext, *, template: str,
               day: date | None = None, understood: bool = True) -> StepResult:
     ruled_out = [str(d) for d in slots.get("ruled_out", [])]
+    if template == "reschedule.time_not_offered":
+        # The day is fine, the time is not: offer the shop's windows (one tap each).
+        buttons = tuple((f"{BUTTON_WINDOW}|window={w}", f"/btn:reschedule:{w}") for w in _window_names(ctx))
+    else:
+        buttons = tuple((f"{BUTTON_DAY}|date={d.isoformat()}", f"/btn:reschedule:{d.isoformat()}")
+                        for d in next_delivery_days(ctx, ruled_out, count=DAYS_OFFERED))
     return StepResult(
         next_state=ASK_DATE,
         effects=(Reply(template, {"order": order, "date": day, "max_days": max_days_ahead(ctx),
@@ -215,7 +233,7 @@ def _ask_date(order: OrderView, slots: Mapping[str, Any], ctx: FlowContext, *, t
                                   "closed": [str(d).capitalize() for d in _settings(ctx).get("non_delivery_weekdays", [])],
                                   "ruled_out": [date.fromisoformat(d) for d in ruled_out],
                                   "next_days": next_delivery_days(ctx, ruled_out)},
-                       order_id=order.order_id),),
+                       order_id=order.order_id, buttons=buttons),),
         slots=slots,
         expecting=Expecting.DATE,
         understood=understood,

@@ -24,15 +24,18 @@ import asyncio
 import importlib
 import json
 import logging
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from bot.core import choices, replies
 from bot.core.channels import OutboundMessage, Receipt
 from bot.core.errors import (
     ChannelNotConfigured,
     PermanentProviderError,
     RecipientOptedOut,
+    RecipientUnreachable,
     RetryAfter,
     WindowClosed,
 )
@@ -44,11 +47,17 @@ log = logging.getLogger(__name__)
 REQUEST_TIMEOUT_SECONDS = 10.0
 MAX_CONNECTIONS = 100  # per sender and event loop: the dispatcher's concurrent sends share them
 MAX_VALIDITY_SECONDS = 36000  # Twilio's ValidityPeriod upper bound (10 h)
+# Twilio error codes -> the typed delivery errors. WhatsApp's own (Meta) codes reach us as Twilio's:
+# 131047 (re-engagement outside the window) as 63016, 131026 (undeliverable: not on WhatsApp) as 63024,
+# 131056 / 131048 (pair rate, spam rate) as 63018, 131049 (marketing not delivered) as 63049.
 OPTED_OUT_CODES = {"21610"}
 WINDOW_CODES = {"63016"}
-# Invalid or unreachable recipient / sender: retrying cannot help.
-PERMANENT_CODES = {"21211", "21212", "21408", "21612", "21614", "21606", "21617", "21660", "63003", "63024"}
-RATE_LIMIT_CODES = {"20429", "14107"}
+UNREACHABLE_CODES = {"63024", "63003"}  # this number cannot get WhatsApp messages: SMS may
+# Invalid recipient / sender, policy refusals: retrying cannot help.
+PERMANENT_CODES = {"21211", "21212", "21408", "21612", "21614", "21606", "21617", "21660", "21901",
+                   "63013", "63049", "63032", "63112"}
+RATE_LIMIT_CODES = {"20429", "14107", "63018"}
+RATE_LIMIT_WAIT_SECONDS = {"63018": 60.0}  # WhatsApp's per-recipient pair rate: wait, do not hammer
 _STATUS_FROM_TWILIO = {"accepted": "queued", "scheduled": "queued", "queued": "queued", "sending": "sent",
                        "sent": "sent", "delivered": "delivered", "read": "read"}
 
@@ -75,6 +84,10 @@ def _twilio_http_client(base_url: str) -> Any:
                 url = urlunsplit((scheme, netloc, prefix + parts.path, parts.query, ""))
             # twilio passes timeout=None per request, which aiohttp reads as "no timeout".
             kwargs["timeout"] = kwargs.get("timeout") or self.timeout
+            headers = kwargs.get("headers") or {}
+            if headers.get("Content-Type") == "application/json" and isinstance(kwargs.get("data"), dict):
+                # The Content API takes JSON; twilio's aiohttp client would send the dict form-encoded.
+                kwargs["data"] = json.dumps(kwargs["data"])
             return await super().request(method, url, *args, **kwargs)
 
     return PooledHttpClient(base_url)
@@ -97,8 +110,10 @@ def map_twilio_error(exc: Exception) -> Exception:
             return RecipientOptedOut(reason + ": recipient opted out", code=code)
         if code in WINDOW_CODES:
             return WindowClosed(reason + ": outside the WhatsApp 24-hour window", code=code)
+        if code in UNREACHABLE_CODES:
+            return RecipientUnreachable(reason + ": WhatsApp cannot reach this number", code=code)
         if exc.status == 429 or code in RATE_LIMIT_CODES:
-            return RetryAfter(None, reason + ": rate limited", code=code or "429")
+            return RetryAfter(RATE_LIMIT_WAIT_SECONDS.get(code or ""), reason + ": rate limited", code=code or "429")
         if exc.status >= 500:
             return RetryAfter(None, reason + ": provider unavailable", code=code or str(exc.status))
         if code in PERMANENT_CODES or 400 <= exc.status < 500:
@@ -153,16 +168,13 @@ class TwilioSender:
     def build_params(self, message: OutboundMessage) -> dict[str, Any]:
         """The Messages.create keyword arguments for one outbound message."""
         params: dict[str, Any] = {"to": self._to(message), "from_": self._from()}
-        if self.channel == "whatsapp" and not message.payload.get("whatsapp_window_open", True):
-            content_sid = self.config.whatsapp_templates.get(message.kind) or self.config.whatsapp_templates.get("*")
-            if not content_sid:
-                raise WindowClosed("outside the WhatsApp 24-hour window and no template for "
-                                   f"{message.kind!r}", code="window")
-            variables = message.payload.get("template_vars") or {"1": message.text}
-            params["content_sid"] = content_sid
-            params["content_variables"] = json.dumps({str(k): str(v) for k, v in variables.items()})
+        if self.channel == "whatsapp":
+            params.update(self._whatsapp_content(message))
         else:
             params["body"] = self.body(message)
+            if message.payload.get("dlt_template_id"):
+                # India (TRAI): the registered DLT template this text matches, sent with every SMS.
+                params["dlt_template_id"] = str(message.payload["dlt_template_id"])
         if self.config.status_callback_url:
             params["status_callback"] = self.config.status_callback_url
         validity = message.payload.get("validity_seconds")
@@ -171,19 +183,68 @@ class TwilioSender:
             params["validity_period"] = max(1, min(MAX_VALIDITY_SECONDS, int(validity)))
         return params
 
+    def _whatsapp_content(self, message: OutboundMessage) -> dict[str, Any]:
+        """Body or Content template: outside the window an approved template; inside it, choices as
+        quick-reply buttons or a list picker (synced Content templates), else plain text with numbers."""
+        synced: dict[str, str] = message.payload.get("whatsapp_content") or {}
+        if not message.payload.get("whatsapp_window_open", True):
+            # The template the planner chose; by the message's category when it chose none (an older row).
+            chosen = message.payload.get("whatsapp_template") or choices.template_content_name(
+                (message.payload.get("plan") or {}).get("category"))
+            content_sid = (self.config.whatsapp_templates.get(message.kind) or synced.get(chosen)
+                           or self.config.whatsapp_templates.get("*"))
+            if not content_sid:
+                raise WindowClosed("outside the WhatsApp 24-hour window and no approved template for "
+                                   f"{message.kind!r}", code="window")
+            variables = message.payload.get("template_vars") or {"1": message.text}
+            return {"content_sid": content_sid,
+                    "content_variables": json.dumps({str(k): str(v) for k, v in variables.items()})}
+        if not message.buttons:
+            return {"body": message.text}
+        locale = message.payload.get("locale")
+        name = choices.interactive_content_name(len(message.buttons))
+        content_sid = synced.get(name) if name else None
+        if content_sid is None:  # not synced (or too many choices): the choices as numbers to type
+            return {"body": choices.numbered(message.text, [label for label, _ in message.buttons], locale)}
+        return {"content_sid": content_sid,
+                "content_variables": json.dumps(interactive_variables(message.text, message.buttons, locale))}
+
     def body(self, message: OutboundMessage) -> str:
         """The text as sent: on SMS typographic punctuation is made plain so the text can stay
-        GSM-7 (160 characters a part, not 70); dynamic values such as product names bring it in."""
-        return sms_text(message.text) if self.channel == "sms" else message.text
+        GSM-7 (160 characters a part, not 70); dynamic values such as product names bring it in.
+        A message that fell back from WhatsApp gets its choices written as numbers."""
+        if self.channel != "sms":
+            return message.text
+        text = message.text
+        if message.payload.get("fallback_from") and message.buttons and not message.payload.get("numbered"):
+            text = choices.with_choices(text, message.buttons, "sms", message.payload.get("locale"))
+        return sms_text(text)
 
     async def send(self, message: OutboundMessage) -> Receipt:
         params = self.build_params(message)
         try:
-            created = await self.client.messages.create_async(**params)
+            created = await self._create(params)
         except Exception as exc:
             raise map_twilio_error(exc) from None
         status = _STATUS_FROM_TWILIO.get(str(created.status or "queued"), "queued")
         return Receipt(provider_id=created.sid, status=status, detail="template" if "content_sid" in params else "")
+
+    async def _create(self, params: dict[str, Any]) -> Any:
+        """Messages.create; with a DLT template id, the same request plus `DltTemplateId`, which Twilio
+        accepts for India (error 21901 when invalid) but its client has no argument for."""
+        dlt = params.pop("dlt_template_id", None)
+        if not dlt:
+            return await self.client.messages.create_async(**params)
+        from twilio.base import values
+        from twilio.rest.api.v2010.account.message import MessageInstance
+
+        messages = self.client.api.v2010.account.messages
+        form = values.of({"To": params["to"], "From": params["from_"], "Body": params["body"],
+                          "StatusCallback": params.get("status_callback", values.unset),
+                          "ValidityPeriod": params.get("validity_period", values.unset), "DltTemplateId": dlt})
+        headers = values.of({"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"})
+        payload = await messages._version.create_async(method="POST", uri=messages._uri, data=form, headers=headers)
+        return MessageInstance(messages._version, payload, account_sid=messages._solution["account_sid"])
 
     async def prepare(self) -> None:
         """Import twilio's API modules (in a thread: seconds on a small machine) and build this loop's
@@ -219,6 +280,24 @@ class TwilioSender:
                            status=_STATUS_FROM_TWILIO.get(str(candidate.status or "queued"), "queued"),
                            detail="reconciled")
         return None
+
+
+LIST_BUTTON_TEMPLATE = "channels.list_button"  # the list picker's button ("Choose")
+
+
+def interactive_variables(text: str, buttons: Sequence[tuple[str, str]], locale: str | None) -> dict[str, str]:
+    """ContentVariables for `doorstep_buttons_N` / `doorstep_list_N` (the layouts `definitions` declares)."""
+    variables = {"1": text}
+    if len(buttons) <= choices.MAX_QUICK_REPLIES:
+        for i, (label, payload) in enumerate(buttons):
+            variables[str(2 * i + 2)] = choices.clip(label, choices.QUICK_REPLY_TITLE)
+            variables[str(2 * i + 3)] = payload
+        return variables
+    variables["2"] = choices.clip(replies.render(LIST_BUTTON_TEMPLATE, locale), choices.QUICK_REPLY_TITLE)
+    for i, (label, payload) in enumerate(buttons):
+        variables[str(2 * i + 3)] = choices.clip(label, choices.LIST_ITEM_TITLE)
+        variables[str(2 * i + 4)] = payload
+    return variables
 
 
 def _whatsapp(number: str) -> str:

@@ -3,7 +3,8 @@
 Inbound: verify `X-Twilio-Signature` with twilio's `RequestValidator` against
 `DOORSTEP_PUBLIC_URL` + path (+ query), so it works behind a proxy; parse the
 form into an `InboundMessage` (`From: whatsapp:+E164` means WhatsApp; media
-URLs kept); acknowledge it (`service.acknowledge`: one INSERT … ON CONFLICT
+URLs kept; a tapped button or list row, `ButtonPayload` / `ListId`, is the
+message: the payload the flow offered, read like a Telegram button); acknowledge it (`service.acknowledge`: one INSERT … ON CONFLICT
 DO NOTHING on MessageSid, group-committed with the concurrent requests, and
 nothing else); answer an empty TwiML `<Response/>` once it is committed, and
 identify the customer and run the conversation in a background task, so
@@ -12,8 +13,8 @@ before that task runs is recovered by `gateway.process_pending`.
 
 Status callbacks move an outbound message's status forward only (queued <
 sent < delivered < read; failed/undelivered are final, with the error code).
-63016 (WhatsApp window closed) queues the same text by SMS; 21610 marks the
-customer opted out of that channel.
+63016 (WhatsApp window closed) and 63024 / 63003 (not reachable on WhatsApp)
+queue the same text by SMS; 21610 marks the customer opted out of that channel.
 
 Never: store anything from a request whose signature fails, answer 500 to
 bad input, or log phone numbers, message text or tokens.
@@ -50,6 +51,9 @@ MAX_MEDIA = 10
 # Outbound status order; a callback may only move a message forward.
 FINAL_FAILURES = {"failed", "undelivered"}
 KNOWN_STATUSES = set(STATUS_RANK) | FINAL_FAILURES | {"canceled"}
+# Undelivered on WhatsApp, deliverable by SMS: the window closed (63016, Meta 131047), or the number
+# cannot get WhatsApp messages (63024 / 63003, Meta 131026).
+FALLBACK_CODES = {"63016", "63024", "63003"}
 
 
 def twiml() -> Response:
@@ -96,8 +100,12 @@ def parse_inbound(params: dict[str, str], *, now: datetime) -> InboundMessage:
         count = 0
     # Only web links are kept: the inbox and Chatwoot show attachments as links.
     media = tuple(params[f"MediaUrl{i}"] for i in range(count) if is_web_url(params.get(f"MediaUrl{i}") or ""))
+    # A WhatsApp tap: the button's / list row's id is the payload the flow offered (`/btn:affirm:yes`);
+    # Body only carries the title the customer saw.
+    tapped = params.get("ButtonPayload") or params.get("ListId") or ""
+    text = tapped if channel == "whatsapp" and tapped else params.get("Body", "")
     return InboundMessage(
-        channel=channel, text=sanitise_text(params.get("Body", "")), provider_message_id=sid[:100],
+        channel=channel, text=sanitise_text(text), provider_message_id=sid[:100],
         phone=to_e164(sender, strict=False), media_urls=media, received_at=now,  # Twilio verified the sender
         profile_name=sanitise_text(params.get("ProfileName", ""))[:200],
     )
@@ -167,8 +175,8 @@ def apply_status(service: Service, sid: str, status: str, error_code: str | None
             message.error = f"Twilio reported {status}" + (f" ({error_code})" if error_code else "")
             customer = session.get(Customer, message.customer_id) if message.customer_id else None
             if error_code == "21610" and customer is not None:
-                mark_opted_out(session, customer.id or 0, message.channel)
-            elif (error_code == "63016" and customer is not None
+                mark_opted_out(session, customer.id or 0, message.channel, code=error_code)
+            elif (error_code in FALLBACK_CODES and customer is not None
                   and (target := fallback_channel(message.channel, customer, service.settings)) is not None):
                 enqueue_message(session=session, customer=customer, channel=target, text=message.text,
                                 conversation_id=message.conversation_id, order_pk=message.order_pk,

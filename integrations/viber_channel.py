@@ -41,7 +41,7 @@ from bot.core.settings import Settings
 from bot.core.urls import is_web_url
 from bot.delivery.outcomes import status_advances
 from bot.service import Service
-from bot.store.outbox import mark_opted_out
+from bot.store import consent
 from bot.web.deps import ServiceDep
 from integrations.twilio_webhooks import process_in_background
 
@@ -188,11 +188,9 @@ def set_consent(service: Service, user_id: str, *, subscribed: bool) -> bool:
         customer = session.exec(select(Customer).where(Customer.viber_user_id == user_id)).first()
         if customer is None:
             return False
-        if subscribed:
-            customer.opted_out_channels = sorted(set(customer.opted_out_channels) - {"viber"})
-            session.add(customer)
-        else:
-            mark_opted_out(session, customer.id or 0, "viber")
+        # Through the consent ledger (bot.store.consent), like every opt-in and opt-out.
+        consent.set_consent(session, customer, "viber", opted_out=not subscribed, source="provider",
+                            detail="viber subscribed" if subscribed else "viber unsubscribed")
         return True
 
 

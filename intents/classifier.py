@@ -36,6 +36,8 @@ START_KEYWORDS = frozenset({"start", "unstop"})
 HELP_KEYWORDS = frozenset({"help", "info"})
 _KEYWORD_SHAPE = re.compile(r"^\s*([a-z][a-z -]{1,14}?)\s*[.!]*\s*$")
 _BUTTON = re.compile(r"^\s*/btn:([a-z_]+)(?::(.*))?\s*$", re.IGNORECASE)
+_BUTTON_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}(?:@(?:morning|afternoon|evening))?$")
+_BUTTON_WINDOWS = frozenset({"morning", "afternoon", "evening"})
 
 ADDRESS_TYPES = frozenset({"flat_number", "floor", "building", "landmark", "postal_code"})
 # Intents that a date/address/yes-no context must not override when the model is sure of them.
@@ -108,7 +110,16 @@ def _button(text: str, entities: tuple[Entity, ...], language: str) -> Classific
         return Classification(Intent.OUT_OF_SCOPE, 0.0, (), language, "button")
     extra: list[Entity] = []
     if arg:
-        if intent is Intent.CHOICE and arg.isdigit():
+        start = len(text) - len(arg)
+        if intent is Intent.RESCHEDULE and _BUTTON_DAY.match(arg):
+            # A day (and optionally a window) tapped in a reschedule list: `2026-11-28` or `2026-11-28@evening`.
+            day, _, window = arg.partition("@")
+            extra.append(Entity("date", day, arg, start, len(text)))
+            if window:
+                extra.append(Entity("time_window", window, arg, start, len(text)))
+        elif intent is Intent.RESCHEDULE and arg in _BUTTON_WINDOWS:
+            extra.append(Entity("time_window", arg, arg, start, len(text)))
+        elif intent is Intent.CHOICE and arg.isdigit():
             extra.append(Entity("choice", int(arg), arg, len(text) - len(arg), len(text)))
         else:
             extra.append(Entity("payload", arg, arg, len(text) - len(arg), len(text)))

@@ -1,7 +1,7 @@
 """The `doorstep` command line (typer + rich): the root app and `main`.
 
 The commands live in one module per group (run, data, nlu, flows, telegram,
-agents, events, journeys, report), each adding itself with `register(app)`. Heavy SDKs
+whatsapp, agents, events, journeys, report), each adding itself with `register(app)`. Heavy SDKs
 are imported inside commands, never at module level, so `doorstep --help`,
 `chat` and `classify` stay fast.
 """
@@ -31,10 +31,11 @@ def _register_parts() -> None:
     from bot.cli import run as cli_run
     from bot.cli import telegram as cli_telegram
     from bot.cli import viber as cli_viber
+    from bot.cli import whatsapp as cli_whatsapp
 
     # The order here is the order of `doorstep --help`: running and trying it first.
-    for part in (cli_run, cli_data, cli_nlu, cli_flows, cli_telegram, cli_viber, cli_agents, cli_events, cli_journeys,
-                 cli_report):
+    for part in (cli_run, cli_data, cli_nlu, cli_flows, cli_telegram, cli_whatsapp, cli_viber, cli_agents, cli_events,
+                 cli_journeys, cli_report):
         part.register(app)
 
 

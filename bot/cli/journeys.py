@@ -108,11 +108,16 @@ def simulate(
     timeline: Annotated[Path | None, typer.Option(help="Replay a YAML timeline instead (order + events).")] = None,
     days: Annotated[int, typer.Option(help="Keep the clock running this many days after the last event.")] = 40,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    templates_approved: Annotated[bool, typer.Option(
+        "--templates-approved", help="Price WhatsApp messages outside the 24-hour window as if Doorstep's "
+                                     "templates were approved (a replay from the database uses their real state).")] = False,
 ) -> None:
-    """Replay an order's timeline on a fake clock and print what would be sent, and when.
+    """Replay an order's timeline on a fake clock and print what would be sent, when, and what it costs.
 
     Nothing is sent and the real database is not changed: the replay runs in a
-    throw-away SQLite database with the shop's doorstep.yaml and quiet hours.
+    throw-away SQLite database with the shop's doorstep.yaml and quiet hours. Each
+    message carries the send planner's channel, form and price; the totals per
+    journey and per order are printed at the end.
     """
     import asyncio
     import tempfile
@@ -122,6 +127,7 @@ def simulate(
     from rich.table import Table
     from sqlmodel import col, select
 
+    from bot.core import choices
     from bot.core.clock import FakeClock
     from bot.core.errors import Conflict
     from bot.core.models import Customer, JourneyTimer, Message, Outbox
@@ -130,15 +136,26 @@ def simulate(
     from bot.core.settings import get_settings
     from bot.delivery.dispatcher import Dispatcher
     from bot.service import Service
+    from bot.store import content
+    from bot.store.content import Synced
     from bot.store.orders import get_order
 
     if (order_id is None) == (timeline is None):
         raise typer.BadParameter("give an ORDER_ID or --timeline FILE (one of them)")
     settings = get_settings()
+    synced: list[Synced] = []
     if timeline is not None:
         payload, start, events = _timeline_from_file(timeline, Runtime(timezone=settings.timezone).now())
     else:
-        payload, start, events = _timeline_from_db(Service.create(settings), order_id or "")
+        real = Service.create(settings)
+        payload, start, events = _timeline_from_db(real, order_id or "")
+        with real.db.read() as session:  # the templates as synced: approved or not, and their categories
+            synced = [Synced(r.name, r.content_sid, r.definition_hash, r.category, r.requested_category,
+                             r.approval_status) for r in content.all_rows(session)]
+    if templates_approved:
+        synced = [Synced(name, "HX" + "0" * 32, "simulated", category.upper(), category.upper(), content.APPROVED)
+                  for name, category in ((choices.UTILITY_TEMPLATE, "utility"),
+                                         (choices.MARKETING_TEMPLATE, "marketing"))]
     try:
         order_in = OrderIn.model_validate(payload)
     except Exception as exc:
@@ -148,6 +165,8 @@ def simulate(
         clock = FakeClock(start)
         sim_settings = settings.model_copy(update={"database_url": f"sqlite:///{Path(tmp) / 'simulate.db'}"})
         service = Service.create(sim_settings, clock=clock)
+        with service.db.session() as session:
+            content.save(session, synced)
         recorder = _Recorder(clock)
         senders = {f"message:{c}": recorder for c in ("sms", "whatsapp", "telegram", "console", "email", "viber", "voice")}
         dispatcher = Dispatcher(service.db, sim_settings, clock=clock, senders=senders, kinds=("message",))  # type: ignore[arg-type]
@@ -193,29 +212,43 @@ def simulate(
             rows: list[dict[str, Any]] = []
             for message in session.exec(select(Message).where(Message.direction == "out").order_by(col(Message.id))):
                 sent_at = recorder.sent.get(message.id or 0)
+                plan = message.plan or {}
+                sent = message.status in {"sent", "delivered", "read", "queued"} and sent_at is not None
                 rows.append({"journey": (message.template or "").removeprefix("journey."), "channel": message.channel,
                              "status": message.status, "due_at": message.due_at.isoformat() if message.due_at else None,
                              "sent_at": sent_at.isoformat() if sent_at else None, "error": message.error,
-                             "text": message.text, "_when": sent_at or message.due_at})
+                             "text": message.text, "form": plan.get("form"),
+                             "cost": float(plan.get("price") or 0.0) if sent else 0.0,
+                             "plan_reason": plan.get("reason"), "_when": sent_at or message.due_at})
             timers: list[dict[str, Any]] = [{"kind": t.kind, "due_at": t.due_at.isoformat(), "status": t.status, "outcome": t.outcome}
                       for t in session.exec(select(JourneyTimer).order_by(col(JourneyTimer.due_at)))]
         service.db.dispose()
 
     rows.sort(key=lambda r: (r["_when"] is None, r["_when"] or start))
+    currency = str(service.runtime.shop_config["messaging"]["pricing"].get("currency", "USD"))
+    per_journey: dict[str, float] = {}
+    for row in rows:
+        per_journey[row["journey"] or "reply"] = per_journey.get(row["journey"] or "reply", 0.0) + row["cost"]
+    cost: dict[str, Any] = {"currency": currency, "total": round(sum(per_journey.values()), 5),
+            "per_journey": {k: round(v, 5) for k, v in per_journey.items()}}
     if as_json:
         typer.echo(json.dumps({"order_id": order_in.order_id, "timezone": str(tz), "events": [
             {"type": e["type"], "at": e["at"].isoformat()} for e in events],
-            "messages": [{k: v for k, v in r.items() if k != "_when"} for r in rows], "timers": timers}, indent=2))
+            "messages": [{k: v for k, v in r.items() if k != "_when"} for r in rows], "timers": timers,
+            "cost": cost}, indent=2))
         return
     table = Table(title=f"Simulated journey of {order_in.order_id} (times in {tz})", show_lines=True)
-    for column in ("when", "journey", "channel", "status", "text"):
+    for column in ("when", "journey", "channel", "status", f"cost ({currency})", "text"):
         table.add_column(column, overflow="fold")
     for row in rows:
         when = row["_when"].astimezone(tz).strftime("%a %d %b %H:%M") if row["_when"] else ""
         status = row["status"] + (f"\n{row['error']}" if row["error"] else "")
-        table.add_row(when, row["journey"], row["channel"], status, row["text"])
+        channel = row["channel"] + (f" ({row['form']})" if row["form"] == "template" else "")
+        table.add_row(when, row["journey"], channel, status, f"{row['cost']:.4f}", row["text"])
     console = Console()
     console.print(table)
+    console.print("cost per journey: " + ", ".join(f"{k} {v:.4f}" for k, v in per_journey.items())
+                  + f"; this order in all: {cost['total']:.4f} {currency}")
     for timer in timers:
         console.print(f"[dim]timer {timer['kind']} at {datetime.fromisoformat(timer['due_at']).astimezone(tz):%a %d %b %H:%M}: "
                       f"{timer['status']} ({timer['outcome'] or ''})[/dim]")

@@ -10,7 +10,8 @@ marks them with `source="keyword"` and a `keyword` entity):
     channel, with one confirmation (a second STOP gets no reply);
   * START, UNSTOP, or YES in answer to that confirmation -> opted back in;
   * HELP, INFO -> the help text;
-  * a bare CANCEL -> ask whether they mean the order or the messages;
+  * a bare CANCEL -> ask whether they mean the order or the messages, except on SMS to a US number,
+    where CANCEL is an opt-out like STOP (US rules; one confirmation);
   * sentences ("please stop the courier") are left to the flows.
 Telegram chats not yet linked to a phone number are asked to share it.
 
@@ -23,12 +24,17 @@ import re
 
 from sqlmodel import Session, col, select
 
-from bot.core import replies
+from bot.core import phones, replies
 from bot.core.models import Conversation, Customer, Message
 from flows.base import Effect, Reply, SetOptOut
 from intents import Classification, Intent
 
 CANCEL_WORDS = frozenset({"cancel", "cancelar", "cancel karo"})
+# US messaging rules (CTIA): these bare words are opt-outs on SMS, besides the STOP family the classifier
+# already marks (STOP, QUIT, END, REVOKE, OPT OUT, UNSUBSCRIBE). Prompts to US numbers therefore never ask
+# for CANCEL; they use buttons or numbers.
+US_OPT_OUT_WORDS = frozenset({"cancel", "stop", "quit", "end", "revoke", "opt out", "optout", "unsubscribe"})
+US_COUNTRIES = frozenset({"US"})
 CONTACT_BUTTON = "@contact"  # integrations.telegram_channel turns it into a request_contact keyboard
 TELEGRAM_START = "/start"
 TELEGRAM_CONTACT = "/contact"  # what the Telegram webhook stores for a shared contact
@@ -39,6 +45,11 @@ def _keyword(classification: Classification) -> str | None:
     if classification.source != "keyword":
         return None
     return next((str(e.value) for e in classification.entities if e.type == "keyword"), None)
+
+
+def us_sms(channel: str, customer: Customer) -> bool:
+    """An SMS conversation with a US number, where US opt-out rules apply."""
+    return channel == "sms" and phones.country_of(customer.phone) in US_COUNTRIES
 
 
 def _bare(text: str) -> str:
@@ -60,14 +71,17 @@ def pre_flow(*, session: Session, conversation: Conversation, customer: Customer
     keyword = _keyword(classification)
     text = _bare(message.text)
 
-    if keyword == "stop":
-        # One confirmation only: a repeated STOP changes nothing and gets no reply.
-        return [] if opted_out else [SetOptOut(True, channel), Reply("channels.opted_out")]
+    if keyword == "stop" or (text in US_OPT_OUT_WORDS and us_sms(channel, customer)):
+        # One confirmation only: a repeated STOP changes nothing and gets no reply. On a US number a bare
+        # CANCEL is an opt-out too (CTIA; carriers enforce it), never "which do you mean?".
+        return [] if opted_out else [SetOptOut(True, channel, source="keyword", detail=text[:20].upper()),
+                                     Reply("channels.opted_out")]
     if keyword == "start":
-        return [SetOptOut(False, channel), Reply("channels.opted_in")] if opted_out else None
+        return [SetOptOut(False, channel, source="keyword", detail=text[:20].upper()),
+                Reply("channels.opted_in")] if opted_out else None
     if (opted_out and classification.intent == Intent.AFFIRM and len(text) <= 12
             and _last_reply_template(session, customer.id, message.id) == "channels.opted_out"):
-        return [SetOptOut(False, channel), Reply("channels.opted_in")]
+        return [SetOptOut(False, channel, source="keyword", detail=text[:20].upper()), Reply("channels.opted_in")]
     if keyword == "help":
         return [Reply("channels.help")]
     if text in CANCEL_WORDS:

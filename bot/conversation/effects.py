@@ -14,8 +14,8 @@ from sqlmodel import Session
 from bot.conversation.turn import Turn
 from bot.core.models import Conversation, Customer, Order
 from bot.core.runtime import Runtime
-from bot.store import escalations, outbox
-from bot.store.conversations import render_label, render_reply
+from bot.store import consent, escalations, outbox
+from bot.store.conversations import render_buttons, render_reply
 from bot.store.orders import record_event
 from flows.base import EmitEvent, Escalate, RateEscalation, Reply, SetOptOut, StepResult, UpdateOrder
 
@@ -38,11 +38,11 @@ def apply_effects(*, session: Session, runtime: Runtime, conversation: Conversat
         if isinstance(effect, Reply):
             order = by_id.get(effect.order_id or "")
             text = render_reply(effect, customer=customer, runtime=runtime, locale=locale)
-            buttons = [(render_label(label, customer, runtime, locale), payload) for label, payload in effect.buttons]
             msg = outbox.enqueue_message(
                 session=session, customer=customer, channel=conversation.channel, text=text,
-                conversation_id=conversation.id, order_pk=order.id if order else None,
-                template=effect.template, buttons=buttons or None, now=now,
+                conversation_id=conversation.id, order_pk=order.id if order else None, template=effect.template,
+                buttons=render_buttons(effect, customer=customer, runtime=runtime, locale=locale), now=now,
+                locale=locale,
             )
             if msg is not None:
                 turn.replies.append(msg)
@@ -81,11 +81,8 @@ def apply_effects(*, session: Session, runtime: Runtime, conversation: Conversat
             escalations.record_csat(session=session, escalation_id=effect.escalation_id, customer_id=customer.id or 0,
                                     score=effect.score, now=now)
         elif isinstance(effect, SetOptOut):
-            channel = effect.channel or conversation.channel
-            channels = set(customer.opted_out_channels)
-            channels = channels | {channel} if effect.opted_out else channels - {channel}
-            customer.opted_out_channels = sorted(channels)
-            session.add(customer)
+            consent.set_consent(session, customer, effect.channel or conversation.channel, opted_out=effect.opted_out,
+                                source=effect.source, detail=effect.detail, now=now)
 
 
 def _jsonable(value: Any) -> Any:

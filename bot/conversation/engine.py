@@ -25,13 +25,13 @@ from sqlmodel import Session
 from bot.conversation import compliance
 from bot.conversation.effects import apply_effects
 from bot.conversation.turn import Turn
-from bot.core import replies
+from bot.core import choices, replies
 from bot.core.models import Conversation, Customer, Message, Order
 from bot.core.runtime import Runtime
 from bot.core.vocab import HUMAN_OWNERS, INFORMATIONAL_JOURNEYS, Owner
 from bot.journeys.hooks import Journeys
 from bot.store import escalations, outbox
-from bot.store.conversations import KEPT_SLOTS
+from bot.store.conversations import KEPT_SLOTS, button_payloads
 from bot.store.orders import customer_orders, customer_view, order_view
 from flows.base import END, HANDOFF, EmitEvent, Escalate, Flow, FlowContext, Reply, StepResult, UpdateOrder
 from flows.common import is_restart
@@ -74,6 +74,15 @@ def _classify(runtime: Runtime, conversation: Conversation, customer: Customer, 
     return runtime.classifier(text, context)
 
 
+def _tapped(conversation: Conversation, message: Message) -> str:
+    """What the customer means: a number typed in answer to the choices just offered is that choice's payload."""
+    if conversation.flow and message.channel in choices.NUMBER_READING_CHANNELS:
+        picked = choices.payload_for_number(message.text, conversation.slots.get("_buttons") or ())
+        if picked is not None:
+            return picked
+    return message.text
+
+
 def handle_message(*, session: Session, runtime: Runtime, conversation: Conversation, customer: Customer,
                    message: Message, journeys: Journeys | None = None, orders: list[Order] | None = None) -> Turn:
     """One turn: classify `message`, run its flow, apply the effects; `message` leaves it `processed`.
@@ -86,7 +95,7 @@ def handle_message(*, session: Session, runtime: Runtime, conversation: Conversa
 
     if orders is None:
         orders = customer_orders(session=session, customer_id=customer.id or 0)
-    classification = _classify(runtime, conversation, customer, message.text, now, orders)
+    classification = _classify(runtime, conversation, customer, _tapped(conversation, message), now, orders)
     message.intent = classification.intent.value
     message.confidence = round(classification.confidence, 4)
     message.entities = [e.as_dict() for e in classification.entities]
@@ -320,7 +329,8 @@ def _advance(conversation: Conversation, flow: Flow, result: StepResult, now: da
     else:
         conversation.flow = flow.name
         conversation.state = result.next_state
-        conversation.slots = {**dict(result.slots), "_expecting": result.expecting.value, "_choices": list(result.choices)}
+        conversation.slots = {**dict(result.slots), "_expecting": result.expecting.value, "_choices": list(result.choices),
+                              **({"_buttons": payloads} if (payloads := button_payloads(result)) else {})}
         conversation.expires_at = now + flow.timeout
     conversation.updated_at = now
 

@@ -151,6 +151,9 @@ class Database:
     def __init__(self, url: str, *, echo: bool = False, clock: Clock = system_clock) -> None:
         self.url = normalise_url(url)
         self.clock = clock
+        # What the send planner reads in every write session (bot.store.planning): the shop's config,
+        # whether TWILIO_WHATSAPP_TEMPLATES maps templates, the shop's timezone. Set by the service.
+        self.planning: dict[str, Any] = {}
         kwargs: dict[str, Any] = {"echo": echo}
         if self.url.startswith("sqlite"):
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
@@ -219,7 +222,7 @@ class Database:
     @contextmanager
     def _write(self, *, tracked: bool) -> Iterator[Session]:
         stack = self._open_writes() if tracked else []
-        with self._sessions(info={"clock": self.clock}) as session:
+        with self._sessions(info={"clock": self.clock, "planning": self.planning}) as session:
             stack.append(session)
             committing = False
             try:

@@ -69,7 +69,12 @@ class RecipientOptedOut(DeliveryError):
 
 
 class WindowClosed(DeliveryError):
-    """WhatsApp free-form outside the 24-hour window (Twilio 63016): use a template or SMS."""
+    """WhatsApp free-form outside the 24-hour window (Twilio 63016, Meta 131047): use a template or SMS."""
+
+
+class RecipientUnreachable(DeliveryError):
+    """WhatsApp cannot reach this number (not on WhatsApp, an old app: Twilio 63024/63003, Meta 131026):
+    another channel (SMS) may."""
 
 
 class PermanentProviderError(DeliveryError):

@@ -171,6 +171,9 @@ class Message(SQLModel, table=True):
     # webhook saw it ({"phone", "telegram_chat_id", "profile_name", "link_token", "contact_phone"}).
     # Processing reads it to find or create the customer and conversation, then clears it (NULL).
     sender: dict[str, Any] | None = Field(default=None, sa_column=sa.Column(sa.JSON(none_as_null=True), nullable=True))
+    # out: the send planner's decision and why ({"channel", "form", "category", "price", "currency", "reason"};
+    # bot.delivery.planner), shown in the message log and the inbox.
+    plan: dict[str, Any] | None = Field(default=None, sa_column=sa.Column(sa.JSON(none_as_null=True), nullable=True))
 
 
 class Outbox(SQLModel, table=True):
@@ -387,4 +390,36 @@ class ChatwootLink(SQLModel, table=True):
                                                                                    index=True))
     status: str = Field(default="pending", max_length=16)  # pending | open | resolved
     created_at: datetime = _created()
+    updated_at: datetime = _created()
+
+
+class ConsentEvent(SQLModel, table=True):
+    """The consent ledger: every opt-in and opt-out of a customer on a channel, with its source and time.
+
+    Append-only (never updated): `Customer.opted_out_channels` is the current state, this is its history,
+    exportable per customer (`doorstep consent export`, `GET /api/customers/{id}/consent`)."""
+
+    __tablename__ = "consent_event"
+
+    id: int | None = Field(default=None, primary_key=True)
+    customer_id: int = Field(foreign_key="customer.id", index=True)
+    channel: str = Field(max_length=16)
+    consent: str = Field(max_length=3)  # in | out
+    source: str = Field(max_length=32)  # keyword | button | provider | api | agent | import
+    detail: str = Field(default="", max_length=200)  # the keyword, the provider error code, …
+    at: datetime = Field(sa_column=sa.Column(UTCDateTime(), nullable=False, index=True))
+
+
+class WhatsAppContent(SQLModel, table=True):
+    """Twilio Content templates kept by `doorstep whatsapp sync-templates`: one row per template name."""
+
+    __tablename__ = "whatsapp_content"
+
+    name: str = Field(primary_key=True, max_length=64)
+    content_sid: str = Field(max_length=34)
+    definition_hash: str = Field(max_length=16)  # a changed definition is created anew
+    category: str | None = Field(default=None, max_length=32)  # WhatsApp's category now (it may change it)
+    requested_category: str | None = Field(default=None, max_length=32)
+    approval_status: str = Field(default="unsubmitted", max_length=32)  # approved | pending | rejected | …
+    rejection_reason: str | None = Field(default=None, max_length=500)
     updated_at: datetime = _created()

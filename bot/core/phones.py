@@ -47,3 +47,14 @@ def mask(phone: str | None) -> str:
 
 def phone_hash(phone: str, salt: str) -> str:
     return hmac.new(salt.encode(), phone.encode(), hashlib.sha256).hexdigest()
+
+
+def country_of(phone: str | None) -> str | None:
+    """The ISO country of an E.164 number ("US", "IN"), or None when unknown."""
+    if not phone:
+        return None
+    try:
+        region = phonenumbers.region_code_for_number(phonenumbers.parse(phone.removeprefix("whatsapp:"), None))
+    except phonenumbers.NumberParseException:
+        return None
+    return region if region and region != "ZZ" else None

@@ -52,6 +52,32 @@ DEFAULTS: dict[str, Any] = {
         "quiet_hours": "21:00-08:00",
         "caps": {"per_order_per_day": 4, "marketing_per_customer_per_week": 1},
     },
+    # The send planner (bot.core.planner): prices per message, India DLT template ids, limits.
+    "messaging": {
+        "india_dlt": {"required": False, "templates": {}},
+        "planner": {"max_price_per_message": None, "min_gap_per_recipient": "0m"},
+        "pricing": {
+            # Indicative 2026 list prices in USD; replace them with your own rate cards. WhatsApp: Meta's
+            # per-message rate for a template by recipient country and category (service messages and
+            # utility templates inside the 24-hour window are free), plus the provider's fee per message.
+            "currency": "USD",
+            "whatsapp_fee": 0.005,
+            "whatsapp": {
+                "IN": {"marketing": 0.0103, "utility": 0.0014},
+                "US": {"marketing": 0.0250, "utility": 0.0034},
+                "BR": {"marketing": 0.0625, "utility": 0.0068},
+                "MX": {"marketing": 0.0305, "utility": 0.0085},
+                "ES": {"marketing": 0.0509, "utility": 0.0166},
+                "GB": {"marketing": 0.0529, "utility": 0.0220},
+                "*": {"marketing": 0.0604, "utility": 0.0077},
+            },
+            # SMS per outbound segment-1 message by country, provider list price.
+            "sms": {"IN": 0.0832, "US": 0.0083, "BR": 0.0750, "MX": 0.0470, "ES": 0.0792, "GB": 0.0463,
+                    "*": 0.0500},
+            "email": 0.0,  # flat per message, for channels without a country table
+            "viber": 0.0,
+        },
+    },
     "journeys": {
         "order_confirmed": _journey(valid_for="24h"),
         "shipped": _journey(valid_for="48h"),
@@ -192,6 +218,8 @@ def _validate(data: dict[str, Any], lines: dict[tuple[str, ...], int]) -> list[t
                 elif isinstance(value, bool) or not isinstance(value, int) or value < 0:
                     bad(("contact_policy", "caps", key), f"must be a whole number >= 0, not {value!r}")
 
+    _validate_messaging(data.get("messaging"), bad)
+
     journeys = data.get("journeys")
     if isinstance(journeys, dict):
         for name, spec in journeys.items():
@@ -227,6 +255,59 @@ def _validate(data: dict[str, Any], lines: dict[tuple[str, ...], int]) -> list[t
                         bad(where, f"no reply template named {value!r} in data/templates/")
     _validate_measurement(data, bad)
     return problems
+
+
+def _validate_messaging(section: Any, bad: Any) -> None:
+    if section is None:
+        return
+    if not isinstance(section, dict):
+        bad(("messaging",), "must be a mapping")
+        return
+    for key, value in section.items():
+        if key not in DEFAULTS["messaging"]:
+            bad(("messaging", key), f"unknown setting (known: {', '.join(sorted(DEFAULTS['messaging']))})")
+        elif not isinstance(value, dict):
+            bad(("messaging", key), "must be a mapping")
+    dlt = section.get("india_dlt")
+    if isinstance(dlt, dict):
+        for key in dlt:
+            if key not in DEFAULTS["messaging"]["india_dlt"]:
+                bad(("messaging", "india_dlt", key), "unknown setting (known: required, templates)")
+        ids = dlt.get("templates", {})
+        if not isinstance(ids, dict) or not all(re.fullmatch(r"\d{10,25}", str(v)) for v in ids.values()):
+            bad(("messaging", "india_dlt", "templates"), "must map a reply template (or *) to a DLT template id "
+                                                          "of 10-25 digits")
+    limits = section.get("planner")
+    if isinstance(limits, dict):
+        for key, value in limits.items():
+            if key not in DEFAULTS["messaging"]["planner"]:
+                bad(("messaging", "planner", key), "unknown setting (known: max_price_per_message, "
+                                                   "min_gap_per_recipient)")
+            elif key == "min_gap_per_recipient":
+                try:
+                    parse_duration(value)
+                except ValueError as exc:
+                    bad(("messaging", "planner", key), str(exc))
+            elif value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or value < 0):
+                bad(("messaging", "planner", key), f"must be a price >= 0 or empty, not {value!r}")
+    pricing = section.get("pricing")
+    if isinstance(pricing, dict):
+        def prices(value: Any, path: tuple[str, ...]) -> None:
+            if isinstance(value, dict):
+                for key, inner in value.items():
+                    prices(inner, (*path, str(key)))
+            elif isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                bad(path, f"must be a price >= 0, not {value!r}")
+
+        for key, value in pricing.items():
+            if key == "currency":
+                if not (isinstance(value, str) and re.fullmatch(r"[A-Z]{3}", value)):
+                    bad(("messaging", "pricing", key), "must be a 3-letter currency code")
+            elif key in DEFAULTS["messaging"]["pricing"]:
+                prices(value, ("messaging", "pricing", key))
+            else:
+                bad(("messaging", "pricing", key), "unknown setting (known: currency, email, sms, viber, whatsapp, "
+                                                   "whatsapp_fee)")
 
 
 def _inbox_problems(inbox: dict[str, Any], bad: Any) -> list[tuple[int, str]]:

@@ -64,8 +64,9 @@ Before sending: an expired row (`expires_at`, the ValidityPeriod) becomes
 `expired`; a proactive message (priority above replies) to a customer who
 opted out of that channel becomes `cancelled`; an automatic message to a
 customer whose conversation a person owns becomes `held` (bot.store.holds). WhatsApp
-rows carry whether the 24-hour window is open; `WindowClosed` falls back to
-SMS.
+rows carry whether the 24-hour window is open and the synced Content templates
+(buttons, lists, templates for outside the window; bot.store.content); `WindowClosed`
+falls back to SMS.
 
 `outcome_for` is the one place that maps delivery errors to retry, fallback
 or failure.
@@ -98,7 +99,7 @@ from bot.core.settings import Settings
 from bot.delivery import senders, wakeup
 from bot.delivery.outcomes import BACKOFF_CAP_SECONDS, Outcome, fallback_channel, outcome_for
 from bot.delivery.ratelimits import Limit, RateLimiter, Slot, channel_limits
-from bot.store import holds, outbox
+from bot.store import content, holds, outbox, planning
 from bot.store.outbox import PRIORITY_REPLY
 
 log = logging.getLogger(__name__)
@@ -227,6 +228,7 @@ class Dispatcher:
             human_owned = holds.human_owned(session, {row.customer_id for row in batch
                                                       if row.customer_id is not None and holds.is_automatic(row)})
             taking: list[int] = []
+            synced_content: dict[str, str] | None = None
             for row in batch:
                 reclaimed = row.status == "sending"
                 previous_claim = (row.claimed_until - LEASE) if reclaimed and row.claimed_until else None
@@ -255,7 +257,10 @@ class Dispatcher:
                     if previous_claim is not None:
                         payload["claimed_since"] = previous_claim.isoformat()
                     if row.m_channel == "whatsapp":
-                        payload["whatsapp_window_open"] = outbox.whatsapp_window_open(session, row.m_customer_id, now)
+                        payload["whatsapp_window_open"] = planning.whatsapp_window_open(session, row.m_customer_id, now)
+                        if synced_content is None:  # one read of the small table per batch
+                            synced_content = content.usable(session)
+                        payload["whatsapp_content"] = synced_content
                     if row.m_channel == "email":
                         # The reply address and unsubscribe link are signed for the customer; labels in their language.
                         payload.update(customer_id=row.c_id, locale=row.c_locale)
@@ -501,7 +506,7 @@ class Dispatcher:
                     message.error = (outcome.error or "")[:500]
                     message.error_code = outcome.error_code
                     if outcome.opt_out and message.customer_id:
-                        outbox.mark_opted_out(session, message.customer_id, message.channel)
+                        outbox.mark_opted_out(session, message.customer_id, message.channel, code=outcome.error_code or "")
             session.add(row)
             if message is not None:
                 session.add(message)

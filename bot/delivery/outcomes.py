@@ -10,7 +10,14 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from bot.core.errors import DeliveryError, PermanentProviderError, RecipientOptedOut, RetryAfter, WindowClosed
+from bot.core.errors import (
+    DeliveryError,
+    PermanentProviderError,
+    RecipientOptedOut,
+    RecipientUnreachable,
+    RetryAfter,
+    WindowClosed,
+)
 from bot.core.models import Customer
 from bot.core.settings import Settings
 
@@ -41,7 +48,7 @@ def outcome_for(exc: Exception, *, attempts: int, max_attempts: int, retry_for: 
     retries time-based: the attempt count does not matter, the deadline does."""
     if isinstance(exc, RecipientOptedOut):
         return Outcome("failed", error=str(exc), error_code=exc.code, opt_out=True)
-    if isinstance(exc, WindowClosed):
+    if isinstance(exc, WindowClosed | RecipientUnreachable):
         return Outcome("fallback", error=str(exc), error_code=exc.code)
     if isinstance(exc, PermanentProviderError):
         return Outcome("failed", error=str(exc), error_code=exc.code)

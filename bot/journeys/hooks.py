@@ -39,7 +39,7 @@ from bot.core.vocab import (
     TRANSIT_JOURNEYS,
 )
 from bot.journeys.timers import JourneyTimers
-from bot.store import conversations, outbox
+from bot.store import consent, conversations, outbox
 from bot.store.erasure import erasure_salt
 from bot.store.orders import ALLOWED_FROM, TERMINAL, holdout_of
 from flows.proactive import NotApplicable
@@ -173,8 +173,9 @@ class Journeys(JourneyTimers):
         for erased in session.exec(select(Customer).where(Customer.phone_hash == digest,
                                                           col(Customer.erased_at).is_not(None))):
             if erased.opted_out_channels:
-                customer.opted_out_channels = sorted(set(erased.opted_out_channels))
-                session.add(customer)
+                for channel in sorted(set(erased.opted_out_channels)):
+                    consent.set_consent(session, customer, channel, opted_out=True, source="import",
+                                        detail="opted out before an erasure")
                 return
 
 

@@ -69,7 +69,8 @@ def open_flow(*, session: Session, conversation: Conversation, flow: Flow | str,
     conversation.flow = the_flow.name
     conversation.state = result.next_state
     conversation.slots = {**{k: v for k, v in conversation.slots.items() if k in KEPT_SLOTS}, **dict(result.slots),
-                          "_expecting": result.expecting.value, "_choices": list(result.choices)}
+                          "_expecting": result.expecting.value, "_choices": list(result.choices),
+                          **({"_buttons": payloads} if (payloads := button_payloads(result)) else {})}
     conversation.expires_at = expires_at or (now + the_flow.timeout)
     conversation.misunderstandings = 0
     conversation.updated_at = now
@@ -99,11 +100,12 @@ def open_proactive(*, session: Session, runtime: Runtime, customer: Customer, ki
         if isinstance(effect, Reply):
             text = render_reply(effect, customer=customer, runtime=runtime,
                                 locale=str(conversation.slots.get("_locale") or customer.locale))
-            buttons = [(render_label(label, customer, runtime, None), payload) for label, payload in effect.buttons]
+            locale = str(conversation.slots.get("_locale") or customer.locale)
             message = outbox.enqueue_message(
                 session=session, customer=customer, channel=conversation.channel, text=text,
-                conversation_id=conversation.id, order_pk=order.id, template=effect.template,
-                buttons=buttons or None, now=now, **{"priority": outbox.PRIORITY_TRANSACTIONAL, **enqueue},
+                conversation_id=conversation.id, order_pk=order.id, template=effect.template, locale=locale,
+                buttons=render_buttons(effect, customer=customer, runtime=runtime, locale=None), now=now,
+                **{"priority": outbox.PRIORITY_TRANSACTIONAL, **enqueue},
             )
     if message is None and enqueue.get("dedupe_key"):
         return None  # already sent once: leave the conversation as it is
@@ -131,9 +133,25 @@ def opening_text(result: StepResult, *, customer: Customer, runtime: Runtime) ->
 
 
 def render_label(label: str, customer: Customer, runtime: Runtime, locale: str | None) -> str:
-    if replies.has_template(label, locale or customer.locale):
-        return render_reply(Reply(label), customer=customer, runtime=runtime, locale=locale)
+    """A button label: a template key, `key|name=value` (rendered with that variable, e.g. a day), or literal text."""
+    key, _, variable = label.partition("|")
+    name, _, value = variable.partition("=")
+    if replies.has_template(key, locale or customer.locale):
+        return render_reply(Reply(key, {name: value} if name else {}), customer=customer, runtime=runtime,
+                            locale=locale)
     return label
+
+
+def render_buttons(reply: Reply, *, customer: Customer, runtime: Runtime,
+                   locale: str | None) -> list[tuple[str, str]] | None:
+    """A reply's buttons as (label in the customer's language, payload), or None when it has none."""
+    return [(render_label(label, customer, runtime, locale), payload) for label, payload in reply.buttons] or None
+
+
+def button_payloads(result: StepResult) -> list[str]:
+    """The payloads of the last choice a step offers: a typed number picks one of them (bot.core.choices)."""
+    offered = [e for e in result.effects if isinstance(e, Reply) and e.buttons]
+    return [payload for _, payload in offered[-1].buttons] if offered else []
 
 
 def local_today(runtime: Runtime, customer: Customer) -> date:

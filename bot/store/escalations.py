@@ -37,7 +37,7 @@ from bot.core.models import (
 )
 from bot.core.phones import mask
 from bot.core.vocab import Owner
-from bot.store import outbox
+from bot.store import outbox, planning
 from bot.store.orders import order_public
 from flows.base import Effect, Reply
 
@@ -276,7 +276,7 @@ def whatsapp_window_open(session: Session, conversation: Conversation, now: date
     """Whether the agent may write free-form on WhatsApp now (the dispatcher's rule); None off WhatsApp."""
     if conversation.channel != "whatsapp":
         return None
-    return outbox.whatsapp_window_open(session, conversation.customer_id, now)
+    return planning.whatsapp_window_open(session, conversation.customer_id, now)
 
 
 def agent_reply(*, session: Session, escalation_id: int, agent: str, text: str,
@@ -417,6 +417,8 @@ def transcript(*, session: Session, conversation_id: int, after_id: int = 0,
             "requested_channel": asked_for, "fallback": m.direction == "out" and asked_for != m.channel,
             "status": m.status, "error_code": m.error_code, "media_urls": m.media_urls,
             "at": m.created_at.isoformat(),
+            # The send planner's decision (channel, form, category, price, reason) for the inbox to show.
+            "plan": m.plan if m.direction == "out" else None,
         })
     return rows
 

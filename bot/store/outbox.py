@@ -7,15 +7,17 @@ makes "nothing sent that was not committed, nothing committed lost" hold.
 from __future__ import annotations
 
 import secrets
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlmodel import Session, col, func, select
+from sqlmodel import Session, col, select
 
+from bot.core import choices
 from bot.core.db import session_now, try_insert
 from bot.core.models import Customer, JourneyTimer, LogisticsEvent, Message, Order, Outbox
 from bot.core.vocab import template_key
+from bot.store import consent, planning
 
 PRIORITY_REPLY = 0
 PRIORITY_TRANSACTIONAL = 10
@@ -48,16 +50,35 @@ def enqueue_message(
     dedupe_key: str | None = None,
     payload: dict[str, Any] | None = None,
     now: datetime | None = None,
+    locale: str | None = None,
 ) -> Message | None:
     """Queue one outbound message. Returns None when `dedupe_key` was already used.
 
-    A reply (`PRIORITY_REPLY`) without its own `expires_at` is valid for `REPLY_VALID_FOR`.
+    A reply (`PRIORITY_REPLY`) without its own `expires_at` is valid for `REPLY_VALID_FOR`. On a
+    channel without buttons (SMS) the `buttons` are written into the text as numbers to reply with,
+    in `locale` (default the customer's).
     """
     now = now or session_now(session)
     if expires_at is None and priority == PRIORITY_REPLY:
         expires_at = (due_at or now) + REPLY_VALID_FOR
     if dedupe_key is not None and session.exec(select(Outbox.id).where(Outbox.dedupe_key == dedupe_key)).first():
         return None
+    # The send planner: channel and form, price and why (bot.core.planner); a fallback keeps its channel.
+    planned = planning.plan_message(session, customer=customer, channel=channel, template=template, priority=priority,
+                                    reply=priority == PRIORITY_REPLY, due_at=due_at, now=now,
+                                    agent=bool((payload or {}).get("agent")))
+    payload = {**(payload or {}), **planned.payload, "plan": planned.plan.as_dict()}
+    if planned.plan.channel != channel and planned.plan.form != "none" and not payload.get("fallback_from"):
+        # Moved before sending (e.g. WhatsApp outside the window, no approved template): recorded like the
+        # dispatcher's fallback, so the message log and the inbox show the channel asked for.
+        payload["fallback_from"] = channel
+        channel = planned.plan.channel
+    due_at = planned.due_at
+    if buttons:
+        numbered = choices.with_choices(text, buttons, channel, locale or customer.locale)
+        if numbered != text:
+            payload["numbered"] = True  # the choices are in the text already (a later SMS fallback must not repeat them)
+            text = numbered
     scheduled = due_at is not None and due_at > now
     message = Message(
         conversation_id=conversation_id,
@@ -70,6 +91,7 @@ def enqueue_message(
         template=template,
         due_at=due_at or now,
         created_at=now,
+        plan=payload["plan"],
     )
     session.add(message)
     session.flush()
@@ -83,7 +105,8 @@ def enqueue_message(
         message_id=message.id,
         order_pk=order_pk,
         customer_id=customer.id,
-        payload={**(payload or {}), **({"buttons": buttons} if buttons else {}), "template": template},
+        payload={**(payload or {}), **({"buttons": buttons, "locale": locale or customer.locale} if buttons else {}),
+                 "template": template},
         dedupe_key=dedupe_key,
         created_at=now,
         updated_at=now,
@@ -182,28 +205,8 @@ def cancel_row(session: Session, row: Outbox, message: Message | None, *, reason
     set_status(session, row, message, "cancelled", reason=reason, now=now, code=code)
 
 
-# WhatsApp allows free-form messages this long after the customer's last message.
-WHATSAPP_WINDOW = timedelta(hours=24)
-
-
-def whatsapp_window_open(session: Session, customer_id: int | None, now: datetime) -> bool:
-    """Whether the customer wrote on WhatsApp in the last 24 hours (free-form messages allowed)."""
-    if customer_id is None:
-        return False
-    last = session.exec(select(func.max(Message.created_at)).where(
-        Message.customer_id == customer_id, Message.direction == "in", Message.channel == "whatsapp")).first()
-    if last is None:
-        return False
-    if isinstance(last, str):  # func.max bypasses the UTCDateTime type on SQLite
-        last = datetime.fromisoformat(last)
-    if last.tzinfo is None:
-        last = last.replace(tzinfo=UTC)
-    return bool(now - last < WHATSAPP_WINDOW)
-
-
-def mark_opted_out(session: Session, customer_id: int, channel: str) -> None:
-    """The customer opted out of `channel` (STOP, or the provider said so): nothing more goes there."""
+def mark_opted_out(session: Session, customer_id: int, channel: str, *, code: str = "") -> None:
+    """The provider says the customer opted out of `channel` (Twilio 21610): nothing more goes there."""
     customer = session.get(Customer, customer_id)
-    if customer is not None and channel not in customer.opted_out_channels:
-        customer.opted_out_channels = sorted({*customer.opted_out_channels, channel})
-        session.add(customer)
+    if customer is not None:
+        consent.set_consent(session, customer, channel, opted_out=True, source="provider", detail=code)

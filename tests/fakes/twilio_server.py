@@ -1,8 +1,12 @@
 """A fake Twilio REST API on loopback, spoken to by the real `twilio` client.
 
 Implements what Doorstep uses: `POST /2010-04-01/Accounts/{sid}/Messages.json`
-(create; Basic auth checked) and `GET …/Messages.json` (list with `To`,
-`From`, `DateSent>` filters, for reconciliation). Every request is recorded
+(create; Basic auth checked; `ContentSid`/`ContentVariables`, `DltTemplateId`
+recorded) and `GET …/Messages.json` (list with `To`, `From`, `DateSent>`
+filters, for reconciliation); the Content API (`POST`/`GET /v1/Content`,
+`POST /v1/Content/{sid}/ApprovalRequests/whatsapp`, `GET …/ApprovalRequests`),
+with `approve(name, category=…)` playing WhatsApp's review (approval,
+rejection, a category change). Every request is recorded
 with its Host header, so tests can prove the client was rewritten to us.
 
 `fail_next(status, code, delay)` scripts the next create calls: a 500, a 429,
@@ -133,6 +137,8 @@ class FakeTwilio(LoopbackFake):
     outage_status: int | None = None
     refused: bool = False
     latency: tuple[float, float] | None = None  # every create answers after uniform(lo, hi) seconds
+    contents: dict[str, dict[str, Any]] = field(default_factory=dict)  # Content API: sid -> resource
+    approvals: dict[str, dict[str, Any]] = field(default_factory=dict)  # sid -> its WhatsApp approval
     media: dict[str, tuple[str, bytes]] = field(default_factory=dict)  # media id -> (content type, body)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -221,6 +227,7 @@ class FakeTwilio(LoopbackFake):
             "from": form.get("From", ""), "body": form.get("Body", ""), "status": "queued",
             "content_sid": form.get("ContentSid"), "content_variables": form.get("ContentVariables"),
             "status_callback": form.get("StatusCallback"), "validity_period": form.get("ValidityPeriod"),
+            "dlt_template_id": form.get("DltTemplateId"),
             "date_created": format_datetime(now, usegmt=True), "date_sent": format_datetime(now, usegmt=True),
             "direction": "outbound-api", "num_segments": "1", "price": None, "uri": "", "_at": now,
             "_monotonic": time.monotonic(),
@@ -248,6 +255,82 @@ class FakeTwilio(LoopbackFake):
         return JSONResponse({"messages": items, "end": len(items), "first_page_uri": "", "next_page_uri": None,
                              "page": 0, "page_size": 50, "previous_page_uri": None, "start": 0, "uri": ""})
 
+    # ------------------------------------------------------------ Content API (content.twilio.com/v1)
+
+    def approve(self, name_prefix: str, *, category: str | None = None, status: str = "approved") -> None:
+        """WhatsApp's side of an approval: the template named `name_prefix…` gets `status` (and a new
+        `category`, as WhatsApp does when it reclassifies a utility template as marketing)."""
+        with self._lock:
+            for sid, content in self.contents.items():
+                if content["friendly_name"].startswith(name_prefix) and sid in self.approvals:
+                    self.approvals[sid]["status"] = status
+                    if category is not None:
+                        self.approvals[sid]["category"] = category
+
+    def content_named(self, name_prefix: str) -> dict[str, Any]:
+        with self._lock:
+            return next(c for c in self.contents.values() if c["friendly_name"].startswith(name_prefix))
+
+    async def create_content(self, request: Request) -> Response:
+        body = await request.json()
+        with self._lock:
+            self.requests.append({"method": "POST", "host": request.headers.get("host"), "path": request.url.path,
+                                  "json": body})
+        if not self._authorised(request):
+            return JSONResponse({"code": 20003, "message": "Authenticate", "status": 401}, status_code=401)
+        if not body.get("friendly_name") or not isinstance(body.get("types"), dict) or not body.get("types"):
+            return JSONResponse({"code": 20001, "message": "friendly_name and types are required", "status": 400},
+                                status_code=400)
+        sid = "HX" + secrets.token_hex(16)
+        now = format_datetime(datetime.now(UTC), usegmt=True)
+        content = {"sid": sid, "account_sid": self.account_sid, "friendly_name": body["friendly_name"],
+                   "language": body.get("language"), "variables": body.get("variables") or {},
+                   "types": body["types"], "url": f"https://content.twilio.com/v1/Content/{sid}",
+                   "date_created": now, "date_updated": now,
+                   "links": {"approval_fetch": f"https://content.twilio.com/v1/Content/{sid}/ApprovalRequests"}}
+        with self._lock:
+            self.contents[sid] = content
+        return JSONResponse(content, status_code=201)
+
+    async def list_contents(self, request: Request) -> Response:
+        if not self._authorised(request):
+            return JSONResponse({"code": 20003, "message": "Authenticate", "status": 401}, status_code=401)
+        with self._lock:
+            items = list(self.contents.values())
+        return JSONResponse({"contents": items, "meta": {"page": 0, "page_size": 50, "first_page_url": "",
+                                                         "previous_page_url": None, "next_page_url": None,
+                                                         "url": "", "key": "contents"}})
+
+    async def request_approval(self, request: Request) -> Response:
+        body = await request.json()
+        sid = request.path_params["sid"]
+        with self._lock:
+            self.requests.append({"method": "POST", "host": request.headers.get("host"), "path": request.url.path,
+                                  "json": body})
+            known = sid in self.contents
+        if not self._authorised(request):
+            return JSONResponse({"code": 20003, "message": "Authenticate", "status": 401}, status_code=401)
+        if not known:
+            return JSONResponse({"code": 20404, "message": "not found", "status": 404}, status_code=404)
+        if body.get("category") not in {"UTILITY", "MARKETING", "AUTHENTICATION"} or not body.get("name"):
+            return JSONResponse({"code": 20001, "message": "name and a category are required", "status": 400},
+                                status_code=400)
+        approval = {"name": body["name"], "category": body["category"], "content_type": "twilio/text",
+                    "status": "received", "rejection_reason": "", "allow_category_change": True}
+        with self._lock:
+            self.approvals[sid] = approval
+        return JSONResponse(approval, status_code=201)
+
+    async def fetch_approval(self, request: Request) -> Response:
+        sid = request.path_params["sid"]
+        if not self._authorised(request):
+            return JSONResponse({"code": 20003, "message": "Authenticate", "status": 401}, status_code=401)
+        with self._lock:
+            if sid not in self.contents:
+                return JSONResponse({"code": 20404, "message": "not found", "status": 404}, status_code=404)
+            whatsapp = dict(self.approvals.get(sid) or {"status": "unsubmitted"})
+        return JSONResponse({"sid": sid, "account_sid": self.account_sid, "whatsapp": whatsapp,
+                             "url": f"https://content.twilio.com/v1/Content/{sid}/ApprovalRequests"})
     async def get_media(self, request: Request) -> Response:
         with self._lock:
             self.requests.append({"method": "GET", "host": request.headers.get("host"), "path": request.url.path})
@@ -262,6 +345,11 @@ class FakeTwilio(LoopbackFake):
         path = "/2010-04-01/Accounts/{sid}/Messages.json"
         return Starlette(routes=[Route(path, self.create_message, methods=["POST"]),
                                  Route(path, self.list_messages, methods=["GET"]),
+                                 Route("/v1/Content", self.create_content, methods=["POST"]),
+                                 Route("/v1/Content", self.list_contents, methods=["GET"]),
+                                 Route("/v1/Content/{sid}/ApprovalRequests/whatsapp", self.request_approval,
+                                       methods=["POST"]),
+                                 Route("/v1/Content/{sid}/ApprovalRequests", self.fetch_approval, methods=["GET"]),
                                  Route("/2010-04-01/Accounts/{sid}/Messages/{mid}/Media/{media_id}", self.get_media,
                                        methods=["GET"])])
 
@@ -271,8 +359,11 @@ class FakeTwilio(LoopbackFake):
         return str(RequestValidator(self.auth_token).compute_signature(url, params))
 
     def inbound(self, public_url: str, *, from_: str, body: str, sid: str | None = None,
-                to: str = SMS_FROM, media: tuple[str, ...] = (), profile_name: str = "") -> tuple[dict[str, str], dict[str, str]]:
-        """(form, headers) of a signed inbound webhook as Twilio would send it."""
+                to: str = SMS_FROM, media: tuple[str, ...] = (), profile_name: str = "",
+                interactive: dict[str, str] | None = None) -> tuple[dict[str, str], dict[str, str]]:
+        """(form, headers) of a signed inbound webhook as Twilio would send it. `interactive`: a WhatsApp
+        tap, as `{"ButtonText", "ButtonPayload"}` (quick reply) or `{"ListId", "ListTitle"}` (list row);
+        Body then carries the title the customer saw, as on WhatsApp."""
         whatsapp = from_.startswith("whatsapp:")
         params = {
             "MessageSid": sid or "SM" + secrets.token_hex(16), "AccountSid": self.account_sid, "From": from_,
@@ -284,6 +375,9 @@ class FakeTwilio(LoopbackFake):
             params[f"MediaContentType{i}"] = "image/jpeg"
         if profile_name:
             params["ProfileName"] = profile_name
+        if interactive:
+            params.update(interactive)
+            params["MessageType"] = "button" if "ButtonPayload" in interactive else "interactive"
         url = public_url.rstrip("/") + "/webhooks/twilio"
         return params, {"X-Twilio-Signature": self.sign(url, params)}
 

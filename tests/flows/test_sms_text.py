@@ -68,6 +68,7 @@ def _variables(o: OrderView) -> dict[str, Any]:
         "deep_link": "https://t.me/doorstep_bot?start=abc123", "review_link": "https://g.page/r/shop/review",
         "item": {"name": "Coffee mug"}, "score": 4, "name": "Asha", "order_id": o.order_id,
         "options": "Yes, No",
+        "labels": ["Sat, 28 Nov", "Mon, 30 Nov", "Tue, 1 Dec"],
     }
 
 

@@ -31,6 +31,7 @@ VARIABLES = {
     "text": "x", "ruled_out": [date(2026, 11, 27), date(2026, 11, 28)],
     "next_days": [date(2026, 11, 24), date(2026, 11, 25), date(2026, 11, 26)], "ref": "SHOP-2026-009999",
     "instructions": "it's a gated community, the code is 4411; please call before you come up to the 3rd floor",
+        "labels": ["Sat, 28 Nov", "Mon, 30 Nov", "Tue, 1 Dec"],
 }
 
 

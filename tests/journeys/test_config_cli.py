@@ -136,3 +136,34 @@ def test_erase_command(settings: Settings, tmp_path: Path, monkeypatch: pytest.M
     assert second.exit_code == 0 and "already erased" in second.output
     assert unknown.exit_code == 1
     service.db.dispose()
+
+
+def test_simulate_prices_each_journey_and_the_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bot.core.shopconfig import DEFAULTS
+
+    monkeypatch.setenv("DOORSTEP_TIMEZONE", "Asia/Kolkata")
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'real.db'}")
+    reset_settings_cache()
+    path = tmp_path / "timeline.yaml"
+    path.write_text(TIMELINE.replace("channel: sms", "channel: whatsapp"), encoding="utf-8")
+    try:
+        approved = runner.invoke(app, ["simulate", "--timeline", str(path), "--json", "--days", "5",
+                                       "--templates-approved"])
+        pending = runner.invoke(app, ["simulate", "--timeline", str(path), "--json", "--days", "5"])
+    finally:
+        reset_settings_cache()
+    assert approved.exit_code == 0 and pending.exit_code == 0, approved.output + pending.output
+    pricing = DEFAULTS["messaging"]["pricing"]
+    priced = json.loads(approved.output)
+    by_journey = {m["journey"]: m for m in priced["messages"] if m["status"] == "sent"}
+    utility = pricing["whatsapp_fee"] + pricing["whatsapp"]["IN"]["utility"]
+    marketing = pricing["whatsapp_fee"] + pricing["whatsapp"]["IN"]["marketing"]
+    assert by_journey["shipped"]["cost"] == pytest.approx(utility) and by_journey["shipped"]["form"] == "template"
+    assert "quiet hours: waits until 08:00" in by_journey["shipped"]["plan_reason"]  # 21:30 IST is quiet
+    assert by_journey["feedback"]["cost"] == pytest.approx(marketing)  # feedback is marketing
+    assert priced["cost"]["per_journey"]["shipped"] == pytest.approx(utility)
+    assert priced["cost"]["total"] == pytest.approx(sum(m["cost"] for m in priced["messages"]))
+    # No approved template yet: the same journeys go by SMS at India's SMS price, and say why.
+    sms = [m for m in json.loads(pending.output)["messages"] if m["status"] == "sent"]
+    assert {m["channel"] for m in sms} == {"sms"} and all("no approved template" in m["plan_reason"] for m in sms)
+    assert json.loads(pending.output)["cost"]["total"] == pytest.approx(len(sms) * pricing["sms"]["IN"])

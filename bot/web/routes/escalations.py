@@ -60,6 +60,7 @@ class TranscriptLine(BaseModel):
     error_code: str | None
     media_urls: list[str]
     at: str
+    plan: dict[str, Any] | None = None  # outbound: the send planner's channel, form, price and reason
 
 
 class EscalationOut(BaseModel):
