@@ -40,7 +40,7 @@ def apply_effects(*, session: Session, runtime: Runtime, conversation: Conversat
             msg = outbox.enqueue_message(
                 session=session, customer=customer, channel=conversation.channel, text=text,
                 conversation_id=conversation.id, order_pk=order.id if order else None,
-                template=effect.template, buttons=buttons or None, now=now,
+                template=effect.template, buttons=buttons or None, now=now, flush=False,  # flushed with the batch
             )
             if msg is not None:
                 turn.replies.append(msg)

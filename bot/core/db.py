@@ -278,9 +278,11 @@ class Database:
 
     def lock_rows(self, session: Session, table: str, row_ids: list[int]) -> None:
         """`lock_row` for several rows at once, always in id order: two batches that share rows take
-        them in the same order, so they wait for each other instead of deadlocking."""
+        them in the same order, so they wait for each other instead of deadlocking. `FOR NO KEY UPDATE`
+        as in `lock_row`: a batch that identifies messages (foreign-key checks, `FOR KEY SHARE`) in the
+        same transaction before it locks its conversations never waits for, or deadlocks with, another."""
         if self.is_postgres and row_ids:
-            session.execute(sa.text(f"SELECT id FROM {table} WHERE id = ANY(:ids) ORDER BY id FOR UPDATE"),
+            session.execute(sa.text(f"SELECT id FROM {table} WHERE id = ANY(:ids) ORDER BY id FOR NO KEY UPDATE"),
                             {"ids": sorted(row_ids)})
 
     def skip_locked(self) -> dict[str, Any]:
