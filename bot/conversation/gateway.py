@@ -145,18 +145,27 @@ def identify(db: Database, *, up_to: int) -> None:
     db.retry_on_disconnect(unit, what="identify")
 
 
-def _identify(db: Database, session: Session, up_to: int) -> None:
-    """Identify in the caller's transaction. The senders' customers and conversations are read in two
-    queries for the whole batch; only a sender not found there (or a Telegram link) takes the one-by-one
-    path, which creates them race-safe."""
+@dataclass
+class Identified:
+    """What `_identify` found: each identified message's conversation, and the senders' customers."""
+
+    conversations: dict[int, int] = field(default_factory=dict)  # message id -> conversation id
+    customers: dict[int, Customer] = field(default_factory=dict)
+
+
+def _identify(db: Database, session: Session, up_to: int) -> Identified:
+    """Identify in the caller's transaction; returns the conversation of each message it identified.
+    The senders' customers and conversations are read in two queries for the whole batch; only a
+    sender not found there (or a Telegram link) takes the one-by-one path, which creates them race-safe."""
     query = select(Message).where(Message.direction == "in", Message.status == "received",
                                   col(Message.conversation_id).is_(None), col(Message.id) <= up_to
                                   ).order_by(col(Message.id))
     if db.is_postgres:
         query = query.with_for_update()  # in id order: concurrent identifiers queue, then skip what is done
     messages = session.exec(query).all()
+    identified = Identified()
     if not messages:
-        return
+        return identified
     senders: list[dict[str, Any]] = [message.sender or {} for message in messages]
     # A Telegram link (deep link, shared contact) can move a chat to another customer mid-batch: such a
     # batch finds each sender afresh, in order, instead of from what was read before it.
@@ -206,11 +215,14 @@ def _identify(db: Database, session: Session, up_to: int) -> None:
             if known:
                 conversations[customer.id or 0] = conversation
         message.customer_id, message.conversation_id, message.sender = customer.id, conversation.id, None
+        identified.conversations[message.id or 0] = conversation.id or 0
+        identified.customers[customer.id or 0] = customer
         session.add(message)
         if log.isEnabledFor(logging.INFO):
             log.info("inbound identified channel=%s customer=%s new_customer=%s message=%s",
                      message.channel, mask(customer.phone), created, message.id)
     session.flush()  # the batch's messages in one statement
+    return identified
 
 
 def conversation_of(db: Database, message_id: int) -> int | None:
@@ -294,16 +306,22 @@ def _process_many(db: Database, runtime: Runtime, ids: list[int], *, journeys: J
 
 
 def _handle_conversations(db: Database, session: Session, runtime: Runtime, ids: list[int], *,
-                          journeys: Journeys | None) -> list[Turn]:
+                          journeys: Journeys | None, customers_loaded: dict[int, Customer] | None = None) -> list[Turn]:
     """Lock the conversations (in id order) and handle their waiting messages in the caller's transaction:
     conversations, customers, waiting messages, orders and the orders' held journey messages read in
     five queries; each conversation's messages in arrival order."""
     turns: list[Turn] = []
-    db.lock_rows(session, "conversation", ids)
-    conversations = session.exec(select(Conversation).where(col(Conversation.id).in_(ids))
-                                 .order_by(col(Conversation.id)).execution_options(populate_existing=True)).all()
+    conversations = session.exec(db.locked(select(Conversation).where(col(Conversation.id).in_(ids))
+                                           .order_by(col(Conversation.id)))
+                                 .execution_options(populate_existing=True)).all()
     customer_ids = {c.customer_id for c in conversations}
-    customers = {c.id: c for c in session.exec(select(Customer).where(col(Customer.id).in_(customer_ids)))}
+    # SQLite: identifying the batch loaded most of its customers in this transaction, under the one write
+    # lock, so they are current: only the rest are read. PostgreSQL: read again now the conversations are
+    # locked (another process's turn may have changed a customer since), replacing what was loaded.
+    customers = {i: c for i, c in (customers_loaded or {}).items() if i in customer_ids} if db.is_sqlite else {}
+    if missing := customer_ids - customers.keys():
+        customers.update((c.id or 0, c) for c in session.exec(
+            select(Customer).where(col(Customer.id).in_(missing)).execution_options(populate_existing=True)))
     orders: dict[int, list[Order]] = {}
     for order in session.exec(select(Order).where(col(Order.customer_id).in_(customer_ids))
                               .order_by(col(Order.created_at).desc(), col(Order.id).desc())):
@@ -341,12 +359,15 @@ def _identify_and_handle(db: Database, runtime: Runtime, message_ids: list[int],
     in one transaction."""
     db.ack_priority.yield_to_acks()
     with db.session() as session:
-        _identify(db, session, max(message_ids))
-        conversation_ids = {c for c in session.exec(select(Message.conversation_id).where(
-            col(Message.id).in_(message_ids))) if c is not None}
+        identified = _identify(db, session, max(message_ids))
+        conversation_ids = {identified.conversations[m] for m in message_ids if m in identified.conversations}
+        if earlier := [m for m in message_ids if m not in identified.conversations]:  # identified before (recovery)
+            conversation_ids.update(c for c in session.exec(select(Message.conversation_id).where(
+                col(Message.id).in_(earlier))) if c is not None)
         if not conversation_ids:
             return []
-        return _handle_conversations(db, session, runtime, sorted(conversation_ids), journeys=journeys)
+        return _handle_conversations(db, session, runtime, sorted(conversation_ids), journeys=journeys,
+                                     customers_loaded=identified.customers)
 
 
 def process_message(db: Database, runtime: Runtime, message_id: int, *,
