@@ -86,7 +86,7 @@ class ModelStatus:
 class BatchProcessor:
     """Coalesces conversation work in a busy process: every message submitted while a batch runs goes
     into the next one (up to `max_batch`), identified and handled together (`Service.process_messages`:
-    one transaction to identify, one for the conversations).
+    one transaction identifies them and handles their conversations).
 
     At a trickle each batch holds one conversation and nothing waits; under load the per-transaction
     costs (lock, reads, commit) are shared by the batch. The work runs in one thread of its own, so it

@@ -37,7 +37,7 @@ def serve(
 
     from bot.app import create_app
     from bot.cli.demo import database_is_empty, load_demo
-    from bot.web.httplimits import MAX_HEADER_BYTES, guarded_h11_protocol
+    from bot.web.httplimits import guarded_protocol
 
     service = load_service()
     setup_logging(service.settings)
@@ -53,13 +53,13 @@ def serve(
     import sys
 
     sys.setswitchinterval(0.001)
-    # h11 with a deadline per request (slow senders are cut off), a short keep-alive and a bounded header block;
-    # body sizes are limited inside the app (bot/web/httplimits.py).
+    # httptools with a deadline per request (slow senders are cut off), a short keep-alive and a bounded header
+    # block; body sizes are limited inside the app (bot/web/httplimits.py).
     # log_config=None: uvicorn's records go through Doorstep's handler (one line, redacted), not uvicorn's own.
     uvicorn.run(create_app(service=service, workers=workers), host=host, port=port, log_config=None,
                 log_level="info" if settings.access_log else "warning", access_log=settings.access_log,
-                http=guarded_h11_protocol(settings.request_timeout_seconds),
-                timeout_keep_alive=settings.keep_alive_seconds, h11_max_incomplete_event_size=MAX_HEADER_BYTES)
+                http=guarded_protocol(settings.request_timeout_seconds),
+                timeout_keep_alive=settings.keep_alive_seconds)
 
 
 def _refuse_busy_port(host: str, port: int) -> None:

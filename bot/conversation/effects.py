@@ -42,7 +42,7 @@ def apply_effects(*, session: Session, runtime: Runtime, conversation: Conversat
                 session=session, customer=customer, channel=conversation.channel, text=text,
                 conversation_id=conversation.id, order_pk=order.id if order else None, template=effect.template,
                 buttons=render_buttons(effect, customer=customer, runtime=runtime, locale=locale), now=now,
-                locale=locale,
+                locale=locale, flush=False,  # flushed with the batch
             )
             if msg is not None:
                 turn.replies.append(msg)

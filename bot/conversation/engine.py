@@ -84,11 +84,14 @@ def _tapped(conversation: Conversation, message: Message) -> str:
 
 
 def handle_message(*, session: Session, runtime: Runtime, conversation: Conversation, customer: Customer,
-                   message: Message, journeys: Journeys | None = None, orders: list[Order] | None = None) -> Turn:
+                   message: Message, journeys: Journeys | None = None, orders: list[Order] | None = None,
+                   pending_journeys: set[int] | None = None) -> Turn:
     """One turn: classify `message`, run its flow, apply the effects; `message` leaves it `processed`.
 
     `orders`: the customer's orders, newest first, already loaded in this transaction (a batch loads
-    them for many customers in one query); read here when not given."""
+    them for many customers in one query); read here when not given. `pending_journeys`: the orders
+    that had an informational journey message waiting when the batch's transaction began (read once
+    for the batch, `outbox.orders_with_pending_journey_messages`); asked here when not given."""
     now = runtime.now()
     if conversation.flow and conversation.expires_at is not None and conversation.expires_at <= now:
         _clear_flow(conversation)  # TIMEOUT: the next message is classified afresh
@@ -143,7 +146,7 @@ def handle_message(*, session: Session, runtime: Runtime, conversation: Conversa
            result=result, turn=turn, now=now, locale=locale)
     _advance(conversation, FLOWS_BY_NAME.get(result.flow or "", flow), result, now)
     conversation.slots = {**conversation.slots, "_locale": locale, **_remember_order(result, now)}
-    _drop_obsolete_updates(session, orders, result, now)
+    _drop_obsolete_updates(session, orders, result, now, pending_journeys)
     _follow_up_address(session=session, journeys=journeys, conversation=conversation, customer=customer,
                        orders=orders, turn=turn)
     return turn
@@ -176,12 +179,14 @@ def _remember_order(result: StepResult, now: datetime) -> dict[str, Any]:
     return {"_last_order": named[-1], "_last_order_at": now.isoformat()} if named else {}
 
 
-def _drop_obsolete_updates(session: Session, orders: list[Order], result: StepResult, now: datetime) -> None:
+def _drop_obsolete_updates(session: Session, orders: list[Order], result: StepResult, now: datetime,
+                           pending_before: set[int] | None = None) -> None:
     """A status update held for later (quiet hours) is obsolete once the customer has talked to the bot
     about that order: the conversation just told them. Cancelled (with the reason in the log), not sent."""
     named = {e.order_id for e in result.effects if isinstance(e, (Reply, UpdateOrder)) and e.order_id}
     if not named or not outbox.has_pending_journey_messages(
-            session, [o.id for o in orders if o.order_id in named and o.id], INFORMATIONAL_JOURNEYS):
+            session, [o.id for o in orders if o.order_id in named and o.id], INFORMATIONAL_JOURNEYS,
+            pending_before=pending_before):
         return  # the usual turn: nothing of these orders waits in the outbox (one light query, no locks)
     reason = "obsolete: the customer talked to the bot about this order"
     for order in orders:

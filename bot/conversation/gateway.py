@@ -21,9 +21,11 @@ stored, and never waits for anything but that:
    the outbox in one transaction.
 
 `handle_inbound` does all three, for the console channel and tests;
-`process_message` does 2 and 3 for one stored message (the webhooks'
-background task). Messages a crash left `received` (identified or not) are
-picked up again by `process_pending`.
+`process_messages` does 2 and 3 for a batch of stored messages in one
+transaction (the webhooks' background work): the batch's senders, their
+customers and conversations are read in a few queries, every row change of
+the batch is flushed once (one statement per table). Messages a crash left
+`received` (identified or not) are picked up again by `process_pending`.
 """
 
 from __future__ import annotations
@@ -43,7 +45,9 @@ from bot.core.db import Database
 from bot.core.models import Conversation, Customer, Message, Order
 from bot.core.phones import mask
 from bot.core.runtime import Runtime
+from bot.core.vocab import INFORMATIONAL_JOURNEYS
 from bot.journeys.hooks import Journeys
+from bot.store import outbox
 from bot.store.conversations import conversation_for
 from bot.store.linking import link_telegram_chat
 from bot.store.orders import get_or_create_customer
@@ -141,31 +145,84 @@ def identify(db: Database, *, up_to: int) -> None:
     db.retry_on_disconnect(unit, what="identify")
 
 
-def _identify(db: Database, session: Session, up_to: int) -> None:
+@dataclass
+class Identified:
+    """What `_identify` found: each identified message's conversation, and the senders' customers."""
+
+    conversations: dict[int, int] = field(default_factory=dict)  # message id -> conversation id
+    customers: dict[int, Customer] = field(default_factory=dict)
+
+
+def _identify(db: Database, session: Session, up_to: int) -> Identified:
+    """Identify in the caller's transaction; returns the conversation of each message it identified.
+    The senders' customers and conversations are read in two queries for the whole batch; only a
+    sender not found there (or a Telegram link) takes the one-by-one path, which creates them race-safe."""
     query = select(Message).where(Message.direction == "in", Message.status == "received",
                                   col(Message.conversation_id).is_(None), col(Message.id) <= up_to
                                   ).order_by(col(Message.id))
     if db.is_postgres:
         query = query.with_for_update()  # in id order: concurrent identifiers queue, then skip what is done
-    for message in session.exec(query).all():
-        sender: dict[str, Any] = message.sender or {}
+    messages = session.exec(query).all()
+    identified = Identified()
+    if not messages:
+        return identified
+    senders: list[dict[str, Any]] = [message.sender or {} for message in messages]
+    # A Telegram link (deep link, shared contact) can move a chat to another customer mid-batch: such a
+    # batch finds each sender afresh, in order, instead of from what was read before it.
+    known = not any(s.get("telegram_chat_id") and (s.get("link_token") or s.get("contact_phone")) for s in senders)
+    by_phone: dict[str, Customer] = {}
+    by_chat: dict[str, Customer] = {}
+    conversations: dict[int, Conversation] = {}
+    if known:
+        phones = {s["phone"] for s in senders if s.get("phone")}
+        chats = {s["telegram_chat_id"] for s in senders if s.get("telegram_chat_id")}
+        matches = [col(Customer.phone).in_(phones)] if phones else []
+        matches += [col(Customer.telegram_chat_id).in_(chats)] if chats else []
+        if matches:
+            for customer in session.exec(select(Customer).where(sa.or_(*matches))):
+                if customer.phone:
+                    by_phone[customer.phone] = customer
+                if customer.telegram_chat_id:
+                    by_chat[customer.telegram_chat_id] = customer
+        customer_ids = {c.id for c in (*by_phone.values(), *by_chat.values())}
+        if customer_ids:
+            conversations = {c.customer_id: c for c in session.exec(
+                select(Conversation).where(col(Conversation.customer_id).in_(customer_ids)))}
+    for message, sender in zip(messages, senders, strict=True):
         phone, chat = sender.get("phone"), sender.get("telegram_chat_id")
         if chat and (sender.get("link_token") or sender.get("contact_phone")):
             link_telegram_chat(session, chat, link_token=sender.get("link_token"),
                                contact_phone=sender.get("contact_phone"))
-        customer, created = get_or_create_customer(
-            session=session, phone=phone, telegram_chat_id=chat,
-            defaults={"channel": message.channel, "name": str(sender.get("profile_name") or "")[:200]},
-        )
+        found = (by_phone.get(phone) if phone else None) or (by_chat.get(chat) if chat else None)
+        if found is None:
+            customer, created = get_or_create_customer(
+                session=session, phone=phone, telegram_chat_id=chat,
+                defaults={"channel": message.channel, "name": str(sender.get("profile_name") or "")[:200]},
+            )
+        else:
+            customer, created = found, False
         if chat and customer.telegram_chat_id is None:
             customer.telegram_chat_id = chat
             session.add(customer)
-        conversation = conversation_for(session, customer, message.channel)
+        if known:  # the next message of this sender finds what find_customer would find now
+            if customer.phone:
+                by_phone[customer.phone] = customer
+            if customer.telegram_chat_id:
+                by_chat[customer.telegram_chat_id] = customer
+        conversation = conversations.get(customer.id or 0)
+        if conversation is None:
+            conversation = conversation_for(session, customer, message.channel)
+            if known:
+                conversations[customer.id or 0] = conversation
         message.customer_id, message.conversation_id, message.sender = customer.id, conversation.id, None
+        identified.conversations[message.id or 0] = conversation.id or 0
+        identified.customers[customer.id or 0] = customer
         session.add(message)
-        session.flush()
-        log.info("inbound identified channel=%s customer=%s new_customer=%s message=%s",
-                 message.channel, mask(customer.phone), created, message.id)
+        if log.isEnabledFor(logging.INFO):
+            log.info("inbound identified channel=%s customer=%s new_customer=%s message=%s",
+                     message.channel, mask(customer.phone), created, message.id)
+    session.flush()  # the batch's messages in one statement
+    return identified
 
 
 def conversation_of(db: Database, message_id: int) -> int | None:
@@ -212,7 +269,6 @@ def _process(db: Database, runtime: Runtime, conversation_id: int, *, journeys: 
                                   message=message, journeys=journeys)
             session.add(message)
             session.add(conversation)
-            session.flush()
             turns.append(turn)
     return turns
 
@@ -244,40 +300,74 @@ def process_many(db: Database, runtime: Runtime, conversation_ids: list[int], *,
 
 
 def _process_many(db: Database, runtime: Runtime, ids: list[int], *, journeys: Journeys | None) -> list[Turn]:
-    turns: list[Turn] = []
     db.ack_priority.yield_to_acks()
     with db.session() as session:
-        db.lock_rows(session, "conversation", ids)
-        conversations = session.exec(select(Conversation).where(col(Conversation.id).in_(ids))
-                                     .order_by(col(Conversation.id)).execution_options(populate_existing=True)).all()
-        customer_ids = {c.customer_id for c in conversations}
-        customers = {c.id: c for c in session.exec(select(Customer).where(col(Customer.id).in_(customer_ids)))}
-        orders: dict[int, list[Order]] = {}
-        for order in session.exec(select(Order).where(col(Order.customer_id).in_(customer_ids))
-                                  .order_by(col(Order.created_at).desc(), col(Order.id).desc())):
-            orders.setdefault(order.customer_id, []).append(order)
-        waiting: dict[int, list[Message]] = {}
-        for message in session.exec(select(Message).where(
-                col(Message.conversation_id).in_(ids), Message.direction == "in", Message.status == "received",
-        ).order_by(col(Message.id))):
-            waiting.setdefault(message.conversation_id or 0, []).append(message)
-        served: set[int] = set()
-        for conversation in conversations:
-            customer = customers[conversation.customer_id]
-            for message in waiting.get(conversation.id or 0, []):
-                # The batch's orders serve a customer's first turn; a later turn reads them again (the
-                # first may have changed which orders there are, e.g. an erasure).
-                preloaded = orders.get(customer.id or 0, []) if customer.id not in served else None
-                served.add(customer.id or 0)
-                conversation.channel = message.channel  # where the customer last wrote
-                conversation.last_inbound_at = message.created_at
-                turn = handle_message(session=session, runtime=runtime, conversation=conversation, customer=customer,
-                                      message=message, journeys=journeys, orders=preloaded)
-                session.add(message)
-                session.add(conversation)
-                session.flush()
-                turns.append(turn)
+        return _handle_conversations(db, session, runtime, ids, journeys=journeys)
+
+
+def _handle_conversations(db: Database, session: Session, runtime: Runtime, ids: list[int], *,
+                          journeys: Journeys | None, customers_loaded: dict[int, Customer] | None = None) -> list[Turn]:
+    """Lock the conversations (in id order) and handle their waiting messages in the caller's transaction:
+    conversations, customers, waiting messages, orders and the orders' held journey messages read in
+    five queries; each conversation's messages in arrival order."""
+    turns: list[Turn] = []
+    conversations = session.exec(db.locked(select(Conversation).where(col(Conversation.id).in_(ids))
+                                           .order_by(col(Conversation.id)))
+                                 .execution_options(populate_existing=True)).all()
+    customer_ids = {c.customer_id for c in conversations}
+    # SQLite: identifying the batch loaded most of its customers in this transaction, under the one write
+    # lock, so they are current: only the rest are read. PostgreSQL: read again now the conversations are
+    # locked (another process's turn may have changed a customer since), replacing what was loaded.
+    customers = {i: c for i, c in (customers_loaded or {}).items() if i in customer_ids} if db.is_sqlite else {}
+    if missing := customer_ids - customers.keys():
+        customers.update((c.id or 0, c) for c in session.exec(
+            select(Customer).where(col(Customer.id).in_(missing)).execution_options(populate_existing=True)))
+    orders: dict[int, list[Order]] = {}
+    for order in session.exec(select(Order).where(col(Order.customer_id).in_(customer_ids))
+                              .order_by(col(Order.created_at).desc(), col(Order.id).desc())):
+        orders.setdefault(order.customer_id, []).append(order)
+    pending_journeys = outbox.orders_with_pending_journey_messages(
+        session, [o.id for batch in orders.values() for o in batch if o.id], INFORMATIONAL_JOURNEYS)
+    waiting: dict[int, list[Message]] = {}
+    for message in session.exec(select(Message).where(
+            col(Message.conversation_id).in_(ids), Message.direction == "in", Message.status == "received",
+    ).order_by(col(Message.id))):
+        waiting.setdefault(message.conversation_id or 0, []).append(message)
+    served: set[int] = set()
+    for conversation in conversations:
+        customer = customers[conversation.customer_id]
+        for message in waiting.get(conversation.id or 0, []):
+            # The batch's orders serve a customer's first turn; a later turn reads them again (the
+            # first may have changed which orders there are, e.g. an erasure).
+            preloaded = orders.get(customer.id or 0, []) if customer.id not in served else None
+            served.add(customer.id or 0)
+            conversation.channel = message.channel  # where the customer last wrote
+            conversation.last_inbound_at = message.created_at
+            turn = handle_message(session=session, runtime=runtime, conversation=conversation, customer=customer,
+                                  message=message, journeys=journeys, orders=preloaded,
+                                  pending_journeys=pending_journeys)
+            session.add(message)
+            session.add(conversation)
+            turns.append(turn)
+    # One flush for the batch (at commit): each table's rows go out in one statement, not one per turn.
     return turns
+
+
+def _identify_and_handle(db: Database, runtime: Runtime, message_ids: list[int], *,
+                         journeys: Journeys | None) -> list[Turn]:
+    """Identify (every unidentified message up to the batch's last) and handle the batch's conversations
+    in one transaction."""
+    db.ack_priority.yield_to_acks()
+    with db.session() as session:
+        identified = _identify(db, session, max(message_ids))
+        conversation_ids = {identified.conversations[m] for m in message_ids if m in identified.conversations}
+        if earlier := [m for m in message_ids if m not in identified.conversations]:  # identified before (recovery)
+            conversation_ids.update(c for c in session.exec(select(Message.conversation_id).where(
+                col(Message.id).in_(earlier))) if c is not None)
+        if not conversation_ids:
+            return []
+        return _handle_conversations(db, session, runtime, sorted(conversation_ids), journeys=journeys,
+                                     customers_loaded=identified.customers)
 
 
 def process_message(db: Database, runtime: Runtime, message_id: int, *,
@@ -290,20 +380,33 @@ def process_message(db: Database, runtime: Runtime, message_id: int, *,
 
 def process_messages(db: Database, runtime: Runtime, message_ids: list[int], *,
                      journeys: Journeys | None = None) -> list[Turn]:
-    """Identify stored inbound messages (and every earlier one) in one transaction, then process their
-    conversations together (`process_many`): the webhooks' background work, batched."""
+    """Identify stored inbound messages (and every earlier one) and handle their conversations, all in
+    one transaction: the webhooks' background work, batched. If that fails, identifying runs alone and
+    then each conversation alone, so one bad message holds back no one else (its conversation is left
+    for `process_pending` and logged)."""
     if not message_ids:
         return []
+    runtime.warm_up()  # the model loads outside the transaction (a no-op once loaded)
+    try:
+        return db.retry_on_disconnect(
+            lambda: _identify_and_handle(db, runtime, message_ids, journeys=journeys), what="process")
+    except Exception:
+        log.warning("a batch of %d messages failed; handling each conversation alone", len(message_ids),
+                    exc_info=True)
+    identify(db, up_to=max(message_ids))
 
-    def known() -> list[int | None]:
+    def known() -> set[int]:
         with db.read() as session:
-            return list(session.exec(select(Message.conversation_id).where(col(Message.id).in_(message_ids))).all())
+            return {c for c in session.exec(select(Message.conversation_id).where(
+                col(Message.id).in_(message_ids))) if c is not None}
 
-    conversation_ids = db.retry_on_disconnect(known, what="identify")
-    if any(conversation_id is None for conversation_id in conversation_ids):
-        identify(db, up_to=max(message_ids))
-        conversation_ids = db.retry_on_disconnect(known, what="identify")
-    return process_many(db, runtime, [c for c in conversation_ids if c is not None], journeys=journeys)
+    turns: list[Turn] = []
+    for conversation_id in sorted(db.retry_on_disconnect(known, what="identify")):
+        try:
+            turns.extend(process(db, runtime, conversation_id, journeys=journeys))
+        except Exception:
+            log.exception("processing failed conversation=%s; will be retried", conversation_id)
+    return turns
 
 
 def handle_inbound(db: Database, runtime: Runtime, inbound: InboundMessage, *,

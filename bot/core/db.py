@@ -292,12 +292,13 @@ class Database:
         if self.is_postgres:
             session.execute(sa.text(f"SELECT id FROM {table} WHERE id = :id FOR NO KEY UPDATE"), {"id": row_id})
 
-    def lock_rows(self, session: Session, table: str, row_ids: list[int]) -> None:
-        """`lock_row` for several rows at once, always in id order: two batches that share rows take
-        them in the same order, so they wait for each other instead of deadlocking."""
-        if self.is_postgres and row_ids:
-            session.execute(sa.text(f"SELECT id FROM {table} WHERE id = ANY(:ids) ORDER BY id FOR UPDATE"),
-                            {"ids": sorted(row_ids)})
+    def locked(self, query: Any) -> Any:
+        """`query` (a select of rows in id order) taking `lock_row`'s lock on every row it reads, in one
+        statement: two batches that share rows take them in the same order, so they wait for each other
+        instead of deadlocking. `FOR NO KEY UPDATE` as in `lock_row`: a batch that identifies messages
+        (foreign-key checks, `FOR KEY SHARE`) in the same transaction before it locks its conversations
+        never waits for, or deadlocks with, another. SQLite: the query as it is (one writer)."""
+        return query.with_for_update(key_share=True) if self.is_postgres else query
 
     def skip_locked(self) -> dict[str, Any]:
         """`with_for_update` arguments for claim queries (empty on SQLite)."""

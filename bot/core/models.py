@@ -13,7 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.types import TypeDecorator
-from sqlmodel import Field, SQLModel
+from sqlmodel import Field, Relationship, SQLModel
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -214,6 +214,10 @@ class Outbox(SQLModel, table=True):
     # 0007: the due time the row was queued with. Retries and deferrals move `due_at`, never this:
     # it is one recipient's sending order (bot.delivery.dispatcher), so a retried reply keeps its place.
     first_due_at: datetime | None = _ts()
+    # The queued message itself, for rows queued in this session: the unit of work inserts the message
+    # first and fills `message_id`, so queuing needs no flush of its own and a batch's replies are one
+    # INSERT per table. Never loaded from the database (read `message_id`).
+    message: Message | None = Relationship(sa_relationship=sa.orm.relationship(Message, lazy="raise"))
 
 
 class LogisticsEvent(SQLModel, table=True):

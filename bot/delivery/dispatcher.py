@@ -76,6 +76,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 import os
 import socket
@@ -199,32 +200,9 @@ class Dispatcher:
         now = self.clock()
         claimed: list[Claimed] = []
         with self.db.session() as session:
-            # The row's message and customer come with it, as plain rows (one query, no ORM objects:
-            # building them cost more than the query); only the outbox rows are locked (PostgreSQL
-            # refuses FOR UPDATE on an outer join's nullable side).
-            picking = (
-                sa.select(OUTBOX)
-                .where(or_(
-                    (col(Outbox.status) == "pending") & (col(Outbox.due_at) <= now),
-                    (col(Outbox.status) == "sending") & (col(Outbox.claimed_until) < now),
-                ))
-                .where(or_(col(Outbox.kind) != "message", col(Outbox.customer_id).is_(None),
-                           not_(_waits_behind_an_earlier_message(now))))
-                .order_by(col(Outbox.priority), col(Outbox.due_at), col(Outbox.id))
-                .limit(limit)
-                .with_for_update(**self.db.skip_locked())
-            )
-            if self.kinds:
-                picking = picking.where(col(Outbox.kind).in_(self.kinds))
-            # The joins come after the limit: only the picked rows' messages and customers are read.
-            picked = picking.cte("picked")
-            query = (
-                sa.select(picked, *_MESSAGE_COLUMNS, *_CUSTOMER_COLUMNS)
-                .select_from(picked.outerjoin(MESSAGE, MESSAGE.c.id == picked.c.message_id)
-                             .outerjoin(CUSTOMER, CUSTOMER.c.id == picked.c.customer_id))
-                .order_by(picked.c.priority, picked.c.due_at, picked.c.id)
-            )
-            batch: list[Any] = _in_recipient_order(session, list(session.execute(query).all()))
+            query = _claim_query(self.db.is_postgres, self.kinds)
+            batch: list[Any] = _in_recipient_order(
+                session, list(session.execute(query, {"now": now, "limit": limit}).all()))
             human_owned = holds.human_owned(session, {row.customer_id for row in batch
                                                       if row.customer_id is not None and holds.is_automatic(row)})
             taking: list[int] = []
@@ -744,12 +722,44 @@ class _GroupRecorder:
 # ---------------------------------------------------------------- one customer's order
 
 
+@functools.lru_cache(maxsize=8)
+def _claim_query(postgres: bool, kinds: tuple[str, ...] | None) -> Any:
+    """The claim's statement, built once (its `now` and `limit` are parameters): building it (an
+    aliased table, the order check's subquery) cost more CPU than running it, on every claim."""
+    now = sa.bindparam("now", type_=OUTBOX.c.due_at.type)
+    # The row's message and customer come with it, as plain rows (one query, no ORM objects:
+    # building them cost more than the query); only the outbox rows are locked (PostgreSQL
+    # refuses FOR UPDATE on an outer join's nullable side).
+    picking = (
+        sa.select(OUTBOX)
+        .where(or_(
+            (col(Outbox.status) == "pending") & (col(Outbox.due_at) <= now),
+            (col(Outbox.status) == "sending") & (col(Outbox.claimed_until) < now),
+        ))
+        .where(or_(col(Outbox.kind) != "message", col(Outbox.customer_id).is_(None),
+                   not_(_waits_behind_an_earlier_message(now))))
+        .order_by(col(Outbox.priority), col(Outbox.due_at), col(Outbox.id))
+        .limit(sa.bindparam("limit", type_=sa.Integer()))
+        .with_for_update(skip_locked=postgres)  # SQLite: no row locks (its one writer serialises claims)
+    )
+    if kinds:
+        picking = picking.where(col(Outbox.kind).in_(kinds))
+    # The joins come after the limit: only the picked rows' messages and customers are read.
+    picked = picking.cte("picked")
+    return (
+        sa.select(picked, *_MESSAGE_COLUMNS, *_CUSTOMER_COLUMNS)
+        .select_from(picked.outerjoin(MESSAGE, MESSAGE.c.id == picked.c.message_id)
+                     .outerjoin(CUSTOMER, CUSTOMER.c.id == picked.c.customer_id))
+        .order_by(picked.c.priority, picked.c.due_at, picked.c.id)
+    )
+
+
 def order_key(row: Any) -> tuple[datetime, int]:
     """A customer's sending order: when the message was first due, then when it was queued."""
     return (row.first_due_at or row.due_at, row.id or 0)
 
 
-def _waits_behind_an_earlier_message(now: datetime) -> Any:
+def _waits_behind_an_earlier_message(now: Any) -> Any:
     """SQL: an earlier message of the same customer is unfinished and will not go before this
     one in this batch: it waits for its next try, another worker's lease holds it, or it sorts
     after this row in the claim order (a retried message's `due_at` moved on).

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from bot.core import choices
-from bot.core.db import session_now, try_insert
+from bot.core.db import one_of, session_now, try_insert
 from bot.core.models import Customer, JourneyTimer, LogisticsEvent, Message, Order, Outbox
 from bot.core.vocab import template_key
 from bot.store import consent, planning
@@ -27,6 +27,11 @@ PRIORITY_MARKETING = 50
 REPLY_VALID_FOR = timedelta(hours=1)
 OUTBOX: sa.Table = Outbox.__table__  # type: ignore[attr-defined]
 MESSAGE: sa.Table = Message.__table__  # type: ignore[attr-defined]
+
+
+# session.info key: (order_pk, template) of every message queued in this session's transaction, flushed
+# or not, so `has_pending_journey_messages` sees them without a query (or a flush).
+QUEUED_IN_SESSION = "doorstep_queued_templates"
 
 
 def new_event_id(now: datetime) -> str:
@@ -51,12 +56,15 @@ def enqueue_message(
     payload: dict[str, Any] | None = None,
     now: datetime | None = None,
     locale: str | None = None,
+    flush: bool = True,
 ) -> Message | None:
     """Queue one outbound message. Returns None when `dedupe_key` was already used.
 
     A reply (`PRIORITY_REPLY`) without its own `expires_at` is valid for `REPLY_VALID_FOR`. On a
     channel without buttons (SMS) the `buttons` are written into the text as numbers to reply with,
     in `locale` (default the customer's).
+    `flush=False` (the conversation engine, which queues a batch's replies): the message and its
+    outbox row get their ids at the session's next flush, one INSERT per table for the whole batch.
     """
     now = now or session_now(session)
     if expires_at is None and priority == PRIORITY_REPLY:
@@ -93,8 +101,6 @@ def enqueue_message(
         created_at=now,
         plan=payload["plan"],
     )
-    session.add(message)
-    session.flush()
     row = Outbox(
         kind="message",
         channel=channel,
@@ -102,7 +108,7 @@ def enqueue_message(
         due_at=due_at or now,
         first_due_at=due_at or now,
         expires_at=expires_at,
-        message_id=message.id,
+        message=message,  # its id is filled in at flush: no flush here (one INSERT per table per batch)
         order_pk=order_pk,
         customer_id=customer.id,
         payload={**(payload or {}), **({"buttons": buttons, "locale": locale or customer.locale} if buttons else {}),
@@ -113,9 +119,14 @@ def enqueue_message(
     )
     if dedupe_key is None:
         session.add(row)  # nothing to collide with: no savepoint (a round trip each way on PostgreSQL)
+        if flush:
+            session.flush()
     elif not try_insert(session, row):
-        session.delete(message)
+        if message in session:
+            session.expunge(message)
         return None
+    if order_pk is not None and template:
+        session.info.setdefault(QUEUED_IN_SESSION, set()).add((order_pk, template))
     return message
 
 
@@ -167,20 +178,42 @@ def cancel_superseded(session: Session, *, order: Order, journeys: tuple[str, ..
     return cancelled
 
 
-def has_pending_journey_messages(session: Session, order_pks: list[int], journeys: tuple[str, ...]) -> bool:
+def _journey_templates(journeys: tuple[str, ...]) -> list[str]:
+    return [template_key(j) for j in journeys] + ["journey.order_confirmed_cod"]
+
+
+def has_pending_journey_messages(session: Session, order_pks: list[int], journeys: tuple[str, ...], *,
+                                 pending_before: set[int] | None = None) -> bool:
     """Whether a message of one of `journeys` for these orders waits in the outbox: one light query (no
-    ORM objects, no locks) before `cancel_superseded`, which the usual turn then never needs."""
+    ORM objects, no locks) before `cancel_superseded`, which the usual turn then never needs.
+
+    `pending_before`: the orders with such a message when the transaction began
+    (`orders_with_pending_journey_messages`, read once for a batch): then no query at all."""
     if not order_pks:
         return False
-    templates = [template_key(j) for j in journeys] + ["journey.order_confirmed_cod"]
-    if any(isinstance(row, Outbox) and row.order_pk in order_pks and (row.payload or {}).get("template") in templates
-           for row in session.new):
-        return True  # queued in this transaction and not flushed yet: the full check looks at it
-    with session.no_autoflush:  # what is unflushed was just checked above; a flush here costs a round trip
+    templates = _journey_templates(journeys)
+    queued = session.info.get(QUEUED_IN_SESSION, ())
+    if any((pk, template) in queued for pk in order_pks for template in templates):
+        return True  # queued in this transaction (flushed or not): the full check looks at it
+    if pending_before is not None:
+        return not pending_before.isdisjoint(order_pks)
+    with session.no_autoflush:  # what this transaction queued was just checked above; a flush costs a round trip
         return session.execute(
             sa.select(OUTBOX.c.id).join(MESSAGE, MESSAGE.c.id == OUTBOX.c.message_id)
             .where(OUTBOX.c.order_pk.in_(order_pks), OUTBOX.c.status == "pending", MESSAGE.c.template.in_(templates))
             .limit(1)).first() is not None
+
+
+def orders_with_pending_journey_messages(session: Session, order_pks: list[int], journeys: tuple[str, ...]) -> set[int]:
+    """The orders among `order_pks` with a message of one of `journeys` waiting in the outbox (one query
+    for a batch of turns; each turn then asks `has_pending_journey_messages(…, pending_before=…)`)."""
+    if not order_pks:
+        return set()
+    with session.no_autoflush:
+        return set(session.execute(
+            sa.select(OUTBOX.c.order_pk).join(MESSAGE, MESSAGE.c.id == OUTBOX.c.message_id)
+            .where(one_of(session, OUTBOX.c.order_pk, order_pks), OUTBOX.c.status == "pending",
+                   MESSAGE.c.template.in_(_journey_templates(journeys))).distinct()).scalars())
 
 
 def set_status(session: Session, row: Outbox, message: Message | None, status: str, *, reason: str,

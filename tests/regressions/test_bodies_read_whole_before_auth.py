@@ -3,12 +3,14 @@
 connection forever.
 
 Through real HTTP against `doorstep serve`: a declared oversize body is refused
-unread (413), a chunked one is cut off at the limit, memory stays flat, and
-slow senders are disconnected after DOORSTEP_REQUEST_TIMEOUT_SECONDS.
+unread (413), a chunked one is cut off at the limit, memory stays flat, an
+oversize header block is refused, and slow senders are disconnected after
+DOORSTEP_REQUEST_TIMEOUT_SECONDS.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -76,6 +78,24 @@ def test_a_declared_oversize_body_is_refused_unread(server: tuple[str, int, int]
             sock.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                          f"Content-Length: {100 * MB}\r\n\r\n".encode())
             assert _status_line(sock) == "HTTP/1.1 413 Request Entity Too Large", path
+
+
+def test_an_oversize_header_block_is_refused(server: tuple[str, int, int]) -> None:
+    host, port, _ = server
+    with socket.create_connection((host, port)) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        try:
+            for _ in range(8):  # 64 KB of headers, in the pieces a client streams them in
+                sock.sendall(b"".join(b"X-Padding-%d: %s\r\n" % (i, b"p" * 200) for i in range(40)))
+                time.sleep(0.05)
+        except OSError:
+            pass  # refused and closed while we were still sending: what we want
+        with contextlib.suppress(OSError):  # the close may reach us before the answer: refused all the same
+            assert _status_line(sock) == "HTTP/1.1 400 Bad Request"
+        assert _closed_within(sock, 5), "the connection stays open after an oversize header block"
+    with socket.create_connection((host, port)) as sock:  # an ordinary header block of 15 KB is fine
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 15000 + b"\r\n\r\n")
+        assert _status_line(sock) == "HTTP/1.1 200 OK"
 
 
 def _stream_chunked(host: str, port: int, path: str, total: int, answers: list[str]) -> None:
