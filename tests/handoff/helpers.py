@@ -1,4 +1,4 @@
-"""Shared steps for the handoff tests: add an order, talk as the customer, escalate."""
+"""Shared steps for the handoff tests: add an order or an agent, talk as the customer, escalate."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
+from bot.cli.agents import new_agent_token, token_digest
 from bot.conversation.gateway import Handled
 from bot.core.channels import InboundMessage
+from bot.core.models import Agent
 from bot.core.schemas import OrderIn
 from bot.service import Service
 from bot.store.orders import upsert_order
@@ -49,3 +51,11 @@ def inbox_login(client: TestClient, token: str = TEST_API_KEY, name: str = "Meer
     response = client.post("/inbox/login", data={"token": token, "name": name, "csrf": csrf_of(page.text)},
                            follow_redirects=False)
     assert response.status_code == 303
+
+
+def add_agent(service: Service, name: str, role: str) -> str:
+    """An inbox agent with `role`, as `doorstep agents add NAME --role ROLE` makes one; returns their token."""
+    token = new_agent_token()
+    with service.db.session() as session:
+        session.add(Agent(name=name, token_sha256=token_digest(token), role=role))
+    return token

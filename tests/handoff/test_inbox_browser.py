@@ -12,15 +12,20 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import httpx
 import pytest
-from pydantic import SecretStr
 
-from bot.core.settings import Settings
 from bot.service import Service
-from tests.conftest import TEST_API_KEY
-from tests.fakes.twilio_server import ACCOUNT_SID, AUTH_TOKEN, SMS_FROM, WHATSAPP_FROM, FakeTwilio
-from tests.handoff.browser import ARTIFACTS, CHROMIUM_ARGS, publish_screenshots, uvicorn_server, wait_until
+from tests.fakes.twilio_server import FakeTwilio
+from tests.handoff.browser import (
+    ARTIFACTS,
+    CHROMIUM_ARGS,
+    customer_writes,
+    inbox_settings,
+    log_in,
+    publish_screenshots,
+    uvicorn_server,
+    wait_until,
+)
 from tests.handoff.helpers import PHONE, add_order
 from tests.support.server import free_port
 
@@ -37,19 +42,12 @@ def test_agent_logs_in_reads_context_replies_and_resolves_in_a_real_browser(tmp_
     twilio = FakeTwilio().start()
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
-    settings = Settings(DATABASE_URL=f"sqlite:///{tmp_path / 'inbox.db'}", DOORSTEP_API_KEY=TEST_API_KEY,
-                        DOORSTEP_TIMEZONE="Asia/Kolkata", DOORSTEP_CONFIG="does-not-exist.yaml", DOORSTEP_ENV="test",
-                        DOORSTEP_PUBLIC_URL=base_url)
-    settings = settings.model_copy(update={
-        "twilio_account_sid": ACCOUNT_SID, "twilio_auth_token": SecretStr(AUTH_TOKEN), "twilio_sms_from": SMS_FROM,
-        "twilio_whatsapp_from": WHATSAPP_FROM, "twilio_api_base_url": twilio.url, "twilio_sms_rate": 1000.0})
-    service = Service.create(settings)
+    service = Service.create(inbox_settings(tmp_path, base_url, twilio))
     add_order(service, customer={"name": "Asha Rao"})
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
 
     def customer_says(text: str) -> None:
-        form, headers = twilio.inbound(base_url, from_=PHONE, body=text)
-        assert httpx.post(f"{base_url}/webhooks/twilio", data=form, headers=headers, timeout=10).status_code == 200
+        customer_writes(twilio, base_url, PHONE, text)
 
     def bodies() -> list[str]:
         return [m["body"] for m in twilio.sent_to(PHONE)]
@@ -65,9 +63,7 @@ def test_agent_logs_in_reads_context_replies_and_resolves_in_a_real_browser(tmp_
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             page.goto(f"{base_url}/inbox")
             assert page.url.endswith("/inbox/login")  # not logged in yet
-            page.get_by_label("Agent token or API key").fill(TEST_API_KEY)
-            page.get_by_label("Your name").fill("Meera")
-            page.get_by_role("button", name="Log in").click()
+            log_in(page, base_url, name="Meera")
             expect(page.get_by_text("Signed in as")).to_contain_text("Meera")
 
             row = page.locator(".esc").first

@@ -17,17 +17,22 @@ from datetime import timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import httpx
 import pytest
-from pydantic import SecretStr
 from sqlmodel import select
 
 from bot.core.models import Escalation, Order
-from bot.core.settings import Settings
 from bot.service import Service
-from tests.conftest import TEST_API_KEY
-from tests.fakes.twilio_server import ACCOUNT_SID, AUTH_TOKEN, SMS_FROM, WHATSAPP_FROM, FakeTwilio
-from tests.handoff.browser import ARTIFACTS, CHROMIUM_ARGS, publish_screenshots, uvicorn_server, wait_until
+from tests.fakes.twilio_server import FakeTwilio
+from tests.handoff.browser import (
+    ARTIFACTS,
+    CHROMIUM_ARGS,
+    customer_writes,
+    inbox_settings,
+    log_in,
+    publish_screenshots,
+    uvicorn_server,
+    wait_until,
+)
 from tests.handoff.helpers import PHONE, add_order
 from tests.support.server import free_port
 
@@ -66,13 +71,7 @@ def test_an_agent_finds_works_and_closes_post_purchase_cases_in_a_real_browser(t
     twilio = FakeTwilio().start()
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
-    settings = Settings(DATABASE_URL=f"sqlite:///{tmp_path / 'inbox.db'}", DOORSTEP_API_KEY=TEST_API_KEY,
-                        DOORSTEP_TIMEZONE="Asia/Kolkata", DOORSTEP_CONFIG="does-not-exist.yaml", DOORSTEP_ENV="test",
-                        DOORSTEP_PUBLIC_URL=base_url)
-    settings = settings.model_copy(update={
-        "twilio_account_sid": ACCOUNT_SID, "twilio_auth_token": SecretStr(AUTH_TOKEN), "twilio_sms_from": SMS_FROM,
-        "twilio_whatsapp_from": WHATSAPP_FROM, "twilio_api_base_url": twilio.url, "twilio_sms_rate": 1000.0,
-        "allow_private_urls": True})  # the fake's media are on loopback
+    settings = inbox_settings(tmp_path, base_url, twilio, allow_private_urls=True)  # the fake's media are on loopback
     service = Service.create(settings, shop_overrides={"inbox": {"csat": True}})
     add_order(service, customer={"name": "Asha Rao"})
     add_order(service, order_id="A1002", phone=RAVI, payment_method="cod", tracking_number="BD777",
@@ -81,8 +80,7 @@ def test_an_agent_finds_works_and_closes_post_purchase_cases_in_a_real_browser(t
     photo = twilio.add_media("image/png", parcel_photo())
 
     def says(phone: str, text: str, media: tuple[str, ...] = ()) -> None:
-        form, headers = twilio.inbound(base_url, from_=phone, body=text, media=media)
-        assert httpx.post(f"{base_url}/webhooks/twilio", data=form, headers=headers, timeout=10).status_code == 200
+        customer_writes(twilio, base_url, phone, text, media)
 
     def bodies(phone: str) -> list[str]:
         return [m["body"] for m in twilio.sent_to(phone)]
@@ -105,10 +103,7 @@ def test_an_agent_finds_works_and_closes_post_purchase_cases_in_a_real_browser(t
             context = browser.new_context(viewport={"width": 1280, "height": 900})
             context.grant_permissions(["notifications"], origin=base_url)
             page = context.new_page()
-            page.goto(f"{base_url}/inbox/login")
-            page.get_by_label("Agent token or API key").fill(TEST_API_KEY)
-            page.get_by_label("Your name").fill("Meera")
-            page.get_by_role("button", name="Log in").click()
+            log_in(page, base_url, name="Meera")
 
             # Finding work: the views and their counts; a search by keyboard (posted, not in the URL).
             views = page.get_by_role("navigation", name="Views")
@@ -167,10 +162,7 @@ def test_an_agent_finds_works_and_closes_post_purchase_cases_in_a_real_browser(t
 
             # A colleague opens the same conversation: both are warned.
             other = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
-            other.goto(f"{base_url}/inbox/login")
-            other.get_by_label("Agent token or API key").fill(TEST_API_KEY)
-            other.get_by_label("Your name").fill("Ravi S")
-            other.get_by_role("button", name="Log in").click()
+            log_in(other, base_url, name="Ravi S")
             other.goto(page.url.split("?")[0])
             expect(other.locator("#others-here")).to_contain_text("Meera")
             expect(page.locator("#others-here")).to_contain_text("Ravi S")  # live, within a few polls
