@@ -36,7 +36,7 @@ from tests.handoff.helpers import PHONE, add_agent, add_order
 from tests.support.server import free_port
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser
+    from playwright.sync_api import Browser, Page
 
 pytestmark = pytest.mark.browser
 
@@ -65,6 +65,19 @@ def inbox_with_browser(tmp_path: Path, chromium_path: str, *, clock: FakeClock |
                 browser.close()
     finally:
         twilio.stop()
+
+
+def on_a_phone(browser: Browser, signed_in: Page) -> Page:
+    """`signed_in`'s page again, in the same session, on a 390 px phone screen."""
+    phone = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True).new_page()
+    phone.context.add_cookies(signed_in.context.cookies())  # type: ignore[arg-type]
+    phone.goto(signed_in.url)
+    return phone
+
+
+def fits(page: Page) -> bool:
+    """No sideways scrolling."""
+    return bool(page.evaluate("document.documentElement.scrollWidth <= document.documentElement.clientWidth"))
 
 
 def hand_off(twilio: FakeTwilio, base_url: str, phone: str, *texts: str) -> None:
@@ -127,9 +140,12 @@ def test_whatsapp_free_text_while_the_window_is_open_and_an_approved_template_on
     clock = FakeClock(system_clock())
     templates = {"inbox": {"whatsapp_templates": [
         {"kind": "agent_follow_up", "label": "Follow up",
-         "text": "Hi {{name}}, news about order {{order_id}}. Reply to continue."}]}}
+         "text": "Hi {{name}}, news about order {{order_id}}. Reply to continue."},
+        {"kind": "agent_call_me", "label": "Please call",
+         "text": "Hi {{name}}, we tried to reach you about order {{order_id}}. Reply to talk to us."}]}}
+    approved = "agent_follow_up=HX0a11,agent_call_me=HX0b22"
     with inbox_with_browser(tmp_path, chromium_path, clock=clock, shop_overrides=templates,
-                            settings_updates={"twilio_whatsapp_templates": "agent_follow_up=HX0a11"}) as (
+                            settings_updates={"twilio_whatsapp_templates": approved}) as (
             service, twilio, base_url, browser):
         add_order(service, customer={"name": "Asha Rao", "channel": "whatsapp"})
         hand_off(twilio, base_url, f"whatsapp:{PHONE}", "where is my order", "I want to talk to a human")
@@ -155,25 +171,32 @@ def test_whatsapp_free_text_while_the_window_is_open_and_an_approved_template_on
         expect(page.locator("#wa-window")).to_contain_text("WhatsApp window closed: pick an approved template")
         expect(page.get_by_label("Reply to the customer on whatsapp")).to_have_count(0)
         picker = page.get_by_role("group", name="Approved WhatsApp templates")
-        choice = picker.get_by_role("radio", name=re.compile("^Follow up"))
-        expect(choice).to_be_checked()
+        first = picker.get_by_role("radio", name=re.compile("^Follow up"))
+        expect(first).to_be_checked()
         expect(picker).to_contain_text("Hi Asha, news about order A1001. Reply to continue.")
-        send = page.get_by_role("button", name="Send template")
-        send.focus()
+        # By keyboard: the arrow moves to the second template, Tab reaches the button, Enter sends.
+        first.focus()
+        page.keyboard.press("ArrowDown")
+        expect(picker.get_by_role("radio", name=re.compile("^Please call"))).to_be_checked()
+        page.keyboard.press("Tab")
+        expect(page.get_by_role("button", name="Send template")).to_be_focused()
         page.keyboard.press("Enter")
         expect(page.get_by_role("status").first).to_contain_text("Template queued")
-        expect(page.locator("#transcript .msg.agent").last).to_contain_text("news about order A1001")
+        expect(page.locator("#transcript .msg.agent").last).to_contain_text("we tried to reach you about order A1001")
 
-        def template_sent() -> dict[str, Any] | None:
-            return next((m for m in twilio.sent_to(PHONE) if m["content_sid"] == "HX0a11"), None)
+        def templates_sent() -> list[dict[str, Any]]:
+            return [m for m in twilio.sent_to(PHONE) if m["content_sid"]]
 
-        wait_until(template_sent, what="the template at the fake Twilio")
-        sent = template_sent()
-        assert sent is not None and sent["to"] == f"whatsapp:{PHONE}"
+        wait_until(templates_sent, what="the template at the fake Twilio")
+        [sent] = templates_sent()
+        assert sent["content_sid"] == "HX0b22" and sent["to"] == f"whatsapp:{PHONE}"
         assert json.loads(sent["content_variables"]) == {"1": "Asha", "2": "A1001"}
+        phone = on_a_phone(browser, page)  # the picker on a phone screen
+        expect(phone.get_by_role("button", name="Send template")).to_be_visible()
+        assert fits(phone)
         with service.db.session() as session:
-            message = session.exec(select(Message).where(Message.template == "agent_follow_up")).one()
-            assert message.text == "Hi Asha, news about order A1001. Reply to continue."
+            message = session.exec(select(Message).where(Message.template == "agent_call_me")).one()
+            assert message.text == "Hi Asha, we tried to reach you about order A1001. Reply to talk to us."
 
 
 def test_a_supervisor_adds_a_spanish_quick_reply_and_an_agent_sends_it_filled_in(tmp_path: Path,
@@ -200,6 +223,9 @@ def test_a_supervisor_adds_a_spanish_quick_reply_and_an_agent_sends_it_filled_in
         with service.db.session() as session:
             saved = session.exec(select(QuickReply).where(QuickReply.label == "Pedido en camino")).one()
             assert (saved.locale, saved.updated_by) == ("es", "Sofía")
+        phone = on_a_phone(browser, boss)  # the management page on a phone screen
+        expect(phone.get_by_role("region", name="es", exact=True)).to_contain_text("Pedido en camino")
+        assert fits(phone)
         boss.context.close()
 
         page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
