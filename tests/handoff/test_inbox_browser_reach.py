@@ -233,14 +233,16 @@ def test_a_supervisor_adds_a_spanish_quick_reply_and_an_agent_sends_it_filled_in
         page.locator(".esc", has_text="María López").locator("a").click()
         quick = page.get_by_role("group", name="Quick replies (es)")
         expect(quick.get_by_role("button", name="Looking into it")).to_have_count(0)  # English only as a fallback
+        box = page.get_by_label("Reply to the customer on sms")
+        box.fill("Perdona la espera.")  # a draft: the quick reply goes in at the cursor, the draft stays
         button = quick.get_by_role("button", name="Pedido en camino")
         button.focus()
         page.keyboard.press("Enter")
-        box = page.get_by_label("Reply to the customer on sms")
         expect(box).to_be_focused()
-        expect(box).to_have_value("Hola María, tu pedido B2001 ya está en camino.")
+        reply = "Perdona la espera. Hola María, tu pedido B2001 ya está en camino."
+        expect(box).to_have_value(reply)
         page.keyboard.press("Control+Enter")
         expect(page.get_by_role("status").first).to_contain_text("Reply queued")
-        wait_until(lambda: "Hola María, tu pedido B2001 ya está en camino." in [m["body"] for m in twilio.sent_to(MARIA)],
+        wait_until(lambda: reply in [m["body"] for m in twilio.sent_to(MARIA)],
                    what="the filled-in quick reply at the fake Twilio")
         expect(page.locator("#transcript .msg.agent").last).to_contain_text("Ravi")

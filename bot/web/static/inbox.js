@@ -202,7 +202,10 @@
     var text = document.getElementById("reply-text");
     document.querySelectorAll(".quick-reply").forEach(function (button) {
       button.addEventListener("click", function () {
-        text.value = button.dataset.text;
+        // Inserted at the cursor, so a draft the agent already typed is kept (a space keeps words apart).
+        var start = text.selectionStart;
+        var gap = start > 0 && !/\s/.test(text.value.charAt(start - 1)) ? " " : "";
+        text.setRangeText(gap + button.dataset.text, start, text.selectionEnd, "end");
         text.focus();
       });
     });
