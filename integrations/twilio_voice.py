@@ -300,6 +300,20 @@ async def call_answered(request: Request, service: ServiceDep,
                 closing=_render(service, "voice.no_input", customer.locale))
 
 
+async def _caller(service: Service, params: dict[str, str]) -> Customer | None:
+    """The customer whose number is calling (`From`); None for an unknown, withheld or anonymous caller."""
+    try:
+        phone = to_e164(params.get("From", ""), strict=False)
+    except InvalidPhone:
+        return None
+    return await asyncio.to_thread(_customer_by_phone, service, phone) if phone else None
+
+
+def _unknown_caller(service: Service) -> Response:
+    return _say(service.settings, [_render(service, "voice.unknown_caller", "en")], "en",
+                gather_action=None, closing=None)
+
+
 @router.post("/webhooks/twilio/voice", summary="Twilio Voice: an inbound call (signed form)")
 async def inbound_call(request: Request, service: ServiceDep,
                        x_twilio_signature: Annotated[str | None, Header()] = None) -> Response:
@@ -309,14 +323,9 @@ async def inbound_call(request: Request, service: ServiceDep,
     call_sid = params.get("CallSid", "")
     if not call_sid:
         return _problem(400, "CallSid is required")
-    try:
-        phone = to_e164(params.get("From", ""), strict=False)
-    except InvalidPhone:
-        phone = ""  # withheld or anonymous caller
-    customer = await asyncio.to_thread(_customer_by_phone, service, phone) if phone else None
+    customer = await _caller(service, params)
     if customer is None:
-        return _say(service.settings, [_render(service, "voice.unknown_caller", "en")], "en",
-                    gather_action=None, closing=None)
+        return _unknown_caller(service)
     lines = await asyncio.to_thread(_speak_turn, service, customer, "where is my order", f"{call_sid}:0")
     action = _url(service.settings, "/webhooks/twilio/voice/gather", t=1)
     return _say(service.settings, _with_prompt(service, lines, customer.locale), customer.locale,
@@ -336,14 +345,9 @@ async def gathered(request: Request, service: ServiceDep,
         found = await asyncio.to_thread(_call_message, service, request.query_params["m"])
         customer = found[1] if found else None
     else:  # their call: the caller's number
-        try:
-            phone = to_e164(params.get("From", ""), strict=False)
-        except InvalidPhone:
-            phone = ""
-        customer = await asyncio.to_thread(_customer_by_phone, service, phone) if phone else None
+        customer = await _caller(service, params)
     if customer is None:
-        return _say(service.settings, [_render(service, "voice.unknown_caller", "en")], "en",
-                    gather_action=None, closing=None)
+        return _unknown_caller(service)
     digits = (params.get("Digits") or "").strip()[:8]
     turn = _turn(request)
     # The call's own question is a yes/no one (1 = yes, 2 = no); after it, a key picks the numbered

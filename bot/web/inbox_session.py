@@ -27,6 +27,7 @@ from bot.core.db import READ_ONLY, session_now
 from bot.core.errors import DoorstepError
 from bot.core.models import Agent, KeyValue
 from bot.core.vocab import AGENT_ROLES
+from bot.service import Service
 from bot.store.auth import KEY_NAME
 from bot.web.deps import ReadSessionDep, ServiceDep, SessionDep
 
@@ -212,22 +213,23 @@ def _acting_agent(request: Request, session: SessionDep, service: ServiceDep,
     return agent
 
 
-def _present_agent(request: Request, session: SessionDep, service: ServiceDep,
-                   csrf: Annotated[str, Form(max_length=200)] = "") -> AgentSession:
+def _posting_agent(request: Request, session: Session, service: Service, csrf: str) -> AgentSession:
+    """The logged-in agent of a posted form whose answer is not a page (401, not a redirect), CSRF checked."""
     agent = read_session(request, session, service.settings.api_key.get_secret_value())
     if agent is None:
         raise LoginRequired(page=False)
     check_csrf(agent, csrf)
     return agent
+
+
+def _present_agent(request: Request, session: SessionDep, service: ServiceDep,
+                   csrf: Annotated[str, Form(max_length=200)] = "") -> AgentSession:
+    return _posting_agent(request, session, service, csrf)
 
 
 def _searching_agent(request: Request, session: ReadSessionDep, service: ServiceDep,
                      csrf: Annotated[str, Form(max_length=200)] = "") -> AgentSession:
-    agent = read_session(request, session, service.settings.api_key.get_secret_value())
-    if agent is None:
-        raise LoginRequired(page=False)
-    check_csrf(agent, csrf)
-    return agent
+    return _posting_agent(request, session, service, csrf)  # a search only reads
 
 
 def _supervisor(agent: Annotated[AgentSession, Depends(_acting_agent)]) -> AgentSession:

@@ -9,6 +9,7 @@ this module only maps forms to them. URLs carry escalation ids only.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Annotated
 from zoneinfo import ZoneInfo
@@ -39,13 +40,27 @@ def _done(escalation_id: int, notice: str) -> RedirectResponse:
 def _refused(request: Request, agent: AgentSession, session: Session, service: ServiceDep, escalation_id: int,
              exc: DoorstepError) -> Response:
     """The conversation again, with why the action was refused (nothing was changed)."""
-    code = status.HTTP_404_NOT_FOUND if isinstance(exc, NotFound) else (
-        status.HTTP_409_CONFLICT if isinstance(exc, (Conflict, CustomerOptedOut)) else
-        422)
-    return conversation_response(request, agent, session, service, escalation_id, error=str(exc), status_code=code)
+    return conversation_response(request, agent, session, service, escalation_id, error=str(exc),
+                                 status_code=_refusal_status(exc))
+
+
+def _refusal_status(exc: DoorstepError) -> int:
+    if isinstance(exc, NotFound):
+        return status.HTTP_404_NOT_FOUND
+    return status.HTTP_409_CONFLICT if isinstance(exc, (Conflict, CustomerOptedOut)) else 422
 
 
 Refusal = (NotFound, Conflict, InvalidInput, CustomerOptedOut)
+
+
+def _casework(request: Request, agent: AgentSession, session: Session, service: ServiceDep, escalation_id: int,
+              notice: str, work: Callable[[], object]) -> Response:
+    """Do `work`: back to the conversation with `notice`, or the conversation with why it was refused."""
+    try:
+        work()
+    except Refusal as exc:
+        return _refused(request, agent, session, service, escalation_id, exc)
+    return _done(escalation_id, notice)
 
 
 @router.post("/escalations/{escalation_id}/act")
@@ -59,58 +74,43 @@ def act_on_order(escalation_id: EscalationId, request: Request, agent: ActingAge
     fields = {"delivery_date": delivery_date, "delivery_window": delivery_window, "line1": line1, "line2": line2,
               "landmark": landmark, "city": city, "postal_code": postal_code, "reason": reason, "outcome": outcome,
               "note": note}
-    try:
-        agent_actions.act_on_order(session=session, runtime=service.runtime, escalation_id=escalation_id,
-                                   agent=agent.name, action=action, order_id=order_id, fields=fields,
-                                   now=service.now())
-    except Refusal as exc:
-        return _refused(request, agent, session, service, escalation_id, exc)
-    return _done(escalation_id, "acted")
+    return _casework(request, agent, session, service, escalation_id, "acted",
+                     lambda: agent_actions.act_on_order(
+                         session=session, runtime=service.runtime, escalation_id=escalation_id, agent=agent.name,
+                         action=action, order_id=order_id, fields=fields, now=service.now()))
 
 
 @router.post("/escalations/{escalation_id}/note")
 def add_note(escalation_id: EscalationId, request: Request, agent: ActingAgentDep, session: SessionDep,
              service: ServiceDep, body: Text = "") -> Response:
-    try:
-        casework.internal_note(session=session, escalation_id=escalation_id, agent=agent.name, body=body,
-                               now=service.now())
-    except Refusal as exc:
-        return _refused(request, agent, session, service, escalation_id, exc)
-    return _done(escalation_id, "noted")
+    return _casework(request, agent, session, service, escalation_id, "noted",
+                     lambda: casework.internal_note(session=session, escalation_id=escalation_id,
+                                                    agent=agent.name, body=body, now=service.now()))
 
 
 @router.post("/escalations/{escalation_id}/call")
 def record_call(escalation_id: EscalationId, request: Request, agent: ActingAgentDep, session: SessionDep,
                 service: ServiceDep, outcome: Short = "", body: Text = "") -> Response:
-    try:
-        casework.call_outcome(session=session, escalation_id=escalation_id, agent=agent.name, outcome=outcome,
-                              body=body, now=service.now())
-    except Refusal as exc:
-        return _refused(request, agent, session, service, escalation_id, exc)
-    return _done(escalation_id, "called")
+    return _casework(request, agent, session, service, escalation_id, "called",
+                     lambda: casework.call_outcome(session=session, escalation_id=escalation_id, agent=agent.name,
+                                                   outcome=outcome, body=body, now=service.now()))
 
 
 @router.post("/escalations/{escalation_id}/handover")
 def hand_over(escalation_id: EscalationId, request: Request, agent: ActingAgentDep, session: SessionDep,
               service: ServiceDep, to: Short = "") -> Response:
     """Assign to someone (`to`: an agent's name), or unassign (`to` empty)."""
-    try:
-        casework.reassign(session=session, escalation_id=escalation_id, by=agent.name, to=to.strip() or None,
-                          now=service.now())
-    except Refusal as exc:
-        return _refused(request, agent, session, service, escalation_id, exc)
-    return _done(escalation_id, "handed")
+    return _casework(request, agent, session, service, escalation_id, "handed",
+                     lambda: casework.reassign(session=session, escalation_id=escalation_id, by=agent.name,
+                                               to=to.strip() or None, now=service.now()))
 
 
 @router.post("/escalations/{escalation_id}/labels")
 def set_labels(escalation_id: EscalationId, request: Request, agent: ActingAgentDep, session: SessionDep,
                service: ServiceDep, priority: Short = "normal", tags: Short = "") -> Response:
-    try:
-        casework.set_labels(session=session, escalation_id=escalation_id, agent=agent.name, priority=priority,
-                            tags=tags, now=service.now())
-    except Refusal as exc:
-        return _refused(request, agent, session, service, escalation_id, exc)
-    return _done(escalation_id, "labelled")
+    return _casework(request, agent, session, service, escalation_id, "labelled",
+                     lambda: casework.set_labels(session=session, escalation_id=escalation_id, agent=agent.name,
+                                                 priority=priority, tags=tags, now=service.now()))
 
 
 SNOOZE_PRESETS = {"1h": timedelta(hours=1), "4h": timedelta(hours=4), "24h": timedelta(hours=24)}
@@ -170,8 +170,7 @@ def save_quick_reply(request: Request, agent: SupervisorDep, session: SessionDep
         quick_replies.save(session=session, locale=locale, label=label, text=text, agent=agent.name,
                            now=service.now(), reply_id=int(reply_id) if reply_id.isdigit() else None)
     except Refusal as exc:
-        code = 404 if isinstance(exc, NotFound) else 409 if isinstance(exc, Conflict) else 422
-        return _quick_page(request, agent, session, service, error=str(exc), status_code=code)
+        return _quick_page(request, agent, session, service, error=str(exc), status_code=_refusal_status(exc))
     return RedirectResponse("/inbox/quick-replies?n=quick_saved", status_code=status.HTTP_303_SEE_OTHER)
 
 
