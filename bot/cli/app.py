@@ -12,7 +12,7 @@ import typer
 
 app = typer.Typer(
     name="doorstep",
-    help="Doorstep: a self-hosted two-way post-purchase messaging bot (SMS, WhatsApp, Telegram).\n\n"
+    help="Doorstep: a self-hosted two-way post-purchase messaging bot (SMS, WhatsApp, Telegram, email, Viber, voice calls).\n\n"
     "Start with `doorstep demo` and `doorstep chat --phone +919812345678`, or `make run`.",
     no_args_is_help=True,
     add_completion=False,
