@@ -6,15 +6,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
-import uvicorn
 from pydantic import SecretStr
 
 from bot.app import create_app
@@ -22,7 +20,7 @@ from bot.core.settings import Settings
 from bot.service import Service
 from tests.conftest import TEST_API_KEY
 from tests.fakes.twilio_server import ACCOUNT_SID, AUTH_TOKEN, SMS_FROM, WHATSAPP_FROM, FakeTwilio
-from tests.support.server import wait_healthy
+from tests.support.server import serve_in_thread
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -62,19 +60,9 @@ def log_in(page: Page, base_url: str, token: str = TEST_API_KEY, name: str = "")
     expect(page.get_by_text("Signed in as")).to_be_visible()
 
 
-@contextmanager
-def uvicorn_server(service: Service, port: int) -> Iterator[str]:
-    server = uvicorn.Server(uvicorn.Config(create_app(service=service, workers=True), host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        wait_healthy(base_url)
-        yield base_url
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
+def uvicorn_server(service: Service, port: int) -> AbstractContextManager[str]:
+    """`doorstep serve` in a thread (dispatcher and scheduler included) on `port`; yields the base URL."""
+    return serve_in_thread(create_app(service=service, workers=True), port)
 
 
 def wait_until(condition: Callable[[], object], timeout: float = 60.0, what: str = "condition") -> None:

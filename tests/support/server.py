@@ -60,9 +60,9 @@ def serve_subprocess(env: dict[str, str], *args: str) -> Iterator[str]:
 
 
 @contextmanager
-def serve_in_thread(app: FastAPI) -> Iterator[str]:
-    """A real uvicorn server for `app` in a background thread; yields the base URL."""
-    port = free_port()
+def serve_in_thread(app: FastAPI, port: int | None = None) -> Iterator[str]:
+    """A real uvicorn server for `app` in a background thread (on `port`, or a free one); yields the base URL."""
+    port = port or free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
