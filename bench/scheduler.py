@@ -211,6 +211,9 @@ def _worker(url: str, provider_url: str, worker_id: str, sender_kind: str, ready
         for name, method in (("claim", "claim_once"), ("record_many", "record_many"), ("record", "record")):
             if hasattr(dispatcher, method):  # (record_many: not in older code the bench is run against)
                 setattr(dispatcher, method, timed(name, getattr(dispatcher, method)))
+        limiter = getattr(dispatcher, "limiter", None)
+        if limiter is not None:  # rate-limit reservations (one per batch, more when slots are given up)
+            limiter.reserve = timed("reserve", limiter.reserve)
         with db.read() as session:
             session.execute(sa.text("SELECT 1"))
         import twilio.rest  # noqa: F401  (what a running worker has long imported)
@@ -220,12 +223,21 @@ def _worker(url: str, provider_url: str, worker_id: str, sender_kind: str, ready
         cpu = time.process_time()
         total = 0
         idle = 0
-        while idle < 3:  # a few empty claims in a row: the other worker has the rest, or none is left
+        unsent = sa.text("SELECT count(*) FROM outbox WHERE status IN ('pending', 'sending') "
+                         "AND dedupe_key LIKE 'due:%'")
+
+        def left() -> int:  # due messages not sent yet (a put-back row is due again a moment later)
+            with db.read() as session:
+                return int(session.execute(unsent).scalar_one())
+
+        while idle < 3:  # a few empty claims in a row, and nothing left to send (the other worker's are sent)
             count = await dispatcher.run_once(prefetch=True)  # as run_forever does
             total += count
             idle = idle + 1 if count == 0 else 0
             if count == 0:
                 await asyncio.sleep(0.05)
+                if idle == 3 and await asyncio.to_thread(left):
+                    idle = 0
         await dispatcher.release_prefetched()
         await dispatcher.aclose()
         timings["cpu_s"] = time.process_time() - cpu  # this process's CPU (all threads) while dispatching
@@ -246,21 +258,44 @@ def _worker(url: str, provider_url: str, worker_id: str, sender_kind: str, ready
 # ---------------------------------------------------------------- databases
 
 
-def _fresh_database(backend: str, workdir: Path, pg_admin: str) -> tuple[str, Any]:
+def _fresh_database(backend: str, workdir: Path, pg_admin: str, keep: str = "") -> tuple[str, Any, bool]:
+    """A throw-away database (dropped at the end), or with `keep` one that stays for the next run:
+    the third value says whether it already holds the scheduled rows."""
     if backend == "sqlite":
-        return f"sqlite:///{workdir / 'bench-scheduler.db'}", lambda: None
-    name = f"doorstep_bench_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+        if keep:
+            path = Path(keep).with_suffix(".db")
+            return f"sqlite:///{path.resolve()}", lambda: None, path.exists()
+        return f"sqlite:///{workdir / 'bench-scheduler.db'}", lambda: None, False
+    name = keep or f"doorstep_bench_{os.getpid()}_{uuid.uuid4().hex[:6]}"
     admin = sa.create_engine(pg_admin, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        exists = conn.execute(sa.text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}).first()
+        if not exists:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
     url = admin.url.set(database=name).render_as_string(hide_password=False)
+    if keep:
+        admin.dispose()
+        return url, lambda: None, bool(exists)
 
     def drop() -> None:
         with admin.connect() as conn:
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
 
-    return url, drop
+    return url, drop, False
+
+
+def _forget_earlier_runs(db: Database) -> None:
+    """A kept database: remove what earlier runs dispatched (every row but the scheduled ones), and
+    vacuum, so each run starts from the same table."""
+    with db.engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM outbox WHERE dedupe_key IS NULL OR dedupe_key NOT LIKE 'bench:%'"))
+        conn.execute(sa.text("DELETE FROM message"))
+        conn.execute(sa.text("DELETE FROM rate_limit"))
+    if db.is_postgres:
+        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(sa.text("VACUUM ANALYZE outbox"))
+            conn.execute(sa.text("VACUUM ANALYZE message"))
 
 
 def _customers(db: Database, count: int) -> list[int]:
@@ -372,11 +407,21 @@ def _dispatch(url: str, db: Database, customers: list[int], count: int, workers:
 
 
 def run_backend(backend: str, rows: int, dispatch: int, customer_count: int, pg_admin: str,
-                provider_url: str, sender_kind: str, workers: tuple[int, ...], profile: str) -> dict[str, Any]:
+                provider_url: str, sender_kind: str, workers: tuple[int, ...], profile: str,
+                keep: str = "") -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="doorstep-bench-") as tmp:
-        url, drop = _fresh_database(backend, Path(tmp), pg_admin)
+        url, drop, filled = _fresh_database(backend, Path(tmp), pg_admin, keep)
         try:
             db = Database(url)
+            if filled:  # a kept database from an earlier run: its scheduled rows and customers are there
+                _forget_earlier_runs(db)
+                table = Customer.__table__  # type: ignore[attr-defined]
+                with db.read() as session:
+                    customers = [int(i) for i in session.execute(sa.select(table.c.id).order_by(table.c.id)).scalars()]
+                console.print(f"[bold]{backend}[/bold]: reusing {keep} ({len(customers):,} customers)")
+                runs = [_dispatch(url, db, customers, dispatch, n, provider_url, sender_kind, profile) for n in workers]
+                db.dispose()
+                return {"customers": len(customers), "reused": keep, "dispatch": runs}
             db.migrate()
             customers = _customers(db, customer_count)
             checkpoints = sorted({c for c in (0, 10_000, 100_000, rows) if c <= rows})
@@ -423,6 +468,9 @@ def main() -> None:
                         help="twilio: the real Twilio sender (SMS rows) against the fake; aiohttp: a bare pooled POST")
     parser.add_argument("--workers", default="1,2", help="worker counts to run, e.g. 1,2")
     parser.add_argument("--profile", default="", help="write each worker's cProfile stats to PREFIX.<worker>")
+    parser.add_argument("--keep-db", default="", metavar="NAME",
+                        help="keep the filled database (PostgreSQL: NAME; SQLite: NAME.db) and reuse it next time "
+                             "instead of inserting the rows again (--rows and --customers then come from it)")
     args = parser.parse_args()
 
     ctx = multiprocessing.get_context("spawn")
@@ -438,7 +486,7 @@ def main() -> None:
     for backend in backends:
         try:
             result["backends"][backend] = run_backend(backend, args.rows, args.dispatch, args.customers, args.pg_url,
-                                                       provider_url, args.sender, workers, args.profile)
+                                                       provider_url, args.sender, workers, args.profile, args.keep_db)
         except sa.exc.OperationalError as exc:
             console.print(f"[red]{backend} unavailable:[/red] {exc.__class__.__name__}")
             result["backends"][backend] = {"error": "database unavailable"}
