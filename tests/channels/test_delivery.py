@@ -440,3 +440,29 @@ def test_a_batch_claimed_ahead_is_put_back_when_the_loop_ends(settings: Settings
     clock.advance(seconds=2)  # put back due a second later, like any put-back
     drain(Dispatcher(service.db, service.settings, clock=clock))
     assert sorted(m["body"] for m in fake_twilio.messages) == sorted(f"ahead {i}" for i in range(60))
+
+
+def test_a_long_queue_of_one_customer_holds_no_one_else_back_in_a_large_claim(settings: Settings) -> None:
+    """A claim after a full one looks at the first rows in the claim order only; when those are one
+    customer's queue waiting behind the message another worker is sending, the rest of the outbox
+    is still claimed, and none of that customer's waiting messages."""
+    service = _service(settings)
+    clock = Clock()
+    with service.db.session() as session:
+        asha = session.exec(select(Customer).where(Customer.phone == ASHA)).one()
+        queued = [enqueue_message(session=session, customer=asha, channel="sms", text=f"asha {i}", now=clock())
+                  for i in range(260)]
+        others = [Customer(phone=f"+9198222{i:05d}", name=f"C{i}") for i in range(20)]
+        session.add_all(others)
+        session.flush()
+        clock.advance(seconds=1)  # queued after all of Asha's: behind them in the claim order
+        for i, customer in enumerate(others):
+            enqueue_message(session=session, customer=customer, channel="sms", text=f"other {i}", now=clock())
+    assert all(message is not None for message in queued)
+    clock.advance(seconds=1)
+    # Another worker is sending Asha's first message: the rest of her queue waits for its outcome.
+    [first] = Dispatcher(service.db, service.settings, clock=clock, worker_id="other").claim(limit=1)
+    assert first.message is not None and first.message.text == "asha 0"
+    dispatcher = Dispatcher(service.db, service.settings, clock=clock, worker_id="big")
+    claimed = dispatcher.claim(limit=60)  # more than the smallest batch: the claim a backlog gets
+    assert sorted(c.message.text for c in claimed if c.message is not None) == sorted(f"other {i}" for i in range(20))
