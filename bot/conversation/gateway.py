@@ -30,6 +30,7 @@ the batch is flushed once (one statement per table). Messages a crash left
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -168,18 +169,55 @@ def _waiting_flag() -> Any:
                              MESSAGE.c.status == "received").label("waiting")
 
 
+def _any_of(column: Any, name: str, postgres: bool) -> Any:
+    """`column IN :name` for a list bound at execution: on PostgreSQL `= ANY(:name)`, one array parameter
+    (the statement text, and psycopg's parse of it, do not change with the list's length)."""
+    if postgres:
+        from sqlalchemy.dialects.postgresql import ARRAY
+
+        return column == sa.any_(sa.bindparam(name, type_=ARRAY(column.type)))
+    return column.in_(sa.bindparam(name, expanding=True))
+
+
+@functools.cache
+def _statements(postgres: bool) -> dict[str, Any]:
+    """The batch's queries, built once per backend (building and keying a statement costs more CPU than
+    SQLite takes to run it); their lists and bounds are parameters."""
+    unidentified = select(Message).where(Message.direction == "in", Message.status == "received",
+                                         col(Message.conversation_id).is_(None),
+                                         col(Message.id) <= sa.bindparam("up_to")).order_by(col(Message.id))
+    senders = select(Customer, Conversation, _waiting_flag()).outerjoin(
+        Conversation, col(Conversation.customer_id) == col(Customer.id))
+    held = (sa.exists().select_from(OUTBOX.join(MESSAGE, MESSAGE.c.id == OUTBOX.c.message_id))
+            .where(OUTBOX.c.order_pk == ORDERS.c.id, OUTBOX.c.status == "pending",
+                   MESSAGE.c.template.in_(outbox.journey_templates(INFORMATIONAL_JOURNEYS))).label("held"))
+    newest_first = (col(Order.created_at).desc(), col(Order.id).desc())
+    conversations = (select(Conversation, _waiting_flag()).where(_any_of(col(Conversation.id), "ids", postgres))
+                     .order_by(col(Conversation.id)).execution_options(populate_existing=True))
+    return {
+        # in id order, locked on PostgreSQL: concurrent identifiers queue, then skip what is done
+        "unidentified": unidentified.with_for_update() if postgres else unidentified,
+        "by_phone": senders.where(_any_of(col(Customer.phone), "phones", postgres)),
+        "by_chat": senders.where(_any_of(col(Customer.telegram_chat_id), "chats", postgres)),
+        "by_either": senders.where(sa.or_(_any_of(col(Customer.phone), "phones", postgres),
+                                          _any_of(col(Customer.telegram_chat_id), "chats", postgres))),
+        # `Database.locked`: FOR NO KEY UPDATE on PostgreSQL, in id order
+        "conversations": conversations.with_for_update(key_share=True) if postgres else conversations,
+        "customers_orders": select(Customer, Order, held).outerjoin(Order, col(Order.customer_id) == col(Customer.id))
+        .where(_any_of(col(Customer.id), "ids", postgres)).order_by(col(Customer.id), *newest_first)
+        .execution_options(populate_existing=True),
+        "orders": select(Order, held).where(_any_of(col(Order.customer_id), "ids", postgres)).order_by(*newest_first),
+    }
+
+
 def _identify(db: Database, session: Session, up_to: int, *, flush: bool = True) -> Identified:
     """Identify in the caller's transaction; returns the conversation of each message it identified.
     The senders' customers and conversations are read in one query for the whole batch; only a
     sender not found there (or a Telegram link) takes the one-by-one path, which creates them race-safe.
     `flush=False` (identify and handle in one transaction): the messages' new conversation goes out
     with their UPDATE at the end of the turn, one UPDATE per message instead of two."""
-    query = select(Message).where(Message.direction == "in", Message.status == "received",
-                                  col(Message.conversation_id).is_(None), col(Message.id) <= up_to
-                                  ).order_by(col(Message.id))
-    if db.is_postgres:
-        query = query.with_for_update()  # in id order: concurrent identifiers queue, then skip what is done
-    messages = session.exec(query).all()
+    statements = _statements(db.is_postgres)
+    messages = session.scalars(statements["unidentified"], {"up_to": up_to}).all()
     identified = Identified()
     if not messages:
         return identified
@@ -192,14 +230,12 @@ def _identify(db: Database, session: Session, up_to: int, *, flush: bool = True)
     conversations: dict[int, Conversation] = {}
     flush = flush or not known  # a link may change customers: they go out before the batch reads them again
     if known:
-        phones = {s["phone"] for s in senders if s.get("phone")}
-        chats = {s["telegram_chat_id"] for s in senders if s.get("telegram_chat_id")}
-        matches = [col(Customer.phone).in_(phones)] if phones else []
-        matches += [col(Customer.telegram_chat_id).in_(chats)] if chats else []
-        if matches:  # the customers with their conversations, in one query
+        phones = sorted({s["phone"] for s in senders if s.get("phone")})
+        chats = sorted({s["telegram_chat_id"] for s in senders if s.get("telegram_chat_id")})
+        if phones or chats:  # the customers with their conversations, in one query
+            which = "by_either" if phones and chats else "by_phone" if phones else "by_chat"
             with session.no_autoflush:
-                rows = session.execute(select(Customer, Conversation, _waiting_flag()).outerjoin(
-                    Conversation, col(Conversation.customer_id) == col(Customer.id)).where(sa.or_(*matches))).all()
+                rows = session.execute(statements[which], {"phones": phones, "chats": chats}).all()
             for customer, conversation, waiting in rows:
                 if customer.phone:
                     by_phone[customer.phone] = customer
@@ -377,10 +413,7 @@ def _locked_conversations(db: Database, session: Session, ids: list[int],
     missing = ids if db.is_postgres else [i for i in ids if i not in identified.loaded]
     found = {i: identified.loaded[i] for i in ids if i in identified.loaded}
     if missing:
-        for conversation, waiting in session.execute(
-                db.locked(select(Conversation, _waiting_flag()).where(col(Conversation.id).in_(missing))
-                          .order_by(col(Conversation.id)))
-                .execution_options(populate_existing=True)):
+        for conversation, waiting in session.execute(_statements(db.is_postgres)["conversations"], {"ids": missing}):
             found[conversation.id or 0] = conversation
             if waiting:
                 identified.waiting_before.add(conversation.id or 0)
@@ -395,27 +428,20 @@ def _customers_and_orders(db: Database, session: Session, conversations: dict[in
     journey message waiting in the outbox (`outbox.orders_with_pending_journey_messages`), in one query."""
     customer_ids = {c.customer_id for c in conversations.values()}
     customers = {i: c for i, c in identified.customers.items() if i in customer_ids} if db.is_sqlite else {}
-    held = (sa.exists().select_from(OUTBOX.join(MESSAGE, MESSAGE.c.id == OUTBOX.c.message_id))
-            .where(OUTBOX.c.order_pk == ORDERS.c.id, OUTBOX.c.status == "pending",
-                   MESSAGE.c.template.in_(outbox.journey_templates(INFORMATIONAL_JOURNEYS))).label("held"))
-    order_by = (col(Order.created_at).desc(), col(Order.id).desc())
+    statements = _statements(db.is_postgres)
     rows: list[tuple[Order | None, Any]] = []
     if missing := customer_ids - customers.keys():  # with their orders (an outer join: a customer may have none)
-        for customer, order, held_ in session.execute(
-                select(Customer, Order, held).outerjoin(Order, col(Order.customer_id) == col(Customer.id))
-                .where(col(Customer.id).in_(missing)).order_by(col(Customer.id), *order_by)
-                .execution_options(populate_existing=True)):
+        for customer, order, held in session.execute(statements["customers_orders"], {"ids": sorted(missing)}):
             customers[customer.id or 0] = customer
-            rows.append((order, held_))
+            rows.append((order, held))
     if known := customer_ids - missing:
-        rows += [(order, held_) for order, held_ in session.execute(
-            select(Order, held).where(col(Order.customer_id).in_(known)).order_by(*order_by))]
+        rows += [(order, held) for order, held in session.execute(statements["orders"], {"ids": sorted(known)})]
     orders: dict[int, list[Order]] = {}
     pending: set[int] = set()
-    for order, held_ in rows:
+    for order, held in rows:
         if order is not None:
             orders.setdefault(order.customer_id, []).append(order)
-            if held_:
+            if held:
                 pending.add(order.id or 0)
     return customers, orders, pending
 
