@@ -66,7 +66,7 @@ def _problem(status: int, reason: str) -> JSONResponse:
 
 async def verified_form(request: Request, service: Service, signature: str | None) -> dict[str, str] | JSONResponse:
     """The form parameters of a request Twilio really signed, or the error response to send."""
-    auth_token = service.settings.twilio.auth_token.get_secret_value()
+    auth_token = service.settings.twilio_auth_token.get_secret_value()  # not `.twilio`: a model built per call
     if not auth_token:
         return _problem(403, "Twilio is not configured (TWILIO_AUTH_TOKEN)")
     if not signature:

@@ -30,6 +30,7 @@ the batch is flushed once (one statement per table). Messages a crash left
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -56,6 +57,9 @@ log = logging.getLogger(__name__)
 RECOVERY_BATCH = 50  # conversations per transaction when the recovery tick catches up
 
 MESSAGE = Message.__table__  # type: ignore[attr-defined]
+CONVERSATION = Conversation.__table__  # type: ignore[attr-defined]
+OUTBOX = outbox.OUTBOX
+ORDERS = Order.__table__  # type: ignore[attr-defined]
 
 
 @dataclass
@@ -147,22 +151,79 @@ def identify(db: Database, *, up_to: int) -> None:
 
 @dataclass
 class Identified:
-    """What `_identify` found: each identified message's conversation, and the senders' customers."""
+    """What `_identify` found: each identified message's conversation, the senders' customers, and what
+    the batch's handling can reuse in the same transaction instead of reading it again."""
 
     conversations: dict[int, int] = field(default_factory=dict)  # message id -> conversation id
     customers: dict[int, Customer] = field(default_factory=dict)
+    messages: dict[int, list[Message]] = field(default_factory=dict)  # conversation id -> identified now, in order
+    # Conversations read (and on PostgreSQL locked) by the batch query (sender found), and which of them had
+    # a message identified before this transaction and still waiting (a crash, a failed batch): only those
+    # are read again.
+    loaded: dict[int, Conversation] = field(default_factory=dict)
+    waiting_before: set[int] = field(default_factory=set)
 
 
-def _identify(db: Database, session: Session, up_to: int) -> Identified:
+def _waiting_flag() -> Any:
+    """A column: whether the conversation has an identified inbound message still waiting (in the database)."""
+    return sa.exists().where(MESSAGE.c.conversation_id == CONVERSATION.c.id, MESSAGE.c.direction == "in",
+                             MESSAGE.c.status == "received").label("waiting")
+
+
+def _any_of(column: Any, name: str, postgres: bool) -> Any:
+    """`column IN :name` for a list bound at execution: on PostgreSQL `= ANY(:name)`, one array parameter
+    (the statement text, and psycopg's parse of it, do not change with the list's length)."""
+    if postgres:
+        from sqlalchemy.dialects.postgresql import ARRAY
+
+        return column == sa.any_(sa.bindparam(name, type_=ARRAY(column.type)))
+    return column.in_(sa.bindparam(name, expanding=True))
+
+
+@functools.cache
+def _statements(postgres: bool) -> dict[str, Any]:
+    """The batch's queries, built once per backend (building and keying a statement costs more CPU than
+    SQLite takes to run it); their lists and bounds are parameters."""
+    unidentified = select(Message).where(Message.direction == "in", Message.status == "received",
+                                         col(Message.conversation_id).is_(None),
+                                         col(Message.id) <= sa.bindparam("up_to")).order_by(col(Message.id))
+    if postgres:  # the conversations locked here (`Database.locked`, in id order): no second statement for it
+        senders = (select(Customer, Conversation, _waiting_flag())
+                   .join(Conversation, col(Conversation.customer_id) == col(Customer.id))
+                   .order_by(col(Conversation.id)).with_for_update(of=Conversation, key_share=True))
+    else:  # under SQLite's one write lock since BEGIN; a customer without a conversation comes too
+        senders = select(Customer, Conversation, _waiting_flag()).outerjoin(
+            Conversation, col(Conversation.customer_id) == col(Customer.id))
+    held = (sa.exists().select_from(OUTBOX.join(MESSAGE, MESSAGE.c.id == OUTBOX.c.message_id))
+            .where(OUTBOX.c.order_pk == ORDERS.c.id, OUTBOX.c.status == "pending",
+                   MESSAGE.c.template.in_(outbox.journey_templates(INFORMATIONAL_JOURNEYS))).label("held"))
+    newest_first = (col(Order.created_at).desc(), col(Order.id).desc())
+    conversations = (select(Conversation, _waiting_flag()).where(_any_of(col(Conversation.id), "ids", postgres))
+                     .order_by(col(Conversation.id)).execution_options(populate_existing=True))
+    return {
+        # in id order, locked on PostgreSQL: concurrent identifiers queue, then skip what is done
+        "unidentified": unidentified.with_for_update() if postgres else unidentified,
+        "by_phone": senders.where(_any_of(col(Customer.phone), "phones", postgres)),
+        "by_chat": senders.where(_any_of(col(Customer.telegram_chat_id), "chats", postgres)),
+        "by_either": senders.where(sa.or_(_any_of(col(Customer.phone), "phones", postgres),
+                                          _any_of(col(Customer.telegram_chat_id), "chats", postgres))),
+        # `Database.locked`: FOR NO KEY UPDATE on PostgreSQL, in id order
+        "conversations": conversations.with_for_update(key_share=True) if postgres else conversations,
+        "customers_orders": select(Customer, Order, held).outerjoin(Order, col(Order.customer_id) == col(Customer.id))
+        .where(_any_of(col(Customer.id), "ids", postgres)).order_by(col(Customer.id), *newest_first)
+        .execution_options(populate_existing=True),
+        "orders": select(Order, held).where(_any_of(col(Order.customer_id), "ids", postgres)).order_by(*newest_first),
+    }
+
+
+def _identify(db: Database, session: Session, up_to: int, *, flush: bool = True) -> Identified:
     """Identify in the caller's transaction; returns the conversation of each message it identified.
-    The senders' customers and conversations are read in two queries for the whole batch; only a
-    sender not found there (or a Telegram link) takes the one-by-one path, which creates them race-safe."""
-    query = select(Message).where(Message.direction == "in", Message.status == "received",
-                                  col(Message.conversation_id).is_(None), col(Message.id) <= up_to
-                                  ).order_by(col(Message.id))
-    if db.is_postgres:
-        query = query.with_for_update()  # in id order: concurrent identifiers queue, then skip what is done
-    messages = session.exec(query).all()
+    The senders' customers and conversations are read in one query for the whole batch; only a
+    sender not found there (or a Telegram link) takes the one-by-one path, which creates them race-safe.
+    `flush=False` (identify and handle in one transaction): the messages' new conversation goes out
+    with their UPDATE at the end of the turn, one UPDATE per message instead of two."""
+    statements = _statements(db.is_postgres)
+    messages = session.scalars(statements["unidentified"], {"up_to": up_to}).all()
     identified = Identified()
     if not messages:
         return identified
@@ -173,21 +234,24 @@ def _identify(db: Database, session: Session, up_to: int) -> Identified:
     by_phone: dict[str, Customer] = {}
     by_chat: dict[str, Customer] = {}
     conversations: dict[int, Conversation] = {}
+    flush = flush or not known  # a link may change customers: they go out before the batch reads them again
     if known:
-        phones = {s["phone"] for s in senders if s.get("phone")}
-        chats = {s["telegram_chat_id"] for s in senders if s.get("telegram_chat_id")}
-        matches = [col(Customer.phone).in_(phones)] if phones else []
-        matches += [col(Customer.telegram_chat_id).in_(chats)] if chats else []
-        if matches:
-            for customer in session.exec(select(Customer).where(sa.or_(*matches))):
+        phones = sorted({s["phone"] for s in senders if s.get("phone")})
+        chats = sorted({s["telegram_chat_id"] for s in senders if s.get("telegram_chat_id")})
+        if phones or chats:  # the customers with their conversations, in one query
+            which = "by_either" if phones and chats else "by_phone" if phones else "by_chat"
+            with session.no_autoflush:
+                rows = session.execute(statements[which], {"phones": phones, "chats": chats}).all()
+            for customer, conversation, waiting in rows:
                 if customer.phone:
                     by_phone[customer.phone] = customer
                 if customer.telegram_chat_id:
                     by_chat[customer.telegram_chat_id] = customer
-        customer_ids = {c.id for c in (*by_phone.values(), *by_chat.values())}
-        if customer_ids:
-            conversations = {c.customer_id: c for c in session.exec(
-                select(Conversation).where(col(Conversation.customer_id).in_(customer_ids)))}
+                if conversation is not None:
+                    conversations[customer.id or 0] = conversation
+                    identified.loaded[conversation.id or 0] = conversation
+                    if waiting:
+                        identified.waiting_before.add(conversation.id or 0)
     for message, sender in zip(messages, senders, strict=True):
         phone, chat = sender.get("phone"), sender.get("telegram_chat_id")
         if chat and (sender.get("link_token") or sender.get("contact_phone")):
@@ -195,6 +259,7 @@ def _identify(db: Database, session: Session, up_to: int) -> Identified:
                                contact_phone=sender.get("contact_phone"))
         found = (by_phone.get(phone) if phone else None) or (by_chat.get(chat) if chat else None)
         if found is None:
+            flush = True
             customer, created = get_or_create_customer(
                 session=session, phone=phone, telegram_chat_id=chat,
                 defaults={"channel": message.channel, "name": str(sender.get("profile_name") or "")[:200]},
@@ -204,6 +269,7 @@ def _identify(db: Database, session: Session, up_to: int) -> Identified:
         if chat and customer.telegram_chat_id is None:
             customer.telegram_chat_id = chat
             session.add(customer)
+            flush = True  # a changed customer goes out now: the batch may read its customers again
         if known:  # the next message of this sender finds what find_customer would find now
             if customer.phone:
                 by_phone[customer.phone] = customer
@@ -212,16 +278,19 @@ def _identify(db: Database, session: Session, up_to: int) -> Identified:
         conversation = conversations.get(customer.id or 0)
         if conversation is None:
             conversation = conversation_for(session, customer, message.channel)
+            flush = True
             if known:
                 conversations[customer.id or 0] = conversation
         message.customer_id, message.conversation_id, message.sender = customer.id, conversation.id, None
         identified.conversations[message.id or 0] = conversation.id or 0
         identified.customers[customer.id or 0] = customer
+        identified.messages.setdefault(conversation.id or 0, []).append(message)
         session.add(message)
         if log.isEnabledFor(logging.INFO):
             log.info("inbound identified channel=%s customer=%s new_customer=%s message=%s",
                      message.channel, mask(customer.phone), created, message.id)
-    session.flush()  # the batch's messages in one statement
+    if flush:
+        session.flush()  # the batch's messages in one statement
     return identified
 
 
@@ -306,35 +375,26 @@ def _process_many(db: Database, runtime: Runtime, ids: list[int], *, journeys: J
 
 
 def _handle_conversations(db: Database, session: Session, runtime: Runtime, ids: list[int], *,
-                          journeys: Journeys | None, customers_loaded: dict[int, Customer] | None = None) -> list[Turn]:
-    """Lock the conversations (in id order) and handle their waiting messages in the caller's transaction:
-    conversations, customers, waiting messages, orders and the orders' held journey messages read in
-    five queries; each conversation's messages in arrival order."""
+                          journeys: Journeys | None, identified: Identified | None = None) -> list[Turn]:
+    """Lock the conversations (in id order) and handle their waiting messages in the caller's transaction;
+    each conversation's messages in arrival order.
+
+    Read per batch: the conversations (locked; with whether a message identified earlier waits), the
+    customers with their orders and whether each order has a journey message held in the outbox, and
+    only when one waits, the earlier messages. `identified` (this transaction identified the batch):
+    its messages are in hand and its conversations were locked as it found them (PostgreSQL: `FOR NO
+    KEY UPDATE` in the same statement; SQLite: the one write lock, held since BEGIN); on SQLite its
+    customers are current too. PostgreSQL reads the customers again in a statement after the lock
+    (another process's turn may have changed them; the locking statement's joined rows come from
+    before its wait)."""
     turns: list[Turn] = []
-    conversations = session.exec(db.locked(select(Conversation).where(col(Conversation.id).in_(ids))
-                                           .order_by(col(Conversation.id)))
-                                 .execution_options(populate_existing=True)).all()
-    customer_ids = {c.customer_id for c in conversations}
-    # SQLite: identifying the batch loaded most of its customers in this transaction, under the one write
-    # lock, so they are current: only the rest are read. PostgreSQL: read again now the conversations are
-    # locked (another process's turn may have changed a customer since), replacing what was loaded.
-    customers = {i: c for i, c in (customers_loaded or {}).items() if i in customer_ids} if db.is_sqlite else {}
-    if missing := customer_ids - customers.keys():
-        customers.update((c.id or 0, c) for c in session.exec(
-            select(Customer).where(col(Customer.id).in_(missing)).execution_options(populate_existing=True)))
-    orders: dict[int, list[Order]] = {}
-    for order in session.exec(select(Order).where(col(Order.customer_id).in_(customer_ids))
-                              .order_by(col(Order.created_at).desc(), col(Order.id).desc())):
-        orders.setdefault(order.customer_id, []).append(order)
-    pending_journeys = outbox.orders_with_pending_journey_messages(
-        session, [o.id for batch in orders.values() for o in batch if o.id], INFORMATIONAL_JOURNEYS)
-    waiting: dict[int, list[Message]] = {}
-    for message in session.exec(select(Message).where(
-            col(Message.conversation_id).in_(ids), Message.direction == "in", Message.status == "received",
-    ).order_by(col(Message.id))):
-        waiting.setdefault(message.conversation_id or 0, []).append(message)
+    identified = identified or Identified()
+    with session.no_autoflush:  # the batch's changes go out once, at commit
+        conversations = _locked_conversations(db, session, ids, identified)
+        customers, orders, pending_journeys = _customers_and_orders(db, session, conversations, identified)
+        waiting = _waiting_messages(session, conversations, identified)
     served: set[int] = set()
-    for conversation in conversations:
+    for conversation in conversations.values():
         customer = customers[conversation.customer_id]
         for message in waiting.get(conversation.id or 0, []):
             # The batch's orders serve a customer's first turn; a later turn reads them again (the
@@ -353,21 +413,78 @@ def _handle_conversations(db: Database, session: Session, runtime: Runtime, ids:
     return turns
 
 
+def _locked_conversations(db: Database, session: Session, ids: list[int],
+                          identified: Identified) -> dict[int, Conversation]:
+    """The conversations `ids`, locked, in id order; records in `identified.waiting_before` which of
+    them have a message identified earlier still waiting."""
+    missing = [i for i in ids if i not in identified.loaded]
+    found = {i: identified.loaded[i] for i in ids if i in identified.loaded}
+    if missing:
+        for conversation, waiting in session.execute(_statements(db.is_postgres)["conversations"], {"ids": missing}):
+            found[conversation.id or 0] = conversation
+            if waiting:
+                identified.waiting_before.add(conversation.id or 0)
+            else:
+                identified.waiting_before.discard(conversation.id or 0)
+    return {i: found[i] for i in sorted(found)}
+
+
+def _customers_and_orders(db: Database, session: Session, conversations: dict[int, Conversation],
+                          identified: Identified) -> tuple[dict[int, Customer], dict[int, list[Order]], set[int]]:
+    """The conversations' customers, their orders (newest first), and the orders with an informational
+    journey message waiting in the outbox (`outbox.orders_with_pending_journey_messages`), in one query."""
+    customer_ids = {c.customer_id for c in conversations.values()}
+    customers = {i: c for i, c in identified.customers.items() if i in customer_ids} if db.is_sqlite else {}
+    statements = _statements(db.is_postgres)
+    rows: list[tuple[Order | None, Any]] = []
+    if missing := customer_ids - customers.keys():  # with their orders (an outer join: a customer may have none)
+        for customer, order, held in session.execute(statements["customers_orders"], {"ids": sorted(missing)}):
+            customers[customer.id or 0] = customer
+            rows.append((order, held))
+    if known := customer_ids - missing:
+        rows += [(order, held) for order, held in session.execute(statements["orders"], {"ids": sorted(known)})]
+    orders: dict[int, list[Order]] = {}
+    pending: set[int] = set()
+    for order, held in rows:
+        if order is not None:
+            orders.setdefault(order.customer_id, []).append(order)
+            if held:
+                pending.add(order.id or 0)
+    return customers, orders, pending
+
+
+def _waiting_messages(session: Session, conversations: dict[int, Conversation],
+                      identified: Identified) -> dict[int, list[Message]]:
+    """Each conversation's waiting inbound messages in arrival order: those identified in this transaction
+    (in hand) and, only where one waits, those identified before."""
+    waiting: dict[int, dict[int, Message]] = {}
+    for conversation_id in conversations:
+        for message in identified.messages.get(conversation_id, []):
+            waiting.setdefault(conversation_id, {})[message.id or 0] = message
+    if before := [i for i in conversations if i in identified.waiting_before]:
+        for message in session.exec(select(Message).where(
+                col(Message.conversation_id).in_(before), Message.direction == "in", Message.status == "received",
+        ).order_by(col(Message.id))):
+            waiting.setdefault(message.conversation_id or 0, {})[message.id or 0] = message
+    return {i: [messages[m] for m in sorted(messages)] for i, messages in waiting.items()}
+
+
 def _identify_and_handle(db: Database, runtime: Runtime, message_ids: list[int], *,
                          journeys: Journeys | None) -> list[Turn]:
     """Identify (every unidentified message up to the batch's last) and handle the batch's conversations
     in one transaction."""
     db.ack_priority.yield_to_acks()
     with db.session() as session:
-        identified = _identify(db, session, max(message_ids))
+        identified = _identify(db, session, max(message_ids), flush=False)
         conversation_ids = {identified.conversations[m] for m in message_ids if m in identified.conversations}
         if earlier := [m for m in message_ids if m not in identified.conversations]:  # identified before (recovery)
-            conversation_ids.update(c for c in session.exec(select(Message.conversation_id).where(
-                col(Message.id).in_(earlier))) if c is not None)
+            with session.no_autoflush:
+                conversation_ids.update(c for c in session.exec(select(Message.conversation_id).where(
+                    col(Message.id).in_(earlier))) if c is not None)
         if not conversation_ids:
             return []
         return _handle_conversations(db, session, runtime, sorted(conversation_ids), journeys=journeys,
-                                     customers_loaded=identified.customers)
+                                     identified=identified)
 
 
 def process_message(db: Database, runtime: Runtime, message_id: int, *,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 
@@ -14,6 +15,7 @@ class InvalidPhone(DoorstepError, ValueError):
     pass
 
 
+@functools.lru_cache(maxsize=4096)  # every inbound message and reply plan parses its sender's number
 def to_e164(raw: str, default_region: str = "IN", *, strict: bool = True) -> str:
     """Normalise a phone number to E.164, or raise InvalidPhone with a reason.
 
@@ -49,6 +51,7 @@ def phone_hash(phone: str, salt: str) -> str:
     return hmac.new(salt.encode(), phone.encode(), hashlib.sha256).hexdigest()
 
 
+@functools.lru_cache(maxsize=4096)
 def country_of(phone: str | None) -> str | None:
     """The ISO country of an E.164 number ("US", "IN"), or None when unknown."""
     if not phone:

@@ -178,7 +178,7 @@ def cancel_superseded(session: Session, *, order: Order, journeys: tuple[str, ..
     return cancelled
 
 
-def _journey_templates(journeys: tuple[str, ...]) -> list[str]:
+def journey_templates(journeys: tuple[str, ...]) -> list[str]:
     return [template_key(j) for j in journeys] + ["journey.order_confirmed_cod"]
 
 
@@ -191,7 +191,7 @@ def has_pending_journey_messages(session: Session, order_pks: list[int], journey
     (`orders_with_pending_journey_messages`, read once for a batch): then no query at all."""
     if not order_pks:
         return False
-    templates = _journey_templates(journeys)
+    templates = journey_templates(journeys)
     queued = session.info.get(QUEUED_IN_SESSION, ())
     if any((pk, template) in queued for pk in order_pks for template in templates):
         return True  # queued in this transaction (flushed or not): the full check looks at it
@@ -213,7 +213,7 @@ def orders_with_pending_journey_messages(session: Session, order_pks: list[int],
         return set(session.execute(
             sa.select(OUTBOX.c.order_pk).join(MESSAGE, MESSAGE.c.id == OUTBOX.c.message_id)
             .where(one_of(session, OUTBOX.c.order_pk, order_pks), OUTBOX.c.status == "pending",
-                   MESSAGE.c.template.in_(_journey_templates(journeys))).distinct()).scalars())
+                   MESSAGE.c.template.in_(journey_templates(journeys))).distinct()).scalars())
 
 
 def set_status(session: Session, row: Outbox, message: Message | None, status: str, *, reason: str,

@@ -11,6 +11,7 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import col, select
 
+from bot.conversation import gateway
 from bot.core.channels import InboundMessage
 from bot.core.models import Message
 from bot.core.schemas import OrderIn
@@ -104,3 +105,43 @@ def test_process_soon_coalesces_concurrent_submissions_and_returns_after_commit(
     asyncio.run(submit_all())
     for phone in PHONES:  # every submitter returned only once its reply was committed
         assert len(_replies(service, phone)) == 1
+
+
+def test_a_message_identified_before_is_answered_first_with_the_new_one(service: Service) -> None:
+    # A failed batch (or a crash) can leave a message identified but not answered; the next batch of
+    # that conversation answers it first, then the new one.
+    first = _receive(service, PHONES[0], "where is my order", "w1")
+    gateway.identify(service.db, up_to=first)
+    second = _receive(service, PHONES[0], "cancel my order", "w2")
+
+    turns = service.process_messages([second])
+
+    assert len(turns) == 2
+    wismo, cancel = _replies(service, PHONES[0])
+    assert "P000" in wismo
+    assert "cancel" in cancel.lower()
+    with service.db.read() as session:
+        assert set(session.exec(select(Message.status).where(Message.direction == "in")).all()) == {"processed"}
+
+
+def test_a_batch_of_one_reads_each_table_once_and_updates_the_message_once(service: Service) -> None:
+    service.process_messages([_receive(service, PHONES[1], "hi", "warm")])  # the customer's conversation exists
+    statements: list[str] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        statements.append(statement.split(None, 1)[0].upper())
+
+    message_id = _receive(service, PHONES[1], "where is my order", "one")
+    sa.event.listen(service.db.engine, "before_cursor_execute", count)
+    try:
+        turns = service.process_messages([message_id])
+    finally:
+        sa.event.remove(service.db.engine, "before_cursor_execute", count)
+
+    assert len(turns) == 1 and len(turns[0].replies) == 1
+    # The message; its sender's customer and conversation (locked on PostgreSQL); the orders with their
+    # held journey messages (PostgreSQL: with the customer again, read after the lock). Then the conversation
+    # and the message updated once each, the reply and its outbox row inserted.
+    assert statements.count("SELECT") <= (4 if service.db.is_postgres else 3)  # PostgreSQL: + pg_notify
+    assert statements.count("UPDATE") == 2
+    assert statements.count("INSERT") == 2
