@@ -50,7 +50,8 @@ def sync_templates(as_json: Annotated[bool, typer.Option("--json", help="Print o
     journeys = by_content_name()  # name -> (the message kind's template, locale)
     rows = [{"name": s.name, "kind": journeys[s.name][0].kind if s.name in journeys else None,
              "locale": journeys[s.name][1] if s.name in journeys else None, "content_sid": s.content_sid,
-             "status": s.approval_status, "category": s.category, "requested_category": s.requested_category}
+             "status": s.approval_status, "category": s.category, "requested_category": s.requested_category,
+             "rejection_reason": s.rejection_reason}
             for s in report.synced]
     if as_json:
         typer.echo(json.dumps({"created": report.created, "kept": report.kept, "submitted": report.submitted,

@@ -40,7 +40,10 @@ def test_sync_templates_twice_creates_once_and_records_what_whatsapp_says(env: S
     assert len(created["created"]) == len(created["templates"]) and len(created["submitted"]) == len(journeys)
     assert {(t["kind"], t["locale"]) for t in journeys} >= {("journey.shipped", "es"), ("journey.reorder", "hi-Latn")}
     fake_twilio.approve("doorstep_shipped_es", category="MARKETING")
+    fake_twilio.approve("doorstep_reorder_es", status="rejected", reason="INVALID_FORMAT")
     second = json.loads(runner.invoke(app, ["whatsapp", "sync-templates", "--json"]).output)
+    rejected = next(t for t in second["templates"] if t["name"] == "doorstep_reorder_es")
+    assert (rejected["status"], rejected["rejection_reason"]) == ("rejected", "INVALID_FORMAT")
     assert second["created"] == [] and second["submitted"] == []
     utility = next(t for t in second["templates"] if t["name"] == "doorstep_shipped_es")
     assert (utility["kind"], utility["locale"], utility["status"], utility["category"],

@@ -263,3 +263,22 @@ def test_an_operator_mapping_overrides_the_synced_template_with_the_same_variabl
         assert variables["3"] not in ("", "-", "to be confirmed")
         [shipped] = [m for m in _log(own, auth) if m["journey"] == "shipped"]
         assert "template for journey.shipped (TWILIO_WHATSAPP_TEMPLATES)" in shipped["plan"]["reason"]
+
+
+def test_an_address_question_outside_the_window_goes_as_its_template_with_the_address(
+        client: TestClient, service: Service, fake_twilio: FakeTwilio, auth: dict[str, str]) -> None:
+    _sync(service)
+    fake_twilio.approve("doorstep_address_ask_flat_number_es_")
+    _sync(service)
+    created = client.post("/api/orders", headers=auth, json=order_payload(
+        customer={"channel": "whatsapp", "locale": "es"},
+        shipping_address={"line1": "MG Road", "postal_code": "560001"}))
+    assert created.status_code in (200, 201) and created.json()["address_status"] == "needs_clarification"
+    drain(Dispatcher(service.db, service.settings))
+    [asked] = [m for m in fake_twilio.sent_to(ASHA)
+               if m["content_sid"] == fake_twilio.content_named("doorstep_address_ask_flat_number_es_")["sid"]]
+    variables = json.loads(asked["content_variables"])
+    assert variables["1"] == "A1001" and "MG Road" in variables["2"] and "560001" in variables["2"]
+    # The order confirmation's own Spanish template is not approved: that one went by SMS, and says why.
+    [confirmed] = [m for m in _log(client, auth) if m["journey"] == "order_confirmed"]
+    assert confirmed["channel"] == "sms" and "doorstep_order_confirmed_es: received" in confirmed["plan"]["reason"]

@@ -289,13 +289,16 @@ class FakeTwilio(LoopbackFake):
 
     # ------------------------------------------------------------ Content API (content.twilio.com/v1)
 
-    def approve(self, name_prefix: str, *, category: str | None = None, status: str = "approved") -> None:
+    def approve(self, name_prefix: str, *, category: str | None = None, status: str = "approved",
+                reason: str = "") -> None:
         """WhatsApp's side of an approval: the template named `name_prefix…` gets `status` (and a new
-        `category`, as WhatsApp does when it reclassifies a utility template as marketing)."""
+        `category`, as WhatsApp does when it reclassifies a utility template as marketing; a
+        `rejection_reason` with a rejection)."""
         with self._lock:
             for sid, content in self.contents.items():
                 if content["friendly_name"].startswith(name_prefix) and sid in self.approvals:
                     self.approvals[sid]["status"] = status
+                    self.approvals[sid]["rejection_reason"] = reason
                     if category is not None:
                         self.approvals[sid]["category"] = category
 
