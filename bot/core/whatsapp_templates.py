@@ -100,6 +100,12 @@ class JourneyTemplate:
         return {"twilio/quick-reply": {"body": body, "actions": [
             {"type": "QUICK_REPLY", "title": b.title[locale], "id": b.id} for b in self.buttons]}}
 
+    def session_buttons(self, locale: str | None) -> list[tuple[str, str]]:
+        """The buttons as (title, payload) in `locale`, for the same question inside the window."""
+        wanted = replies.normalise_locale(locale)
+        wanted = wanted if wanted in LOCALES else DEFAULT_LOCALE
+        return [(b.title[wanted], b.id) for b in self.buttons]
+
     def language(self, locale: str) -> str:
         return self.languages.get(locale, locale)
 

@@ -155,13 +155,16 @@ class ContactPolicy:
         # Outside the WhatsApp window the message goes as its own approved template: its variables' values.
         values = (self.template_values(template, order=order, customer=customer, extra_vars=extra_vars or {})
                   if channel == "whatsapp" else None)
+        # A question the template asks with buttons is asked with the same buttons inside the window too.
+        definition = whatsapp_templates.for_kind(template) if channel == "whatsapp" else None
+        buttons = definition.session_buttons(customer.locale) if definition is not None else []
         # Caps drop optional messages only (marketing, reminders): news is never dropped.
         optional = marketing or journey in REMINDER_JOURNEYS
         cap_reason = (self.cap_exceeded(session, order=order, customer=customer, due=due, marketing=marketing)
                       if optional else None)
         message = outbox.enqueue_message(
             session=session, customer=customer, channel=channel, text=text, conversation_id=conversation.id,
-            order_pk=order.id, template=template, due_at=due, dedupe_key=dedupe_key,
+            order_pk=order.id, template=template, due_at=due, dedupe_key=dedupe_key, buttons=buttons or None,
             priority=outbox.PRIORITY_MARKETING if marketing else outbox.PRIORITY_TRANSACTIONAL,
             expires_at=due + parse_duration(spec.get("valid_for", "24h")),
             payload={"journey": journey, "marketing": marketing, "fallback_channel": "sms",

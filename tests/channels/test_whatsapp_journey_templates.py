@@ -282,3 +282,21 @@ def test_an_address_question_outside_the_window_goes_as_its_template_with_the_ad
     # The order confirmation's own Spanish template is not approved: that one went by SMS, and says why.
     [confirmed] = [m for m in _log(client, auth) if m["journey"] == "order_confirmed"]
     assert confirmed["channel"] == "sms" and "doorstep_order_confirmed_es: received" in confirmed["plan"]["reason"]
+
+
+def test_inside_the_window_the_cod_question_has_the_same_buttons_as_a_session_message(
+        client: TestClient, service: Service, fake_twilio: FakeTwilio, auth: dict[str, str]) -> None:
+    _sync(service)  # the session button templates; the journey templates stay pending
+    add_order(service, customer={"channel": "whatsapp"})
+    form, headers = fake_twilio.inbound(PUBLIC_URL, from_=WHATSAPP, body="hello")
+    assert client.post("/webhooks/twilio", data=form, headers=headers).status_code == 200  # the window opens
+    drain(Dispatcher(service.db, service.settings))
+    created = client.post("/api/orders", headers=auth, json=order_payload(
+        "A1002", payment_method="cod", customer={"channel": "whatsapp"}))
+    assert created.status_code in (200, 201), created.text
+    drain(Dispatcher(service.db, service.settings))
+    asked = fake_twilio.sent_to(ASHA)[-1]
+    assert asked["content_sid"] == fake_twilio.content_named("doorstep_buttons_2_")["sid"]
+    variables = json.loads(asked["content_variables"])
+    assert "A1002" in variables["1"] and (variables["2"], variables["3"], variables["4"], variables["5"]) == (
+        "Yes, confirm", "/btn:affirm:yes", "No", "/btn:deny:no")
