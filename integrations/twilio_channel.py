@@ -11,7 +11,8 @@ forwarding proxy, sees every call.
 WhatsApp free-form text may only go out within 24 hours of the customer's
 last inbound WhatsApp message (the dispatcher computes that and passes it in
 the payload). Outside the window the approved template (Content SID per
-message kind, `TWILIO_WHATSAPP_TEMPLATES`) is used, or `WindowClosed` is
+message kind and locale, chosen by the send planner with its variables, or an
+operator's SID from `TWILIO_WHATSAPP_TEMPLATES`) is used, or `WindowClosed` is
 raised and the dispatcher falls back to SMS.
 
 This module never writes to the database and never logs phone numbers or
@@ -24,7 +25,7 @@ import asyncio
 import importlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
@@ -41,6 +42,7 @@ from bot.core.errors import (
 )
 from bot.core.gsm7 import sms_text
 from bot.core.settings import Settings, TwilioSettings
+from bot.core.whatsapp_templates import sanitize
 
 log = logging.getLogger(__name__)
 
@@ -201,17 +203,19 @@ class TwilioSender:
         quick-reply buttons or a list picker (synced Content templates), else plain text with numbers."""
         synced: dict[str, str] = message.payload.get("whatsapp_content") or {}
         if not message.payload.get("whatsapp_window_open", True):
-            # The template the planner chose; by the message's category when it chose none (an older row).
-            chosen = message.payload.get("whatsapp_template") or choices.template_content_name(
-                (message.payload.get("plan") or {}).get("category"))
-            content_sid = (self.config.whatsapp_templates.get(message.kind) or synced.get(chosen)
+            # The template the planner chose for this kind and the customer's locale (its variables filled
+            # then), or the operator's own SID for the kind (TWILIO_WHATSAPP_TEMPLATES).
+            chosen = message.payload.get("whatsapp_template")
+            content_sid = (self.config.whatsapp_templates.get(message.kind) or (synced.get(chosen) if chosen else None)
                            or self.config.whatsapp_templates.get("*"))
             if not content_sid:
                 raise WindowClosed("outside the WhatsApp 24-hour window and no approved template for "
                                    f"{message.kind!r}", code="window")
-            variables = message.payload.get("template_vars") or {"1": message.text}
-            return {"content_sid": content_sid,
-                    "content_variables": json.dumps({str(k): str(v) for k, v in variables.items()})}
+            params: dict[str, Any] = {"content_sid": content_sid}
+            variables = message.payload.get("template_vars")
+            if variables:
+                params["content_variables"] = content_variables(variables)
+            return params
         if not message.buttons:
             return {"body": message.text}
         locale = message.payload.get("locale")
@@ -220,7 +224,7 @@ class TwilioSender:
         if content_sid is None:  # not synced (or too many choices): the choices as numbers to type
             return {"body": choices.numbered(message.text, [label for label, _ in message.buttons], locale)}
         return {"content_sid": content_sid,
-                "content_variables": json.dumps(interactive_variables(message.text, message.buttons, locale))}
+                "content_variables": content_variables(interactive_variables(message.text, message.buttons, locale))}
 
     def body(self, message: OutboundMessage) -> str:
         """The text as sent: on SMS typographic punctuation is made plain so the text can stay
@@ -306,6 +310,12 @@ def interactive_variables(text: str, buttons: Sequence[tuple[str, str]], locale:
         variables[str(2 * i + 3)] = choices.clip(label, choices.LIST_ITEM_TITLE)
         variables[str(2 * i + 4)] = payload
     return variables
+
+
+def content_variables(variables: Mapping[str, Any]) -> str:
+    """ContentVariables as Twilio takes them (JSON), each value as WhatsApp accepts it: never empty, no
+    newline, tab or run of more than four spaces (bot.core.whatsapp_templates.sanitize)."""
+    return json.dumps({str(k): sanitize(v) for k, v in variables.items()})
 
 
 def _whatsapp(number: str) -> str:

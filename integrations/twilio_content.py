@@ -1,12 +1,16 @@
 """Twilio Content API: the WhatsApp templates Doorstep sends, kept by `doorstep whatsapp sync-templates`.
 
-Two kinds of Content template, all generic (the text and choices are variables, so a handful serve every flow):
-  * session templates, sent inside the 24-hour window without approval: `twilio/quick-reply` with 1-3
-    buttons (`doorstep_buttons_N`) and `twilio/list-picker` with 4-10 rows (`doorstep_list_N`); a button's
+Two kinds of Content template:
+  * session templates, generic (the text and choices are variables, so a handful serve every flow), sent
+    inside the 24-hour window without approval: `twilio/quick-reply` with 1-3 buttons
+    (`doorstep_buttons_N`) and `twilio/list-picker` with 4-10 rows (`doorstep_list_N`); a button's
     `id` / a row's `id` is the flow's payload (`/btn:affirm:yes`), which WhatsApp returns as
     `ButtonPayload` / `ListId` when tapped;
-  * templates for outside the window, submitted for WhatsApp approval with a category: `twilio/text`
-    utility (`doorstep_utility_update`) and marketing (`doorstep_marketing_update`) updates.
+  * one template per proactive message kind and locale for outside the window
+    (`doorstep_shipped_en`, `doorstep_order_confirmed_cod_es`, …; data/whatsapp_templates.yml, read by
+    `bot.core.whatsapp_templates`): fixed wording with positional variables and their samples, in the
+    locale's language, quick-reply buttons where the journey offers a choice, submitted for WhatsApp
+    approval in its category (utility, or marketing for feedback and reorder nudges).
 
 `sync` is idempotent: a template whose definition is unchanged is kept (found by its friendly name,
 which carries a hash of the definition); a changed one is created anew; an approval is requested once;
@@ -22,7 +26,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from bot.core import choices
+from bot.core import choices, whatsapp_templates
 from bot.core.settings import Settings
 from bot.store.content import Synced
 from integrations.twilio_channel import TwilioSender, map_twilio_error
@@ -30,10 +34,7 @@ from integrations.twilio_channel import TwilioSender, map_twilio_error
 # The ContentVariables layout of `doorstep_buttons_N` / `doorstep_list_N` is
 # `integrations.twilio_channel.interactive_variables`: keep the two in step.
 
-LANGUAGE = "en"  # the template's own language; the variables carry the customer's language
-# Bodies of the approved templates: neither starts nor ends with a variable (WhatsApp refuses those).
-UPDATE_BODY = "Order update: {{1}} Reply to this message if you need anything."
-NEWS_BODY = "News from your shop: {{1}} Reply STOP to unsubscribe."
+LANGUAGE = "en"  # the session templates' language (their text is a variable, in the customer's language)
 
 
 @dataclass(frozen=True)
@@ -42,10 +43,14 @@ class Definition:
     types: dict[str, Any]
     variables: dict[str, str]  # samples (WhatsApp requires one per variable)
     category: str | None = None  # None: a session template, never submitted for approval
+    language: str = LANGUAGE
+    kind: str | None = None  # the proactive message kind it serves (`journey.shipped`), None for session ones
+    locale: str | None = None  # the Doorstep locale of its wording
 
     @property
     def digest(self) -> str:
-        raw = json.dumps({"types": self.types, "category": self.category, "language": LANGUAGE}, sort_keys=True)
+        raw = json.dumps({"types": self.types, "category": self.category, "language": self.language,
+                          "variables": self.variables}, sort_keys=True)
         return hashlib.sha256(raw.encode()).hexdigest()[:12]
 
     @property
@@ -73,15 +78,18 @@ def _list_picker(count: int) -> Definition:
                       {"twilio/list-picker": {"body": "{{1}}", "button": "{{2}}", "items": items}}, samples)
 
 
+def journey_definitions() -> list[Definition]:
+    """One approvable template per proactive message kind and locale (data/whatsapp_templates.yml)."""
+    return [Definition(t.content_name(locale), t.types(locale), t.samples(locale), t.category,
+                       language=t.language(locale), kind=t.kind, locale=locale)
+            for t in whatsapp_templates.templates().values() for locale in whatsapp_templates.LOCALES]
+
+
 def definitions() -> list[Definition]:
     """Every Content template Doorstep uses."""
     interactive = [_quick_reply(n) for n in range(1, choices.MAX_QUICK_REPLIES + 1)]
     interactive += [_list_picker(n) for n in range(choices.MAX_QUICK_REPLIES + 1, choices.MAX_LIST_ROWS + 1)]
-    sample = {"1": "your order A1001 has shipped with Delhivery and should arrive on Sat, 28 Nov."}
-    return [*interactive,
-            Definition(choices.UTILITY_TEMPLATE, {"twilio/text": {"body": UPDATE_BODY}}, sample, "UTILITY"),
-            Definition(choices.MARKETING_TEMPLATE, {"twilio/text": {"body": NEWS_BODY}},
-                       {"1": "the coffee you ordered may be running low. Reply 1 to order it again."}, "MARKETING")]
+    return [*interactive, *journey_definitions()]
 
 
 @dataclass(frozen=True)
@@ -117,7 +125,7 @@ async def sync(settings: Settings) -> SyncReport:
             try:
                 if found is None:
                     request = ContentList.ContentCreateRequest({
-                        "friendly_name": definition.friendly_name, "language": LANGUAGE,
+                        "friendly_name": definition.friendly_name, "language": definition.language,
                         "variables": definition.variables, "types": definition.types})
                     found = await client.content.v1.contents.create_async(request)
                     created.append(definition.name)

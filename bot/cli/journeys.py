@@ -127,7 +127,7 @@ def simulate(
     from rich.table import Table
     from sqlmodel import col, select
 
-    from bot.core import choices
+    from bot.core import whatsapp_templates
     from bot.core.clock import FakeClock
     from bot.core.errors import Conflict
     from bot.core.models import Customer, JourneyTimer, Message, Outbox
@@ -153,9 +153,8 @@ def simulate(
             synced = [Synced(r.name, r.content_sid, r.definition_hash, r.category, r.requested_category,
                              r.approval_status) for r in content.all_rows(session)]
     if templates_approved:
-        synced = [Synced(name, "HX" + "0" * 32, "simulated", category.upper(), category.upper(), content.APPROVED)
-                  for name, category in ((choices.UTILITY_TEMPLATE, "utility"),
-                                         (choices.MARKETING_TEMPLATE, "marketing"))]
+        synced = [Synced(name, "HX" + "0" * 32, "simulated", template.category, template.category, content.APPROVED)
+                  for name, (template, _locale) in whatsapp_templates.by_content_name().items()]
     try:
         order_in = OrderIn.model_validate(payload)
     except Exception as exc:

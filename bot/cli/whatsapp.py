@@ -1,7 +1,7 @@
 """`doorstep whatsapp …` and `doorstep consent …`: WhatsApp Content templates, and the consent ledger's export.
 
-`sync-templates` creates the Content templates Doorstep sends (buttons, lists, the approved templates for
-outside the 24-hour window) with Twilio's Content API, requests their WhatsApp approval once, and records
+`sync-templates` creates the Content templates Doorstep sends (buttons and lists inside the 24-hour window;
+outside it, one approved template per proactive message kind and locale, data/whatsapp_templates.yml) with Twilio's Content API, requests their WhatsApp approval once, and records
 each one's SID, approval status and current category; safe to run again (a cron job keeps categories
 WhatsApp changed up to date). Never prints tokens or phone numbers.
 """
@@ -45,8 +45,14 @@ def sync_templates(as_json: Annotated[bool, typer.Option("--json", help="Print o
         raise typer.Exit(1) from None
     with service.db.session() as session:
         content.save(session, report.synced)
-    rows = [{"name": s.name, "content_sid": s.content_sid, "status": s.approval_status, "category": s.category,
-             "requested_category": s.requested_category} for s in report.synced]
+    from bot.core.whatsapp_templates import by_content_name
+
+    journeys = by_content_name()  # name -> (the message kind's template, locale)
+    rows = [{"name": s.name, "kind": journeys[s.name][0].kind if s.name in journeys else None,
+             "locale": journeys[s.name][1] if s.name in journeys else None, "content_sid": s.content_sid,
+             "status": s.approval_status, "category": s.category, "requested_category": s.requested_category,
+             "rejection_reason": s.rejection_reason}
+            for s in report.synced]
     if as_json:
         typer.echo(json.dumps({"created": report.created, "kept": report.kept, "submitted": report.submitted,
                                "templates": rows}))
@@ -54,11 +60,12 @@ def sync_templates(as_json: Annotated[bool, typer.Option("--json", help="Print o
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("template", "Content SID", "approval", "category")
+    table = Table("template", "for", "Content SID", "approval", "category")
     for row in rows:
         changed = row["category"] and row["requested_category"] and row["category"] != row["requested_category"]
         category = f"{row['category']} (asked {row['requested_category']})" if changed else (row["category"] or "-")
-        table.add_row(str(row["name"]), str(row["content_sid"]), str(row["status"]), str(category))
+        used_for = f"{row['kind']} ({row['locale']})" if row["kind"] else "choices inside the window"
+        table.add_row(str(row["name"]), used_for, str(row["content_sid"]), str(row["status"]), str(category))
     Console().print(table)
     typer.echo(f"created {len(report.created)}, kept {len(report.kept)}, approval requested {len(report.submitted)}")
 

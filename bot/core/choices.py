@@ -26,9 +26,6 @@ LIST_ITEM_TITLE = 24  # characters of a list row's title
 NUMBERED_CHANNELS = frozenset({"sms"})  # channels without buttons: the choices are numbered in the text
 # Where a typed number is read as a pick of the choices just offered (WhatsApp too: a list may arrive as text).
 NUMBER_READING_CHANNELS = frozenset({"sms", "whatsapp"})
-# Twilio Content templates `doorstep whatsapp sync-templates` keeps (integrations/twilio_content.py).
-UTILITY_TEMPLATE = "doorstep_utility_update"
-MARKETING_TEMPLATE = "doorstep_marketing_update"
 _NUMBER = re.compile(r"^\s*#?\s*(\d{1,2})\s*[.)!]?\s*$")
 _YES_NO = ("/btn:affirm", "/btn:deny")
 
@@ -76,7 +73,3 @@ def interactive_content_name(count: int) -> str | None:
         return f"doorstep_list_{count}"
     return None
 
-
-def template_content_name(category: str | None) -> str:
-    """The approved template for a message outside the WhatsApp window, by its category."""
-    return MARKETING_TEMPLATE if (category or "").lower() == "marketing" else UTILITY_TEMPLATE

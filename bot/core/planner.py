@@ -42,6 +42,8 @@ class Situation:
     reply: bool  # an answer to a customer who just wrote
     whatsapp_window_open: bool
     template_category: str | None  # WhatsApp's current category of the template usable outside the window
+    template: str | None = None  # which template that is, for the reason ("template doorstep_shipped_en")
+    no_template: str | None = None  # why there is none (e.g. "doorstep_shipped_en: pending"), for the reason
     quiet_until: datetime | None = None  # quiet hours: the message waits until then
     paced_until: datetime | None = None  # per-recipient gap: the message waits until then
 
@@ -120,12 +122,13 @@ def plan(recipient: Recipient, situation: Situation, pricing: Mapping[str, Any],
     if situation.whatsapp_window_open:
         return done("whatsapp", "session", "inside the WhatsApp 24-hour window: a session message, no template fee")
     if situation.template_category is None:
+        missing = f" ({situation.no_template})" if situation.no_template else ""
         fallback = "sms" if _available(recipient, "sms") else None
         if fallback is None:
-            return done("whatsapp", "none", "outside the WhatsApp window, no approved template and no SMS")
-        return done(fallback, "session", "outside the WhatsApp window and no approved template: SMS instead")
+            return done("whatsapp", "none", f"outside the WhatsApp window, no approved template{missing} and no SMS")
+        return done(fallback, "session", f"outside the WhatsApp window and no approved template{missing}: SMS instead")
     charged = MARKETING if situation.template_category == MARKETING else category
-    why = "outside the WhatsApp 24-hour window: approved template"
+    why = "outside the WhatsApp 24-hour window: approved " + (situation.template or "template")
     if charged != category:
         why += f" (WhatsApp files it as {charged}, so it is priced as {charged})"
     template_cost = price(pricing, "whatsapp", "template", charged, recipient.country)

@@ -184,6 +184,17 @@ def render(key: str, locale: str | None = None, /, *, today: date | None = None,
     return " ".join(text.split())  # folded YAML + Jinja leave stray spaces
 
 
+@lru_cache(maxsize=256)
+def _compiled_source(locale: str, source: str) -> jinja2.Template:
+    return _environment(locale).from_string(source)
+
+
+def render_source(source: str, locale: str | None = None, /, *, today: date | None = None, **variables: Any) -> str:
+    """Render a Jinja snippet (not a template key) with the same filters and shop defaults as `render`."""
+    loc = normalise_locale(locale)
+    return _compiled_source(loc, source).render(**_shop_defaults(loc, variables), **{_TODAY: today})
+
+
 def has_template(key: str, locale: str | None = None) -> bool:
     return key in _load(normalise_locale(locale)) or key in _load(DEFAULT_LOCALE)
 
@@ -191,3 +202,4 @@ def has_template(key: str, locale: str | None = None) -> bool:
 def reload() -> None:
     _load.cache_clear()
     _compiled.cache_clear()
+    _compiled_source.cache_clear()

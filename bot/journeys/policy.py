@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 from sqlmodel import Session, col, select
 
-from bot.core import replies
+from bot.core import replies, whatsapp_templates
 from bot.core.db import Database
 from bot.core.models import Conversation, Customer, Message, Order, Outbox
 from bot.core.runtime import Runtime
@@ -152,17 +152,24 @@ class ContactPolicy:
         marketing = spec.get("priority") == "marketing"
         template = str(spec.get("template") or template_key(journey, cod=order.payment_method == "cod"))
         text = self.render(template, order=order, customer=customer, extra_vars=extra_vars or {})
+        # Outside the WhatsApp window the message goes as its own approved template: its variables' values.
+        values = (self.template_values(template, order=order, customer=customer, extra_vars=extra_vars or {})
+                  if channel == "whatsapp" else None)
+        # A question the template asks with buttons is asked with the same buttons inside the window too.
+        definition = whatsapp_templates.for_kind(template) if channel == "whatsapp" else None
+        buttons = definition.session_buttons(customer.locale) if definition is not None else []
         # Caps drop optional messages only (marketing, reminders): news is never dropped.
         optional = marketing or journey in REMINDER_JOURNEYS
         cap_reason = (self.cap_exceeded(session, order=order, customer=customer, due=due, marketing=marketing)
                       if optional else None)
         message = outbox.enqueue_message(
             session=session, customer=customer, channel=channel, text=text, conversation_id=conversation.id,
-            order_pk=order.id, template=template, due_at=due, dedupe_key=dedupe_key,
+            order_pk=order.id, template=template, due_at=due, dedupe_key=dedupe_key, buttons=buttons or None,
             priority=outbox.PRIORITY_MARKETING if marketing else outbox.PRIORITY_TRANSACTIONAL,
             expires_at=due + parse_duration(spec.get("valid_for", "24h")),
             payload={"journey": journey, "marketing": marketing, "fallback_channel": "sms",
                      **({"opens_flow": opens_flow} if opens_flow else {}),
+                     **({"whatsapp_values": values} if values is not None else {}),
                      **({"email": records.email_context(journey, order, customer, self.settings)}
                         if channel == "email" else {})},
             now=now,
@@ -273,6 +280,23 @@ class ContactPolicy:
         return None
 
     def render(self, template: str, *, order: Order, customer: Customer, extra_vars: dict[str, Any]) -> str:
+        today = self.runtime.now().astimezone(self.customer_timezone(customer)).date()
+        return replies.render(template, customer.locale, today=today,
+                              **self.variables(order=order, customer=customer, extra_vars=extra_vars))
+
+    def template_values(self, template: str, *, order: Order, customer: Customer,
+                        extra_vars: dict[str, Any]) -> dict[str, str] | None:
+        """The named values of `template`'s WhatsApp template (data/whatsapp_templates.yml) in the customer's
+        language, or None when the message kind has none."""
+        definition = whatsapp_templates.for_kind(template)
+        if definition is None:
+            return None
+        today = self.runtime.now().astimezone(self.customer_timezone(customer)).date()
+        return definition.render_values(customer.locale, self.variables(order=order, customer=customer,
+                                                                         extra_vars=extra_vars), today)
+
+    def variables(self, *, order: Order, customer: Customer, extra_vars: dict[str, Any]) -> dict[str, Any]:
+        """What a journey's text is rendered from."""
         view = order_view(order)
         username = self.settings.telegram_bot_username.lstrip("@")
         deep_link = (f"https://t.me/{username}?start={customer.telegram_link_token}"
@@ -288,8 +312,7 @@ class ContactPolicy:
             "review_link": self.config.get("review_link", ""),
             **extra_vars,
         }
-        today = self.runtime.now().astimezone(self.customer_timezone(customer)).date()
-        return replies.render(template, customer.locale, today=today, **variables)
+        return variables
 
     # ------------------------------------------------------------ obsolescence
 

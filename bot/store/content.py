@@ -29,6 +29,24 @@ class Synced:
     rejection_reason: str | None = None
 
 
+@dataclass(frozen=True)
+class State:
+    content_sid: str
+    approval_status: str
+    category: str | None  # lower case: WhatsApp's category now
+    session_only: bool  # a session template (buttons, lists): no approval needed inside the window
+
+    @property
+    def usable(self) -> bool:
+        return self.session_only or self.approval_status == APPROVED
+
+
+def states(session: Session) -> dict[str, State]:
+    """name -> what the last sync recorded (one read of the small table)."""
+    return {row.name: State(row.content_sid, row.approval_status, row.category.lower() if row.category else None,
+                            row.requested_category is None) for row in session.exec(select(WhatsAppContent))}
+
+
 def usable(session: Session) -> dict[str, str]:
     """name -> Content SID of every template that may be sent now (session ones, and approved ones)."""
     return {row.name: row.content_sid for row in session.exec(select(WhatsAppContent))

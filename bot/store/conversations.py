@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlmodel import Session, select
 
-from bot.core import replies
+from bot.core import replies, whatsapp_templates
 from bot.core.db import session_now, try_insert
 from bot.core.models import Conversation, Customer, Message, Order
 from bot.core.runtime import Runtime
@@ -101,6 +101,11 @@ def open_proactive(*, session: Session, runtime: Runtime, customer: Customer, ki
             text = render_reply(effect, customer=customer, runtime=runtime,
                                 locale=str(conversation.slots.get("_locale") or customer.locale))
             locale = str(conversation.slots.get("_locale") or customer.locale)
+            definition = whatsapp_templates.for_kind(effect.template) if conversation.channel == "whatsapp" else None
+            if definition is not None:  # outside the WhatsApp window: the question's own approved template
+                variables = {"shop_name": runtime.shop_config.get("shop_name", ""), **dict(effect.vars)}
+                enqueue["payload"] = {**(enqueue.get("payload") or {}), "whatsapp_values": definition.render_values(
+                    locale, variables, local_today(runtime, customer))}
             message = outbox.enqueue_message(
                 session=session, customer=customer, channel=conversation.channel, text=text,
                 conversation_id=conversation.id, order_pk=order.id, template=effect.template, locale=locale,

@@ -74,7 +74,8 @@ def enqueue_message(
     # The send planner: channel and form, price and why (bot.core.planner); a fallback keeps its channel.
     planned = planning.plan_message(session, customer=customer, channel=channel, template=template, priority=priority,
                                     reply=priority == PRIORITY_REPLY, due_at=due_at, now=now,
-                                    agent=bool((payload or {}).get("agent")))
+                                    agent=bool((payload or {}).get("agent")),
+                                    values=(payload or {}).get("whatsapp_values"))
     payload = {**(payload or {}), **planned.payload, "plan": planned.plan.as_dict()}
     if planned.plan.channel != channel and planned.plan.form != "none" and not payload.get("fallback_from"):
         # Moved before sending (e.g. WhatsApp outside the window, no approved template): recorded like the

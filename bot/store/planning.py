@@ -9,6 +9,7 @@ templates' categories (two small queries); the per-recipient gap, when configure
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -16,7 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlmodel import Session, col, func, select
 
-from bot.core import choices, planner
+from bot.core import planner, replies, whatsapp_templates
 from bot.core.models import Customer, Message
 from bot.core.phones import country_of
 from bot.core.shopconfig import DEFAULTS, parse_duration, parse_quiet_hours
@@ -76,8 +77,11 @@ def whatsapp_window_open(session: Session, customer_id: int | None, now: datetim
 
 
 def plan_message(session: Session, *, customer: Customer, channel: str, template: str | None, priority: int,
-                 reply: bool, due_at: datetime | None, now: datetime, agent: bool = False) -> Planned:
-    """The plan of one message, its (possibly later) due time, and payload additions (DLT id)."""
+                 reply: bool, due_at: datetime | None, now: datetime, agent: bool = False,
+                 values: Mapping[str, Any] | None = None) -> Planned:
+    """The plan of one message, its (possibly later) due time, and payload additions (DLT id, the WhatsApp
+    template and its variables). `values`: the named values of the message kind's WhatsApp template
+    (data/whatsapp_templates.yml), when the caller has them."""
     found = _settings(session)
     messaging = found.messaging
 
@@ -85,15 +89,16 @@ def plan_message(session: Session, *, customer: Customer, channel: str, template
     uses_whatsapp = customer.channel == "whatsapp"
     # The bot answers a customer who just wrote (window open, no query); an agent may answer days later.
     window = (reply and not agent) or (channel == "whatsapp" and whatsapp_window_open(session, customer.id, now))
-    template_category: str | None = None
     payload: dict[str, Any] = {}
-    if (channel == "whatsapp" or (uses_whatsapp and not reply)) and not window:
-        name = choices.template_content_name(category)
-        if name in content.usable(session):
-            template_category = content.categories(session).get(name, category)
-            payload["whatsapp_template"] = name  # the sender sends this one (its category may have changed)
-        elif {template or "", "*"} & found.whatsapp_templates:
-            template_category = category  # the journey's own approved template (TWILIO_WHATSAPP_TEMPLATES)
+    pick = _NO_PICK
+    if (channel == "whatsapp" or (uses_whatsapp and not reply)) and not (window and reply):
+        # Outside the window a template; a proactive message inside it gets its template ready too, in case
+        # the window has closed by the time it is sent (quiet hours, pacing).
+        pick = _whatsapp_template(session, found, template, customer.locale, category, values)
+        if pick.name:
+            payload["whatsapp_template"] = pick.name  # the sender sends this one (its category may have changed)
+        if pick.variables is not None:
+            payload["template_vars"] = pick.variables
     quiet_until = paced_until = None
     when = due_at or now
     if not reply:
@@ -111,7 +116,8 @@ def plan_message(session: Session, *, customer: Customer, channel: str, template
                                   telegram=bool(customer.telegram_chat_id), whatsapp=uses_whatsapp,
                                   opted_out=frozenset(customer.opted_out_channels), preferred=customer.channel)
     situation = planner.Situation(channel=channel, category=category, reply=reply, whatsapp_window_open=window,
-                                  template_category=template_category, quiet_until=quiet_until,
+                                  template_category=None if window else pick.category, template=pick.label,
+                                  no_template=pick.missing, quiet_until=quiet_until,
                                   paced_until=paced_until)
     limit = messaging.get("planner", {}).get("max_price_per_message")
     plan = planner.plan(recipient, situation, messaging.get("pricing") or {},
@@ -125,6 +131,50 @@ def plan_message(session: Session, *, customer: Customer, channel: str, template
         elif dlt.get("required"):
             plan = replace(plan, reason=plan.reason + "; no DLT template id for this text (messaging.india_dlt)")
     return Planned(plan=plan, due_at=when if paced_until is not None else due_at, payload=payload)
+
+
+@dataclass(frozen=True)
+class _Pick:
+    name: str | None = None  # the synced Content template (None: TWILIO_WHATSAPP_TEMPLATES' SID, or none)
+    category: str | None = None  # utility | marketing as WhatsApp files it now; None: no template usable
+    label: str | None = None  # for the plan's reason
+    missing: str | None = None  # why there is none, for the plan's reason
+    variables: dict[str, str] | None = None  # ContentVariables
+
+
+_NO_PICK = _Pick()
+
+
+def _whatsapp_template(session: Session, found: _Settings, kind: str | None, locale: str | None, category: str,
+                       values: Mapping[str, Any] | None) -> _Pick:
+    """The template a WhatsApp message of `kind` goes as outside the window: the operator's own SID for the
+    kind (TWILIO_WHATSAPP_TEMPLATES), else the journey's approved template in the customer's locale, else in
+    the shop's default locale, else the operator's `*` SID; with the variables filled from `values`. Never
+    the whole text in one variable: a kind without a template of its own has none."""
+    definition = whatsapp_templates.for_kind(kind)
+    wanted = replies.normalise_locale(locale)
+    wanted = wanted if wanted in whatsapp_templates.LOCALES else whatsapp_templates.DEFAULT_LOCALE
+    filled = definition.positional(values, wanted) if definition is not None and values is not None else None
+    if kind and kind in found.whatsapp_templates:
+        return _Pick(category=category, label=f"template for {kind} (TWILIO_WHATSAPP_TEMPLATES)", variables=filled)
+    missing: list[str] = []
+    if definition is not None and values is not None:
+        synced = content.states(session)
+        for each in dict.fromkeys((wanted, whatsapp_templates.DEFAULT_LOCALE)):
+            name = definition.content_name(each)
+            state = synced.get(name)
+            if state is not None and state.usable:
+                label = f"template {name}" + (f" ({'; '.join(missing)})" if missing else "")
+                return _Pick(name, state.category or definition.category.lower(), label,
+                             variables=definition.positional(values, each))
+            missing.append(f"{name}: {state.approval_status if state else 'not synced'}")
+    elif definition is not None:
+        missing.append(f"{kind}: no values for its template's variables")
+    else:
+        missing.append(f"no WhatsApp template for {kind or 'this message'}")
+    if "*" in found.whatsapp_templates:
+        return _Pick(category=category, label="template * (TWILIO_WHATSAPP_TEMPLATES)", variables=filled)
+    return _Pick(missing="; ".join(missing))
 
 
 def _quiet_end(quiet_hours: str, zone: str, due_at: datetime) -> datetime | None:

@@ -45,36 +45,38 @@ def test_outside_the_window_the_template_goes_at_the_category_whatsapp_gives_it(
         client: TestClient, service: Service, fake_twilio: FakeTwilio, auth: dict[str, str]) -> None:
     add_order(service, customer={"channel": "whatsapp"})
     report = asyncio.run(twilio_content.sync(service.settings))
-    fake_twilio.approve("doorstep_utility_update", category="MARKETING")  # WhatsApp re-files it
+    fake_twilio.approve("doorstep_shipped_en", category="MARKETING")  # WhatsApp re-files it
     with service.db.session() as session:
         content.save(session, asyncio.run(twilio_content.sync(service.settings)).synced)
-    assert "doorstep_utility_update" in report.submitted
+    assert "doorstep_shipped_en" in report.submitted
 
     _ship(client, auth)
     drain(Dispatcher(service.db, service.settings))
     [sent] = fake_twilio.sent_to(ASHA)
     assert sent["to"] == f"whatsapp:{ASHA}", [(m["channel"], m["plan"], m["error"]) for m in _log(client, auth)]
-    assert sent["content_sid"] == fake_twilio.content_named("doorstep_utility_update")["sid"]
-    assert "A1001" in json.loads(sent["content_variables"])["1"]
+    assert sent["content_sid"] == fake_twilio.content_named("doorstep_shipped_en")["sid"]
+    assert json.loads(sent["content_variables"])["1"] == "A1001"
 
     [shipped] = [m for m in _log(client, auth) if m["journey"] == "shipped"]
     plan = shipped["plan"]
     assert isinstance(plan, dict)
     assert (plan["channel"], plan["form"], plan["category"]) == ("whatsapp", "template", "marketing")
     assert plan["price"] == pytest.approx(PRICING["whatsapp_fee"] + PRICING["whatsapp"]["IN"]["marketing"])
-    assert "files it as marketing" in str(plan["reason"])
+    assert "template doorstep_shipped_en" in str(plan["reason"]) and "files it as marketing" in str(plan["reason"])
 
 
 def test_without_an_approved_template_the_planner_sends_sms_with_its_dlt_id(
         client: TestClient, service: Service, fake_twilio: FakeTwilio, auth: dict[str, str]) -> None:
     add_order(service, customer={"channel": "whatsapp"})
-    asyncio.run(twilio_content.sync(service.settings))  # submitted, not approved yet
+    with service.db.session() as session:  # submitted, not approved yet
+        content.save(session, asyncio.run(twilio_content.sync(service.settings)).synced)
     _ship(client, auth)
     drain(Dispatcher(service.db, service.settings))
     [sent] = fake_twilio.sent_to(ASHA)
     assert sent["to"] == ASHA and sent["dlt_template_id"] == DLT_ID and "A1001" in sent["body"]
     [shipped] = [m for m in _log(client, auth) if m["journey"] == "shipped"]
-    assert shipped["channel"] == "sms" and "no approved template" in str(shipped["plan"]["reason"])  # type: ignore[index]
+    reason = str(shipped["plan"]["reason"])  # type: ignore[index]
+    assert shipped["channel"] == "sms" and "no approved template (doorstep_shipped_en: received)" in reason
 
 
 def test_a_reply_is_a_free_session_message_and_says_so(client: TestClient, service: Service,

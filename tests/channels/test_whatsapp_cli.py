@@ -36,18 +36,23 @@ def test_sync_templates_twice_creates_once_and_records_what_whatsapp_says(env: S
     first = runner.invoke(app, ["whatsapp", "sync-templates", "--json"])
     assert first.exit_code == 0, first.output
     created = json.loads(first.output)
-    assert len(created["created"]) == len(created["templates"]) and len(created["submitted"]) == 2
-    fake_twilio.approve("doorstep_utility_update", category="MARKETING")
+    journeys = [t for t in created["templates"] if t["kind"]]
+    assert len(created["created"]) == len(created["templates"]) and len(created["submitted"]) == len(journeys)
+    assert {(t["kind"], t["locale"]) for t in journeys} >= {("journey.shipped", "es"), ("journey.reorder", "hi-Latn")}
+    fake_twilio.approve("doorstep_shipped_es", category="MARKETING")
+    fake_twilio.approve("doorstep_reorder_es", status="rejected", reason="INVALID_FORMAT")
     second = json.loads(runner.invoke(app, ["whatsapp", "sync-templates", "--json"]).output)
+    rejected = next(t for t in second["templates"] if t["name"] == "doorstep_reorder_es")
+    assert (rejected["status"], rejected["rejection_reason"]) == ("rejected", "INVALID_FORMAT")
     assert second["created"] == [] and second["submitted"] == []
-    utility = next(t for t in second["templates"] if t["name"] == "doorstep_utility_update")
-    assert (utility["status"], utility["category"], utility["requested_category"]) == \
-        ("approved", "MARKETING", "UTILITY")
+    utility = next(t for t in second["templates"] if t["name"] == "doorstep_shipped_es")
+    assert (utility["kind"], utility["locale"], utility["status"], utility["category"],
+            utility["requested_category"]) == ("journey.shipped", "es", "approved", "MARKETING", "UTILITY")
     table = runner.invoke(app, ["whatsapp", "sync-templates"])
     assert "MARKETING" in table.output and "(asked" in table.output and AUTH_TOKEN not in table.output
     service = new_service(env)
     with service.db.session() as session:
-        assert content.categories(session)["doorstep_utility_update"] == "marketing"
+        assert content.categories(session)["doorstep_shipped_es"] == "marketing"
 
 
 def test_sync_templates_without_twilio_says_what_is_missing(env: Settings, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -64,20 +64,20 @@ def test_sync_templates_is_idempotent_and_picks_up_approvals_and_category_change
         service: Service, fake_twilio: FakeTwilio) -> None:
     first = _sync(service)
     assert sorted(first.created) == sorted(d.name for d in twilio_content.definitions())
-    assert sorted(first.submitted) == ["doorstep_marketing_update", "doorstep_utility_update"]
+    assert sorted(first.submitted) == sorted(d.name for d in twilio_content.journey_definitions())
     buttons = fake_twilio.content_named("doorstep_buttons_2")["types"]["twilio/quick-reply"]
     assert [a["id"] for a in buttons["actions"]] == ["{{3}}", "{{5}}"]
     assert len(fake_twilio.content_named("doorstep_list_10")["types"]["twilio/list-picker"]["items"]) == 10
 
-    # WhatsApp approves the utility template but files it under marketing.
-    fake_twilio.approve("doorstep_utility_update", category="MARKETING")
+    # WhatsApp approves a utility template but files it under marketing.
+    fake_twilio.approve("doorstep_delivered_en", category="MARKETING")
     second = _sync(service)
     assert (second.created, second.submitted) == ([], [])
     assert len(fake_twilio.contents) == len(twilio_content.definitions())
     with service.db.session() as session:
-        assert content.categories(session)["doorstep_utility_update"] == "marketing"
+        assert content.categories(session)["doorstep_delivered_en"] == "marketing"
         usable = content.usable(session)
-    assert "doorstep_utility_update" in usable and "doorstep_marketing_update" not in usable  # still pending
+    assert "doorstep_delivered_en" in usable and "doorstep_reorder_en" not in usable  # still pending
     assert usable["doorstep_buttons_3"] == fake_twilio.content_named("doorstep_buttons_3")["sid"]
 
 

@@ -27,7 +27,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import random
+import re
 import secrets
 import socket
 import threading
@@ -221,6 +223,10 @@ class FakeTwilio(LoopbackFake):
         if not form.get("To") or not (form.get("Body") or form.get("ContentSid")):
             return JSONResponse({"code": 21604, "message": "A 'To' and a 'Body' are required", "status": 400},
                                 status_code=400)
+        refused = self._bad_content_variables(form)
+        if refused is not None:
+            return JSONResponse({"code": 21656, "message": f"The ContentVariables Parameter is invalid: {refused}",
+                                 "status": 400}, status_code=400)
         now = datetime.now(UTC)
         message = {
             "sid": "SM" + secrets.token_hex(16), "account_sid": self.account_sid, "to": form["To"],
@@ -235,6 +241,32 @@ class FakeTwilio(LoopbackFake):
         with self._lock:
             self.messages.append(message)
         return JSONResponse({k: v for k, v in message.items() if not k.startswith("_")}, status_code=201)
+
+    def _bad_content_variables(self, form: dict[str, str]) -> str | None:
+        """What WhatsApp refuses in a template's variables: not JSON, an empty value, a newline or tab, more
+        than four spaces in a row; and a variable the Content template does not have."""
+        raw = form.get("ContentVariables")
+        if raw is None:
+            return None
+        try:
+            variables = json.loads(raw)
+        except ValueError:
+            return "not JSON"
+        if not isinstance(variables, dict):
+            return "not an object"
+        for key, value in variables.items():
+            if not isinstance(value, str) or not value.strip():
+                return f"variable {key} is empty"
+            if "\n" in value or "\t" in value or "     " in value:
+                return f"variable {key} has a newline, a tab or more than four spaces in a row"
+        with self._lock:
+            content = self.contents.get(form.get("ContentSid") or "")
+        if content is not None:
+            declared = set(re.findall(r"\{\{(\d+)\}\}", json.dumps(content["types"])))
+            extra = sorted(set(variables) - declared, key=str)
+            if extra:
+                return f"variable {extra[0]} is not in the template"
+        return None
 
     async def list_messages(self, request: Request) -> Response:
         query = request.query_params
@@ -257,13 +289,16 @@ class FakeTwilio(LoopbackFake):
 
     # ------------------------------------------------------------ Content API (content.twilio.com/v1)
 
-    def approve(self, name_prefix: str, *, category: str | None = None, status: str = "approved") -> None:
+    def approve(self, name_prefix: str, *, category: str | None = None, status: str = "approved",
+                reason: str = "") -> None:
         """WhatsApp's side of an approval: the template named `name_prefix…` gets `status` (and a new
-        `category`, as WhatsApp does when it reclassifies a utility template as marketing)."""
+        `category`, as WhatsApp does when it reclassifies a utility template as marketing; a
+        `rejection_reason` with a rejection)."""
         with self._lock:
             for sid, content in self.contents.items():
                 if content["friendly_name"].startswith(name_prefix) and sid in self.approvals:
                     self.approvals[sid]["status"] = status
+                    self.approvals[sid]["rejection_reason"] = reason
                     if category is not None:
                         self.approvals[sid]["category"] = category
 
@@ -280,6 +315,15 @@ class FakeTwilio(LoopbackFake):
             return JSONResponse({"code": 20003, "message": "Authenticate", "status": 401}, status_code=401)
         if not body.get("friendly_name") or not isinstance(body.get("types"), dict) or not body.get("types"):
             return JSONResponse({"code": 20001, "message": "friendly_name and types are required", "status": 400},
+                                status_code=400)
+        # WhatsApp reviews a template with a sample for every variable, and shows at most 3 quick replies.
+        placeholders = set(re.findall(r"\{\{(\d+)\}\}", json.dumps(body["types"])))
+        samples = body.get("variables") or {}
+        missing = sorted(p for p in placeholders if not str(samples.get(p) or "").strip())
+        quick = body["types"].get("twilio/quick-reply") or {}
+        if missing or len(quick.get("actions") or []) > 3 or not body.get("language"):
+            problem = f"no sample for {{{{{missing[0]}}}}}" if missing else "bad actions or language"
+            return JSONResponse({"code": 20001, "message": f"invalid content: {problem}", "status": 400},
                                 status_code=400)
         sid = "HX" + secrets.token_hex(16)
         now = format_datetime(datetime.now(UTC), usegmt=True)
@@ -315,7 +359,9 @@ class FakeTwilio(LoopbackFake):
         if body.get("category") not in {"UTILITY", "MARKETING", "AUTHENTICATION"} or not body.get("name"):
             return JSONResponse({"code": 20001, "message": "name and a category are required", "status": 400},
                                 status_code=400)
-        approval = {"name": body["name"], "category": body["category"], "content_type": "twilio/text",
+        with self._lock:
+            content_type = next(iter(self.contents[sid]["types"]))
+        approval = {"name": body["name"], "category": body["category"], "content_type": content_type,
                     "status": "received", "rejection_reason": "", "allow_category_change": True}
         with self._lock:
             self.approvals[sid] = approval
