@@ -33,7 +33,7 @@ from tests.channels.conftest import ASHA, TELEGRAM_SECRET, add_order, drain, new
 from tests.channels.test_email import ASHA_EMAIL, WHSEC, email_settings
 from tests.conftest import TEST_API_KEY
 from tests.fakes.smtp_server import FakeSMTP
-from tests.fakes.telegram_server import FakeTelegram, update
+from tests.fakes.telegram_server import BOT_ID, FakeTelegram, update
 from tests.fakes.twilio_server import FakeTwilio
 from tests.fakes.viber_server import AUTH_TOKEN, FakeViber, callback, user
 from tests.support.factories import order_payload
@@ -200,6 +200,38 @@ def test_blocking_the_telegram_bot_and_pressing_start_again_are_in_the_ledger(
     assert fake_telegram.sent_to(CHAT)[-1]["text"] == OPTED_IN
     telegram(client, "/start")  # a second /start is no second opt-in
     assert len(ledger(client)) == 2
+
+
+def membership(status: str, update_id: int) -> dict[str, Any]:
+    """Telegram's `my_chat_member` update: the user changed the bot's status in their private chat."""
+    bot = {"id": BOT_ID, "is_bot": True, "first_name": "Doorstep"}
+    member = {"status": status, "user": bot, **({"until_date": 0} if status == "kicked" else {})}
+    return {"update_id": update_id, "my_chat_member": {
+        "chat": {"id": CHAT, "type": "private", "first_name": "Asha"},
+        "from": {"id": CHAT, "is_bot": False, "first_name": "Asha"}, "date": int(datetime.now(UTC).timestamp()),
+        "old_chat_member": {"status": "member" if status == "kicked" else "kicked", "user": bot,
+                            **({"until_date": 0} if status != "kicked" else {})},
+        "new_chat_member": member}}
+
+
+def test_blocking_the_bot_is_an_opt_out_when_telegram_says_so(client: TestClient, service: Service) -> None:
+    post_order(client)
+    telegram(client, f"/start {asha(service).telegram_link_token}")
+    headers = {"X-Telegram-Bot-Api-Secret-Token": TELEGRAM_SECRET}
+    for update_id in (900001, 900001, 900002):  # Telegram retries; a repeat is no second opt-out
+        response = client.post("/webhooks/telegram", json=membership("kicked", update_id), headers=headers)
+        assert response.status_code == 200 and response.json()["handled"] is True
+    assert asha(service).opted_out_channels == ["telegram"]
+    # Unblocking alone is no opt-in (the customer has not said anything yet); Start is.
+    assert client.post("/webhooks/telegram", json=membership("member", 900003), headers=headers).status_code == 200
+    assert asha(service).opted_out_channels == ["telegram"]
+    telegram(client, "/start")
+    assert ledger(client) == [("telegram", "out", "telegram.blocked"), ("telegram", "in", "telegram.start")]
+    # A chat nobody is linked to changes nothing.
+    stranger = {**membership("kicked", 900004)}
+    stranger["my_chat_member"]["chat"]["id"] = 123
+    response = client.post("/webhooks/telegram", json=stranger, headers=headers)
+    assert response.status_code == 200 and response.json()["handled"] is False
 
 
 # ------------------------------------------------------------------ erasure
