@@ -75,6 +75,8 @@ def test_search_by_order_phone_name_or_id(client: TestClient, auth: dict[str, st
     # A search alone keeps the older `status` meaning (default open): the resolved one needs status or view.
     assert orders(client, auth, "q=chitra") == []
     assert orders(client, auth, "q=chitra&status=resolved") == ["C3003"]
+    assert sorted(orders(client, auth, "q=DL123&status=all")) == ["A1001", "B2002", "C3003"]  # the tracking number
+    assert orders(client, auth, "q=DL123&status=resolved") == ["C3003"]
     assert orders(client, auth, "q=chitra&view=all") == ["C3003"]
     assert orders(client, auth, "q=nobody") == []
 

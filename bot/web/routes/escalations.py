@@ -158,7 +158,8 @@ def list_escalations(
             raise _query_error("status", "use either status or view, not both")
         try:
             work = worklist.work_filter(view=view or "all", q=q, reason=reason, channel=channel, language=language,
-                                        age=age or "", priority=priority or "", tag=tag, sort=sort or "")
+                                        age=age or "", priority=priority or "", tag=tag,
+                                        sort=sort or ("newest" if status_ == "resolved" else ""))
         except InvalidInput as exc:
             raise _query_error(exc.field, exc.reason) from None
         also = () if view is not None else (worklist.status_predicate(status_ or "open"),)
