@@ -27,6 +27,7 @@ from sqlmodel import Session, col, select
 
 from bot.core import phones, replies
 from bot.core.models import Conversation, Customer, Message
+from bot.store import consent
 from flows.base import Effect, Reply, SetOptOut
 from intents import Classification, Intent
 
@@ -68,7 +69,7 @@ def _last_reply_template(session: Session, customer_id: int | None, before_id: i
 def pre_flow(*, session: Session, conversation: Conversation, customer: Customer, message: Message,
              classification: Classification) -> list[Effect] | None:
     channel = message.channel or conversation.channel
-    opted_out = channel in customer.opted_out_channels
+    opted_out = consent.opted_out(customer, channel)
     keyword = _keyword(classification)
     text = _bare(message.text)
 

@@ -60,6 +60,13 @@ def set_consent(session: Session, customer: Customer, channel: str, *, opted_out
     return True
 
 
+def opted_out(customer: Customer, channel: str) -> bool:
+    """Whether the customer is opted out of `channel` now (email: unsubscribed, bounced or complained)."""
+    if channel == "email":
+        return customer.email_status is not None
+    return channel in customer.opted_out_channels
+
+
 def _set_email_status(customer: Customer, status: str | None) -> bool:
     current = customer.email_status
     if status is not None and EMAIL_RANK.get(status, 0) <= EMAIL_RANK.get(current, 0):

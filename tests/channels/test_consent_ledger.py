@@ -30,7 +30,7 @@ from bot.service import Service
 from bot.store import consent
 from bot.store.outbox import PRIORITY_TRANSACTIONAL, enqueue_message
 from tests.channels.conftest import ASHA, TELEGRAM_SECRET, add_order, drain, new_service, with_channels
-from tests.channels.test_email import ASHA_EMAIL, WHSEC, email_settings
+from tests.channels.test_email import ASHA_EMAIL, WHSEC, email_settings, post_reply, reply_to
 from tests.conftest import TEST_API_KEY
 from tests.fakes.smtp_server import FakeSMTP
 from tests.fakes.telegram_server import BOT_ID, FakeTelegram, update
@@ -148,6 +148,25 @@ def test_a_new_address_from_the_shop_is_an_opt_in_in_the_ledger(client: TestClie
     post_order(client, email="asha.new@example.com")
     assert ledger(client) == [("email", "out", "email.bounce"), ("email", "in", "api")]
     assert asha(service).email_status is None
+
+
+def test_stop_and_start_by_email_reply_are_keywords_in_the_ledger(
+        client: TestClient, service: Service, smtp: FakeSMTP) -> None:
+    post_order(client)
+    send_all(service)
+    [record] = smtp.sent_to(ASHA_EMAIL)
+    post_reply(client, reply_to(record, "STOP"))
+    send_all(service)
+    assert asha(service).email_status == "unsubscribed"
+    confirmations = smtp.sent_to(ASHA_EMAIL)[1:]
+    assert len(confirmations) == 1  # the one confirmation (an answer to their own email still goes)
+    post_reply(client, reply_to(record, "STOP"))  # a second STOP: no second row, no second confirmation
+    send_all(service)
+    assert len(smtp.sent_to(ASHA_EMAIL)) == 2
+    post_reply(client, reply_to(record, "START"))
+    send_all(service)
+    assert asha(service).email_status is None
+    assert ledger(client) == [("email", "out", "keyword"), ("email", "in", "keyword")]
 
 
 # ------------------------------------------------------------------ Viber
