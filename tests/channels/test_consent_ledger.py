@@ -23,7 +23,7 @@ from standardwebhooks.webhooks import Webhook
 from bot.app import create_app
 from bot.core import replies
 from bot.core.channels import InboundMessage
-from bot.core.models import ConsentEvent, Customer
+from bot.core.models import ConsentEvent, Customer, Message
 from bot.core.settings import Settings
 from bot.delivery.dispatcher import Dispatcher
 from bot.service import Service
@@ -167,6 +167,24 @@ def test_stop_and_start_by_email_reply_are_keywords_in_the_ledger(
     send_all(service)
     assert asha(service).email_status is None
     assert ledger(client) == [("email", "out", "keyword"), ("email", "in", "keyword")]
+
+
+def test_a_customer_unsubscribed_from_email_is_not_asked_for_a_rating_by_email(
+        client: TestClient, service: Service, smtp: FakeSMTP) -> None:
+    post_order(client)
+    send_all(service)
+    [record] = smtp.sent_to(ASHA_EMAIL)
+    post_reply(client, reply_to(record, "I want to talk to a person"))
+    [escalation] = client.get("/api/escalations", headers=AUTH).json()["items"]
+    assert escalation["channel"] == "email"
+    url = urlsplit(str(record["List-Unsubscribe"]).strip("<>"))
+    client.post(f"{url.path}?{url.query}", content=b"List-Unsubscribe=One-Click",
+                headers={"content-type": "application/x-www-form-urlencoded"})
+    resolved = client.post(f"/api/escalations/{escalation['id']}/resolve", json={"csat": True}, headers=AUTH)
+    assert resolved.status_code == 200
+    with service.db.session() as session:
+        asked = session.exec(select(Message).where(Message.template == "csat.ask")).all()
+    assert asked == []
 
 
 # ------------------------------------------------------------------ Viber
