@@ -39,8 +39,10 @@ console = Console(stderr=True)
 PG_DEFAULT = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 START = datetime(2026, 6, 1, tzinfo=UTC)
 CONFIG: dict[str, Any] = {"holdout": {"share": 0.5, "journeys": {"shipped": 0.1}, "salt": "bench"},
-                          "outcomes": {"prices": {"sms": {"IN": 0.002, "default": 0.008}}, "maturity": "14d",
-                                       "minimum_effect": 0.2}}
+                          "messaging": {"pricing": {"currency": "USD", "sms": {"IN": 0.002, "*": 0.008}}},
+                          "outcomes": {"maturity": "14d", "minimum_effect": 0.2}}
+# What the send planner records on each message; every tenth has none (queued before prices were recorded).
+PLAN = {"channel": "sms", "form": "session", "category": "utility", "price": 0.002, "currency": "USD", "reason": ""}
 JOURNEYS = ("order_confirmed", "shipped", "out_for_delivery", "delivered", "feedback")
 
 
@@ -76,7 +78,7 @@ def _rows(orders: int, rng: random.Random) -> dict[str, list[dict[str, Any]]]:
                 out["message"].append({"id": message_id, "customer_id": pk, "order_pk": pk, "direction": "out",
                                        "channel": "sms", "text": "", "media_urls": [], "status": "delivered",
                                        "entities": [], "template": f"journey.{journey}", "sent_at": at,
-                                       "created_at": at})
+                                       "created_at": at, "plan": PLAN if message_id % 10 else None})
         if rng.random() < (0.2 if assignment.group == "treatment" else 0.35):
             for again in range(1 + (rng.random() < 0.2)):
                 message_id += 1

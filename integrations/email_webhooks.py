@@ -42,6 +42,7 @@ from bot.core.channels import InboundMessage, sanitise_text
 from bot.core.models import Customer, Message
 from bot.delivery.outcomes import status_advances
 from bot.service import Service
+from bot.store import consent
 from bot.web.deps import ServiceDep
 from integrations.email_channel import REPLY_PURPOSE, UNSUBSCRIBE_PATH, UNSUBSCRIBE_PURPOSE, read_token
 from integrations.twilio_webhooks import process_in_background
@@ -223,14 +224,14 @@ def apply_email_event(service: Service, event: EmailEvent) -> dict[str, int]:
                     message.error = f"the receiving server bounced it ({event.bounce_type})"
                     moved += 1
                 session.add(message)
-        new_status = {"complaint": "complained"}.get(event.type) or (
-            "bounced" if event.type == "bounce" and event.bounce_type == "permanent" else None)
-        if new_status is not None:
+        source = {"complaint": "email.complaint"}.get(event.type) or (
+            "email.bounce" if event.type == "bounce" and event.bounce_type == "permanent" else None)
+        if source is not None:
             for customer in session.exec(select(Customer).where(func.lower(Customer.email) == address)):
-                if customer.email_status != "complained":  # a complaint is never downgraded to a bounce
-                    customer.email_status = new_status
-                    session.add(customer)
-                    marked += 1
+                # Through the consent ledger; a complaint is never downgraded to a bounce there.
+                marked += consent.set_consent(session, customer, "email", opted_out=True, source=source,
+                                              detail=f"{event.bounce_type} bounce" if event.type == "bounce"
+                                              else "spam report")
     return {"addresses_marked": marked, "messages_updated": moved}
 
 
@@ -287,9 +288,9 @@ async def unsubscribe_page(request: Request, service: ServiceDep, token: str = "
 def unsubscribe(service: Service, customer_id: int) -> None:
     with service.db.session() as session:
         customer = session.get(Customer, customer_id)
-        if customer is not None and customer.email_status is None:
-            customer.email_status = "unsubscribed"
-            session.add(customer)
+        if customer is not None:
+            consent.set_consent(session, customer, "email", opted_out=True, source="email.unsubscribe",
+                                detail="List-Unsubscribe")
 
 
 @router.post(UNSUBSCRIBE_PATH, summary="Unsubscribe from order emails (RFC 8058 one-click, signed link)")

@@ -12,13 +12,16 @@ E.164, matched on the phone number); answer 200 once it is committed; then,
 in a background task, link the chat (bot/store/linking.py), identify the
 customer and run the conversation. A duplicate changes nothing.
 
-Only private chats are handled. A contact card of somebody else never links
+A `my_chat_member` update saying the user blocked the bot (`kicked`) is an
+opt-out of Telegram, recorded in the consent ledger at once (the next send
+would find out by a 403 anyway). Only private chats are handled. A contact card of somebody else never links
 anything, and a deep-link token never moves a customer who is already linked
 to another chat. Never logs tokens, phone numbers or message text.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import os
@@ -27,12 +30,15 @@ from typing import Any
 
 from fastapi import APIRouter, BackgroundTasks, Request, Response
 from fastapi.responses import JSONResponse
+from sqlmodel import select
 
 from bot.conversation.compliance import TELEGRAM_CONTACT, TELEGRAM_START
 from bot.core import jsonbody
 from bot.core.channels import InboundMessage, sanitise_text
+from bot.core.models import Customer
 from bot.core.phones import InvalidPhone, to_e164
 from bot.service import Service
+from bot.store import consent
 from bot.web.deps import ServiceDep
 from integrations.twilio_webhooks import process_in_background
 
@@ -61,9 +67,16 @@ class TelegramInbound:
     profile_name: str = ""
 
 
+@dataclass(frozen=True)
+class TelegramBlocked:
+    """The user blocked the bot (a `my_chat_member` update whose new status is `kicked`): an opt-out."""
+
+    chat_id: str
+
+
 def _build_dispatcher() -> Any:
     from aiogram import Dispatcher, F, Router
-    from aiogram.types import CallbackQuery
+    from aiogram.types import CallbackQuery, ChatMemberUpdated
     from aiogram.types import Message as TgMessage
 
     parse = Router(name="doorstep-parse")
@@ -98,6 +111,10 @@ def _build_dispatcher() -> Any:
         chat_id = query.message.chat.id if query.message else query.from_user.id
         return TelegramInbound(chat_id=str(chat_id), text=query.data or "", callback_query_id=query.id,
                                profile_name=query.from_user.full_name)
+
+    @parse.my_chat_member(F.chat.type == "private", F.new_chat_member.status == "kicked")
+    async def blocked(update: ChatMemberUpdated) -> TelegramBlocked:
+        return TelegramBlocked(chat_id=str(update.chat.id))
 
     dp = Dispatcher()
     dp.include_router(parse)
@@ -139,6 +156,18 @@ async def answer_callback(service: Service, callback_query_id: str) -> None:
         log.info("answerCallbackQuery failed: %s", exc.__class__.__name__)
 
 
+def record_blocked(service: Service, chat_id: str) -> bool:
+    """The customer of this chat blocked the bot: opted out of Telegram, in the consent ledger (a repeat, or an
+    unknown chat, changes nothing). Pressing Start again opts back in (bot.conversation.compliance)."""
+    with service.db.session() as session:
+        customer = session.exec(select(Customer).where(Customer.telegram_chat_id == chat_id)).first()
+        if customer is None:
+            return False
+        consent.set_consent(session, customer, "telegram", opted_out=True, source="telegram.blocked",
+                            detail="my_chat_member: kicked")
+        return True
+
+
 @router.post("/webhooks/telegram", summary="Telegram Bot API update (secret token header)")
 async def telegram_update(request: Request, service: ServiceDep, background: BackgroundTasks) -> Response:
     with service.db.ack_priority.acknowledging():  # processing in this process yields meanwhile
@@ -177,6 +206,9 @@ async def _telegram_update(request: Request, service: Service, background: Backg
         fields = sorted({".".join(str(p) for p in e["loc"]) for e in exc.errors()})[:5]
         return _problem(400, "not a valid Telegram Update: " + ", ".join(fields))
     parsed = await aiogram_dispatcher().feed_update(bot, update)
+    if isinstance(parsed, TelegramBlocked):
+        known = await asyncio.to_thread(record_blocked, service, parsed.chat_id)
+        return JSONResponse({"ok": True, "handled": known})
     if parsed is UNHANDLED or not isinstance(parsed, TelegramInbound):
         return JSONResponse({"ok": True, "handled": False})
     inbound = InboundMessage(

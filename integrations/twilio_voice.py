@@ -271,6 +271,19 @@ def _problem(status: int, reason: str) -> JSONResponse:
     return JSONResponse(status_code=status, content={"detail": reason})
 
 
+async def _call_form(request: Request, service: Service, signature: str | None,
+                     *required: str) -> dict[str, str] | JSONResponse:
+    """The form of a Twilio Voice webhook: signed by Twilio (else 403), with a CallSid and the `required`
+    fields (else 400 naming them), or the error response to send."""
+    params = await verified_form(request, service, signature)
+    if isinstance(params, JSONResponse):
+        return params
+    missing = [name for name in ("CallSid", *required) if not params.get(name)]
+    if missing:
+        return _problem(400, " and ".join(missing) + (" are" if len(missing) > 1 else " is") + " required")
+    return params
+
+
 def _turn(request: Request) -> int:
     try:
         return max(0, min(MAX_TURNS, int(request.query_params.get("t", "0"))))
@@ -281,13 +294,13 @@ def _turn(request: Request) -> int:
 @router.post("/webhooks/twilio/voice/call", summary="Twilio Voice: an outbound call was answered (signed form)")
 async def call_answered(request: Request, service: ServiceDep,
                         x_twilio_signature: Annotated[str | None, Header()] = None) -> Response:
-    params = await verified_form(request, service, x_twilio_signature)
+    params = await _call_form(request, service, x_twilio_signature)
     if isinstance(params, JSONResponse):
         return params
+    call_sid = params["CallSid"]
     found = await asyncio.to_thread(_call_message, service, request.query_params.get("m", ""))
-    call_sid = params.get("CallSid", "")
-    if found is None or not call_sid:
-        return _problem(400, "an outbound call of Doorstep (m) and CallSid are required")
+    if found is None:
+        return _problem(400, "an outbound call of Doorstep (m) is required")
     message, customer, order = found
     answered_by = params.get("AnsweredBy", "").lower()
     if answered_by.startswith("machine") or answered_by == "fax":
@@ -317,12 +330,10 @@ def _unknown_caller(service: Service) -> Response:
 @router.post("/webhooks/twilio/voice", summary="Twilio Voice: an inbound call (signed form)")
 async def inbound_call(request: Request, service: ServiceDep,
                        x_twilio_signature: Annotated[str | None, Header()] = None) -> Response:
-    params = await verified_form(request, service, x_twilio_signature)
+    params = await _call_form(request, service, x_twilio_signature)
     if isinstance(params, JSONResponse):
         return params
-    call_sid = params.get("CallSid", "")
-    if not call_sid:
-        return _problem(400, "CallSid is required")
+    call_sid = params["CallSid"]
     customer = await _caller(service, params)
     if customer is None:
         return _unknown_caller(service)
@@ -335,12 +346,10 @@ async def inbound_call(request: Request, service: ServiceDep,
 @router.post("/webhooks/twilio/voice/gather", summary="Twilio Voice: the caller's keypress or speech (signed form)")
 async def gathered(request: Request, service: ServiceDep,
                    x_twilio_signature: Annotated[str | None, Header()] = None) -> Response:
-    params = await verified_form(request, service, x_twilio_signature)
+    params = await _call_form(request, service, x_twilio_signature)
     if isinstance(params, JSONResponse):
         return params
-    call_sid = params.get("CallSid", "")
-    if not call_sid:
-        return _problem(400, "CallSid is required")
+    call_sid = params["CallSid"]
     if "m" in request.query_params:  # our call: the customer is the call's, whoever the carrier says
         found = await asyncio.to_thread(_call_message, service, request.query_params["m"])
         customer = found[1] if found else None
@@ -373,13 +382,10 @@ async def gathered(request: Request, service: ServiceDep,
 @router.post("/webhooks/twilio/voice/status", summary="Twilio Voice: call status callback (signed form)")
 async def call_status(request: Request, service: ServiceDep,
                       x_twilio_signature: Annotated[str | None, Header()] = None) -> Response:
-    params = await verified_form(request, service, x_twilio_signature)
+    params = await _call_form(request, service, x_twilio_signature, "CallStatus")
     if isinstance(params, JSONResponse):
         return params
-    call_sid = params.get("CallSid", "")
-    status = params.get("CallStatus", "").lower()
-    if not call_sid or not status:
-        return _problem(400, "CallSid and CallStatus are required")
+    call_sid, status = params["CallSid"], params["CallStatus"].lower()
     found = await asyncio.to_thread(_call_message, service, request.query_params.get("m", ""))
     if found is None:
         log.info("voice status for an unknown call status=%s (ignored)", status)

@@ -189,8 +189,7 @@ def set_consent(service: Service, user_id: str, *, subscribed: bool) -> bool:
         if customer is None:
             return False
         # Through the consent ledger (bot.store.consent), like every opt-in and opt-out.
-        consent.set_consent(session, customer, "viber", opted_out=not subscribed, source="provider",
-                            detail="viber subscribed" if subscribed else "viber unsubscribed")
+        consent.set_consent(session, customer, "viber", opted_out=not subscribed, source="viber.subscribed" if subscribed else "viber.unsubscribed")
         return True
 
 

@@ -50,7 +50,7 @@ def set_webhook(
         bot = bot_for(settings)
         try:
             return bool(await bot.set_webhook(url=target, secret_token=secret, drop_pending_updates=drop_pending,
-                                              allowed_updates=["message", "callback_query"]))
+                                              allowed_updates=["message", "callback_query", "my_chat_member"]))
         finally:
             await bot.session.close()
 

@@ -91,6 +91,7 @@ def export(phone: Annotated[str, typer.Option(help="The customer's phone number 
             typer.echo("no customer with this phone number", err=True)
             raise typer.Exit(1)
         typer.echo(json.dumps({"customer_id": customer.id, "opted_out_channels": customer.opted_out_channels,
+                               "email_status": customer.email_status,
                                "events": consent.history(session, customer.id or 0)}))
 
 

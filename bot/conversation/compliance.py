@@ -8,7 +8,8 @@ Rules (the intents classifier recognises whole-message keywords only and
 marks them with `source="keyword"` and a `keyword` entity):
   * STOP, STOPALL, UNSUBSCRIBE, END, QUIT, REVOKE, OPTOUT -> opted out of this
     channel, with one confirmation (a second STOP gets no reply);
-  * START, UNSTOP, or YES in answer to that confirmation -> opted back in;
+  * START, UNSTOP, or YES in answer to that confirmation -> opted back in; on Telegram /start too (a user
+    who blocked the bot, which the dispatcher records as an opt-out, has to unblock it and press Start);
   * HELP, INFO -> the help text;
   * a bare CANCEL -> ask whether they mean the order or the messages, except on SMS to a US number,
     where CANCEL is an opt-out like STOP (US rules; one confirmation);
@@ -26,6 +27,7 @@ from sqlmodel import Session, col, select
 
 from bot.core import phones, replies
 from bot.core.models import Conversation, Customer, Message
+from bot.store import consent
 from flows.base import Effect, Reply, SetOptOut
 from intents import Classification, Intent
 
@@ -67,7 +69,7 @@ def _last_reply_template(session: Session, customer_id: int | None, before_id: i
 def pre_flow(*, session: Session, conversation: Conversation, customer: Customer, message: Message,
              classification: Classification) -> list[Effect] | None:
     channel = message.channel or conversation.channel
-    opted_out = channel in customer.opted_out_channels
+    opted_out = consent.opted_out(customer, channel)
     keyword = _keyword(classification)
     text = _bare(message.text)
 
@@ -92,6 +94,10 @@ def pre_flow(*, session: Session, conversation: Conversation, customer: Customer
         ))]
     if channel == "telegram":
         command = message.text.strip().split(" ", 1)[0].lower()
+        if command == TELEGRAM_START and opted_out:
+            # Back after blocking the bot (or STOP): Telegram only lets a user who unblocked it press Start.
+            return [SetOptOut(False, channel, source="telegram.start", detail=TELEGRAM_START),
+                    Reply("channels.opted_in")]
         if command in {TELEGRAM_START, TELEGRAM_CONTACT} and customer.phone:
             return [Reply("channels.telegram_linked")]
         if customer.phone is None:

@@ -13,7 +13,7 @@ from sqlmodel import Session
 
 from bot.core.models import Conversation, Customer, Escalation
 from bot.core.runtime import Runtime
-from bot.store import outbox
+from bot.store import consent, outbox
 from bot.store.conversations import open_flow, render_label, render_reply
 from flows import csat
 from flows.base import Reply
@@ -30,8 +30,8 @@ def ask_csat(*, session: Session, runtime: Runtime, escalation: Escalation, now:
         return False
     conversation = session.get(Conversation, escalation.conversation_id)
     customer = session.get(Customer, escalation.customer_id)
-    if conversation is None or customer is None or conversation.channel in customer.opted_out_channels:
-        return False
+    if conversation is None or customer is None or consent.opted_out(customer, conversation.channel):
+        return False  # (an email unsubscribe counts: a rating question is not an answer to them)
     if conversation.flow and conversation.expires_at is not None and conversation.expires_at > now:
         return False  # a released question (COD, feedback) waits for its answer: one question at a time
     result = csat.ask(escalation.id or 0)

@@ -93,10 +93,11 @@ DEFAULTS: dict[str, Any] = {
     },
     # Measuring Doorstep (bot.core.holdout, bot.reports): who gets no proactive messages, and what a message costs.
     "holdout": {"salt": "", "share": 0.0, "journeys": {}},
-    "outcomes": {"currency": "USD", "prices": {}, "minimum_effect": 0.2, "maturity": "14d"},
+    # The cost per order comes from `messaging.pricing` (the prices the send planner records per message).
+    "outcomes": {"minimum_effect": 0.2, "maturity": "14d"},
 }
-PRICED_CHANNELS = ("sms", "whatsapp", "telegram", "console")
-_COUNTRY = re.compile(r"^[A-Z]{2}$")
+# Settings that moved: still read, so an old doorstep.yaml loads, when they say nothing the new place does not.
+MOVED_OUTCOMES = ("currency", "prices")
 
 _DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w)\s*$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -363,10 +364,10 @@ def _validate_measurement(data: dict[str, Any], bad: Callable[[tuple[str, ...], 
     elif isinstance(outcomes, dict):
         for key, value in outcomes.items():
             where = ("outcomes", str(key))
-            if key not in DEFAULTS["outcomes"]:
-                bad(where, "unknown setting (known: currency, maturity, minimum_effect, prices)")
-            elif key == "currency" and not (isinstance(value, str) and re.fullmatch(r"[A-Z]{3}", value)):
-                bad(where, f"must be an ISO 4217 code like USD, not {value!r}")
+            if key in MOVED_OUTCOMES:
+                _moved_outcomes(data, key, value, where, bad)
+            elif key not in DEFAULTS["outcomes"]:
+                bad(where, "unknown setting (known: maturity, minimum_effect)")
             elif key == "maturity":
                 try:
                     parse_duration(value)
@@ -375,21 +376,26 @@ def _validate_measurement(data: dict[str, Any], bad: Callable[[tuple[str, ...], 
             elif key == "minimum_effect" and (isinstance(value, bool) or not isinstance(value, int | float)
                                               or not 0 < value < 1):
                 bad(where, f"must be a relative change between 0 and 1 (0.2 = 20 %), not {value!r}")
-            elif key == "prices" and not isinstance(value, dict):
-                bad(where, "must be a mapping of channel: {country: price}")
-            elif key == "prices":
-                for channel, table in value.items():
-                    if channel not in PRICED_CHANNELS:
-                        bad((*where, str(channel)), f"unknown channel (known: {', '.join(PRICED_CHANNELS)})")
-                    elif not isinstance(table, dict):
-                        bad((*where, str(channel)), "must be a mapping of country (e.g. IN, or default): price")
-                    else:
-                        for country, price in table.items():
-                            if country != "default" and not _COUNTRY.match(str(country)):
-                                bad((*where, str(channel), str(country)),
-                                    "must be a two-letter country code (ISO 3166, e.g. IN) or default")
-                            elif isinstance(price, bool) or not isinstance(price, int | float) or price < 0:
-                                bad((*where, str(channel), str(country)), f"must be a price >= 0, not {price!r}")
+
+
+def _moved_outcomes(data: dict[str, Any], key: str, value: Any, where: tuple[str, ...],
+                    bad: Callable[[tuple[str, ...], str], None]) -> None:
+    """`outcomes.prices` and `outcomes.currency` were the report's own price table; the send planner's
+    (`messaging.pricing`) is now the only one. An empty table, or the planner's currency, loads as before
+    (and is ignored); anything else would price messages twice, differently, so it is refused with where
+    to put it (docs/outcomes.md)."""
+    messaging = data.get("messaging")
+    pricing = messaging.get("pricing") if isinstance(messaging, dict) else None
+    currency = pricing.get("currency") if isinstance(pricing, dict) and "currency" in pricing else \
+        DEFAULTS["messaging"]["pricing"]["currency"]
+    if key == "prices" and value not in (None, {}):
+        bad(where, "moved: message prices now come from messaging.pricing, the send planner's table, whose price "
+                   "each message records (docs/outcomes.md). Put SMS prices under messaging.pricing.sms "
+                   "(country: price, '*' for the default) and WhatsApp's under messaging.pricing.whatsapp_fee "
+                   "and messaging.pricing.whatsapp, then delete outcomes.prices")
+    elif key == "currency" and value != currency:
+        bad(where, f"moved: the report's currency is messaging.pricing.currency ({currency}); set it there "
+                   "and delete outcomes.currency")
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:

@@ -15,6 +15,7 @@ their latest order created before it. This module only reads.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -23,6 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
+from bot.core import planner
 from bot.core.holdout import HOLDOUT, TREATMENT, decode_journeys, journey_pattern
 from bot.core.models import Escalation, Message, Order, OrderEvent
 from bot.core.vocab import template_key
@@ -35,6 +37,7 @@ ESCALATIONS = Escalation.__table__  # type: ignore[attr-defined]
 # A customer writing about one of these is a contact the bot has to resolve (greetings and thanks are not).
 PROBLEM_INTENTS = ("wismo", "reschedule", "change_address", "cod_confirm", "cancel_order", "return_refund", "human")
 BILLED = ("sent", "delivered", "read")  # outbound messages a provider accepted (and charges for)
+PLANNED_CHANNELS = ("sms", "whatsapp", "email", "viber")  # the channels `messaging.pricing` can put a price on
 REPLY_WINDOW_SECONDS = 24 * 3600  # a proactive message counts as replied when the customer wrote within this
 RETURN_AFTER_SECONDS = 12 * 3600  # the same problem again after this much quiet is a new contact ...
 RETURN_WITHIN_SECONDS = 7 * 24 * 3600  # ... and within this, a false resolution of the earlier one
@@ -102,13 +105,41 @@ def attributed_order(message_table: Any, at: Any) -> ColumnElement[Any]:
     return sa.func.coalesce(message_table.c.order_pk, latest)
 
 
-def price_of(channel: Any, country: Any, prices: dict[str, dict[str, float]]) -> ColumnElement[Any]:
-    """The shop's price of one outbound message (doorstep.yaml `outcomes.prices`); 0 when not priced."""
-    whens: list[tuple[ColumnElement[bool], float]] = []
-    for ch, table in sorted(prices.items()):
-        whens += [(sa.and_(channel == ch, country == cc), float(p)) for cc, p in sorted(table.items()) if cc != "default"]
-    whens += [(channel == ch, float(table["default"])) for ch, table in sorted(prices.items()) if "default" in table]
-    return sa.case(*whens, else_=0.0) if whens else sa.literal(0.0)
+def recorded_price(messages: Any) -> ColumnElement[Any]:
+    """The price the send planner recorded for a message (`Message.plan`), NULL when it has no plan or was sent
+    on another channel than planned (a price for a channel it did not go on is not its price)."""
+    plan = messages.c.plan
+    return sa.case((plan["channel"].as_string() == messages.c.channel, plan["price"].as_float()), else_=None)
+
+
+def fallback_price(channel: str, country: Any, pricing: Mapping[str, Any]) -> ColumnElement[Any]:
+    """The planner's price (`bot.core.planner.price`, doorstep.yaml `messaging.pricing`) of a message without a
+    recorded plan, by the order's country: a plain message (no WhatsApp template), utility."""
+    countries = _countries(pricing)
+    default = planner.price(pricing, channel, "session", planner.UTILITY, None)
+    whens = [(country == code, value) for code in countries
+             if (value := planner.price(pricing, channel, "session", planner.UTILITY, code)) != default]
+    return sa.case(*whens, else_=default) if whens else sa.literal(default)
+
+
+def unplanned_channels(pricing: Mapping[str, Any]) -> list[str]:
+    """The channels where a message without a recorded plan may cost something (Telegram never does)."""
+    countries = [None, *_countries(pricing)]
+    return [channel for channel in PLANNED_CHANNELS
+            if any(planner.price(pricing, channel, "session", planner.UTILITY, code) > 0 for code in countries)]
+
+
+def _countries(pricing: Mapping[str, Any]) -> list[str]:
+    """The countries the price table names (its `*` rows price every other one)."""
+    return sorted({str(code) for table in (pricing.get("sms"), pricing.get("whatsapp"))
+                   if isinstance(table, Mapping) for code in table if code != "*"})
+
+
+def priced(pricing: Any) -> bool:
+    """Whether the price table prices anything (all zero: no cost KPI)."""
+    if isinstance(pricing, Mapping):
+        return any(priced(value) for key, value in pricing.items() if key != "currency")
+    return not isinstance(pricing, bool) and isinstance(pricing, int | float) and pricing > 0
 
 
 # ---------------------------------------------------------------- the queries
@@ -141,18 +172,19 @@ _SUMS = ("wismo_contacts", "failed_attempts", "messages", "contacts", "escalatio
 
 
 def count(session: Session, *, boundaries: list[datetime], journey: str | None,
-          prices: dict[str, dict[str, float]]) -> Counts:
+          pricing: Mapping[str, Any]) -> Counts:
     """Every KPI's numbers for one experiment, per arm and week.
 
-    One UNION ALL of small rows (the order itself, each WISMO day, failed attempt, billed message per
-    priced channel, problem contact, escalation and comeback), summed per order with one GROUP BY and
+    One UNION ALL of small rows (the order itself, each WISMO day, failed attempt, billed message with
+    its recorded price, problem contact, escalation and comeback), summed per order with one GROUP BY and
     then counted per combination of values with another: no join of derived tables, which SQLite
     would run as nested scans. One more small query for the escalation reply times."""
     dialect = session.get_bind().dialect.name
     arm, filters = arm_of(journey)
-    channels = sorted(prices)
+    channels = unplanned_channels(pricing)
     since = boundaries[0]  # nothing about an order of the window happened before it was created
-    columns = ("order_pk", "arm", "week", "country", *_FLAGS, *_SUMS, *(f"sent_{c}" for c in channels))
+    columns = ("order_pk", "arm", "week", "country", *_FLAGS, *_SUMS, "recorded_cost",
+               *(f"unplanned_{c}" for c in channels))
 
     def row(order_pk: Any, **values: Any) -> Any:
         """One stream row: the given columns, NULL/0 for the rest (typed, so UNION ALL agrees everywhere)."""
@@ -166,6 +198,8 @@ def count(session: Session, *, boundaries: list[datetime], journey: str | None,
                 out.append(sa.cast(sa.null(), sa.String()).label(name))
             elif name == "week":
                 out.append(sa.cast(sa.null(), sa.Integer()).label(name))
+            elif name == "recorded_cost":
+                out.append(sa.literal(0.0, sa.Float()).label(name))
             else:
                 out.append(sa.literal(0, sa.Integer()).label(name))
         return out
@@ -200,7 +234,8 @@ def count(session: Session, *, boundaries: list[datetime], journey: str | None,
     person_between = sa.exists().where(ESCALATIONS.c.customer_id == ordered.c.customer_id,
                                        ESCALATIONS.c.created_at >= ordered.c.previous_at,
                                        ESCALATIONS.c.created_at <= ordered.c.created_at)
-    billed = sa.select(attributed_order(MESSAGES, MESSAGES.c.created_at).label("order_pk"), MESSAGES.c.channel) \
+    billed = sa.select(attributed_order(MESSAGES, MESSAGES.c.created_at).label("order_pk"), MESSAGES.c.channel,
+                       recorded_price(MESSAGES).label("price")) \
         .where(MESSAGES.c.direction == "out", MESSAGES.c.status.in_(BILLED), MESSAGES.c.created_at >= since) \
         .subquery("billed")
     stream = sa.union_all(
@@ -209,7 +244,9 @@ def count(session: Session, *, boundaries: list[datetime], journey: str | None,
         sa.select(*row(EVENTS.c.order_pk, failed_attempts=1)).where(EVENTS.c.type == "failed_attempt",
                                                                   EVENTS.c.created_at >= since),
         sa.select(*row(billed.c.order_pk, messages=1,
-                       **{f"sent_{c}": flag(billed.c.channel == c) for c in channels})),
+                       recorded_cost=sa.cast(sa.func.coalesce(billed.c.price, 0.0), sa.Float()),
+                       **{f"unplanned_{c}": flag(sa.and_(billed.c.price.is_(None), billed.c.channel == c))
+                          for c in channels})),
         sa.select(*row(inbound.c.order_pk, contacts=1)),
         sa.select(*row(attributed_order(ESCALATIONS, ESCALATIONS.c.created_at), escalations=1))
         .where(ESCALATIONS.c.reason.not_in(PROACTIVE_ESCALATIONS), ESCALATIONS.c.created_at >= since),
@@ -222,12 +259,14 @@ def count(session: Session, *, boundaries: list[datetime], journey: str | None,
         sa.func.max(stream.c.country).label("country"),
         *(sa.func.max(stream.c[name]).label(name) for name in _FLAGS),
         *(sa.func.sum(stream.c[name]).label(name) for name in _SUMS),
-        *(sa.func.sum(stream.c[f"sent_{c}"]).label(f"sent_{c}") for c in channels),
+        sa.func.sum(stream.c.recorded_cost).label("recorded_cost"),
+        *(sa.func.sum(stream.c[f"unplanned_{c}"]).label(f"unplanned_{c}") for c in channels),
     ).group_by(stream.c.order_pk).subquery("per_order")
-    # The shop's price of each order's messages (doorstep.yaml `outcomes.prices`); 0 where not priced.
-    cost: ColumnElement[Any] = sa.literal(0.0)
+    # What each order's messages cost: the prices the send planner recorded when it queued them, and for a
+    # message without one (queued before the planner recorded prices) the planner's price today.
+    cost: ColumnElement[Any] = sa.func.coalesce(per_order.c.recorded_cost, 0.0)
     for channel in channels:
-        cost = cost + per_order.c[f"sent_{channel}"] * price_of(sa.literal(channel), per_order.c.country, prices)
+        cost = cost + per_order.c[f"unplanned_{channel}"] * fallback_price(channel, per_order.c.country, pricing)
     keys = (per_order.c.arm, per_order.c.week, *(per_order.c[n] for n in _FLAGS),
             *(per_order.c[n] for n in _SUMS), sa.func.round(sa.cast(cost, sa.Numeric(16, 6)), 4))
     result = Counts()

@@ -158,7 +158,8 @@ def build_report(session: Session, *, config: dict[str, Any], now: datetime, sin
     section = config.get("outcomes", {})
     minimum_effect = float(section.get("minimum_effect", 0.2))
     maturity = parse_duration(section.get("maturity", "14d"))
-    prices: dict[str, dict[str, float]] = section.get("prices") or {}
+    # One price table: the send planner's (`messaging.pricing`), whose price each message records.
+    pricing: dict[str, Any] = (config.get("messaging") or {}).get("pricing") or {}
     kpis.prepare(session)
     first = _first_week(session, since, now)
     # A later first week is allowed, but said: leaving out weeks of a running experiment is period picking.
@@ -168,12 +169,12 @@ def build_report(session: Session, *, config: dict[str, Any], now: datetime, sin
     while weeks[-1] <= now or len(weeks) < 2:  # at least one week, even when `since` is ahead
         weeks.append(weeks[-1] + WEEK)
     mature = [i for i, start in enumerate(weeks[:-1]) if start + WEEK <= now - maturity]
-    kpi_list = tuple(k for k in KPIS if k.key != "cost_per_order" or prices)
+    kpi_list = tuple(k for k in KPIS if k.key != "cost_per_order" or kpis.priced(pricing))
 
-    experiments = [_experiment(kpis.count(session, boundaries=weeks, journey=None, prices=prices), mature=mature,
+    experiments = [_experiment(kpis.count(session, boundaries=weeks, journey=None, pricing=pricing), mature=mature,
                                weeks=weeks, kpi_list=kpi_list, minimum_effect=minimum_effect, journey=None)]
     for journey in kpis.experiments(session, weeks[0], weeks[-1]):
-        experiments.append(_experiment(kpis.count(session, boundaries=weeks, journey=journey, prices=prices),
+        experiments.append(_experiment(kpis.count(session, boundaries=weeks, journey=journey, pricing=pricing),
                                        mature=mature, weeks=weeks, kpi_list=kpi_list, minimum_effect=minimum_effect,
                                        journey=journey))
     replies = kpis.reply_counts(session, since=weeks[0], until=weeks[-1])
@@ -186,7 +187,7 @@ def build_report(session: Session, *, config: dict[str, Any], now: datetime, sin
         "maturity_days": maturity.days,
         "minimum_effect": minimum_effect,
         "confidence": 1 - stats.ALPHA,
-        "currency": section.get("currency", "USD"),
+        "currency": str(pricing.get("currency", "USD")),
         "orders_outside_experiments": kpis.orders_outside(session, weeks[0], weeks[-1]),
         "experiments": experiments,
         "reply_rates": {"by_channel": _reply_rates(replies, "channel"), "by_journey": _reply_rates(replies, "journey")},

@@ -10,7 +10,9 @@ and data, logistics feed payloads, outbox payloads, and the Chatwoot contact
 and conversation the escalations were mirrored to. It cancels the customer's
 scheduled and pending messages and journey timers, and keeps only a salted
 hash of the phone (`Customer.phone_hash`, salt in kv) so an opted-out number
-stays opted out. Idempotent; it never logs the number.
+stays opted out. The consent ledger keeps each change's channel, in/out, source
+and time, tied to the anonymous customer row (proof that an opt-out was
+honoured); its free-text details (the words sent, provider errors) are blanked. Idempotent; it never logs the number.
 
 Overwritten values must not survive in the database *files* either. Once the
 transaction commits, `purge_freed_storage` runs: on SQLite (every connection
@@ -39,6 +41,7 @@ from sqlmodel import Session, col, or_, select
 from bot.core.db import try_insert
 from bot.core.models import (
     ChatwootLink,
+    ConsentEvent,
     Conversation,
     Customer,
     Escalation,
@@ -53,6 +56,7 @@ from bot.core.models import (
 )
 from bot.core.phones import phone_hash
 from bot.core.vocab import Owner
+from bot.store import consent
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +69,7 @@ CHECKPOINT_WAIT_MS = 5000
 # Every table erase_customer writes to: the ones whose freed space must be reclaimed afterwards.
 TOUCHED_TABLES = tuple(str(model.__tablename__) for model in (
     Customer, Order, OrderEvent, LogisticsEvent, Conversation, Message, Outbox, Escalation, EscalationNote,
-    JourneyTimer, ChatwootLink))
+    JourneyTimer, ChatwootLink, ConsentEvent))
 
 
 @dataclass(frozen=True)
@@ -130,6 +134,7 @@ def erase_customer(*, session: Session, phone: str, now: datetime) -> ErasureRep
         conversation.expires_at = None
         session.add(conversation)
     _erase_escalations(session, customer_id, now)
+    consent.forget_details(session, customer_id)
 
     customer.name = ""
     customer.phone = None

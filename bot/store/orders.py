@@ -20,6 +20,7 @@ from bot.core.errors import Conflict, NotFound
 from bot.core.holdout import Assignment, assignment_of, encode_journeys
 from bot.core.models import Customer, Order, OrderEvent
 from bot.core.schemas import CustomerIn, CustomerOut, HoldoutOut, OrderEventIn, OrderIn, OrderOut
+from bot.store import consent
 from flows.address import address_needs_clarification
 from flows.base import CustomerView, OrderView
 
@@ -71,7 +72,7 @@ def find_customer(*, session: Session, phone: str | None = None, telegram_chat_i
     return None
 
 
-def _apply_customer(customer: Customer, data: CustomerIn) -> None:
+def _apply_customer(session: Session, customer: Customer, data: CustomerIn) -> None:
     if data.name:
         customer.name = data.name
     if data.telegram_chat_id:
@@ -79,7 +80,10 @@ def _apply_customer(customer: Customer, data: CustomerIn) -> None:
     customer.locale = data.locale if data.locale != "hi" else "hi-Latn"
     customer.channel = data.channel
     if data.email and (customer.email or "").casefold() != data.email.casefold():
-        customer.email, customer.email_status = data.email, None  # a new address starts deliverable
+        customer.email = data.email
+        # A new address starts deliverable (the old one's bounce, complaint or unsubscribe was about that
+        # address); in the consent ledger as the shop's change.
+        consent.set_consent(session, customer, "email", opted_out=False, source="api", detail="new email address")
 
 
 # ---------------------------------------------------------------- orders
@@ -101,7 +105,7 @@ def upsert_order(*, session: Session, order_in: OrderIn, holdout: Assignment | N
     """
     customer, _ = get_or_create_customer(session=session, phone=order_in.customer.phone,
                                          telegram_chat_id=order_in.customer.telegram_chat_id)
-    _apply_customer(customer, order_in.customer)
+    _apply_customer(session, customer, order_in.customer)
     address = order_in.shipping_address.model_dump()
     fields: dict[str, Any] = {
         "items": [{**i.model_dump(mode="json", exclude_none=True)} for i in order_in.items],

@@ -240,7 +240,9 @@ def cancel_row(session: Session, row: Outbox, message: Message | None, *, reason
 
 
 def mark_opted_out(session: Session, customer_id: int, channel: str, *, code: str = "") -> None:
-    """The provider says the customer opted out of `channel` (Twilio 21610): nothing more goes there."""
+    """The provider says the customer opted out of `channel` (Twilio 21610, Telegram 403 "bot was blocked by
+    the user", Viber "not subscribed"): nothing more goes there."""
     customer = session.get(Customer, customer_id)
     if customer is not None:
-        consent.set_consent(session, customer, channel, opted_out=True, source="provider", detail=code)
+        source = "telegram.blocked" if channel == "telegram" else "provider"
+        consent.set_consent(session, customer, channel, opted_out=True, source=source, detail=code)

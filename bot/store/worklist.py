@@ -152,10 +152,26 @@ class WorkPage:
     total: int  # in the view asked for (the page shows at most PAGE of them)
 
 
-def find_work(*, session: Session, agent: str, work: WorkFilter, now: datetime, limit: int = PAGE) -> WorkPage:
-    """One page of the view with its rows, and the count of every view under the same search and filters."""
+def status_predicate(status: str) -> Any:
+    """The API's older `status` filter (open = open or assigned, unassigned, assigned, resolved, all) as a
+    condition the search and filters combine with (`find_work(also=…)`)."""
+    if status == "open":
+        return col(Escalation.status).in_(OPEN_STATUSES)
+    if status == "unassigned":
+        return col(Escalation.status) == "open"
+    if status in ("assigned", "resolved"):
+        return col(Escalation.status) == status
+    if status == "all":
+        return sa.true()
+    raise InvalidInput("status", "one of open, unassigned, assigned, resolved, all")
+
+
+def find_work(*, session: Session, agent: str, work: WorkFilter, now: datetime, limit: int = PAGE,
+              also: tuple[Any, ...] = ()) -> WorkPage:
+    """One page of the view with its rows, and the count of every view under the same search and filters
+    (and the conditions `also`, e.g. `status_predicate`)."""
     views = _view_predicates(agent, now)
-    where = _filters(work, now)
+    where = [*_filters(work, now), *also]
     counts_query = _joined(select(*(sa.func.sum(sa.case((predicate, 1), else_=0)).label(name)
                                     for name, predicate in views.items())).select_from(Escalation))
     counted = session.exec(counts_query.where(*where)).one()

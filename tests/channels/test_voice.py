@@ -182,6 +182,40 @@ def test_a_bad_signature_is_403_and_changes_nothing(
     assert len(fake_voice.sent_to(ASHA)) == 1
 
 
+@pytest.mark.parametrize(("path", "left_out", "problem"), [
+    ("/webhooks/twilio/voice/call", "CallSid", "CallSid is required"),
+    ("/webhooks/twilio/voice/gather", "CallSid", "CallSid is required"),
+    ("/webhooks/twilio/voice", "CallSid", "CallSid is required"),
+    ("/webhooks/twilio/voice/status", "CallSid", "CallSid is required"),
+    ("/webhooks/twilio/voice/status", "CallStatus", "CallStatus is required"),
+])
+def test_a_signed_form_without_its_call_fields_is_400_and_changes_nothing(
+        client: TestClient, service: Service, clock: FakeClock, fake_voice: FakeTwilioVoice, path: str,
+        left_out: str, problem: str) -> None:
+    call = cod_call(client, service, clock, fake_voice)
+    query = call["url"].split("?", 1)[1]
+    params = {"CallSid": call["sid"], "AccountSid": fake_voice.account_sid, "From": ASHA, "To": call["from"],
+              "CallStatus": "completed", "Digits": "1", "AnsweredBy": "human"}
+    params.pop(left_out)
+    url = f"{path}?{query}&t=1"
+    response = client.post(url, data=params, headers={"X-Twilio-Signature": fake_voice.sign(f"{PUBLIC_URL}{url}",
+                                                                                               params)})
+    assert (response.status_code, response.json()) == (400, {"detail": problem})
+    assert order(client)["cod_status"] == "pending" and voice_messages(service, "in") == []
+    [placed] = voice_messages(service, "out")
+    assert placed.status == "sent" and placed.error_code is None
+
+
+def test_an_answered_webhook_for_a_call_doorstep_did_not_place_is_400(
+        client: TestClient, service: Service, clock: FakeClock, fake_voice: FakeTwilioVoice) -> None:
+    call = cod_call(client, service, clock, fake_voice)
+    params = {"CallSid": call["sid"], "AccountSid": fake_voice.account_sid, "From": ASHA, "To": call["from"]}
+    url = "/webhooks/twilio/voice/call?m=999999"
+    response = client.post(url, data=params, headers={"X-Twilio-Signature": fake_voice.sign(f"{PUBLIC_URL}{url}",
+                                                                                               params)})
+    assert (response.status_code, response.json()) == (400, {"detail": "an outbound call of Doorstep (m) is required"})
+
+
 def voice_messages(service: Service, direction: str) -> list[Message]:
     with service.db.session() as session:
         return list(session.exec(select(Message).where(Message.channel == "voice", Message.direction == direction)

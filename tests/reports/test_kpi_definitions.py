@@ -8,19 +8,22 @@ import uuid
 from datetime import timedelta
 
 import pytest
+from sqlmodel import col, select
 
 from bot.core.channels import InboundMessage
 from bot.core.holdout import assign
+from bot.core.models import Message
 from bot.core.settings import Settings
 from bot.reports.outcomes import build_report
 from tests.journeys.conftest import Kit, ist, make_kit
 
 HOLDOUT = {"share": 0.5, "journeys": {"shipped": 0.5}, "salt": "kpi-definitions"}
+GLOBAL_HOLDOUT = {"share": 0.5, "salt": "kpi-definitions"}
 
 
-def _ids(group: str, count: int) -> list[str]:
+def _ids(group: str, count: int, holdout: dict[str, object] = HOLDOUT) -> list[str]:
     """Order ids the hash puts in `group` (the API is checked to agree below)."""
-    config = {"holdout": HOLDOUT}
+    config = {"holdout": holdout}
     return [oid for oid in (f"K{i:03d}" for i in range(200)) if assign(oid, config).group == group][:count]
 
 
@@ -96,3 +99,54 @@ def test_each_kpi_counts_its_definition(kit: Kit) -> None:
     assert shipped["journey"] == "shipped"
     arms = [assign(oid, {"holdout": HOLDOUT}).journeys["shipped"] for oid in (t1, t2, t3, t4)]
     assert shipped["orders"] == {"treatment": arms.count("treatment"), "holdout": arms.count("holdout")}
+
+
+def test_cost_per_order_sums_the_prices_the_planner_recorded(settings: Settings, auth: dict[str, str]) -> None:
+    """One price table: each message costs what the send planner recorded when it queued it (a later change of
+    `messaging.pricing` does not reprice it); a message without a recorded price (queued before prices were
+    recorded) or sent on another channel than planned costs the planner's price at report time."""
+    queued_with = {"sms": {"IN": 0.002, "*": 0.05}}
+    kit = make_kit(settings, auth, ist(23, 10), holdout=GLOBAL_HOLDOUT, messaging={"pricing": queued_with})
+    t1, t2 = _ids("treatment", 2, GLOBAL_HOLDOUT)
+    (h1,) = _ids("holdout", 1, GLOBAL_HOLDOUT)
+    with kit.client:
+        for i, oid in enumerate((t1, t2, h1)):
+            kit.post_order(order_id=oid, phone=f"+91981240{i:04d}")
+        kit.run_until(kit.clock() + timedelta(minutes=5))
+        kit.clock.set(ist(24, 10))
+        for oid in (t1, t2, h1):
+            kit.event(oid, "shipped")
+        kit.run_until(kit.clock() + timedelta(minutes=5))
+    with kit.service.db.session() as session:
+        billed = list(session.exec(select(Message).where(Message.direction == "out",
+                                                         col(Message.status).in_(("sent", "delivered")))
+                                   .order_by(col(Message.id))))
+        assert len(billed) >= 4 and {m.plan["price"] for m in billed if m.plan} == {0.002}
+        legacy, moved = billed[0], billed[1]
+        legacy.plan = None  # as if queued before the planner recorded prices
+        moved.plan = {**(moved.plan or {}), "channel": "whatsapp", "price": 7.0}  # planned elsewhere: not its price
+        session.add(legacy)
+        session.add(moved)
+    # The shop's prices changed since: recorded prices stand, the two others are priced today (0.9 per SMS).
+    config = {**kit.service.runtime.shop_config,
+              "messaging": {"pricing": {"currency": "EUR", "sms": {"IN": 0.9, "*": 0.9}}}}
+    with kit.service.db.read() as session:
+        report = build_report(session, config=config, now=ist(23, 10) + timedelta(weeks=5))
+    kit.service.db.dispose()
+
+    expected_total = 0.9 * 2 + 0.002 * (len(billed) - 2)
+    glob = report["experiments"][0]
+    cost = {row["key"]: row for row in glob["kpis"]}["cost_per_order"]
+    assert cost["treatment"] == pytest.approx(expected_total / 2, abs=1e-4)
+    assert cost["holdout"] == pytest.approx(0.0)  # the holdout got no proactive message
+    assert report["currency"] == "EUR"
+
+
+def test_a_price_free_table_has_no_cost_kpi(settings: Settings, auth: dict[str, str]) -> None:
+    free = {"whatsapp_fee": 0.0, "whatsapp": {"*": {"marketing": 0.0, "utility": 0.0}}, "sms": {"*": 0.0}}
+    kit = make_kit(settings, auth, ist(23, 10), holdout=GLOBAL_HOLDOUT)
+    config = {**kit.service.runtime.shop_config, "messaging": {"pricing": free}}
+    with kit.service.db.read() as session:
+        report = build_report(session, config=config, now=ist(23, 10) + timedelta(weeks=5))
+    kit.service.db.dispose()
+    assert "cost_per_order" not in {row["key"] for row in report["experiments"][0]["kpis"]}

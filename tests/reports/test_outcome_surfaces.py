@@ -30,7 +30,8 @@ def shop(settings: Settings) -> Iterator[TestClient]:
     clock = FakeClock(datetime(2026, 6, 1, tzinfo=UTC))
     fast = simulation_settings(settings)
     overrides = {"holdout": {"share": 0.5, "salt": "surfaces"},
-                 "outcomes": {"prices": {"sms": {"IN": 0.002, "default": 0.008}, "whatsapp": {"default": 0.005}}}}
+                 "messaging": {"pricing": {"sms": {"IN": 0.002, "*": 0.008}, "whatsapp_fee": 0.005,
+                                           "whatsapp": {"IN": {"marketing": 0.0, "utility": 0.0}}}}}
     simulated = Service.create(fast, clock=clock, shop_overrides=overrides)
     outcome = run_simulation(simulated, clock, ShopModel(orders=60, weeks=1, effect=0.5, seed=3))
     simulated.db.dispose()
@@ -105,10 +106,21 @@ def test_doorstep_report_prints_json_and_tables(shop: TestClient, settings: Sett
     reset_settings_cache()
 
 
+def test_an_old_config_with_an_empty_price_table_still_loads(tmp_path: Path) -> None:
+    """doorstep.example.yaml used to carry `outcomes: {currency: USD, prices: {}}`: a copy of it still loads."""
+    path = tmp_path / "doorstep.yaml"
+    path.write_text("outcomes:\n  currency: USD\n  prices: {}\n  maturity: 7d\n", encoding="utf-8")
+    assert read_config_file(path)["outcomes"]["maturity"] == "7d"
+    path.write_text("messaging:\n  pricing:\n    currency: EUR\noutcomes:\n  currency: EUR\n", encoding="utf-8")
+    assert read_config_file(path)["outcomes"]["currency"] == "EUR"
+
+
 @pytest.mark.parametrize(("text", "problem"), [
     ("holdout:\n  share: 0.7\n", "2: holdout.share: must be a share between 0 and 0.5"),
     ("holdout:\n  journeys:\n    shiped: 0.1\n", "3: holdout.journeys.shiped: unknown journey"),
-    ("outcomes:\n  prices:\n    sms:\n      India: 0.01\n", "4: outcomes.prices.sms.India: must be a two-letter"),
+    ("outcomes:\n  prices:\n    sms:\n      IN: 0.01\n", "2: outcomes.prices: moved: message prices now come from "
+                                                      "messaging.pricing"),
+    ("outcomes:\n  currency: EUR\n", "2: outcomes.currency: moved: the report's currency is messaging.pricing.currency"),
     ("outcomes:\n  minimum_effect: 20\n", "2: outcomes.minimum_effect: must be a relative change"),
 ])
 def test_bad_measurement_settings_name_the_line(tmp_path: Path, text: str, problem: str) -> None:

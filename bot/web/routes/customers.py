@@ -75,6 +75,7 @@ class ConsentEntry(BaseModel):
 
 class ConsentOut(BaseModel):
     opted_out_channels: list[str]
+    email_status: str | None = None  # email's consent: None (deliverable), unsubscribed, bounced or complained
     events: list[ConsentEntry]
 
 
@@ -86,7 +87,7 @@ def consent_export(phone: str, session: ReadSessionDep, service: ServiceDep) -> 
     customer = session.exec(select(Customer).where(Customer.phone == e164)).first()
     if customer is None:
         raise NotFound("no customer with this phone number")
-    return ConsentOut(opted_out_channels=list(customer.opted_out_channels),
+    return ConsentOut(opted_out_channels=list(customer.opted_out_channels), email_status=customer.email_status,
                       events=[ConsentEntry.model_validate(e) for e in consent.history(session, customer.id or 0)])
 
 

@@ -13,11 +13,13 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, status
+from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field
+from sqlmodel import col, select
 
-from bot.core.errors import NotFound
+from bot.core.errors import InvalidInput, NotFound
 from bot.core.models import Escalation
-from bot.store import escalations, holds
+from bot.store import escalations, holds, worklist
 from bot.web.deps import ReadSessionDep, ServiceDep, SessionDep
 
 router = APIRouter(prefix="/api/escalations", tags=["escalations"])
@@ -99,6 +101,10 @@ class EscalationOut(BaseModel):
 class EscalationList(BaseModel):
     items: list[EscalationOut]
     count: int
+    total: int | None = Field(default=None, description="With a view, search or filter: how many match in all "
+                                                        "(`items` holds at most `limit` of them).")
+    views: dict[str, int] | None = Field(default=None, description="With `view`: how many match the search "
+                                                                   "and filters in each inbox view.")
 
 
 class ReplyOut(BaseModel):
@@ -117,19 +123,62 @@ class HeldSentOut(BaseModel):
     message_status: str = Field(description="`queued`: the dispatcher sends it in a moment.")
 
 
+Status = Literal["open", "unassigned", "assigned", "resolved", "all"]
+View = Literal["open", "mine", "unassigned", "waiting", "overdue", "snoozed", "resolved", "all"]
+Sort = Literal["sla", "priority", "newest", "oldest", "updated"]
+
+
 @router.get("", response_model=EscalationList)
 def list_escalations(
     session: ReadSessionDep, service: ServiceDep,
-    status_: Annotated[Literal["open", "unassigned", "assigned", "resolved", "all"],
-                       Query(alias="status", description="open = not resolved yet (open or assigned)")] = "open",
+    status_: Annotated[Status | None, Query(alias="status", description="open (the default) = not resolved yet "
+                                                                         "(open or assigned). Not with `view`.")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    view: Annotated[View | None, Query(description="An inbox view (open = not resolved and not snoozed; mine = "
+                                                   "assigned to `agent`); not with `status`.")] = None,
+    q: Annotated[str, Query(description="Search: order id, tracking number, the end of the phone number (4+ "
+                                        "digits), part of the name, or the escalation id.")] = "",
+    reason: Annotated[str, Query(max_length=40)] = "",
+    channel: Annotated[str, Query(max_length=16)] = "",
+    language: Annotated[str, Query(max_length=16)] = "",
+    age: Annotated[Literal["1h", "4h", "24h", "3d"] | None, Query(description="Opened longer ago than")] = None,
+    priority: Annotated[Literal["urgent", "high", "normal", "low"] | None, Query()] = None,
+    tag: Annotated[str, Query(max_length=30)] = "",
+    sort: Annotated[Sort | None, Query(description="Default: sla (resolved view: newest)")] = None,
+    agent: Annotated[str, Query(min_length=1, max_length=100, description="Whose `mine` view")] = "api",
 ) -> EscalationList:
-    """Escalations, the most urgent SLA first (resolved: most recent first)."""
+    """Escalations, the most urgent SLA first (resolved: most recent first); with the inbox's views, search,
+    filters and sorts (bot.store.worklist) when any of them is given."""
     now = service.now()
-    rows = escalations.list_escalations(session=session, status=status_, limit=limit)
+    filtered = view is not None or any((q, reason, channel, language, age, priority, tag, sort))
+    if not filtered:
+        rows = escalations.list_escalations(session=session, status=status_ or "open", limit=limit)
+    else:
+        if view is not None and status_ is not None:
+            raise _query_error("status", "use either status or view, not both")
+        try:
+            work = worklist.work_filter(view=view or "all", q=q, reason=reason, channel=channel, language=language,
+                                        age=age or "", priority=priority or "", tag=tag,
+                                        sort=sort or ("newest" if status_ == "resolved" else ""))
+        except InvalidInput as exc:
+            raise _query_error(exc.field, exc.reason) from None
+        also = () if view is not None else (worklist.status_predicate(status_ or "open"),)
+        page = worklist.find_work(session=session, agent=agent, work=work, now=now, limit=limit, also=also)
+        by_id = {e.id: e for e in session.exec(select(Escalation).where(
+            col(Escalation.id).in_([row["id"] for row in page.rows] or [-1])))}
+        rows = [by_id[row["id"]] for row in page.rows if row["id"] in by_id]
     items = [EscalationOut.model_validate(escalations.escalation_view(session=session, escalation=e, now=now))
              for e in rows]
-    return EscalationList(items=items, count=len(items))
+    if not filtered:
+        return EscalationList(items=items, count=len(items))
+    return EscalationList(items=items, count=len(items), total=page.total,
+                          views=dict(page.counts) if view is not None else None)
+
+
+def _query_error(field: str, reason: str) -> RequestValidationError:
+    """A 422 in FastAPI's shape naming the query parameter and the reason, never the value (a search may be a
+    phone number)."""
+    return RequestValidationError([{"loc": ("query", field), "msg": reason, "type": "value_error"}])
 
 
 @router.get("/{escalation_id}", response_model=EscalationOut)
