@@ -35,7 +35,7 @@ _NAME = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 _ANY_VARIABLE = re.compile(r"\{\{[^}]*\}\}")
 
 
-class TemplateDataError(ValueError):
+class TemplateDataError(DoorstepError, ValueError):
     """data/whatsapp_templates.yml is not valid; the message names the template, locale and problem."""
 
 
