@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from bot.core import replies
+from intents.errors import DoorstepError
 
 PATH = replies.DATA_DIR / "whatsapp_templates.yml"
 LOCALES = tuple(replies.BABEL_LOCALES)  # the locales Doorstep ships: every template needs each one
