@@ -157,9 +157,8 @@ class Identified:
     conversations: dict[int, int] = field(default_factory=dict)  # message id -> conversation id
     customers: dict[int, Customer] = field(default_factory=dict)
     messages: dict[int, list[Message]] = field(default_factory=dict)  # conversation id -> identified now, in order
-    # Conversations read (and on PostgreSQL locked) by the batch query (sender found), and which of them had
-    # a message identified before this transaction and still waiting (a crash, a failed batch): only those
-    # are read again.
+    # Conversations read by the batch query (sender found), and which of them had a message identified
+    # before this transaction and still waiting (a crash, a failed batch): only those are read again.
     loaded: dict[int, Conversation] = field(default_factory=dict)
     waiting_before: set[int] = field(default_factory=set)
 
@@ -187,13 +186,8 @@ def _statements(postgres: bool) -> dict[str, Any]:
     unidentified = select(Message).where(Message.direction == "in", Message.status == "received",
                                          col(Message.conversation_id).is_(None),
                                          col(Message.id) <= sa.bindparam("up_to")).order_by(col(Message.id))
-    if postgres:  # the conversations locked here (`Database.locked`, in id order): no second statement for it
-        senders = (select(Customer, Conversation, _waiting_flag())
-                   .join(Conversation, col(Conversation.customer_id) == col(Customer.id))
-                   .order_by(col(Conversation.id)).with_for_update(of=Conversation, key_share=True))
-    else:  # under SQLite's one write lock since BEGIN; a customer without a conversation comes too
-        senders = select(Customer, Conversation, _waiting_flag()).outerjoin(
-            Conversation, col(Conversation.customer_id) == col(Customer.id))
+    senders = select(Customer, Conversation, _waiting_flag()).outerjoin(
+        Conversation, col(Conversation.customer_id) == col(Customer.id))
     held = (sa.exists().select_from(OUTBOX.join(MESSAGE, MESSAGE.c.id == OUTBOX.c.message_id))
             .where(OUTBOX.c.order_pk == ORDERS.c.id, OUTBOX.c.status == "pending",
                    MESSAGE.c.template.in_(outbox.journey_templates(INFORMATIONAL_JOURNEYS))).label("held"))
@@ -382,11 +376,10 @@ def _handle_conversations(db: Database, session: Session, runtime: Runtime, ids:
     Read per batch: the conversations (locked; with whether a message identified earlier waits), the
     customers with their orders and whether each order has a journey message held in the outbox, and
     only when one waits, the earlier messages. `identified` (this transaction identified the batch):
-    its messages are in hand and its conversations were locked as it found them (PostgreSQL: `FOR NO
-    KEY UPDATE` in the same statement; SQLite: the one write lock, held since BEGIN); on SQLite its
-    customers are current too. PostgreSQL reads the customers again in a statement after the lock
-    (another process's turn may have changed them; the locking statement's joined rows come from
-    before its wait)."""
+    its messages are in hand, and on SQLite, where this transaction has held the one write lock since
+    it began, its conversations and customers are current and are not read again. PostgreSQL reads
+    conversations and customers again once the conversations are locked (another process's turn may
+    have changed them since)."""
     turns: list[Turn] = []
     identified = identified or Identified()
     with session.no_autoflush:  # the batch's changes go out once, at commit
@@ -417,7 +410,7 @@ def _locked_conversations(db: Database, session: Session, ids: list[int],
                           identified: Identified) -> dict[int, Conversation]:
     """The conversations `ids`, locked, in id order; records in `identified.waiting_before` which of
     them have a message identified earlier still waiting."""
-    missing = [i for i in ids if i not in identified.loaded]
+    missing = ids if db.is_postgres else [i for i in ids if i not in identified.loaded]
     found = {i: identified.loaded[i] for i in ids if i in identified.loaded}
     if missing:
         for conversation, waiting in session.execute(_statements(db.is_postgres)["conversations"], {"ids": missing}):
