@@ -29,6 +29,7 @@ import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.pgtemp import throwaway_database  # noqa: E402
 from bot.conversation import gateway  # noqa: E402
 from bot.core.channels import InboundMessage  # noqa: E402
 from bot.core.schemas import OrderIn  # noqa: E402
@@ -121,19 +122,10 @@ def main() -> None:
             for line in run("sqlite", f"sqlite:///{tmp}/bench.db", sizes, args.rounds, args.profile):
                 print(json.dumps(line), flush=True)
     if args.backend in {"postgres", "both"}:
-        name = f"doorstep_bench_{uuid.uuid4().hex[:8]}"
-        admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-        try:
-            url = admin.url.set(database=name).render_as_string(hide_password=False)
+        with throwaway_database(PG_ADMIN) as url:
             for line in run("postgresql", url, sizes, args.rounds,
                             args.profile and args.profile + ".pg"):
                 print(json.dumps(line), flush=True)
-        finally:
-            with admin.connect() as conn:
-                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            admin.dispose()
 
 
 if __name__ == "__main__":

@@ -19,10 +19,9 @@ import time
 import uuid
 from pathlib import Path
 
-import sqlalchemy as sa
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.pgtemp import throwaway_database  # noqa: E402
 from bot.core.channels import InboundMessage  # noqa: E402
 from bot.core.schemas import OrderIn  # noqa: E402
 from bot.core.settings import Settings  # noqa: E402
@@ -80,17 +79,8 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             print(json.dumps(run("sqlite", f"sqlite:///{tmp}/bench.db", args.messages)), flush=True)
     if args.backend in {"postgres", "both"}:
-        name = f"doorstep_bench_{uuid.uuid4().hex[:8]}"
-        admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-        try:
-            print(json.dumps(run("postgresql", admin.url.set(database=name).render_as_string(hide_password=False),
-                                 args.messages)), flush=True)
-        finally:
-            with admin.connect() as conn:
-                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            admin.dispose()
+        with throwaway_database(PG_ADMIN) as url:
+            print(json.dumps(run("postgresql", url, args.messages)), flush=True)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ import random
 import sys
 import tempfile
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import sqlalchemy as sa  # noqa: E402
 from rich.console import Console  # noqa: E402
 
+from bench.pgtemp import throwaway_database  # noqa: E402
 from bot.core.db import Database  # noqa: E402
 from bot.core.holdout import assign, encode_journeys  # noqa: E402
 from bot.core.models import Customer, Escalation, Message, Order, OrderEvent  # noqa: E402
@@ -155,16 +155,8 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             result["sqlite"] = run(f"sqlite:///{Path(tmp) / 'bench.db'}", args.orders)
     if args.backend in ("postgres", "both"):
-        admin = sa.create_engine(os.environ.get("DOORSTEP_BENCH_PG_URL", PG_DEFAULT), isolation_level="AUTOCOMMIT")
-        name = f"doorstep_bench_{uuid.uuid4().hex[:8]}"
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-        try:
-            result["postgres"] = run(admin.url.set(database=name).render_as_string(hide_password=False), args.orders)
-        finally:
-            with admin.connect() as conn:
-                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            admin.dispose()
+        with throwaway_database(os.environ.get("DOORSTEP_BENCH_PG_URL", PG_DEFAULT)) as url:
+            result["postgres"] = run(url, args.orders)
     print(json.dumps(result))
 
 

@@ -26,17 +26,15 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
-
-import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from webhooks import Bench, load_average, log, seed, stop_processes, wait_ready  # noqa: E402
 
+from bench.pgtemp import throwaway_database  # noqa: E402
 from tests.fakes.twilio_server import ACCOUNT_SID, AUTH_TOKEN, SMS_FROM, FakeTwilio, free_port  # noqa: E402
 
 PG_DEFAULT = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -59,12 +57,6 @@ def main() -> None:
     args = parser.parse_args()
     count = int(args.rate * args.seconds)
 
-    admin_url = os.environ.get("DOORSTEP_BENCH_PG_URL", PG_DEFAULT)
-    name = f"doorstep_bench_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    database_url = admin.url.set(database=name).render_as_string(hide_password=False)
     fake = FakeTwilio().start()
     workdir = Path(tempfile.mkdtemp(prefix="doorstep-scaleout-"))
     # Each run needs its own customers (one message each): two warm-ups and two runs.
@@ -72,35 +64,33 @@ def main() -> None:
     processes: list[subprocess.Popen[bytes]] = []
     results: dict[str, Any] = {"benchmark": "scaleout", "database": "postgresql", "cpus": os.cpu_count(),
                                "load_average_before": load_average()}
-    try:
-        log(f"seeding {len(phones)} customers with orders …")
-        seed(database_url, phones)
-        ports = [free_port(), free_port()]
-        public = f"http://127.0.0.1:{ports[0]}"  # what Twilio signs; both servers are told the same URL
-        urls = [f"http://127.0.0.1:{port}" for port in ports]
-        # One server alone first (the second is not running: its dispatcher would help the first).
-        processes.append(start_serve(database_url, public, ports[0], fake, workdir))
-        wait_ready(urls[0] + "/healthz", processes[0])
-        bench = Bench(fake, public, public, phones, processes[0].pid)
-        log("warm-up of the first server (model, connections) …")
-        bench.open_loop(50, max(1.0, count / 2 / 50), urls=urls[:1], pids=[processes[0].pid])
-        log(f"one serve: {args.rate:g}/s for {args.seconds:g} s …")
-        one = bench.open_loop(args.rate, args.seconds, urls=urls[:1], pids=[processes[0].pid])
-        processes.append(start_serve(database_url, public, ports[1], fake, workdir))
-        wait_ready(urls[1] + "/healthz", processes[1])
-        log("warm-up of the second server …")
-        bench.open_loop(50, max(1.0, count / 2 / 50), urls=urls[1:], pids=[processes[1].pid])
-        time.sleep(2)
-        log(f"two serves: {args.rate:g}/s for {args.seconds:g} s …")
-        two = bench.open_loop(args.rate, args.seconds, urls=urls, pids=[p.pid for p in processes])
-        results.update(one=one, two=two, two_vs_one=round(two["replies_per_s"] / one["replies_per_s"], 2),
-                       load_average_after=load_average())
-    finally:
-        stop_processes(processes)
-        fake.stop()
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with throwaway_database(os.environ.get("DOORSTEP_BENCH_PG_URL", PG_DEFAULT)) as database_url:
+        try:
+            log(f"seeding {len(phones)} customers with orders …")
+            seed(database_url, phones)
+            ports = [free_port(), free_port()]
+            public = f"http://127.0.0.1:{ports[0]}"  # what Twilio signs; both servers are told the same URL
+            urls = [f"http://127.0.0.1:{port}" for port in ports]
+            # One server alone first (the second is not running: its dispatcher would help the first).
+            processes.append(start_serve(database_url, public, ports[0], fake, workdir))
+            wait_ready(urls[0] + "/healthz", processes[0])
+            bench = Bench(fake, public, public, phones, processes[0].pid)
+            log("warm-up of the first server (model, connections) …")
+            bench.open_loop(50, max(1.0, count / 2 / 50), urls=urls[:1], pids=[processes[0].pid])
+            log(f"one serve: {args.rate:g}/s for {args.seconds:g} s …")
+            one = bench.open_loop(args.rate, args.seconds, urls=urls[:1], pids=[processes[0].pid])
+            processes.append(start_serve(database_url, public, ports[1], fake, workdir))
+            wait_ready(urls[1] + "/healthz", processes[1])
+            log("warm-up of the second server …")
+            bench.open_loop(50, max(1.0, count / 2 / 50), urls=urls[1:], pids=[processes[1].pid])
+            time.sleep(2)
+            log(f"two serves: {args.rate:g}/s for {args.seconds:g} s …")
+            two = bench.open_loop(args.rate, args.seconds, urls=urls, pids=[p.pid for p in processes])
+            results.update(one=one, two=two, two_vs_one=round(two["replies_per_s"] / one["replies_per_s"], 2),
+                           load_average_after=load_average())
+        finally:
+            stop_processes(processes)
+            fake.stop()
     print(json.dumps(results, indent=2))
 
 

@@ -26,8 +26,10 @@ from bot.app import create_app
 from bot.core.db import Database
 from bot.core.settings import Settings
 from bot.service import Service
+from tests.fakes.smtp_server import FakeSMTP
 from tests.fakes.telegram_server import FakeTelegram
 from tests.fakes.twilio_server import FakeTwilio
+from tests.fakes.viber_server import FakeViber
 
 # The integrations' senders, as `serve` and `worker` register them (tests build Dispatchers directly).
 wiring.install()
@@ -192,6 +194,20 @@ def fake_telegram() -> Iterator[FakeTelegram]:
     fake = FakeTelegram().start()
     yield fake
     fake.stop()
+
+
+@pytest.fixture
+def fake_viber() -> Iterator[FakeViber]:
+    fake = FakeViber().start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def smtp() -> Iterator[FakeSMTP]:
+    server = FakeSMTP(require_auth=True).start()  # AUTH over plain SMTP: loopback only
+    yield server
+    server.stop()
 
 
 @pytest.fixture

@@ -46,20 +46,6 @@ OPTED_IN = replies.render("channels.opted_in", "en", shop_name="Demo Shop")
 
 
 @pytest.fixture
-def smtp() -> Iterator[FakeSMTP]:
-    server = FakeSMTP(require_auth=True).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def fake_viber() -> Iterator[FakeViber]:
-    fake = FakeViber().start()
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture
 def service(settings: Settings, smtp: FakeSMTP, fake_twilio: FakeTwilio, fake_telegram: FakeTelegram,
             fake_viber: FakeViber) -> Service:
     configured = email_settings(settings, smtp, fake_twilio, viber_auth_token=SecretStr(AUTH_TOKEN),

@@ -36,13 +36,6 @@ LINK_SECRET = "email-link-secret-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {TEST_API_KEY}"}
 
 
-@pytest.fixture
-def smtp() -> Iterator[FakeSMTP]:
-    server = FakeSMTP(require_auth=True).start()  # AUTH over plain SMTP: loopback only
-    yield server
-    server.stop()
-
-
 def email_settings(settings: Settings, smtp: FakeSMTP, twilio: FakeTwilio, **extra: object) -> Settings:
     values: dict[str, object] = {
         "quiet_hours": "", "email_smtp_host": "127.0.0.1", "email_smtp_port": smtp.port, "email_smtp_security": "none",

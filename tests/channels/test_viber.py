@@ -28,13 +28,6 @@ AUTH = {"Authorization": f"Bearer {TEST_API_KEY}"}
 
 
 @pytest.fixture
-def fake_viber() -> Iterator[FakeViber]:
-    fake = FakeViber().start()
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture
 def service(settings: Settings, fake_viber: FakeViber, fake_twilio: FakeTwilio) -> Service:
     service = new_service(with_channels(
         settings, twilio=fake_twilio, quiet_hours="", viber_auth_token=SecretStr(AUTH_TOKEN),
