@@ -180,6 +180,8 @@ class Dispatcher:
         self.kinds = kinds
         self.limiter = RateLimiter(db, max_wait=MAX_INLINE_WAIT)
         self._batch = MIN_BATCH
+        self.drained = False  # the last `run_once` took every due row and settled each (see there)
+        self._claim_was_full = False  # set by `claim`; one claim is in flight at a time
         self._prefetched: asyncio.Future[tuple[list[Claimed], int, float]] | None = None
 
     # ------------------------------------------------------------ senders
@@ -219,6 +221,8 @@ class Dispatcher:
             if rows is None or len(rows) < limit:
                 rows = list(session.execute(_claim_query(postgres, self.kinds, False), params).all())
             batch: list[Any] = _in_recipient_order(session, rows)
+            # Came back full (counting rows settled here: expired, cancelled, held): more may be due.
+            self._claim_was_full = len(rows) >= limit
             human_owned = holds.human_owned(session, {row.customer_id for row in batch
                                                       if row.customer_id is not None and holds.is_automatic(row)})
             taking: list[int] = []
@@ -573,10 +577,17 @@ class Dispatcher:
             claimed, size, started = await pending
         else:
             claimed, size, started = await self._claim(limit or self._batch)
+        full = len(claimed) >= size or self._claim_was_full
         if limit is None:
-            self._batch = min(MAX_BATCH, size * 2) if len(claimed) >= size else MIN_BATCH
-            if prefetch and len(claimed) >= size:
+            self._batch = min(MAX_BATCH, size * 2) if full else MIN_BATCH
+            if prefetch and full:
                 self._prefetched = asyncio.ensure_future(self._claim(self._batch))
+        # Whether a claim right now could find more: not when this one came back short of its limit
+        # and every row in it was settled (sent or given up): then the due rows were all taken, and a
+        # new one wakes the loop (`wake_dispatchers`, LISTEN/NOTIFY) — an empty claim after every
+        # lone reply cost as much CPU as the reply's own claim. A row put back (rate limit, a
+        # customer's order, a retry) may be due again at once: the loop claims again.
+        self.drained = not full
         # One lane per recipient: a customer's messages go out in order (whatever the channel),
         # different customers in parallel.
         lanes: dict[tuple[str, str | None, str], list[Claimed]] = {}
@@ -599,8 +610,11 @@ class Dispatcher:
                     # Put back, not an attempt: behind a message that must wait (the customer's order),
                     # or a long rate-limited lane that must not outlive its lease.
                     recorder.add(item, Outcome("deferred", retry_in=0.0), None)
+                    self.drained = False
                     continue
                 outcome, receipt = await self.attempt(item, sending)
+                if outcome.status not in FINAL:
+                    self.drained = False
                 if self.batchable(item, outcome):
                     recorded = recorder.add(item, outcome, receipt)
                     if index + 1 < len(items) and not await recorded:
@@ -650,7 +664,7 @@ class Dispatcher:
                 except Exception:
                     log.exception("dispatcher iteration failed; retrying")
                     count = 0
-                if count == 0:
+                if count == 0 or self.drained:
                     waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
                     await asyncio.wait(waiters, timeout=idle_sleep, return_when=asyncio.FIRST_COMPLETED)
                     for waiter in waiters:

@@ -1,7 +1,8 @@
 """Waking the dispatchers of other processes: PostgreSQL LISTEN/NOTIFY, polling as the fallback.
 
 After new outbox rows commit, `announce(db)` sends `NOTIFY doorstep_outbox`
-(one autocommit statement on a pooled connection; nothing on SQLite, whose
+(one autocommit statement on a pooled connection, its payload naming the process,
+whose own dispatchers were woken in-process and ignore it; nothing on SQLite, whose
 dispatchers share one machine and poll). A dispatcher on PostgreSQL keeps one
 connection of its own that LISTENs on that channel and wakes at each
 notification (`listen`), so a `doorstep worker` picks up a reply a `serve`
@@ -20,6 +21,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import secrets
 
 import sqlalchemy as sa
 
@@ -30,6 +33,12 @@ log = logging.getLogger(__name__)
 
 CHANNEL = "doorstep_outbox"
 RETRY_CAP_SECONDS = 30.0
+_ORIGIN = secrets.token_hex(8)  # this process's notifications: its own dispatchers were woken in-process
+
+
+def _origin() -> str:
+    """The payload naming this process (a forked child is another process: its pid is part of it)."""
+    return f"{os.getpid()}:{_ORIGIN}"
 
 
 def announce(db: Database) -> None:
@@ -38,7 +47,7 @@ def announce(db: Database) -> None:
         return
     try:
         with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.execute(sa.text("SELECT pg_notify(:channel, '')"), {"channel": CHANNEL})
+            conn.execute(sa.text("SELECT pg_notify(:channel, :origin)"), {"channel": CHANNEL, "origin": _origin()})
     except sa.exc.SQLAlchemyError as exc:  # they poll anyway
         log.warning("NOTIFY %s failed: %s", CHANNEL, exc.__class__.__name__)
 
@@ -70,8 +79,12 @@ async def _listen(db: Database, wake: asyncio.Event) -> None:
                 log.info("listening for new outbox rows (%s)", CHANNEL)
                 delay = 1.0
                 wake.set()  # rows committed while we were not listening
-                async for _ in conn.notifies():
-                    wake.set()
+                own = _origin()
+                async for notification in conn.notifies():
+                    # Our own announcement woke this process's dispatchers already (`dispatcher.notify`);
+                    # heard again here, it made each of them claim a second time for nothing.
+                    if notification.payload != own:
+                        wake.set()
         except asyncio.CancelledError:
             raise
         except Exception as exc:

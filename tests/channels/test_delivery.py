@@ -10,6 +10,7 @@ import time
 from datetime import timedelta
 
 import pytest
+import sqlalchemy as sa
 from sqlmodel import col, select
 
 from bot.core.channels import InboundMessage
@@ -442,6 +443,55 @@ def test_a_batch_claimed_ahead_is_put_back_when_the_loop_ends(settings: Settings
     clock.advance(seconds=2)  # put back due a second later, like any put-back
     drain(Dispatcher(service.db, service.settings, clock=clock))
     assert sorted(m["body"] for m in fake_twilio.messages) == sorted(f"ahead {i}" for i in range(60))
+
+
+def test_a_lone_reply_costs_one_claim_and_the_loop_still_wakes_for_the_next(settings: Settings,
+                                                                            fake_twilio: FakeTwilio) -> None:
+    """A claim that came back short with every row sent leaves nothing due: the loop waits for the
+    next wake-up instead of claiming again at once (an empty claim cost as much as the reply's own),
+    and a reply queued afterwards still goes out at once, not at the next poll."""
+    service = _service(settings, fake_twilio)
+    claims: list[str] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        if statement.lstrip().startswith("WITH picked AS"):
+            claims.append(statement)
+
+    async def run() -> tuple[int, int, float]:
+        dispatcher = Dispatcher(service.db, service.settings)
+        stop = asyncio.Event()
+        task = asyncio.create_task(dispatcher.run_forever(stop, idle_sleep=30.0))  # no polling in this test
+        try:
+            settled = -1
+            while settled != len(claims):  # the start's empty claims (PostgreSQL: once more when LISTEN starts)
+                settled = len(claims)
+                await asyncio.sleep(0.3)
+            await asyncio.to_thread(_queue, service, "first")
+            for _ in range(100):
+                if fake_twilio.messages:
+                    break
+                await asyncio.sleep(0.02)
+            await asyncio.sleep(0.3)  # time for a needless claim to happen
+            after_first = len(claims)
+            started = time.monotonic()
+            await asyncio.to_thread(_queue, service, "second")
+            for _ in range(100):
+                if len(fake_twilio.messages) == 2:
+                    break
+                await asyncio.sleep(0.02)
+            return after_first - settled, len(claims) - settled, time.monotonic() - started
+        finally:
+            stop.set()
+            await task
+
+    sa.event.listen(service.db.engine, "before_cursor_execute", count)
+    try:
+        after_first, after_second, took = asyncio.run(run())
+    finally:
+        sa.event.remove(service.db.engine, "before_cursor_execute", count)
+    assert [m["body"] for m in fake_twilio.messages] == ["first", "second"]
+    assert after_first == 1  # the claim that took the reply, and none after it
+    assert after_second == 2 and took < 5.0  # woken by the commit, long before the 30 s poll
 
 
 def test_a_long_queue_of_one_customer_holds_no_one_else_back_in_a_large_claim(settings: Settings) -> None:

@@ -65,7 +65,8 @@ db = Database(settings.database_url)
 async def main() -> None:
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    await Dispatcher(db, settings, worker_id=sys.argv[1]).run_forever(stop, idle_sleep=0.1)
+    poll = float(sys.argv[2]) if len(sys.argv) > 2 else 0.1
+    await Dispatcher(db, settings, worker_id=sys.argv[1]).run_forever(stop, idle_sleep=poll)
 
 
 asyncio.run(main())
@@ -194,11 +195,15 @@ def _worker_in_thread(settings: Settings, idle_sleep: float) -> tuple[threading.
 
 @pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 def test_a_worker_wakes_on_notify_without_waiting_for_its_poll(settings: Settings, fake_twilio: FakeTwilio) -> None:
+    """A `doorstep worker` (another process: its own dispatchers are not woken in-process) sends a
+    row this process committed as soon as the NOTIFY arrives, not at its 30 s poll."""
     service = new_service(with_channels(settings, twilio=fake_twilio))
-    thread, loop, stop = _worker_in_thread(service.settings, idle_sleep=30.0)
+    worker = subprocess.Popen([sys.executable, "-c", WORKER, "listening-worker", "30"], env=_env(service.settings),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30
         while _listening(service.db) == 0:
+            assert worker.poll() is None, worker.stderr.read() if worker.stderr else ""
             assert time.monotonic() < deadline, "the worker never LISTENed"
             time.sleep(0.05)
         for i in range(2):  # the first send also sets up the worker's Twilio client
@@ -207,8 +212,8 @@ def test_a_worker_wakes_on_notify_without_waiting_for_its_poll(settings: Setting
             wakeup.announce(service.db)  # what `serve` does after a reply commits (dispatcher.notify(db))
             fake_twilio.wait_for(i + 1, timeout=10)  # long before the 30 s poll: the NOTIFY woke it
     finally:
-        loop.call_soon_threadsafe(stop.set)
-        thread.join(timeout=10)
+        worker.terminate()
+        worker.wait(timeout=30)
 
 
 @pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
