@@ -61,3 +61,10 @@ def country_of(phone: str | None) -> str | None:
     except phonenumbers.NumberParseException:
         return None
     return region if region and region != "ZZ" else None
+
+
+def forget_parsed_numbers() -> None:
+    """Drop the parsed numbers kept in this process's memory (called when a customer is erased:
+    their number must not outlive the erasure here either; the caches refill as messages arrive)."""
+    to_e164.cache_clear()
+    country_of.cache_clear()

@@ -54,7 +54,7 @@ from bot.core.models import (
     OrderEvent,
     Outbox,
 )
-from bot.core.phones import phone_hash
+from bot.core.phones import forget_parsed_numbers, phone_hash
 from bot.core.vocab import Owner
 from bot.store import consent
 
@@ -273,7 +273,12 @@ def purge_after_commit(session: Session) -> None:
     the old row versions are only free once the new ones are durable)."""
     bind = session.get_bind()
     engine = bind if isinstance(bind, Engine) else bind.engine
-    sa.event.listen(session, "after_commit", lambda _session: purge_freed_storage(engine), once=True)
+    sa.event.listen(session, "after_commit", lambda _session: _after_erasure(engine), once=True)
+
+
+def _after_erasure(engine: Engine) -> None:
+    forget_parsed_numbers()  # the number parsed by this request, or by the customer's earlier messages
+    purge_freed_storage(engine)
 
 
 def purge_freed_storage(engine: Engine, tables: Iterable[str] = TOUCHED_TABLES) -> bool:

@@ -24,6 +24,7 @@ from sqlmodel import SQLModel, select
 import bot.core.models  # noqa: F401  (every table in the metadata)
 from bot.app import create_app
 from bot.core.models import ChatwootLink, Customer, Escalation
+from bot.core.phones import country_of, to_e164
 from bot.core.settings import Settings
 from bot.delivery.dispatcher import Dispatcher
 from bot.service import Service
@@ -111,8 +112,11 @@ def test_erasure_leaves_no_identifier_or_word_of_the_customer_in_the_database(
             files = _database_files(service)
             assert _found(files["doorstep-test.db"]) and LATE.encode() in files["doorstep-test.db-wal"]
 
+        assert to_e164.cache_info().currsize and country_of.cache_info().currsize  # parsed while they talked
         response = client.delete(f"/api/customers/{PHONE}", headers=auth)
         assert response.status_code == 200 and response.json()["erased"] is True
+        # Nor kept in this process's memory: the parsed-number caches held their number.
+        assert to_e164.cache_info().currsize == 0 and country_of.cache_info().currsize == 0
 
         assert _found(_all_rows(service).encode()) == []
         if service.db.is_sqlite:
