@@ -92,7 +92,9 @@ def inbound_row(inbound: InboundMessage, *, now: datetime) -> dict[str, Any]:
             "sender": {k: v for k, v in sender.items() if v}}
 
 
+@functools.lru_cache(maxsize=4)
 def _insert(dialect: str) -> Any:
+    """Built once per dialect: building it, and its cache key, cost more than SQLite took to run it."""
     from sqlalchemy.dialects import postgresql, sqlite
 
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
