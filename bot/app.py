@@ -5,6 +5,7 @@ workers (dispatcher and scheduler) when run by `doorstep serve`.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -48,8 +49,19 @@ ROUTERS: list[tuple[ModuleType, bool]] = [
 ]
 
 
-def create_app(settings: Settings | None = None, *, service: Service | None = None, workers: bool = False) -> FastAPI:
-    """Build the app. `workers=True` also runs the dispatcher and scheduler in-process."""
+def freeze_startup_heap() -> None:
+    """Move everything alive now (modules, the intent model, settings: the long-lived heap) out of the
+    garbage collector's reach. Its full collections then scan only what came later: with the model
+    loaded one took ≈ 100 ms and paused every request in flight (measured in docs/benchmarks.md).
+    For a server process once it is ready, not for a library user's process (nothing frozen is freed)."""
+    gc.collect()
+    gc.freeze()
+
+
+def create_app(settings: Settings | None = None, *, service: Service | None = None, workers: bool = False,
+               freeze_heap: bool = False) -> FastAPI:
+    """Build the app. `workers=True` also runs the dispatcher and scheduler in-process; `freeze_heap`
+    (`doorstep serve`) calls `freeze_startup_heap` once the intent model has loaded."""
     service = service or Service.create(settings)
     wiring.install()
 
@@ -59,6 +71,8 @@ def create_app(settings: Settings | None = None, *, service: Service | None = No
         # answers: /healthz says 503 until it is ready, and message handling waits for it
         # outside its transaction (Runtime.warm_up), never training inside one.
         model_loading = asyncio.create_task(asyncio.to_thread(service.load_model))
+        if freeze_heap:
+            model_loading.add_done_callback(lambda task: None if task.cancelled() else freeze_startup_heap())
         new_key = ensure_api_key(service.db, service.settings.api_key.get_secret_value())
         if new_key:
             print_new_api_key(new_key)

@@ -56,7 +56,7 @@ def serve(
     # httptools with a deadline per request (slow senders are cut off), a short keep-alive and a bounded header
     # block; body sizes are limited inside the app (bot/web/httplimits.py).
     # log_config=None: uvicorn's records go through Doorstep's handler (one line, redacted), not uvicorn's own.
-    uvicorn.run(create_app(service=service, workers=workers), host=host, port=port, log_config=None,
+    uvicorn.run(create_app(service=service, workers=workers, freeze_heap=True), host=host, port=port, log_config=None,
                 log_level="info" if settings.access_log else "warning", access_log=settings.access_log,
                 http=guarded_protocol(settings.request_timeout_seconds),
                 timeout_keep_alive=settings.keep_alive_seconds)
@@ -83,6 +83,7 @@ def worker() -> None:
     import asyncio
     import signal
 
+    from bot.app import freeze_startup_heap
     from bot.workers import start_workers
 
     service = load_service()
@@ -95,6 +96,7 @@ def worker() -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         await asyncio.to_thread(service.load_model)  # before any message is processed, outside a transaction
+        freeze_startup_heap()
         tasks = await start_workers(service, stop)
         typer.echo("Doorstep worker running; Ctrl-C to stop.")
         await stop.wait()
