@@ -776,7 +776,12 @@ def _claim_query(postgres: bool, kinds: tuple[str, ...] | None, among_candidates
             first = first.where(col(Outbox.kind).in_(kinds))
         candidates = first.order_by(col(Outbox.priority), col(Outbox.due_at), col(Outbox.id)).limit(
             sa.bindparam("candidates", type_=sa.Integer())).cte("candidates")
-        picking = picking.where(col(Outbox.id).in_(sa.select(candidates.c.id)))
+        ids = sa.select(candidates.c.id)
+        # PostgreSQL: `id = ANY(ARRAY(…))` is looked up in the primary key, candidate by candidate. With
+        # `IN (…)` the planner, misjudging how many rows are due, scanned every due row and hashed them
+        # against the candidates (10,000 due: 70 ms a claim, 65,000 buffers; measured with auto_explain).
+        picking = picking.where(col(Outbox.id) == sa.any_(func.array(ids.scalar_subquery())) if postgres
+                                else col(Outbox.id).in_(ids))
     picking = (
         picking
         .where(or_(col(Outbox.kind) != "message", col(Outbox.customer_id).is_(None),
