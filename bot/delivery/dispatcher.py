@@ -325,15 +325,21 @@ class Dispatcher:
                 # No slot within MAX_INLINE_WAIT: put back, not an attempt.
                 wait = max(0.0, slot.at - self.limiter.clock()) if not slot.granted else 0.0
                 return Outcome("deferred", retry_in=wait), None
+        acquired = False
         try:
             if sending is not None:
                 await sending.acquire()
+                acquired = True
+            if slot is not None and slot.late(self.limiter.clock()):
+                # The provider calls in flight held this one past its slot: sent now it could follow the
+                # previous message sooner than the rate allows. Put back, not an attempt.
+                return Outcome("deferred", retry_in=0.0), None
             receipt = await sender.send(claimed.message if claimed.message is not None else claimed)  # type: ignore[arg-type]
             outcome = Outcome("sent")
         except Exception as exc:  # every failure is mapped; nothing escapes the loop
             outcome = self._failure(claimed, exc)
         finally:
-            if sending is not None:
+            if acquired and sending is not None:
                 sending.release()
             if slot is not None:
                 await self.limiter.finished(slot)

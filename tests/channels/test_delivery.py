@@ -304,6 +304,39 @@ def test_sms_sender_rate_defers_instead_of_holding_the_lease(settings: Settings,
     assert elapsed < 5
 
 
+def test_a_send_held_past_its_rate_slot_by_busy_provider_calls_is_put_back_not_sent_late(
+        settings: Settings, fake_twilio: FakeTwilio) -> None:
+    """The provider calls in flight are bounded; a message whose rate-limit slot came while it
+    waited for one of them would follow the previous message to that sender sooner than the rate
+    allows. It is put back (not an attempt) and goes out in a later slot."""
+    service = _service(settings, fake_twilio, twilio_sms_rate=5.0)
+    message_id = _queue(service, "held behind the provider calls")
+    dispatcher = Dispatcher(service.db, service.settings)
+
+    async def held() -> tuple[str, float | None]:
+        try:
+            [claimed] = await asyncio.to_thread(dispatcher.claim)
+            sending = asyncio.Semaphore(1)
+            await sending.acquire()  # another send is in flight
+            attempt = asyncio.create_task(dispatcher.attempt(claimed, sending))
+            await asyncio.sleep(0.5)  # its slot passes meanwhile (tolerance: 50 ms)
+            sending.release()
+            outcome, _ = await attempt
+            await asyncio.to_thread(dispatcher.record, claimed, outcome, None)
+            return outcome.status, outcome.retry_in
+        finally:
+            await dispatcher.aclose()
+
+    assert asyncio.run(held()) == ("deferred", 0.0)
+    assert fake_twilio.messages == []
+    row, _ = _outbox(service, message_id)
+    assert (row.status, row.attempts) == ("pending", 0)
+    clock = Clock()
+    clock.advance(seconds=2)
+    drain(Dispatcher(service.db, service.settings, clock=clock))
+    assert [m["body"] for m in fake_twilio.messages] == ["held behind the provider calls"]
+
+
 # ---------------------------------------------------------------- crashes and workers
 
 
