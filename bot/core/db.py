@@ -239,6 +239,31 @@ class Database:
             finally:
                 stack.remove(session)
 
+    @contextmanager
+    def write_connection(self) -> Iterator[sa.Connection]:
+        """`session()` for Core statements only (no ORM objects, no flush, no stamping): a write
+        transaction on a plain connection, without the ORM session's bookkeeping (CPU that cost
+        more than the statements of a small transaction). Same lock (SQLite: BEGIN IMMEDIATE), same
+        nesting guard, and a failed COMMIT is marked for `retry_on_disconnect` the same way. Must
+        not add outbox rows (nothing wakes the dispatchers after it)."""
+        self._check_nesting()
+        stack = self._open_writes()
+        with self.engine.connect() as conn:
+            stack.append(conn)
+            committing = False
+            try:
+                conn.begin()
+                yield conn
+                committing = True
+                conn.commit()
+            except BaseException as exc:
+                if committing and isinstance(exc, sa.exc.DBAPIError):
+                    setattr(exc, IN_COMMIT, True)
+                conn.rollback()
+                raise
+            finally:
+                stack.remove(conn)
+
     def _outbox_committed(self) -> None:
         try:
             self.after_outbox_commit()  # type: ignore[misc]
@@ -265,8 +290,8 @@ class Database:
 
     # -------------------------------------------------------------- the nesting guard
 
-    def _open_writes(self) -> list[Session]:
-        stack: list[Session] | None = getattr(self._writes, "stack", None)
+    def _open_writes(self) -> list[Session | sa.Connection]:
+        stack: list[Session | sa.Connection] | None = getattr(self._writes, "stack", None)
         if stack is None:
             stack = self._writes.stack = []
         return stack
@@ -436,3 +461,13 @@ def one_of(session: Session, column: Any, values: Collection[int]) -> Any:
 
         return column == sa.any_(sa.bindparam(None, list(values), type_=ARRAY(sa.Integer())))
     return column.in_(list(values))
+
+
+def ids_param(postgres: bool, column: Any, name: str) -> Any:
+    """`one_of` for a statement built once: `column` is one of the integer ids given as the
+    parameter `name` (a list) at execution; the same text whatever their number."""
+    if postgres:
+        from sqlalchemy.dialects.postgresql import ARRAY
+
+        return column == sa.any_(sa.bindparam(name, type_=ARRAY(sa.Integer())))
+    return column.in_(sa.bindparam(name, expanding=True))

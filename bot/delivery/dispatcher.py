@@ -13,7 +13,10 @@ commit: while one group's transaction runs, the next gathers, so a slow send
 holds no one else's outcome back): "sent" and "put back" as UPDATEs guarded
 by the lease (`status = 'sending' AND claimed_by = me`), one statement per
 table for the whole group (`UPDATE … FROM unnest(…)` on PostgreSQL,
-executemany under SQLite's write lock), one commit. The rare outcomes that
+executemany under SQLite's write lock, or for a lone row its guarded
+`UPDATE … RETURNING`), one commit, on a plain connection (no ORM session). The
+claim's, the record's and the rate limiter's statements are built once (building
+a statement and its cache key cost more CPU than running it). The rare outcomes that
 need the loaded rows (a reconciled send, a retry, a fallback, a failure)
 take `record`, one transaction each. Within a lane, the next message of a
 customer is sent only once the previous one's outcome has committed.
@@ -47,10 +50,10 @@ One customer's messages go out in the order they were queued (by
 an earlier one of the same customer is still pending (waiting for its next
 try after a provider error) or being sent, and within one batch a customer's
 messages are sent one after another, the rest put back as soon as one has to
-wait. The SQL filter keeps blocked rows out of the batch; a second check in
-the same transaction drops a row whose earlier sibling was skipped (locked by
-another worker, or beyond the batch limit), so two workers never send one
-customer's messages out of order.
+wait. The SQL filter keeps blocked rows out of the batch; a second check, in
+the claim's own statement on the rows it locked, drops a row whose earlier
+sibling was skipped (locked by another worker, or beyond the batch limit), so
+two workers never send one customer's messages out of order.
 
 Retries are time-based for messages: a message is retried (backoff capped at
 a minute for replies, five minutes otherwise) until it expires — replies are
@@ -88,12 +91,11 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import and_, exists, not_
-from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, func, or_, select
 
 from bot.core.channels import OutboundMessage, Receipt, Sender
 from bot.core.clock import Clock, system_clock
-from bot.core.db import Database, one_of
+from bot.core.db import Database, ids_param
 from bot.core.errors import DeliveryError
 from bot.core.models import Customer, Message, Outbox
 from bot.core.settings import Settings
@@ -220,9 +222,10 @@ class Dispatcher:
                 rows = list(session.execute(_claim_query(postgres, self.kinds, True), params).all())
             if rows is None or len(rows) < limit:
                 rows = list(session.execute(_claim_query(postgres, self.kinds, False), params).all())
-            batch: list[Any] = _in_recipient_order(session, rows)
-            # Came back full (counting rows settled here: expired, cancelled, held): more may be due.
-            self._claim_was_full = len(rows) >= limit
+            batch = [row for row in rows if not row.left_behind]  # the customer's order (`_left_behind`)
+            # Came back full (counting rows settled here: expired, cancelled, held), or left a row behind
+            # an earlier message about to finish: more may be claimable at once.
+            self._claim_was_full = len(rows) >= limit or len(batch) < len(rows)
             human_owned = holds.human_owned(session, {row.customer_id for row in batch
                                                       if row.customer_id is not None and holds.is_automatic(row)})
             taking: list[int] = []
@@ -274,10 +277,9 @@ class Dispatcher:
                                        **_message_policy(row)))
             if taking:
                 # One statement for the batch (the rows are locked, or SQLite's write lock is held),
-                # not an ORM flush of every row.
-                session.execute(sa.update(OUTBOX).where(one_of(session, OUTBOX.c.id, taking)).values(
-                    status="sending", attempts=OUTBOX.c.attempts + 1, claimed_by=self.worker_id,
-                    claimed_until=now + LEASE, updated_at=now))
+                # not an ORM flush of every row; built once (`_take_query`).
+                session.execute(_take_query(postgres), {"ids": taking, "me": self.worker_id,
+                                                        "until": now + LEASE, "now": now})
         return claimed
 
     def claim_once(self, limit: int = 50) -> list[Claimed]:
@@ -404,27 +406,29 @@ class Dispatcher:
         sent = [(claimed, receipt) for claimed, outcome, receipt in outcomes if outcome.status == "sent"]
         put_back = [(claimed, outcome) for claimed, outcome, _ in outcomes if outcome.status == "deferred"]
         assert len(sent) + len(put_back) == len(outcomes), "record_many takes batchable outcomes only"
-        ours = and_(OUTBOX.c.status == "sending", OUTBOX.c.claimed_by == self.worker_id)
-        with self.db.session() as session:
+        postgres = self.db.is_postgres
+        with self.db.write_connection() as conn:  # Core statements only: no ORM session
             owned: set[int] = set()
-            if sent and self.db.is_postgres:
+            if sent and postgres:
                 # One UPDATE … FROM unnest(arrays) RETURNING: which rows were still ours (two array
                 # parameters, so the statement compiles once, whatever the batch size).
-                owned = set(session.execute(_SENT_PG.bindparams(
-                    ids=[c.row_id for c, _ in sent], provider_ids=[r.provider_id if r else None for _, r in sent],
-                    now=now, me=self.worker_id)).scalars())
+                owned = set(conn.execute(_SENT_PG, {
+                    "ids": [c.row_id for c, _ in sent], "provider_ids": [r.provider_id if r else None for _, r in sent],
+                    "now": now, "me": self.worker_id}).scalars())
+            elif len(sent) == 1:
+                # SQLite, one row (a lone reply): the guarded UPDATE … RETURNING says whether it was ours.
+                claimed, receipt = sent[0]
+                owned = set(conn.execute(_SENT_ONE_SQLITE, {
+                    "row_id": claimed.row_id, "provider_id": receipt.provider_id if receipt else None, "now": now,
+                    "me": self.worker_id}).scalars())
             elif sent:
                 # SQLite: this transaction holds the one write lock (BEGIN IMMEDIATE), so the rows
                 # read as ours stay ours until the executemany below commits.
-                owned = set(session.execute(sa.select(OUTBOX.c.id).where(
-                    one_of(session, OUTBOX.c.id, [c.row_id for c, _ in sent]), ours)).scalars())
+                owned = set(conn.execute(_OURS_SQLITE, {
+                    "ids": [c.row_id for c, _ in sent], "me": self.worker_id}).scalars())
                 if owned:
-                    session.execute(
-                        sa.update(OUTBOX).where(OUTBOX.c.id == sa.bindparam("row_id"))
-                        .values(status="sent", sent_at=now, provider_id=sa.bindparam("provider_id"), last_error=None,
-                                claimed_until=None, updated_at=now),
-                        [{"row_id": c.row_id, "provider_id": r.provider_id if r else None}
-                         for c, r in sent if c.row_id in owned])
+                    conn.execute(_SENT_SQLITE, [{"row_id": c.row_id, "provider_id": r.provider_id if r else None,
+                                                    "now": now} for c, r in sent if c.row_id in owned])
             for claimed, _ in sent:
                 if claimed.row_id not in owned:
                     # Our lease expired and another worker took the row (or it is gone): its outcome wins.
@@ -434,27 +438,17 @@ class Dispatcher:
                          "provider_id": r.provider_id if r else None, "channel": r.channel if r else None}
                         for c, r in sent
                         if c.row_id in owned and c.message is not None and c.message.message_id is not None]
-            if messages and self.db.is_postgres:
-                session.execute(_SENT_MESSAGES_PG.bindparams(
-                    ids=[m["message_id"] for m in messages], statuses=[m["status"] for m in messages],
-                    provider_ids=[m["provider_id"] for m in messages], channels=[m["channel"] for m in messages],
-                    now=now))
+            if messages and postgres:
+                conn.execute(_SENT_MESSAGES_PG, {
+                    "ids": [m["message_id"] for m in messages], "statuses": [m["status"] for m in messages],
+                    "provider_ids": [m["provider_id"] for m in messages], "channels": [m["channel"] for m in messages],
+                    "now": now})
             elif messages:
-                session.execute(
-                    sa.update(MESSAGE).where(MESSAGE.c.id == sa.bindparam("message_id"))
-                    .values(status=sa.bindparam("status"), provider_message_id=sa.bindparam("provider_id"),
-                            sent_at=now, channel=func.coalesce(sa.bindparam("channel", type_=sa.String),
-                                                               MESSAGE.c.channel)),
-                    messages)
+                conn.execute(_SENT_MESSAGES_SQLITE, [{**m, "now": now} for m in messages])
             if put_back:
                 # Rate-limited or put back: not an attempt, just later.
-                due = OUTBOX.c.due_at.type
-                session.execute(
-                    sa.update(OUTBOX).where(OUTBOX.c.id == sa.bindparam("row_id"), ours)
-                    .values(status="pending", due_at=sa.bindparam("due_at", type_=due),
-                            attempts=sa.case((OUTBOX.c.attempts > 0, OUTBOX.c.attempts - 1), else_=0),
-                            claimed_until=None, updated_at=now),
-                    [{"row_id": c.row_id, "due_at": now + timedelta(seconds=o.retry_in or 1)} for c, o in put_back])
+                conn.execute(_PUT_BACK, [{"row_id": c.row_id, "due_at": now + timedelta(seconds=o.retry_in or 1),
+                                             "now": now, "me": self.worker_id} for c, o in put_back])
 
     def _record(self, claimed: Claimed, outcome: Outcome, receipt: Receipt | None, now: datetime) -> None:
         with self.db.session() as session:
@@ -712,6 +706,31 @@ _SENT_MESSAGES_PG = sa.text(
     "WHERE message.id = given.message_id").bindparams(sa.bindparam("now", type_=_TIMESTAMP))
 
 
+# SQLite's statements of `record_many`, built once (building one and its cache key on every call
+# cost more CPU than running it).
+_SENT_ONE_SQLITE = sa.text(
+    "UPDATE outbox SET status = 'sent', sent_at = :now, provider_id = :provider_id, last_error = NULL, "
+    "claimed_until = NULL, updated_at = :now WHERE id = :row_id AND status = 'sending' AND claimed_by = :me "
+    "RETURNING id").bindparams(sa.bindparam("now", type_=_TIMESTAMP)).columns(id=sa.Integer)
+_OURS_SQLITE = sa.select(OUTBOX.c.id).where(OUTBOX.c.id.in_(sa.bindparam("ids", expanding=True)),
+                                            OUTBOX.c.status == "sending",
+                                            OUTBOX.c.claimed_by == sa.bindparam("me", type_=sa.String()))
+_SENT_SQLITE = sa.update(OUTBOX).where(OUTBOX.c.id == sa.bindparam("row_id")).values(
+    status="sent", sent_at=sa.bindparam("now", type_=_TIMESTAMP), provider_id=sa.bindparam("provider_id"),
+    last_error=None, claimed_until=None, updated_at=sa.bindparam("now", type_=_TIMESTAMP))
+_SENT_MESSAGES_SQLITE = sa.update(MESSAGE).where(MESSAGE.c.id == sa.bindparam("message_id")).values(
+    status=sa.bindparam("status"), provider_message_id=sa.bindparam("provider_id"),
+    sent_at=sa.bindparam("now", type_=_TIMESTAMP),
+    channel=func.coalesce(sa.bindparam("channel", type_=sa.String), MESSAGE.c.channel))
+# Rate-limited or put back (both backends): pending again, not an attempt, guarded by our lease.
+_PUT_BACK = sa.update(OUTBOX).where(
+    OUTBOX.c.id == sa.bindparam("row_id"), OUTBOX.c.status == "sending",
+    OUTBOX.c.claimed_by == sa.bindparam("me", type_=sa.String())).values(
+    status="pending", due_at=sa.bindparam("due_at", type_=OUTBOX.c.due_at.type),
+    attempts=sa.case((OUTBOX.c.attempts > 0, OUTBOX.c.attempts - 1), else_=0),
+    claimed_until=None, updated_at=sa.bindparam("now", type_=_TIMESTAMP))
+
+
 class _GroupRecorder:
     """Outcomes of one claimed batch, written by `Dispatcher.record_many` in groups as the sends
     finish: while one group's transaction runs, the next group gathers (group commit), so a slow
@@ -769,8 +788,8 @@ def _claim_query(postgres: bool, kinds: tuple[str, ...] | None, among_candidates
     the check; the caller runs the full statement when they do not."""
     now = sa.bindparam("now", type_=OUTBOX.c.due_at.type)
     claimable = or_(
-        (col(Outbox.status) == "pending") & (col(Outbox.due_at) <= now),
-        (col(Outbox.status) == "sending") & (col(Outbox.claimed_until) < now),
+        (OUTBOX.c.status == "pending") & (OUTBOX.c.due_at <= now),
+        (OUTBOX.c.status == "sending") & (OUTBOX.c.claimed_until < now),
     )
     # The row's message and customer come with it, as plain rows (one query, no ORM objects:
     # building them cost more than the query); only the outbox rows are locked (PostgreSQL
@@ -779,29 +798,29 @@ def _claim_query(postgres: bool, kinds: tuple[str, ...] | None, among_candidates
     if among_candidates:
         first = sa.select(OUTBOX.c.id).where(claimable)
         if kinds:
-            first = first.where(col(Outbox.kind).in_(kinds))
-        candidates = first.order_by(col(Outbox.priority), col(Outbox.due_at), col(Outbox.id)).limit(
+            first = first.where(OUTBOX.c.kind.in_(kinds))
+        candidates = first.order_by(OUTBOX.c.priority, OUTBOX.c.due_at, OUTBOX.c.id).limit(
             sa.bindparam("candidates", type_=sa.Integer())).cte("candidates")
         ids = sa.select(candidates.c.id)
         # PostgreSQL: `id = ANY(ARRAY(…))` is looked up in the primary key, candidate by candidate. With
         # `IN (…)` the planner, misjudging how many rows are due, scanned every due row and hashed them
         # against the candidates (10,000 due: 70 ms a claim, 65,000 buffers; measured with auto_explain).
-        picking = picking.where(col(Outbox.id) == sa.any_(func.array(ids.scalar_subquery())) if postgres
-                                else col(Outbox.id).in_(ids))
+        picking = picking.where(OUTBOX.c.id == sa.any_(func.array(ids.scalar_subquery())) if postgres
+                                else OUTBOX.c.id.in_(ids))
     picking = (
         picking
-        .where(or_(col(Outbox.kind) != "message", col(Outbox.customer_id).is_(None),
+        .where(or_(OUTBOX.c.kind != "message", OUTBOX.c.customer_id.is_(None),
                    not_(_waits_behind_an_earlier_message(now))))
-        .order_by(col(Outbox.priority), col(Outbox.due_at), col(Outbox.id))
+        .order_by(OUTBOX.c.priority, OUTBOX.c.due_at, OUTBOX.c.id)
         .limit(sa.bindparam("limit", type_=sa.Integer()))
         .with_for_update(skip_locked=postgres)  # SQLite: no row locks (its one writer serialises claims)
     )
     if kinds:
-        picking = picking.where(col(Outbox.kind).in_(kinds))
+        picking = picking.where(OUTBOX.c.kind.in_(kinds))
     # The joins come after the limit: only the picked rows' messages and customers are read.
     picked = picking.cte("picked")
     return (
-        sa.select(picked, *_MESSAGE_COLUMNS, *_CUSTOMER_COLUMNS)
+        sa.select(picked, *_MESSAGE_COLUMNS, *_CUSTOMER_COLUMNS, _left_behind(picked).label("left_behind"))
         .select_from(picked.outerjoin(MESSAGE, MESSAGE.c.id == picked.c.message_id)
                      .outerjoin(CUSTOMER, CUSTOMER.c.id == picked.c.customer_id))
         .order_by(picked.c.priority, picked.c.due_at, picked.c.id)
@@ -821,24 +840,24 @@ def _waits_behind_an_earlier_message(now: Any) -> Any:
     So every row that passes has its earlier siblings ahead of it in the claim order, and the
     batch limit can never take a customer's later message while leaving out the earlier one.
     """
-    earlier = aliased(Outbox)
+    earlier = OUTBOX.alias("earlier")
     status, due_at, claimed_until, row_id, priority = (
-        col(earlier.status), col(earlier.due_at), col(earlier.claimed_until), col(earlier.id), col(earlier.priority))
-    earlier_first = func.coalesce(col(earlier.first_due_at), due_at)
-    this_first = func.coalesce(col(Outbox.first_due_at), col(Outbox.due_at))
+        earlier.c.status, earlier.c.due_at, earlier.c.claimed_until, earlier.c.id, earlier.c.priority)
+    earlier_first = func.coalesce(earlier.c.first_due_at, due_at)
+    this_first = func.coalesce(OUTBOX.c.first_due_at, OUTBOX.c.due_at)
     claimable = or_(and_(status == "pending", due_at <= now), and_(status == "sending", claimed_until < now))
-    this_priority, this_due, this_id = col(Outbox.priority), col(Outbox.due_at), col(Outbox.id)
+    this_priority, this_due, this_id = OUTBOX.c.priority, OUTBOX.c.due_at, OUTBOX.c.id
     claimed_before = or_(priority < this_priority,
                          and_(priority == this_priority, or_(due_at < this_due, and_(due_at == this_due,
                                                                                     row_id < this_id))))
     return exists().where(
-        col(earlier.kind) == "message",
-        col(earlier.customer_id) == col(Outbox.customer_id),
+        earlier.c.kind == "message",
+        earlier.c.customer_id == OUTBOX.c.customer_id,
         row_id != this_id,
         status.in_(UNFINISHED),
         # Bounds the index scan to the customer's earlier rows. A message row without `first_due_at`
-        # (none since migration 0007) is not seen here; `_in_recipient_order` still holds it back.
-        col(earlier.first_due_at) <= this_first,
+        # (none since migration 0007) is not seen here; `_left_behind` still holds it back.
+        earlier.c.first_due_at <= this_first,
         or_(earlier_first < this_first, and_(earlier_first == this_first, row_id < this_id)),
         not_(and_(claimable, claimed_before)),
     )
@@ -853,33 +872,40 @@ def _first_due_up_to(table: Any, bound: Any) -> Any:
     return or_(first_due_at <= bound, and_(first_due_at.is_(None), due_at <= bound))
 
 
-def _in_recipient_order(session: Session, batch: list[Any]) -> list[Any]:
-    """Drop a message row whose customer has an earlier unfinished message outside this batch.
+@functools.lru_cache(maxsize=2)
+def _take_query(postgres: bool) -> Any:
+    """The claim's UPDATE of the rows it takes (`:ids`) to `sending` under this worker's lease,
+    built once: building it and its cache key on every claim cost more than running it."""
+    timestamp = OUTBOX.c.updated_at.type
+    return sa.update(OUTBOX).where(ids_param(postgres, OUTBOX.c.id, "ids")).values(
+        status="sending", attempts=OUTBOX.c.attempts + 1, claimed_by=sa.bindparam("me", type_=sa.String()),
+        claimed_until=sa.bindparam("until", type_=OUTBOX.c.claimed_until.type),
+        updated_at=sa.bindparam("now", type_=timestamp))
 
-    The SQL filter saw a snapshot; this check, in the same transaction, catches an earlier row
-    that another worker holds locked (SKIP LOCKED skipped it) or that the batch limit cut off.
-    """
-    taken = {row.id for row in batch}
-    customers = {row.customer_id for row in batch if row.kind == "message" and row.customer_id is not None}
-    if not customers:
-        return batch
-    # Only siblings that sort before (or with) the batch's latest row can hold one back: a customer
-    # with a long schedule ahead (journeys) would otherwise bring all of it back on every claim.
-    latest = max(order_key(row)[0] for row in batch if row.kind == "message" and row.customer_id is not None)
-    unfinished = session.exec(select(Outbox.id, Outbox.customer_id, Outbox.first_due_at, Outbox.due_at).where(
-        Outbox.kind == "message", one_of(session, col(Outbox.customer_id), customers), col(Outbox.status).in_(UNFINISHED),
-        _first_due_up_to(Outbox, latest),
-    )).all()
-    by_customer: dict[int, list[tuple[tuple[datetime, int], int]]] = {}
-    for row_id, customer_id, first_due_at, due_at in unfinished:
-        by_customer.setdefault(customer_id or 0, []).append(((first_due_at or due_at, row_id or 0), row_id or 0))
-    allowed: set[int] = set()
-    for siblings in by_customer.values():
-        for _, row_id in sorted(siblings):
-            if row_id not in taken:
-                break  # everything after a sibling we do not hold must wait for it
-            allowed.add(row_id)
-    return [row for row in batch if row.kind != "message" or row.customer_id is None or row.id in allowed]
+
+def _left_behind(picked: Any) -> Any:
+    """SQL, for each picked row: an earlier unfinished message of its customer is not among the
+    picked rows (another worker holds it locked, so SKIP LOCKED skipped it, or the limit cut it
+    off). Such a row is not taken: it waits for that message.
+
+    The filter of `_waits_behind_an_earlier_message` chose the rows; this check runs on the rows
+    the claim actually locked, in the same statement (PostgreSQL: the same snapshot as the
+    filter, so a sibling another worker is taking right now still reads as unfinished), and it
+    sees every earlier sibling, a row without `first_due_at` too. It was a second query of the
+    claim's transaction (`_in_recipient_order`): the same condition, one statement less."""
+    sibling = OUTBOX.alias("sibling")
+    mine = picked.alias("mine")  # its own FROM: not correlated to the row being checked
+    sibling_first = func.coalesce(sibling.c.first_due_at, sibling.c.due_at)
+    this_first = func.coalesce(picked.c.first_due_at, picked.c.due_at)
+    return exists().where(
+        picked.c.kind == "message",
+        sibling.c.kind == "message",
+        sibling.c.customer_id == picked.c.customer_id,
+        sibling.c.status.in_(UNFINISHED),
+        _first_due_up_to(sibling.c, this_first),  # bounds the index scan to the customer's earlier rows
+        or_(sibling_first < this_first, and_(sibling_first == this_first, sibling.c.id < picked.c.id)),
+        sibling.c.id.not_in(sa.select(mine.c.id)),
+    ).correlate(picked)
 
 
 def _loaded(session: Session, row: Any) -> tuple[Outbox, Message | None]:

@@ -47,6 +47,7 @@ forever). Per-recipient keys hold a hash, never a chat id or phone number.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 import time
@@ -250,7 +251,6 @@ class RateLimiter:
             return []
         asks = sorted(asks, key=lambda ask: ask.limit.key)  # one lock order: no deadlock between workers
         params: dict[str, Any] = {"deadline": deadline}
-        values = []
         for i, ask in enumerate(asks):
             spacing, burst = ask.limit.spacing, ask.limit.burst
             first = ask.floor - (burst - 1) * spacing
@@ -258,29 +258,26 @@ class RateLimiter:
             granted = min(ask.count, fits)
             params.update({f"k{i}": ask.limit.key, f"n{i}": ask.floor + granted * spacing, f"s{i}": spacing,
                            f"b{i}": burst, f"g{i}": granted})
-            values.append(f"(:k{i}, :n{i}, :s{i}, :b{i}, :g{i})")
-        rows = self._execute(_upsert_sql(self.db.is_postgres, ", ".join(values)), params)
+        rows = self._execute(_upsert(self.db.is_postgres, len(asks)), params)
         got = {str(key): (float(next_at), int(granted)) for key, next_at, granted in rows}
         return [(ask, got[ask.limit.key]) for ask in asks]
 
     def _push(self, pushed: list[tuple[str, float]]) -> None:
-        greatest = "GREATEST" if self.db.is_postgres else "MAX"
-        statement = sa.text(f"UPDATE rate_limit SET next_at = {greatest}(next_at, :at) WHERE key = :key")
         with self._connect() as conn:
-            conn.execute(statement, [{"key": key, "at": at} for key, at in sorted(pushed)])
+            conn.execute(_PUSH[self.db.is_postgres], [{"key": key, "at": at} for key, at in sorted(pushed)])
             conn.commit()
 
     def prune(self, now: float | None = None) -> int:
         """Delete keys that limit nothing any more (their next slot is long past)."""
         cutoff = (now if now is not None else self.clock()) - PRUNE_AFTER
         with self._connect() as conn:
-            deleted = conn.execute(sa.text("DELETE FROM rate_limit WHERE next_at < :cutoff"), {"cutoff": cutoff})
+            deleted = conn.execute(_PRUNE, {"cutoff": cutoff})
             conn.commit()
         return int(deleted.rowcount or 0)
 
-    def _execute(self, statement: str, params: dict[str, Any]) -> list[Any]:
+    def _execute(self, statement: sa.TextClause, params: dict[str, Any]) -> list[Any]:
         with self._connect() as conn:
-            rows = list(conn.execute(sa.text(statement), params).all())
+            rows = list(conn.execute(statement, params).all())
             conn.commit()
         return rows
 
@@ -291,6 +288,18 @@ class RateLimiter:
         if self.db.is_postgres:
             conn = conn.execution_options(isolation_level="AUTOCOMMIT")
         return conn
+
+
+_PUSH = {postgres: sa.text(f"UPDATE rate_limit SET next_at = {'GREATEST' if postgres else 'MAX'}(next_at, :at) "
+                           "WHERE key = :key") for postgres in (False, True)}
+_PRUNE = sa.text("DELETE FROM rate_limit WHERE next_at < :cutoff")
+
+
+@functools.lru_cache(maxsize=64)
+def _upsert(postgres: bool, keys: int) -> sa.TextClause:
+    """The upsert for `keys` keys, built once per number of keys (a text clause built on every
+    reservation was compiled, and its cache key made, every time)."""
+    return sa.text(_upsert_sql(postgres, ", ".join(f"(:k{i}, :n{i}, :s{i}, :b{i}, :g{i})" for i in range(keys))))
 
 
 def _upsert_sql(postgres: bool, values: str) -> str:
