@@ -333,9 +333,13 @@ class Dispatcher:
                 await sending.acquire()
                 acquired = True
             if slot is not None and slot.late(self.limiter.clock()):
-                # The provider calls in flight held this one past its slot: sent now it could follow the
-                # previous message sooner than the rate allows. Put back, not an attempt.
-                return Outcome("deferred", retry_in=0.0), None
+                # The provider calls in flight held this one past its slot: sent on it now, it could follow
+                # the previous message to that sender sooner than the rate allows. A fresh slot, as `_slot`
+                # takes one for a slot overslept; none within the wait: put back, not an attempt.
+                slot = await self._slot(limits)
+                if not slot.granted or slot.late(self.limiter.clock()):
+                    wait = max(0.0, slot.at - self.limiter.clock()) if not slot.granted else 0.0
+                    return Outcome("deferred", retry_in=wait), None
             receipt = await sender.send(claimed.message if claimed.message is not None else claimed)  # type: ignore[arg-type]
             outcome = Outcome("sent")
         except Exception as exc:  # every failure is mapped; nothing escapes the loop

@@ -304,37 +304,37 @@ def test_sms_sender_rate_defers_instead_of_holding_the_lease(settings: Settings,
     assert elapsed < 5
 
 
-def test_a_send_held_past_its_rate_slot_by_busy_provider_calls_is_put_back_not_sent_late(
-        settings: Settings, fake_twilio: FakeTwilio) -> None:
-    """The provider calls in flight are bounded; a message whose rate-limit slot came while it
-    waited for one of them would follow the previous message to that sender sooner than the rate
-    allows. It is put back (not an attempt) and goes out in a later slot."""
-    service = _service(settings, fake_twilio, twilio_sms_rate=5.0)
-    message_id = _queue(service, "held behind the provider calls")
+def test_sends_held_past_their_rate_slots_by_busy_provider_calls_keep_the_rate(settings: Settings,
+                                                                                 fake_twilio: FakeTwilio) -> None:
+    """The provider calls in flight are bounded; messages whose rate-limit slots passed while they
+    waited for one of them would all go out at once when it freed, faster than the sender's rate.
+    Each takes a fresh slot instead: they go out spaced by the rate."""
+    rate = 5.0
+    service = _service(settings, fake_twilio, twilio_sms_rate=rate)
+    with service.db.session() as session:
+        for i in range(3):
+            customer = Customer(phone=f"+9198333{i:05d}")
+            session.add(customer)
+            session.flush()
+            assert enqueue_message(session=session, customer=customer, channel="sms", text=f"held {i}") is not None
     dispatcher = Dispatcher(service.db, service.settings)
 
-    async def held() -> tuple[str, float | None]:
+    async def held() -> list[str]:
         try:
-            [claimed] = await asyncio.to_thread(dispatcher.claim)
+            claimed = await asyncio.to_thread(dispatcher.claim)
             sending = asyncio.Semaphore(1)
             await sending.acquire()  # another send is in flight
-            attempt = asyncio.create_task(dispatcher.attempt(claimed, sending))
-            await asyncio.sleep(0.5)  # its slot passes meanwhile (tolerance: 50 ms)
+            attempts = [asyncio.create_task(dispatcher.attempt(item, sending)) for item in claimed]
+            await asyncio.sleep(0.7)  # all three slots (0, 0.2, 0.4 s) pass meanwhile
             sending.release()
-            outcome, _ = await attempt
-            await asyncio.to_thread(dispatcher.record, claimed, outcome, None)
-            return outcome.status, outcome.retry_in
+            return [outcome.status for outcome, _ in await asyncio.gather(*attempts)]
         finally:
             await dispatcher.aclose()
 
-    assert asyncio.run(held()) == ("deferred", 0.0)
-    assert fake_twilio.messages == []
-    row, _ = _outbox(service, message_id)
-    assert (row.status, row.attempts) == ("pending", 0)
-    clock = Clock()
-    clock.advance(seconds=2)
-    drain(Dispatcher(service.db, service.settings, clock=clock))
-    assert [m["body"] for m in fake_twilio.messages] == ["held behind the provider calls"]
+    assert asyncio.run(held()) == ["sent"] * 3
+    times = sorted(float(m["_monotonic"]) for m in fake_twilio.messages)
+    gaps = [later - earlier for earlier, later in zip(times, times[1:], strict=False)]
+    assert len(times) == 3 and min(gaps) >= 1 / rate - 0.06, gaps  # the slots' tolerance is 50 ms
 
 
 # ---------------------------------------------------------------- crashes and workers
