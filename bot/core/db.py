@@ -221,23 +221,11 @@ class Database:
 
     @contextmanager
     def _write(self, *, tracked: bool) -> Iterator[Session]:
-        stack = self._open_writes() if tracked else []
         with self._sessions(info={"clock": self.clock, "planning": self.planning}) as session:
-            stack.append(session)
-            committing = False
-            try:
+            with _committed(session, self._open_writes() if tracked else []):
                 yield session
-                committing = True
-                session.commit()
-                if session.info.pop(OUTBOX_WRITTEN, False) and self.after_outbox_commit is not None:
-                    self._outbox_committed()
-            except BaseException as exc:
-                if committing and isinstance(exc, sa.exc.DBAPIError):
-                    setattr(exc, IN_COMMIT, True)
-                session.rollback()
-                raise
-            finally:
-                stack.remove(session)
+            if session.info.pop(OUTBOX_WRITTEN, False) and self.after_outbox_commit is not None:
+                self._outbox_committed()
 
     @contextmanager
     def write_connection(self) -> Iterator[sa.Connection]:
@@ -247,22 +235,10 @@ class Database:
         nesting guard, and a failed COMMIT is marked for `retry_on_disconnect` the same way. Must
         not add outbox rows (nothing wakes the dispatchers after it)."""
         self._check_nesting()
-        stack = self._open_writes()
         with self.engine.connect() as conn:
-            stack.append(conn)
-            committing = False
-            try:
-                conn.begin()
+            conn.begin()
+            with _committed(conn, self._open_writes()):
                 yield conn
-                committing = True
-                conn.commit()
-            except BaseException as exc:
-                if committing and isinstance(exc, sa.exc.DBAPIError):
-                    setattr(exc, IN_COMMIT, True)
-                conn.rollback()
-                raise
-            finally:
-                stack.remove(conn)
 
     def _outbox_committed(self) -> None:
         try:
@@ -352,6 +328,26 @@ def try_insert(session: Session, row: Any) -> bool:
             session.expunge(row)
         return False
     return True
+
+
+@contextmanager
+def _committed(unit: Session | sa.Connection, stack: list[Session | sa.Connection]) -> Iterator[None]:
+    """Commit `unit` when the block ends normally, roll it back otherwise; an error raised by the
+    COMMIT itself is marked (`IN_COMMIT`): it may have committed, so it is never run again. `unit` is
+    on `stack` (this thread's open writes, the nesting guard) meanwhile."""
+    stack.append(unit)
+    committing = False
+    try:
+        yield
+        committing = True
+        unit.commit()
+    except BaseException as exc:
+        if committing and isinstance(exc, sa.exc.DBAPIError):
+            setattr(exc, IN_COMMIT, True)
+        unit.rollback()
+        raise
+    finally:
+        stack.remove(unit)
 
 
 def _replace_closed_at_checkout(engine: Engine) -> None:
