@@ -152,6 +152,14 @@ class Claimed:
     backoff_cap: float = BACKOFF_CAP_SECONDS
 
 
+class ClaimedBatch(list[Claimed]):
+    """What one claim took, and whether a claim right now could find more (`more_due`): its statement
+    came back full (counting the rows settled during the claim: expired, cancelled, held), or it left
+    a row behind an earlier message of its customer that is about to finish."""
+
+    more_due: bool = False
+
+
 # ---------------------------------------------------------------- wake-up
 
 _wake_lock = threading.Lock()
@@ -183,8 +191,7 @@ class Dispatcher:
         self.limiter = RateLimiter(db, max_wait=MAX_INLINE_WAIT)
         self._batch = MIN_BATCH
         self.drained = False  # the last `run_once` took every due row and settled each (see there)
-        self._claim_was_full = False  # set by `claim`; one claim is in flight at a time
-        self._prefetched: asyncio.Future[tuple[list[Claimed], int, float]] | None = None
+        self._prefetched: asyncio.Future[tuple[ClaimedBatch, int, float]] | None = None
 
     # ------------------------------------------------------------ senders
 
@@ -202,9 +209,9 @@ class Dispatcher:
 
     # ------------------------------------------------------------ claiming
 
-    def claim(self, limit: int = 50) -> list[Claimed]:
+    def claim(self, limit: int = 50) -> ClaimedBatch:
         now = self.clock()
-        claimed: list[Claimed] = []
+        claimed = ClaimedBatch()
         with self.db.session() as session:
             postgres = self.db.is_postgres
             params = {"now": now, "limit": limit, "candidates": limit * CANDIDATES_PER_ROW}
@@ -223,9 +230,7 @@ class Dispatcher:
             if rows is None or len(rows) < limit:
                 rows = list(session.execute(_claim_query(postgres, self.kinds, False), params).all())
             batch = [row for row in rows if not row.left_behind]  # the customer's order (`_left_behind`)
-            # Came back full (counting rows settled here: expired, cancelled, held), or left a row behind
-            # an earlier message about to finish: more may be claimable at once.
-            self._claim_was_full = len(rows) >= limit or len(batch) < len(rows)
+            claimed.more_due = len(rows) >= limit or len(batch) < len(rows)
             human_owned = holds.human_owned(session, {row.customer_id for row in batch
                                                       if row.customer_id is not None and holds.is_automatic(row)})
             taking: list[int] = []
@@ -282,7 +287,7 @@ class Dispatcher:
                                                         "until": now + LEASE, "now": now})
         return claimed
 
-    def claim_once(self, limit: int = 50) -> list[Claimed]:
+    def claim_once(self, limit: int = 50) -> ClaimedBatch:
         """`claim`, run once more if the connection was found dead (nothing of it committed)."""
         return self.db.retry_on_disconnect(lambda: self.claim(limit), what="claim")
 
@@ -323,10 +328,8 @@ class Dispatcher:
             if prepare is not None:
                 await prepare()  # first-use work (imports, the client) before the slot, not inside it
             slot = await self._slot(limits)
-            if not slot.granted or slot.late(self.limiter.clock()):
-                # No slot within MAX_INLINE_WAIT: put back, not an attempt.
-                wait = max(0.0, slot.at - self.limiter.clock()) if not slot.granted else 0.0
-                return Outcome("deferred", retry_in=wait), None
+            if (put_back := self._without(slot)) is not None:
+                return put_back, None
         acquired = False
         try:
             if sending is not None:
@@ -337,9 +340,8 @@ class Dispatcher:
                 # the previous message to that sender sooner than the rate allows. A fresh slot, as `_slot`
                 # takes one for a slot overslept; none within the wait: put back, not an attempt.
                 slot = await self._slot(limits)
-                if not slot.granted or slot.late(self.limiter.clock()):
-                    wait = max(0.0, slot.at - self.limiter.clock()) if not slot.granted else 0.0
-                    return Outcome("deferred", retry_in=wait), None
+                if (put_back := self._without(slot)) is not None:
+                    return put_back, None
             receipt = await sender.send(claimed.message if claimed.message is not None else claimed)  # type: ignore[arg-type]
             outcome = Outcome("sent")
         except Exception as exc:  # every failure is mapped; nothing escapes the loop
@@ -350,6 +352,14 @@ class Dispatcher:
             if slot is not None:
                 await self.limiter.finished(slot)
         return outcome, receipt
+
+    def _without(self, slot: Slot) -> Outcome | None:
+        """The put-back (not an attempt) for a slot that cannot be sent on: none within MAX_INLINE_WAIT
+        (due again when it would have come), or reached too late to keep the rate; None when usable."""
+        now = self.limiter.clock()
+        if not slot.granted:
+            return Outcome("deferred", retry_in=max(0.0, slot.at - now))
+        return Outcome("deferred", retry_in=0.0) if slot.late(now) else None
 
     async def _slot(self, limits: list[Limit]) -> Slot:
         """A rate-limit slot, waited for. A busy event loop can reach a slot after its tolerance
@@ -564,7 +574,7 @@ class Dispatcher:
         message.error = f"{outcome.error or 'window closed'}; sent by {target} instead"[:500]
         return True
 
-    async def _claim(self, size: int) -> tuple[list[Claimed], int, float]:
+    async def _claim(self, size: int) -> tuple[ClaimedBatch, int, float]:
         started = time.monotonic()
         return await asyncio.to_thread(self.claim_once, size), size, started
 
@@ -581,7 +591,7 @@ class Dispatcher:
             claimed, size, started = await pending
         else:
             claimed, size, started = await self._claim(limit or self._batch)
-        full = len(claimed) >= size or self._claim_was_full
+        full = len(claimed) >= size or claimed.more_due
         if limit is None:
             self._batch = min(MAX_BATCH, size * 2) if full else MIN_BATCH
             if prefetch and full:
