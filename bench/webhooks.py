@@ -1,7 +1,8 @@
 """Benchmark the Twilio webhook path; prints ONE JSON object on stdout.
 
 Starts `doorstep serve` (a real uvicorn, API + webhooks + dispatcher in one
-process, SQLite unless DATABASE_URL is set) in a subprocess, pointed at the
+process, SQLite unless DATABASE_URL is set; on PostgreSQL a throw-away
+database created through it for the run) in a subprocess, pointed at the
 fake Twilio of tests/fakes (real twilio client, loopback HTTP), and a bare
 FastAPI endpoint that returns empty TwiML in another. Every inbound webhook
 is a correctly signed SMS "where is my order" from a seeded customer with an
@@ -49,6 +50,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.pgtemp import throwaway_database  # noqa: E402
 from tests.fakes.twilio_server import (  # noqa: E402
     ACCOUNT_SID,
     AUTH_TOKEN,
@@ -320,9 +322,19 @@ def main() -> None:
     rates = [float(x) for x in args.rates.split(",") if x.strip()]
     customers = max([args.requests, args.paced, *(int(r * args.seconds) for r in rates)])
 
-    fake = FakeTwilio().start()
     tmp = Path(tempfile.mkdtemp(prefix="doorstep-bench-"))
-    database_url = os.environ.get("DATABASE_URL") or f"sqlite:///{tmp / 'bench.db'}"
+    given = os.environ.get("DATABASE_URL")
+    if given and given.startswith("postgresql"):
+        # A fresh database each run: the run's provider ids are numbered from 1, and a database that
+        # holds an earlier run's would take every webhook for a duplicate.
+        with throwaway_database(given) as database_url:
+            run(args, rates, customers, tmp, database_url)
+    else:
+        run(args, rates, customers, tmp, given or f"sqlite:///{tmp / 'bench.db'}")
+
+
+def run(args: argparse.Namespace, rates: list[float], customers: int, tmp: Path, database_url: str) -> None:
+    fake = FakeTwilio().start()
     phones = [f"+91980{i:07d}" for i in range(customers)]
     log(f"seeding {len(phones)} customers with orders …")
     seed(database_url, phones)

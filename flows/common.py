@@ -14,6 +14,7 @@ from typing import Any
 
 from flows.base import END, FlowContext, OrderView, Reply, StepResult
 from intents import Expecting
+from intents.text import contains_word
 
 CHOOSE_ORDER = "choose_order"
 SURE = 0.9
@@ -68,7 +69,7 @@ def pick_order(ctx: FlowContext, candidates: tuple[OrderView, ...]) -> OrderView
     if lowered.isdigit() and 1 <= int(lowered) <= len(candidates):
         return candidates[int(lowered) - 1]
     for order in candidates:
-        if re.search(rf"(?<![\w]){re.escape(order.order_id.lower())}(?![\w])", lowered):
+        if contains_word(lowered, order.order_id.lower()):
             return order
     matches = [o for o in candidates
                if any(str(i.get("name", "")).lower() in lowered for i in o.items if i.get("name"))]
@@ -84,11 +85,11 @@ def named_order(ctx: FlowContext, candidates: tuple[OrderView, ...]) -> OrderVie
             return found
     lowered = ctx.text.lower()
     for order in candidates:
-        if re.search(rf"(?<![\w]){re.escape(order.order_id.lower())}(?![\w])", lowered):
+        if contains_word(lowered, order.order_id.lower()):
             return order
     # "where are my headphones": an item name that only one candidate has.
     by_item = [o for o in candidates if any(
-        re.search(rf"(?<![\w]){re.escape(str(i.get('name', '')).lower())}(?![\w])", lowered) for i in o.items if i.get("name"))]
+        contains_word(lowered, str(i.get("name", "")).lower()) for i in o.items if i.get("name"))]
     return by_item[0] if len(by_item) == 1 and len(candidates) > 1 else None
 
 

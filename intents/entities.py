@@ -34,7 +34,7 @@ from intents.address import BARE_FLAT, FLAT, extract_new_address
 from intents.clock import local_now
 from intents.polarity import mark_ruled_out
 from intents.problems import extract_problems
-from intents.text import guess_language, strip_accents
+from intents.text import contains_word, guess_language, strip_accents
 from intents.types import Context, Entity, Expecting
 
 DELIVERY_DAY_START = 9
@@ -748,11 +748,11 @@ def extract_choice(text: str, context: Context) -> list[Entity]:
     # An item name or order id among the choices wins over ordinals ("the second one").
     norm_choices = [strip_accents(c.lower()).strip() for c in context.choices]
     for i, choice in enumerate(norm_choices, start=1):
-        if choice and (low == choice or re.search(rf"(?<!\w){re.escape(choice)}(?!\w)", low)):
+        if choice and (low == choice or contains_word(low, choice)):
             return pick(i)
     for i, choice in enumerate(norm_choices, start=1):
         ref = choice.lstrip("#")
-        if ref and re.search(rf"(?<!\w)#?{re.escape(ref)}(?!\w)", low):
+        if ref and contains_word(low, ref):  # "#A123" too: "#" is no word character
             return pick(i)
     if re.search(r"\b(last|the last one|akhri|aakhri|last wala|ultimo|ultima)\b", low) and n:
         return pick(n)

@@ -16,6 +16,7 @@ This module must never print to stdout, and never read evaluation data.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import math
@@ -82,6 +83,13 @@ def featurize(text: str) -> list[str]:
     return feats
 
 
+@functools.lru_cache(maxsize=64)
+def _features(text: str) -> tuple[str, ...]:
+    """`featurize(text)`, kept for the few messages in hand: one reading of a message asks for its
+    probabilities and its n-gram evidence, from the same features."""
+    return tuple(featurize(text))
+
+
 @dataclass
 class LinearTextModel:
     """A trained linear model in numpy form: `probabilities(text)` without scikit-learn."""
@@ -127,7 +135,7 @@ class LinearTextModel:
         known bigram) has no evidence; "naw" has some ("aw ", " na").
         """
         return sum(
-            1 for f in set(featurize(text)) if f.startswith("c:") and len(f) >= 5 and f in self.vocabulary
+            1 for f in set(_features(text)) if f.startswith("c:") and len(f) >= 5 and f in self.vocabulary
         )
 
     def __getstate__(self) -> dict[str, Any]:
@@ -137,7 +145,7 @@ class LinearTextModel:
         """(label, probability) for every label, most likely first."""
         import numpy as np
 
-        counts = Counter(f for f in featurize(text) if f in self.vocabulary)
+        counts = Counter(f for f in _features(text) if f in self.vocabulary)
         logits: Any
         if counts:
             idx = np.fromiter((self.vocabulary[f] for f in counts), dtype=np.int64, count=len(counts))

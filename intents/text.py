@@ -25,6 +25,26 @@ def strip_accents(text: str) -> str:
     return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
 
 
+def contains_word(text: str, word: str) -> bool:
+    """Whether `word` occurs in `text` as a whole word: `re.search(r"(?<!\w)word(?!\w)", text)` with `word`
+    escaped, without compiling a pattern per word (an order id or item name differs per customer, so
+    each would miss `re`'s cache and be compiled again). An empty `word` occurs nowhere."""
+    if not word:
+        return False
+    start = text.find(word)
+    while start != -1:
+        end = start + len(word)
+        if (start == 0 or not _word_char(text[start - 1])) and (end == len(text) or not _word_char(text[end])):
+            return True
+        start = text.find(word, start + 1)
+    return False
+
+
+def _word_char(char: str) -> bool:
+    """`re`'s `\w` for one character of a str pattern: a letter, a digit or a number of any script, or `_`."""
+    return char.isalnum() or char == "_"
+
+
 def normalize(text: str) -> str:
     """The canonical form the model sees.
 

@@ -90,8 +90,14 @@ def format_day(value: date | datetime | str | None, locale: str = "en", today: d
     if value is None or value == "":
         return ""
     day = as_date(value)
-    skeleton = "MMMEd" if today is not None and day.year == today.year else "yMMMEd"
-    return sms_text(dates.format_skeleton(skeleton, day, locale=babel_locale(locale)))
+    return _day_text("MMMEd" if today is not None and day.year == today.year else "yMMMEd", day, babel_locale(locale))
+
+
+@lru_cache(maxsize=1024)
+def _day_text(skeleton: str, day: date, locale: str) -> str:
+    """CLDR's form of `day` (babel matches the skeleton to the locale's patterns on every call: kept, as
+    replies name the same few days over and over)."""
+    return sms_text(dates.format_skeleton(skeleton, day, locale=locale))
 
 
 def format_money(amount: Any, currency: str | None, locale: str = "en") -> str:

@@ -101,6 +101,7 @@ def enqueue_message(
         due_at=due_at or now,
         created_at=now,
         plan=payload["plan"],
+        media_urls=[], entities=[],  # given, not defaulted: pydantic inspects a default factory on every call
     )
     row = Outbox(
         kind="message",
