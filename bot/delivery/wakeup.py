@@ -1,8 +1,9 @@
 """Waking the dispatchers of other processes: PostgreSQL LISTEN/NOTIFY, polling as the fallback.
 
 After new outbox rows commit, `announce(db)` sends `NOTIFY doorstep_outbox`
-(one autocommit statement on a pooled connection, its payload naming the process,
-whose own dispatchers were woken in-process and ignore it; nothing on SQLite, whose
+(one autocommit statement on a connection kept for it, `Database.notify`, its
+payload naming the process, whose own dispatchers were woken in-process and
+ignore it; nothing on SQLite, whose
 dispatchers share one machine and poll). A dispatcher on PostgreSQL keeps one
 connection of its own that LISTENs on that channel and wakes at each
 notification (`listen`), so a `doorstep worker` picks up a reply a `serve`
@@ -24,8 +25,6 @@ import logging
 import os
 import secrets
 
-import sqlalchemy as sa
-
 from bot.core.db import Database
 from bot.core.settings import Settings
 
@@ -45,10 +44,11 @@ def announce(db: Database) -> None:
     """Tell the other processes' dispatchers that new rows are committed (PostgreSQL; best effort)."""
     if not db.is_postgres:
         return
+    import psycopg
+
     try:
-        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.execute(sa.text("SELECT pg_notify(:channel, :origin)"), {"channel": CHANNEL, "origin": _origin()})
-    except sa.exc.SQLAlchemyError as exc:  # they poll anyway
+        db.notify(CHANNEL, _origin())
+    except psycopg.Error as exc:  # they poll anyway
         log.warning("NOTIFY %s failed: %s", CHANNEL, exc.__class__.__name__)
 
 

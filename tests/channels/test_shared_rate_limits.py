@@ -217,6 +217,38 @@ def test_a_worker_wakes_on_notify_without_waiting_for_its_poll(settings: Setting
 
 
 @pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_a_notify_connection_the_server_dropped_is_replaced(settings: Settings,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    """NOTIFY goes through a connection kept for it: when the server drops that connection, the
+    announcement that finds out is given up with a warning (the rows are committed; dispatchers poll)
+    and the next one connects again and is heard."""
+    import psycopg
+
+    db = Database(settings.database_url)
+    conninfo = db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    try:
+        with psycopg.connect(conninfo, autocommit=True) as listener:
+            listener.execute(f"LISTEN {wakeup.CHANNEL}")
+
+            def heard() -> list[str]:
+                return [n.payload for n in listener.notifies(timeout=1.0, stop_after=1)]
+
+            wakeup.announce(db)
+            assert heard() == [f"{os.getpid()}:{wakeup._ORIGIN}"]
+            with db.engine.connect() as conn:  # the server ends every other session of this database
+                conn.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
+                                     "datname = current_database() AND pid NOT IN (pg_backend_pid(), :listener)"),
+                             {"listener": listener.info.backend_pid})
+            with caplog.at_level("WARNING", logger="bot.delivery.wakeup"):
+                wakeup.announce(db)  # finds its connection dead: nothing raised to the committer
+            assert "NOTIFY doorstep_outbox failed" in caplog.text
+            wakeup.announce(db)
+            assert heard() == [f"{os.getpid()}:{wakeup._ORIGIN}"]
+    finally:
+        db.dispose()
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 def test_without_listen_a_worker_polls(settings: Settings, fake_twilio: FakeTwilio) -> None:
     service = new_service(with_channels(settings, twilio=fake_twilio, listen_notify=False))
     thread, loop, stop = _worker_in_thread(service.settings, idle_sleep=0.5)
