@@ -165,6 +165,14 @@ def _compiled(locale: str, key: str) -> jinja2.Template:
     return _environment(locale).from_string(source)
 
 
+@lru_cache(maxsize=512)
+def _static(locale: str, key: str) -> str | None:
+    """The text of a template with no Jinja in it ("our shop", the shop defaults `render` fills in for
+    every reply of a shop that left them empty): rendering it changes nothing but the spacing."""
+    source = _load(locale).get(key)
+    return None if source is None or "{" in source else " ".join(source.split())
+
+
 def _shop_defaults(locale: str, variables: dict[str, Any]) -> dict[str, Any]:
     """Fill empty shop settings (shop name, support contact, return policy) with the locale's wording."""
     filled = dict(variables)
@@ -180,6 +188,8 @@ def render(key: str, locale: str | None = None, /, *, today: date | None = None,
     `today` is the runtime clock's local date: a date in another year is shown with its year.
     """
     loc = normalise_locale(locale)
+    if (static := _static(loc, key)) is not None:
+        return static
     try:
         template = _compiled(loc, key)
     except TemplateMissing:
