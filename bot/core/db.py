@@ -170,7 +170,7 @@ class Database:
         else:
             _replace_closed_at_checkout(self.engine)
         self._ack_engine: Engine | None = None
-        self._notifier = _Notifier(self.engine.url) if self.is_postgres else None
+        self._notifier = _Notifier(self.conninfo) if self.is_postgres else None
         self.ack_priority = AckPriority()
         self._read_engine = self.engine.execution_options(**{READ_ONLY: True})
         self._sessions = sessionmaker(self.engine, class_=Session, expire_on_commit=False)
@@ -198,6 +198,11 @@ class Database:
                 self._ack_engine = sa.create_engine(self.url, pool_size=1, max_overflow=1, pool_pre_ping=False)
                 _replace_closed_at_checkout(self._ack_engine)
         return self._ack_engine
+
+    @property
+    def conninfo(self) -> str:
+        """The database's URL as libpq takes it (psycopg's own connections: LISTEN, NOTIFY)."""
+        return self.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
 
     @property
     def is_sqlite(self) -> bool:
@@ -330,8 +335,8 @@ class _Notifier:
     it to autocommit and back, SQLAlchemy's execution). Shared by the process's threads under a lock; a
     forked child opens its own; a failed connection is dropped and the next call opens another."""
 
-    def __init__(self, url: sa.URL) -> None:
-        self._conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    def __init__(self, conninfo: str) -> None:
+        self._conninfo = conninfo
         self._lock = threading.Lock()
         self._conn: Any = None
         self._pid = 0

@@ -70,7 +70,7 @@ async def stop(task: asyncio.Task[None] | None) -> None:
 async def _listen(db: Database, wake: asyncio.Event) -> None:
     import psycopg
 
-    conninfo = db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    conninfo = db.conninfo
     delay = 1.0
     while True:
         try:

@@ -225,9 +225,8 @@ def test_a_notify_connection_the_server_dropped_is_replaced(settings: Settings,
     import psycopg
 
     db = Database(settings.database_url)
-    conninfo = db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
     try:
-        with psycopg.connect(conninfo, autocommit=True) as listener:
+        with psycopg.connect(db.conninfo, autocommit=True) as listener:
             listener.execute(f"LISTEN {wakeup.CHANNEL}")
 
             def heard() -> list[str]:
