@@ -8,16 +8,26 @@ CPU: on PostgreSQL the server's own is not in it), wall ms per batch, and statem
 cursor execution, counted with an engine event; PostgreSQL's COMMIT is not one).
 
     python bench/batch.py [--sizes 1,5,50] [--rounds 4] [--backend sqlite|postgres|both] [--profile FILE]
+    python bench/batch.py --instructions [--sizes 1,50] [--rounds 1]
 
 `--profile FILE` writes a cProfile of the measured batches (the smallest batch size only) to FILE.
+
+`--instructions` counts instead of timing: the script runs itself under valgrind's callgrind, which
+counts the instructions of the measured batches only (switched on and off around them with
+`callgrind_control`), and reports `instructions_per_message` (millions). A count does not move with the
+machine's load, so two versions of the code compare on a shared or noisy machine; it leaves out the
+kernel (a statement's socket calls) and the database server. About a minute per backend.
 """
 
 from __future__ import annotations
 
 import argparse
 import cProfile
+import itertools
 import json
 import os
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -62,6 +72,61 @@ def _store(service: Service, phones: list[str]) -> list[int]:
 def _measured(service: Service, ids: list[int]) -> None:
     """The measured call (a frame of its own, for a sampling profiler's filter)."""
     service.process_messages(ids)
+
+
+UNDER_CALLGRIND = "DOORSTEP_BENCH_CALLGRIND_OUT"  # set when this script runs under callgrind: its dump file
+_dumps = itertools.count(1)  # callgrind numbers its dumps in this process: out.1, out.2, …
+
+
+def _callgrind(command: str) -> None:
+    """`callgrind_control <command>` for this process (waits until callgrind has done it)."""
+    subprocess.run(["callgrind_control", command, str(os.getpid())], check=True, capture_output=True)
+
+
+def _dumped_instructions(out: str, number: int) -> int:
+    """The instruction count of callgrind's dump number `number` (`--dump`, counts since the last one)."""
+    totals = [line for line in Path(f"{out}.{number}").read_text().splitlines() if line.startswith("totals:")]
+    if not totals:
+        raise RuntimeError(f"no instruction count in {out}.{number}")
+    return int(totals[-1].split()[1])
+
+
+def count_instructions(backend: str, url: str, sizes: list[int], rounds: int) -> list[dict[str, Any]]:
+    """Per batch size: every batch's messages stored first, then the batches processed with
+    callgrind counting, then a dump; instructions per message from the dump."""
+    out = os.environ[UNDER_CALLGRIND]
+    customers = max(sizes) * 2
+    service = Service.create(Settings(DATABASE_URL=url, DOORSTEP_CONFIG="none.yaml"))
+    phones = _seed(service, customers)
+    for start in range(0, customers, 50):  # the model, and every customer's conversation (a running shop)
+        service.process_messages(_store(service, phones[start:start + 50]))
+    results: list[dict[str, Any]] = []
+    for size in sorted(sizes):
+        batches = [_store(service, phones[start:start + size])
+                   for round_ in range(rounds) for start in range(0, customers, size)
+                   if (start // size) % 2 == round_ % 2]
+        _callgrind("--instr=on")
+        for ids in batches:
+            _measured(service, ids)
+        _callgrind("--instr=off")
+        _callgrind("--dump")
+        count = sum(len(ids) for ids in batches)
+        results.append({"backend": backend, "batch": size, "messages": count,
+                        "instructions_per_message": round(_dumped_instructions(out, next(_dumps)) / count / 1e6, 3),
+                        "unit": "millions"})
+    service.db.dispose()
+    return results
+
+
+def _rerun_under_callgrind() -> int:
+    """Run this script again, with the same arguments, under callgrind (counting switched off at start)."""
+    if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
+        sys.exit("--instructions needs valgrind (apt-get install valgrind)")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = f"{tmp}/callgrind.out"
+        env = {**os.environ, UNDER_CALLGRIND: out, "PYTHONHASHSEED": "0"}
+        return subprocess.run(["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
+                               "--quiet", sys.executable, *sys.argv], env=env, check=False).returncode
 
 
 def run(backend: str, url: str, sizes: list[int], rounds: int, profile: str | None) -> list[dict[str, Any]]:
@@ -115,16 +180,25 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--backend", choices=["sqlite", "postgres", "both"], default="both")
     parser.add_argument("--profile", default=None)
+    parser.add_argument("--instructions", action="store_true",
+                        help="count instructions under valgrind's callgrind instead of timing (see above)")
     args = parser.parse_args()
+    if args.instructions and UNDER_CALLGRIND not in os.environ:
+        sys.exit(_rerun_under_callgrind())
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+
+    def measure(backend: str, url: str, profile: str | None) -> list[dict[str, Any]]:
+        if args.instructions:
+            return count_instructions(backend, url, sizes, args.rounds)
+        return run(backend, url, sizes, args.rounds, profile)
+
     if args.backend in {"sqlite", "both"}:
         with tempfile.TemporaryDirectory() as tmp:
-            for line in run("sqlite", f"sqlite:///{tmp}/bench.db", sizes, args.rounds, args.profile):
+            for line in measure("sqlite", f"sqlite:///{tmp}/bench.db", args.profile):
                 print(json.dumps(line), flush=True)
     if args.backend in {"postgres", "both"}:
         with throwaway_database(PG_ADMIN) as url:
-            for line in run("postgresql", url, sizes, args.rounds,
-                            args.profile and args.profile + ".pg"):
+            for line in measure("postgresql", url, args.profile and args.profile + ".pg"):
                 print(json.dumps(line), flush=True)
 
 
