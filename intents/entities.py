@@ -748,7 +748,7 @@ def extract_choice(text: str, context: Context) -> list[Entity]:
     # An item name or order id among the choices wins over ordinals ("the second one").
     norm_choices = [strip_accents(c.lower()).strip() for c in context.choices]
     for i, choice in enumerate(norm_choices, start=1):
-        if choice and (low == choice or contains_word(low, choice)):
+        if contains_word(low, choice):  # the whole message too; an empty choice matches nothing
             return pick(i)
     for i, choice in enumerate(norm_choices, start=1):
         ref = choice.lstrip("#")
