@@ -160,7 +160,7 @@ class Database:
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
         else:
             # No pre-ping: it costs a round trip per transaction. Dead connections: see the module docstring.
-            kwargs.update(pool_size=5, max_overflow=10, pool_pre_ping=False)
+            kwargs.update(pool_size=5, max_overflow=10, pool_pre_ping=False, **_native_placeholders())
         self.engine: Engine = sa.create_engine(self.url, **kwargs)
         self._writes = threading.local()  # the write sessions this thread has open (the nesting guard)
         # Called after a write transaction that added outbox rows commits (the service wakes the dispatchers).
@@ -195,7 +195,8 @@ class Database:
                                                     pool_size=1, max_overflow=1)
                 _make_sqlite_serialisable(self._ack_engine)
             else:
-                self._ack_engine = sa.create_engine(self.url, pool_size=1, max_overflow=1, pool_pre_ping=False)
+                self._ack_engine = sa.create_engine(self.url, pool_size=1, max_overflow=1, pool_pre_ping=False,
+                                                    **_native_placeholders())
                 _replace_closed_at_checkout(self._ack_engine)
         return self._ack_engine
 
@@ -402,6 +403,18 @@ def _committed(unit: Session | sa.Connection, stack: list[Session | sa.Connectio
         raise
     finally:
         stack.remove(unit)
+
+
+def _native_placeholders() -> dict[str, Any]:
+    """PostgreSQL's own `$1` placeholders (SQLAlchemy's `numeric_dollar` paramstyle, psycopg's
+    `RawCursor`), instead of `%(name)s` that psycopg rewrites into `$1` on every execution.
+
+    psycopg caches that rewrite for statements up to 4 KB only; a batch's multi-row INSERT (50
+    replies: ~1,000 placeholders) was parsed again each time, ≈ 13 % of a 50-message batch's
+    instructions. No named (server-side) cursor is used: psycopg's would expect `%s`."""
+    import psycopg
+
+    return {"paramstyle": "numeric_dollar", "connect_args": {"cursor_factory": psycopg.RawCursor}}
 
 
 def _replace_closed_at_checkout(engine: Engine) -> None:
