@@ -7,13 +7,17 @@ order address/name and message text columns, so erasure knows where to look.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
+from pydantic_core import PydanticUndefined
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, Relationship, SQLModel
+
+T = TypeVar("T", bound=SQLModel)
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -427,3 +431,51 @@ class WhatsAppContent(SQLModel, table=True):
     approval_status: str = Field(default="unsubmitted", max_length=32)  # approved | pending | rejected | …
     rejection_reason: str | None = Field(default=None, max_length=500)
     updated_at: datetime = _created()
+
+
+# ------------------------------------------------------------------ building rows on the hot path
+
+# Per table model: its fields as (name, default, factory) and its relationships' names.
+_Fields = tuple[tuple[tuple[str, Any, Callable[[], Any] | None], ...], frozenset[str]]
+_FIELDS: dict[type, _Fields] = {}
+
+
+def _fields(cls: type[SQLModel]) -> _Fields:
+    found = _FIELDS.get(cls)
+    if found is None:
+        fields = []
+        for name, field in cls.model_fields.items():
+            if field.default_factory_takes_validated_data:
+                raise TypeError(f"{cls.__name__}.{name}: a default factory of the validated data is not supported")
+            fields.append((name, field.default, field.default_factory))
+        found = _FIELDS[cls] = (tuple(fields), frozenset(getattr(cls, "__sqlmodel_relationships__", ())))  # type: ignore[arg-type]
+    return found
+
+
+def new_row(cls: type[T], **values: Any) -> T:
+    """A new row object, the same as `cls(**values)` gives (every field set, defaults filled in), at a
+    fraction of the cost: SQLModel's constructor sets each field through pydantic's and SQLAlchemy's
+    attribute machinery (≈ 5 µs a field: 110 µs a Message, 100 an Outbox), twice per reply. Here the
+    values go straight into the object's `__dict__`, which is where SQLAlchemy reads a new row's
+    INSERT from and where pydantic keeps its fields; relationships are set the usual way (their events
+    cascade the save and fill the foreign key at flush). Neither path validates (SQLModel does not
+    validate table models). An unknown name is a TypeError, a missing required field too."""
+    fields, relationships = _fields(cls)
+    row = sa.orm.class_mapper(cls).class_manager.new_instance()  # SQLModel.__new__ + the instance's state
+    state = row.__dict__
+    given = set(values)
+    for name, default, factory in fields:
+        if name in values:
+            state[name] = values.pop(name)
+        elif factory is not None:
+            state[name] = factory()
+        elif default is PydanticUndefined:
+            raise TypeError(f"{cls.__name__}: {name} is required")
+        else:
+            state[name] = default
+    object.__setattr__(row, "__pydantic_fields_set__", given - relationships)
+    for name, value in values.items():
+        if name not in relationships:
+            raise TypeError(f"{cls.__name__} has no field {name!r}")
+        setattr(row, name, value)
+    return row
