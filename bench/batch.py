@@ -5,7 +5,8 @@ from seeded customers with an order, unidentified), then processed in batches of
 (identify + handle + commit, the reply and its outbox row queued), without HTTP and without the
 dispatcher. Prints one JSON object per backend and batch size: CPU ms per message (this process's
 CPU: on PostgreSQL the server's own is not in it), wall ms per batch, and statements per batch (every
-cursor execution, counted with an engine event; PostgreSQL's COMMIT is not one).
+cursor execution, counted with an engine event; PostgreSQL's COMMIT is not one). The garbage
+collector is set as `serve` sets it once ready (`bot.app.freeze_startup_heap`).
 
     python bench/batch.py [--sizes 1,5,50] [--rounds 4] [--backend sqlite|postgres|both] [--profile FILE]
     python bench/batch.py --instructions [--sizes 1,50] [--rounds 1]
@@ -40,6 +41,7 @@ import sqlalchemy as sa
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.pgtemp import throwaway_database  # noqa: E402
+from bot.app import freeze_startup_heap  # noqa: E402
 from bot.conversation import gateway  # noqa: E402
 from bot.core.channels import InboundMessage  # noqa: E402
 from bot.core.schemas import OrderIn  # noqa: E402
@@ -100,6 +102,7 @@ def count_instructions(backend: str, url: str, sizes: list[int], rounds: int) ->
     phones = _seed(service, customers)
     for start in range(0, customers, 50):  # the model, and every customer's conversation (a running shop)
         service.process_messages(_store(service, phones[start:start + 50]))
+    freeze_startup_heap()  # the collector as in `doorstep serve` and `doorstep worker` once ready
     results: list[dict[str, Any]] = []
     for size in sorted(sizes):
         batches = [_store(service, phones[start:start + size])
@@ -142,6 +145,7 @@ def run(backend: str, url: str, sizes: list[int], rounds: int, profile: str | No
     # Warm-up: the model, every customer's conversation exists (the steady state of a running shop).
     for start in range(0, customers, 50):
         service.process_messages(_store(service, phones[start:start + 50]))
+    freeze_startup_heap()  # the collector as in `doorstep serve` and `doorstep worker` once ready
     out = []
     for size in sorted(sizes):
         cpu = wall = 0.0
