@@ -218,6 +218,9 @@ def _worker(url: str, provider_url: str, worker_id: str, sender_kind: str, ready
             session.execute(sa.text("SELECT 1"))
         import twilio.rest  # noqa: F401  (what a running worker has long imported)
 
+        from bot.app import freeze_startup_heap
+
+        freeze_startup_heap()  # the garbage collector as `doorstep worker` sets it once ready
         ready.put(worker_id)
         await asyncio.to_thread(go.wait)
         cpu = time.process_time()
