@@ -7,6 +7,8 @@ order address/name and message text columns, so erasure knows where to look.
 
 from __future__ import annotations
 
+import copy
+import functools
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -436,6 +438,7 @@ class WhatsAppContent(SQLModel, table=True):
 # ------------------------------------------------------------------ building rows on the hot path
 
 # Per table model: its fields as (name, default, factory) and its relationships' names.
+_IMMUTABLE = (type(None), str, bytes, bool, int, float, Decimal, date, datetime)
 _Fields = tuple[tuple[tuple[str, Any, Callable[[], Any] | None], ...], frozenset[str]]
 _FIELDS: dict[type, _Fields] = {}
 
@@ -447,7 +450,10 @@ def _fields(cls: type[SQLModel]) -> _Fields:
         for name, field in cls.model_fields.items():
             if field.default_factory_takes_validated_data:
                 raise TypeError(f"{cls.__name__}.{name}: a default factory of the validated data is not supported")
-            fields.append((name, field.default, field.default_factory))
+            default, factory = field.default, field.default_factory
+            if factory is None and not isinstance(default, _IMMUTABLE) and default is not PydanticUndefined:
+                factory = functools.partial(copy.deepcopy, default)  # as pydantic does: no row shares a mutable default
+            fields.append((name, default, factory))
         found = _FIELDS[cls] = (tuple(fields), frozenset(getattr(cls, "__sqlmodel_relationships__", ())))  # type: ignore[arg-type]
     return found
 
