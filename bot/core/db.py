@@ -155,20 +155,15 @@ class Database:
         # What the send planner reads in every write session (bot.store.planning): the shop's config,
         # whether TWILIO_WHATSAPP_TEMPLATES maps templates, the shop's timezone. Set by the service.
         self.planning: dict[str, Any] = {}
-        kwargs: dict[str, Any] = {"echo": echo}
+        self.engine: Engine
         if self.url.startswith("sqlite"):
-            kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+            self.engine = sa.create_engine(self.url, echo=echo, connect_args={"check_same_thread": False, "timeout": 30})
+            _make_sqlite_serialisable(self.engine)
         else:
-            # No pre-ping: it costs a round trip per transaction. Dead connections: see the module docstring.
-            kwargs.update(pool_size=5, max_overflow=10, pool_pre_ping=False, **_native_placeholders())
-        self.engine: Engine = sa.create_engine(self.url, **kwargs)
+            self.engine = _postgres_engine(self.url, echo=echo, pool_size=5, max_overflow=10)
         self._writes = threading.local()  # the write sessions this thread has open (the nesting guard)
         # Called after a write transaction that added outbox rows commits (the service wakes the dispatchers).
         self.after_outbox_commit: Callable[[], None] | None = None
-        if self.is_sqlite:
-            _make_sqlite_serialisable(self.engine)
-        else:
-            _replace_closed_at_checkout(self.engine)
         self._ack_engine: Engine | None = None
         self._notifier = _Notifier(self.conninfo) if self.is_postgres else None
         self.ack_priority = AckPriority()
@@ -195,9 +190,7 @@ class Database:
                                                     pool_size=1, max_overflow=1)
                 _make_sqlite_serialisable(self._ack_engine)
             else:
-                self._ack_engine = sa.create_engine(self.url, pool_size=1, max_overflow=1, pool_pre_ping=False,
-                                                    **_native_placeholders())
-                _replace_closed_at_checkout(self._ack_engine)
+                self._ack_engine = _postgres_engine(self.url, pool_size=1, max_overflow=1)
         return self._ack_engine
 
     @property
@@ -405,16 +398,21 @@ def _committed(unit: Session | sa.Connection, stack: list[Session | sa.Connectio
         stack.remove(unit)
 
 
-def _native_placeholders() -> dict[str, Any]:
-    """PostgreSQL's own `$1` placeholders (SQLAlchemy's `numeric_dollar` paramstyle, psycopg's
-    `RawCursor`), instead of `%(name)s` that psycopg rewrites into `$1` on every execution.
+def _postgres_engine(url: str, *, echo: bool = False, pool_size: int, max_overflow: int) -> Engine:
+    """A PostgreSQL engine as every pool of a Database has it.
 
-    psycopg caches that rewrite for statements up to 4 KB only; a batch's multi-row INSERT (50
-    replies: ~1,000 placeholders) was parsed again each time, ≈ 13 % of a 50-message batch's
-    instructions. No named (server-side) cursor is used: psycopg's would expect `%s`."""
+    No pre-ping: it costs a round trip per transaction (dead connections: the module docstring,
+    `_replace_closed_at_checkout`). PostgreSQL's own `$1` placeholders (SQLAlchemy's `numeric_dollar`
+    paramstyle, psycopg's `RawCursor`) instead of `%(name)s`, which psycopg rewrites into `$1` on every
+    execution and caches only for statements up to 4 KB: a batch's multi-row INSERT (50 replies,
+    ~1,000 placeholders) was parsed again each time, ≈ 13 % of a 50-message batch's instructions.
+    No named (server-side) cursor is used: psycopg's would expect `%s`."""
     import psycopg
 
-    return {"paramstyle": "numeric_dollar", "connect_args": {"cursor_factory": psycopg.RawCursor}}
+    engine = sa.create_engine(url, echo=echo, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=False,
+                              paramstyle="numeric_dollar", connect_args={"cursor_factory": psycopg.RawCursor})
+    _replace_closed_at_checkout(engine)
+    return engine
 
 
 def _replace_closed_at_checkout(engine: Engine) -> None:

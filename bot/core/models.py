@@ -437,9 +437,10 @@ class WhatsAppContent(SQLModel, table=True):
 
 # ------------------------------------------------------------------ building rows on the hot path
 
-# Per table model: its fields as (name, default, factory) and its relationships' names.
+# Per table model: its fields as (name, default, factory), its relationships' names, and the
+# SQLAlchemy class manager that makes an instance with its state (as the ORM's loader does).
 _IMMUTABLE = (type(None), str, bytes, bool, int, float, Decimal, date, datetime)
-_Fields = tuple[tuple[tuple[str, Any, Callable[[], Any] | None], ...], frozenset[str]]
+_Fields = tuple[tuple[tuple[str, Any, Callable[[], Any] | None], ...], frozenset[str], Any]
 _FIELDS: dict[type, _Fields] = {}
 
 
@@ -454,7 +455,8 @@ def _fields(cls: type[SQLModel]) -> _Fields:
             if factory is None and not isinstance(default, _IMMUTABLE) and default is not PydanticUndefined:
                 factory = functools.partial(copy.deepcopy, default)  # as pydantic does: no row shares a mutable default
             fields.append((name, default, factory))
-        found = _FIELDS[cls] = (tuple(fields), frozenset(getattr(cls, "__sqlmodel_relationships__", ())))  # type: ignore[arg-type]
+        relationships = frozenset(getattr(cls, "__sqlmodel_relationships__", ()))
+        found = _FIELDS[cls] = (tuple(fields), relationships, sa.orm.class_mapper(cls).class_manager)  # type: ignore[arg-type]
     return found
 
 
@@ -466,8 +468,8 @@ def new_row(cls: type[T], **values: Any) -> T:
     INSERT from and where pydantic keeps its fields; relationships are set the usual way (their events
     cascade the save and fill the foreign key at flush). Neither path validates (SQLModel does not
     validate table models). An unknown name is a TypeError, a missing required field too."""
-    fields, relationships = _fields(cls)
-    row = sa.orm.class_mapper(cls).class_manager.new_instance()  # SQLModel.__new__ + the instance's state
+    fields, relationships, manager = _fields(cls)
+    row: T = manager.new_instance()  # SQLModel.__new__ + the instance's state
     state = row.__dict__
     given = set(values)
     for name, default, factory in fields:

@@ -3,10 +3,11 @@
 After new outbox rows commit, `announce(db)` sends `NOTIFY doorstep_outbox`
 (one autocommit statement on a connection kept for it, `Database.notify`, its
 payload naming the process, whose own dispatchers were woken in-process and
-ignore it; nothing on SQLite, whose dispatchers share one machine and poll). A dispatcher on PostgreSQL keeps one
-connection of its own that LISTENs on that channel and wakes at each
-notification (`listen`), so a `doorstep worker` picks up a reply a `serve`
-process committed within milliseconds instead of at its next poll.
+ignore it; nothing on SQLite, whose dispatchers share one machine and poll).
+A dispatcher on PostgreSQL keeps one connection of its own that LISTENs on
+that channel and wakes at each notification (`listen`), so a `doorstep
+worker` picks up a reply a `serve` process committed within milliseconds
+instead of at its next poll.
 
 Polling stays: rows that fall due later (retries, schedules) are found by it,
 and it is the whole mechanism when LISTEN is unavailable. The listening

@@ -141,9 +141,9 @@ def emit_event(*, session: Session, type_: str, order_id: str | None, data: dict
                     data={"order_id": order_id, **(data or {})}, created_at=now)
     session.add(event)
     session.add(new_row(Outbox, kind="webhook", event_id=event.id, order_pk=order_pk, priority=PRIORITY_TRANSACTIONAL,
-                       # 10 tries = integrations.logistics.RETRY_DELAYS_SECONDS; then dead-lettered.
-                       due_at=now, created_at=now, updated_at=now, max_attempts=10,
-                       expires_at=now + timedelta(days=4)))
+                        # 10 tries = integrations.logistics.RETRY_DELAYS_SECONDS; then dead-lettered.
+                        due_at=now, created_at=now, updated_at=now, max_attempts=10,
+                        expires_at=now + timedelta(days=4)))
     return event
 
 
