@@ -42,7 +42,7 @@ from sqlmodel import Session, col, func, select
 from bot.conversation.engine import handle_message
 from bot.conversation.turn import Turn
 from bot.core.channels import InboundMessage, sanitise_text
-from bot.core.db import Database
+from bot.core.db import Database, constants_in
 from bot.core.models import Conversation, Customer, Message, Order
 from bot.core.phones import mask
 from bot.core.runtime import Runtime
@@ -192,7 +192,7 @@ def _statements(postgres: bool) -> dict[str, Any]:
         Conversation, col(Conversation.customer_id) == col(Customer.id))
     held = (sa.exists().select_from(OUTBOX.join(MESSAGE, MESSAGE.c.id == OUTBOX.c.message_id))
             .where(OUTBOX.c.order_pk == ORDERS.c.id, OUTBOX.c.status == "pending",
-                   MESSAGE.c.template.in_(outbox.journey_templates(INFORMATIONAL_JOURNEYS))).label("held"))
+                   constants_in(MESSAGE.c.template, outbox.journey_templates(INFORMATIONAL_JOURNEYS))).label("held"))
     newest_first = (col(Order.created_at).desc(), col(Order.id).desc())
     conversations = (select(Conversation, _waiting_flag()).where(_any_of(col(Conversation.id), "ids", postgres))
                      .order_by(col(Conversation.id)).execution_options(populate_existing=True))

@@ -95,7 +95,7 @@ from sqlmodel import Session, col, func, or_, select
 
 from bot.core.channels import OutboundMessage, Receipt, Sender
 from bot.core.clock import Clock, system_clock
-from bot.core.db import Database, ids_param
+from bot.core.db import Database, constants_in, ids_param
 from bot.core.errors import DeliveryError
 from bot.core.models import Customer, Message, Outbox
 from bot.core.settings import Settings
@@ -812,7 +812,7 @@ def _claim_query(postgres: bool, kinds: tuple[str, ...] | None, among_candidates
     if among_candidates:
         first = sa.select(OUTBOX.c.id).where(claimable)
         if kinds:
-            first = first.where(OUTBOX.c.kind.in_(kinds))
+            first = first.where(constants_in(OUTBOX.c.kind, kinds))
         candidates = first.order_by(OUTBOX.c.priority, OUTBOX.c.due_at, OUTBOX.c.id).limit(
             sa.bindparam("candidates", type_=sa.Integer())).cte("candidates")
         ids = sa.select(candidates.c.id)
@@ -830,7 +830,7 @@ def _claim_query(postgres: bool, kinds: tuple[str, ...] | None, among_candidates
         .with_for_update(skip_locked=postgres)  # SQLite: no row locks (its one writer serialises claims)
     )
     if kinds:
-        picking = picking.where(OUTBOX.c.kind.in_(kinds))
+        picking = picking.where(constants_in(OUTBOX.c.kind, kinds))
     # The joins come after the limit: only the picked rows' messages and customers are read.
     picked = picking.cte("picked")
     return (
@@ -868,7 +868,7 @@ def _waits_behind_an_earlier_message(now: Any) -> Any:
         earlier.c.kind == "message",
         earlier.c.customer_id == OUTBOX.c.customer_id,
         row_id != this_id,
-        status.in_(UNFINISHED),
+        constants_in(status, UNFINISHED),
         # Bounds the index scan to the customer's earlier rows. A message row without `first_due_at`
         # (none since migration 0007) is not seen here; `_left_behind` still holds it back.
         earlier.c.first_due_at <= this_first,
@@ -915,7 +915,7 @@ def _left_behind(picked: Any) -> Any:
         picked.c.kind == "message",
         sibling.c.kind == "message",
         sibling.c.customer_id == picked.c.customer_id,
-        sibling.c.status.in_(UNFINISHED),
+        constants_in(sibling.c.status, UNFINISHED),
         _first_due_up_to(sibling.c, this_first),  # bounds the index scan to the customer's earlier rows
         or_(sibling_first < this_first, and_(sibling_first == this_first, sibling.c.id < picked.c.id)),
         sibling.c.id.not_in(sa.select(mine.c.id)),
