@@ -163,6 +163,7 @@ class Identified:
     # before this transaction and still waiting (a crash, a failed batch): only those are read again.
     loaded: dict[int, Conversation] = field(default_factory=dict)
     waiting_before: set[int] = field(default_factory=set)
+    locked: set[int] = field(default_factory=set)  # PostgreSQL: conversations the identifying query locked
 
 
 def _waiting_flag() -> Any:
@@ -190,6 +191,15 @@ def _statements(postgres: bool) -> dict[str, Any]:
                                          col(Message.id) <= sa.bindparam("up_to")).order_by(col(Message.id))
     senders = select(Customer, Conversation, _waiting_flag()).outerjoin(
         Conversation, col(Conversation.customer_id) == col(Customer.id))
+    # PostgreSQL, when the batch is handled in the same transaction: the senders that have a
+    # conversation, with it locked (`Database.locked`, in id order) by the same statement (an inner
+    # join: PostgreSQL locks no row on an outer join's nullable side).
+    locking = (select(Customer, Conversation, _waiting_flag())
+               .join(Conversation, col(Conversation.customer_id) == col(Customer.id))
+               .order_by(col(Conversation.id)).with_for_update(key_share=True, of=CONVERSATION)
+               .execution_options(populate_existing=True))
+    by_phone, by_chat = _any_of(col(Customer.phone), "phones", postgres), _any_of(col(Customer.telegram_chat_id),
+                                                                                  "chats", postgres)
     held = (sa.exists().select_from(OUTBOX.join(MESSAGE, MESSAGE.c.id == OUTBOX.c.message_id))
             .where(OUTBOX.c.order_pk == ORDERS.c.id, OUTBOX.c.status == "pending",
                    constants_in(MESSAGE.c.template, outbox.journey_templates(INFORMATIONAL_JOURNEYS))).label("held"))
@@ -199,10 +209,12 @@ def _statements(postgres: bool) -> dict[str, Any]:
     return {
         # in id order, locked on PostgreSQL: concurrent identifiers queue, then skip what is done
         "unidentified": unidentified.with_for_update() if postgres else unidentified,
-        "by_phone": senders.where(_any_of(col(Customer.phone), "phones", postgres)),
-        "by_chat": senders.where(_any_of(col(Customer.telegram_chat_id), "chats", postgres)),
-        "by_either": senders.where(sa.or_(_any_of(col(Customer.phone), "phones", postgres),
-                                          _any_of(col(Customer.telegram_chat_id), "chats", postgres))),
+        "by_phone": senders.where(by_phone),
+        "by_chat": senders.where(by_chat),
+        "by_either": senders.where(sa.or_(by_phone, by_chat)),
+        "locking_by_phone": locking.where(by_phone),
+        "locking_by_chat": locking.where(by_chat),
+        "locking_by_either": locking.where(sa.or_(by_phone, by_chat)),
         # `Database.locked`: FOR NO KEY UPDATE on PostgreSQL, in id order
         "conversations": conversations.with_for_update(key_share=True) if postgres else conversations,
         "customers_orders": select(Customer, Order, held).outerjoin(Order, col(Order.customer_id) == col(Customer.id))
@@ -212,12 +224,15 @@ def _statements(postgres: bool) -> dict[str, Any]:
     }
 
 
-def _identify(db: Database, session: Session, up_to: int, *, flush: bool = True) -> Identified:
+def _identify(db: Database, session: Session, up_to: int, *, flush: bool = True, lock: bool = False) -> Identified:
     """Identify in the caller's transaction; returns the conversation of each message it identified.
     The senders' customers and conversations are read in one query for the whole batch; only a
     sender not found there (or a Telegram link) takes the one-by-one path, which creates them race-safe.
     `flush=False` (identify and handle in one transaction): the messages' new conversation goes out
-    with their UPDATE at the end of the turn, one UPDATE per message instead of two."""
+    with their UPDATE at the end of the turn, one UPDATE per message instead of two.
+    `lock` (the caller locks the batch's conversations next, in this transaction): on PostgreSQL the
+    senders' existing conversations are locked by the query that reads them (`identified.locked`), one
+    statement instead of two; identifying alone never waits for a busy conversation."""
     statements = _statements(db.is_postgres)
     messages = session.scalars(statements["unidentified"], {"up_to": up_to}).all()
     identified = Identified()
@@ -235,9 +250,8 @@ def _identify(db: Database, session: Session, up_to: int, *, flush: bool = True)
         phones = sorted({s["phone"] for s in senders if s.get("phone")})
         chats = sorted({s["telegram_chat_id"] for s in senders if s.get("telegram_chat_id")})
         if phones or chats:  # the customers with their conversations, in one query
-            which = "by_either" if phones and chats else "by_phone" if phones else "by_chat"
             with session.no_autoflush:
-                rows = session.execute(statements[which], {"phones": phones, "chats": chats}).all()
+                rows = _senders(db, session, phones, chats, identified, lock=lock)
             for customer, conversation, waiting in rows:
                 if customer.phone:
                     by_phone[customer.phone] = customer
@@ -288,6 +302,31 @@ def _identify(db: Database, session: Session, up_to: int, *, flush: bool = True)
     if flush:
         session.flush()  # the batch's messages in one statement
     return identified
+
+
+def _senders(db: Database, session: Session, phones: list[str], chats: list[str], identified: Identified, *,
+             lock: bool) -> list[Any]:
+    """The customers with these phones or chats, each with its conversation (None: none yet) and
+    whether one of its identified messages waits. `lock` on PostgreSQL: the conversations found are
+    locked in the same statement (recorded in `identified.locked`); only senders it did not find (no
+    conversation yet, or no customer) are read again, unlocked, as without `lock`."""
+    statements = _statements(db.is_postgres)
+
+    def which(phones: list[str], chats: list[str]) -> str:
+        return "by_either" if phones and chats else "by_phone" if phones else "by_chat"
+
+    if not (lock and db.is_postgres):
+        return list(session.execute(statements[which(phones, chats)], {"phones": phones, "chats": chats}))
+    rows = list(session.execute(statements["locking_" + which(phones, chats)], {"phones": phones, "chats": chats}))
+    identified.locked.update(conversation.id or 0 for _, conversation, _ in rows)
+    found_phones = {customer.phone for customer, _, _ in rows}
+    found_chats = {customer.telegram_chat_id for customer, _, _ in rows}
+    rest_phones = [p for p in phones if p not in found_phones]
+    rest_chats = [c for c in chats if c not in found_chats]
+    if rest_phones or rest_chats:
+        rows += session.execute(statements[which(rest_phones, rest_chats)],
+                                {"phones": rest_phones, "chats": rest_chats})
+    return rows
 
 
 def conversation_of(db: Database, message_id: int) -> int | None:
@@ -379,9 +418,10 @@ def _handle_conversations(db: Database, session: Session, runtime: Runtime, ids:
     customers with their orders and whether each order has a journey message held in the outbox, and
     only when one waits, the earlier messages. `identified` (this transaction identified the batch):
     its messages are in hand, and on SQLite, where this transaction has held the one write lock since
-    it began, its conversations and customers are current and are not read again. PostgreSQL reads
-    conversations and customers again once the conversations are locked (another process's turn may
-    have changed them since)."""
+    it began, its conversations and customers are current and are not read again. On PostgreSQL the
+    conversations the identifying query locked are current (it read them as it locked them); the others
+    are read as they are locked, and the customers are read again once every conversation is locked
+    (another process's turn may have changed them meanwhile)."""
     turns: list[Turn] = []
     identified = identified or Identified()
     with session.no_autoflush:  # the batch's changes go out once, at commit
@@ -411,8 +451,9 @@ def _handle_conversations(db: Database, session: Session, runtime: Runtime, ids:
 def _locked_conversations(db: Database, session: Session, ids: list[int],
                           identified: Identified) -> dict[int, Conversation]:
     """The conversations `ids`, locked, in id order; records in `identified.waiting_before` which of
-    them have a message identified earlier still waiting."""
-    missing = ids if db.is_postgres else [i for i in ids if i not in identified.loaded]
+    them have a message identified earlier still waiting. Those already in hand are not read again:
+    on SQLite every one the identifying query read, on PostgreSQL those it locked."""
+    missing = [i for i in ids if i not in (identified.locked if db.is_postgres else identified.loaded)]
     found = {i: identified.loaded[i] for i in ids if i in identified.loaded}
     if missing:
         for conversation, waiting in session.execute(_statements(db.is_postgres)["conversations"], {"ids": missing}):
@@ -470,7 +511,7 @@ def _identify_and_handle(db: Database, runtime: Runtime, message_ids: list[int],
     in one transaction."""
     db.ack_priority.yield_to_acks()
     with db.session() as session:
-        identified = _identify(db, session, max(message_ids), flush=False)
+        identified = _identify(db, session, max(message_ids), flush=False, lock=True)
         conversation_ids = {identified.conversations[m] for m in message_ids if m in identified.conversations}
         if earlier := [m for m in message_ids if m not in identified.conversations]:  # identified before (recovery)
             with session.no_autoflush:

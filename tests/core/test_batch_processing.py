@@ -5,6 +5,7 @@ arrival order, and one message that cannot be handled holds back no one else. SQ
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -13,9 +14,10 @@ from sqlmodel import col, select
 
 from bot.conversation import gateway
 from bot.core.channels import InboundMessage
-from bot.core.models import Message
+from bot.core.models import Conversation, Customer, Message
 from bot.core.schemas import OrderIn
 from bot.core.settings import Settings
+from bot.core.vocab import HUMAN_OWNERS
 from bot.service import Service
 from bot.store.orders import find_customer
 from tests.support.factories import order_payload
@@ -124,6 +126,36 @@ def test_a_message_identified_before_is_answered_first_with_the_new_one(service:
         assert set(session.exec(select(Message.status).where(Message.direction == "in")).all()) == {"processed"}
 
 
+def test_a_batch_waits_for_a_busy_conversation_and_sees_what_its_holder_committed(service: Service) -> None:
+    """PostgreSQL: the batch locks a sender's conversation as it reads it. A transaction holding that
+    conversation (an agent taking it over) makes the batch wait, and the batch then works from the
+    conversation as committed: the agent owns it, so the bot does not answer."""
+    if not service.db.is_postgres:
+        pytest.skip("row locks: PostgreSQL only (SQLite has a single writer)")
+    service.process_messages([_receive(service, PHONES[2], "hi", "busy-warm")])  # the conversation exists
+    replies_before = len(_replies(service, PHONES[2]))
+    message_id = _receive(service, PHONES[2], "where is my order", "busy-one")
+    with service.db.engine.connect() as holder:
+        holder.begin()
+        holder.execute(sa.text("UPDATE conversation SET owner = 'human' WHERE customer_id = "
+                               "(SELECT id FROM customer WHERE phone = :phone)"), {"phone": PHONES[2]})
+        batch = threading.Thread(target=service.process_messages, args=([message_id],))
+        batch.start()
+        batch.join(1.0)
+        assert batch.is_alive()  # waiting for the conversation
+        holder.commit()
+    batch.join(30)
+    assert not batch.is_alive()
+    # A person owns it now: no answer to the question (it would name the order), at most the
+    # one-time "a colleague will reply" acknowledgement.
+    new_replies = _replies(service, PHONES[2])[replies_before:]
+    assert len(new_replies) <= 1 and not any("P002" in reply for reply in new_replies)
+    with service.db.read() as session:
+        assert session.get(Message, message_id).status == "processed"  # type: ignore[union-attr]
+        assert session.exec(select(Conversation.owner).join(Customer, col(Customer.id) == Conversation.customer_id)
+                            .where(Customer.phone == PHONES[2])).one() in HUMAN_OWNERS
+
+
 def test_a_batch_of_one_reads_each_table_once_and_updates_the_message_once(service: Service) -> None:
     service.process_messages([_receive(service, PHONES[1], "hi", "warm")])  # the customer's conversation exists
     statements: list[str] = []
@@ -139,9 +171,9 @@ def test_a_batch_of_one_reads_each_table_once_and_updates_the_message_once(servi
         sa.event.remove(service.db.engine, "before_cursor_execute", count)
 
     assert len(turns) == 1 and len(turns[0].replies) == 1
-    # The message, its sender's customer and conversation, the conversation locked (PostgreSQL), the
+    # The message, its sender's customer and conversation (PostgreSQL: locked as it is read), the
     # customer's orders (with their held journey messages); then the conversation and the message
     # updated once each, the reply and its outbox row inserted. (PostgreSQL's wake-up NOTIFY aside.)
-    assert statements.count("SELECT") <= (5 if service.db.is_postgres else 3)  # PostgreSQL: + pg_notify
+    assert statements.count("SELECT") <= (4 if service.db.is_postgres else 3)  # PostgreSQL: + pg_notify
     assert statements.count("UPDATE") == 2
     assert statements.count("INSERT") == 2
