@@ -706,12 +706,15 @@ class Dispatcher:
 
 
 _TIMESTAMP = OUTBOX.c.sent_at.type
+# The text statements that return rows name their columns by position (`sa.column`, not keywords):
+# SQLAlchemy then keeps the result's metadata with the compiled statement instead of matching the
+# driver's column names again on every execution.
 _SENT_PG = sa.text(
     "UPDATE outbox SET status = 'sent', sent_at = :now, provider_id = given.provider_id, last_error = NULL, "
     "claimed_until = NULL, updated_at = :now "
     "FROM unnest(CAST(:ids AS integer[]), CAST(:provider_ids AS varchar[])) AS given(row_id, provider_id) "
     "WHERE outbox.id = given.row_id AND outbox.status = 'sending' AND outbox.claimed_by = :me "
-    "RETURNING outbox.id").bindparams(sa.bindparam("now", type_=_TIMESTAMP)).columns(id=sa.Integer)
+    "RETURNING outbox.id").bindparams(sa.bindparam("now", type_=_TIMESTAMP)).columns(sa.column("id", sa.Integer))
 _SENT_MESSAGES_PG = sa.text(
     "UPDATE message SET status = given.status, provider_message_id = given.provider_id, sent_at = :now, "
     "channel = coalesce(given.channel, message.channel) "
@@ -725,7 +728,7 @@ _SENT_MESSAGES_PG = sa.text(
 _SENT_ONE_SQLITE = sa.text(
     "UPDATE outbox SET status = 'sent', sent_at = :now, provider_id = :provider_id, last_error = NULL, "
     "claimed_until = NULL, updated_at = :now WHERE id = :row_id AND status = 'sending' AND claimed_by = :me "
-    "RETURNING id").bindparams(sa.bindparam("now", type_=_TIMESTAMP)).columns(id=sa.Integer)
+    "RETURNING id").bindparams(sa.bindparam("now", type_=_TIMESTAMP)).columns(sa.column("id", sa.Integer))
 _OURS_SQLITE = sa.select(OUTBOX.c.id).where(OUTBOX.c.id.in_(sa.bindparam("ids", expanding=True)),
                                             OUTBOX.c.status == "sending",
                                             OUTBOX.c.claimed_by == sa.bindparam("me", type_=sa.String()))

@@ -275,7 +275,7 @@ class RateLimiter:
             conn.commit()
         return int(deleted.rowcount or 0)
 
-    def _execute(self, statement: sa.TextClause, params: dict[str, Any]) -> list[Any]:
+    def _execute(self, statement: sa.TextualSelect, params: dict[str, Any]) -> list[Any]:
         with self._connect() as conn:
             rows = list(conn.execute(statement, params).all())
             conn.commit()
@@ -296,10 +296,14 @@ _PRUNE = sa.text("DELETE FROM rate_limit WHERE next_at < :cutoff")
 
 
 @functools.lru_cache(maxsize=64)
-def _upsert(postgres: bool, keys: int) -> sa.TextClause:
+def _upsert(postgres: bool, keys: int) -> sa.TextualSelect:
     """The upsert for `keys` keys, built once per number of keys (a text clause built on every
     reservation was compiled, and its cache key made, every time)."""
-    return sa.text(_upsert_sql(postgres, ", ".join(f"(:k{i}, :n{i}, :s{i}, :b{i}, :g{i})" for i in range(keys))))
+    values = ", ".join(f"(:k{i}, :n{i}, :s{i}, :b{i}, :g{i})" for i in range(keys))
+    # Its columns by position: SQLAlchemy keeps the result's metadata with the compiled statement
+    # instead of building it from the driver's description on every reservation.
+    return sa.text(_upsert_sql(postgres, values)).columns(
+        sa.column("key", sa.String()), sa.column("next_at", sa.Float()), sa.column("granted", sa.Integer()))
 
 
 def _upsert_sql(postgres: bool, values: str) -> str:

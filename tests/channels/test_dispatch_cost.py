@@ -85,3 +85,21 @@ def test_a_lone_reply_is_claimed_reserved_and_recorded_in_few_statements(setting
         rows = session.exec(select(Outbox).where(Outbox.kind == "message")).all()
     assert [(row.status, row.claimed_until) for row in rows] == [("sent", None)] * 2
     assert all(row.provider_id for row in rows)
+
+
+def test_a_lone_reply_reuses_the_result_metadata_of_the_first(settings: Settings, fake_twilio: FakeTwilio) -> None:
+    """Every statement of the claim, the reservation and the record that returns rows keeps its result
+    metadata with its compiled form (SQLAlchemy's `_cached_metadata`): text statements name their
+    columns by position, so the driver's column names are not matched again for every message."""
+    service = _service(settings, fake_twilio)
+    dispatcher = Dispatcher(service.db, service.settings)
+    _dispatch_one(service, dispatcher, "warm-up", "after_execute", lambda *_: None)
+    returning: list[tuple[str, bool]] = []
+
+    def seen(_conn: object, clause: Any, _multi: object, _params: object, _options: object, result: Any) -> None:
+        if result.returns_rows and result.context.compiled is not None:
+            returning.append((" ".join(str(clause).split()[:4]), result.context.compiled._cached_metadata is not None))
+
+    _dispatch_one(service, dispatcher, "counted", "after_execute", seen)
+    assert len(returning) >= 3  # the claim, the reservation's upsert, the record's guarded UPDATE
+    assert all(cached for _, cached in returning), returning
