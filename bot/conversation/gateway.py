@@ -42,7 +42,7 @@ from sqlmodel import Session, col, func, select
 from bot.conversation.engine import handle_message
 from bot.conversation.turn import Turn
 from bot.core.channels import InboundMessage, sanitise_text
-from bot.core.db import Database, constants_in
+from bot.core.db import Database, constants_in, list_param
 from bot.core.models import Conversation, Customer, Message, Order
 from bot.core.phones import mask
 from bot.core.runtime import Runtime
@@ -173,13 +173,8 @@ def _waiting_flag() -> Any:
 
 
 def _any_of(column: Any, name: str, postgres: bool) -> Any:
-    """`column IN :name` for a list bound at execution: on PostgreSQL `= ANY(:name)`, one array parameter
-    (the statement text, and psycopg's parse of it, do not change with the list's length)."""
-    if postgres:
-        from sqlalchemy.dialects.postgresql import ARRAY
-
-        return column == sa.any_(sa.bindparam(name, type_=ARRAY(column.type)))
-    return column.in_(sa.bindparam(name, expanding=True))
+    """`column IN :name` for a list bound at execution as one parameter (`db.list_param`)."""
+    return list_param(postgres, column, name)
 
 
 @functools.cache

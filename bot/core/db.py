@@ -543,8 +543,18 @@ def constants_in(column: Any, values: Collection[str]) -> Any:
 def ids_param(postgres: bool, column: Any, name: str) -> Any:
     """`one_of` for a statement built once: `column` is one of the integer ids given as the
     parameter `name` (a list) at execution; the same text whatever their number."""
+    return list_param(postgres, column, name, sa.Integer())
+
+
+def list_param(postgres: bool, column: Any, name: str, item_type: Any = None) -> Any:
+    """`column IN :name` for a statement built once, the list bound at execution as one parameter, so
+    the statement's text is the same whatever the list's length: PostgreSQL `column = ANY(:name)` (an
+    array), SQLite `column IN (SELECT value FROM json_each(:name))` (a JSON array; the column's index
+    is searched for each value). An expanding `IN` list instead had SQLAlchemy render the statement
+    again on every execution, and SQLite prepare it again for every new length."""
     if postgres:
         from sqlalchemy.dialects.postgresql import ARRAY
 
-        return column == sa.any_(sa.bindparam(name, type_=ARRAY(sa.Integer())))
-    return column.in_(sa.bindparam(name, expanding=True))
+        return column == sa.any_(sa.bindparam(name, type_=ARRAY(item_type if item_type is not None else column.type)))
+    values = sa.func.json_each(sa.bindparam(name, type_=sa.JSON())).table_valued("value")
+    return column.in_(sa.select(values.c.value).scalar_subquery())

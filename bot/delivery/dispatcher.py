@@ -729,7 +729,7 @@ _SENT_ONE_SQLITE = sa.text(
     "UPDATE outbox SET status = 'sent', sent_at = :now, provider_id = :provider_id, last_error = NULL, "
     "claimed_until = NULL, updated_at = :now WHERE id = :row_id AND status = 'sending' AND claimed_by = :me "
     "RETURNING id").bindparams(sa.bindparam("now", type_=_TIMESTAMP)).columns(sa.column("id", sa.Integer))
-_OURS_SQLITE = sa.select(OUTBOX.c.id).where(OUTBOX.c.id.in_(sa.bindparam("ids", expanding=True)),
+_OURS_SQLITE = sa.select(OUTBOX.c.id).where(ids_param(False, OUTBOX.c.id, "ids"),
                                             OUTBOX.c.status == "sending",
                                             OUTBOX.c.claimed_by == sa.bindparam("me", type_=sa.String()))
 _SENT_SQLITE = sa.update(OUTBOX).where(OUTBOX.c.id == sa.bindparam("row_id")).values(
