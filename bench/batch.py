@@ -24,11 +24,8 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import itertools
 import json
 import os
-import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,6 +37,7 @@ import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.callgrind import UNDER_CALLGRIND, counting, rerun_under_callgrind  # noqa: E402
 from bench.pgtemp import throwaway_database  # noqa: E402
 from bot.app import freeze_startup_heap  # noqa: E402
 from bot.conversation import gateway  # noqa: E402
@@ -76,27 +74,9 @@ def _measured(service: Service, ids: list[int]) -> None:
     service.process_messages(ids)
 
 
-UNDER_CALLGRIND = "DOORSTEP_BENCH_CALLGRIND_OUT"  # set when this script runs under callgrind: its dump file
-_dumps = itertools.count(1)  # callgrind numbers its dumps in this process: out.1, out.2, …
-
-
-def _callgrind(command: str) -> None:
-    """`callgrind_control <command>` for this process (waits until callgrind has done it)."""
-    subprocess.run(["callgrind_control", command, str(os.getpid())], check=True, capture_output=True)
-
-
-def _dumped_instructions(out: str, number: int) -> int:
-    """The instruction count of callgrind's dump number `number` (`--dump`, counts since the last one)."""
-    totals = [line for line in Path(f"{out}.{number}").read_text().splitlines() if line.startswith("totals:")]
-    if not totals:
-        raise RuntimeError(f"no instruction count in {out}.{number}")
-    return int(totals[-1].split()[1])
-
-
 def count_instructions(backend: str, url: str, sizes: list[int], rounds: int) -> list[dict[str, Any]]:
     """Per batch size: every batch's messages stored first, then the batches processed with
     callgrind counting, then a dump; instructions per message from the dump."""
-    out = os.environ[UNDER_CALLGRIND]
     customers = max(sizes) * 2
     service = Service.create(Settings(DATABASE_URL=url, DOORSTEP_CONFIG="none.yaml"))
     phones = _seed(service, customers)
@@ -108,28 +88,14 @@ def count_instructions(backend: str, url: str, sizes: list[int], rounds: int) ->
         batches = [_store(service, phones[start:start + size])
                    for round_ in range(rounds) for start in range(0, customers, size)
                    if (start // size) % 2 == round_ % 2]
-        _callgrind("--instr=on")
-        for ids in batches:
-            _measured(service, ids)
-        _callgrind("--instr=off")
-        _callgrind("--dump")
+        with counting() as counted:
+            for ids in batches:
+                _measured(service, ids)
         count = sum(len(ids) for ids in batches)
         results.append({"backend": backend, "batch": size, "messages": count,
-                        "instructions_per_message": round(_dumped_instructions(out, next(_dumps)) / count / 1e6, 3),
-                        "unit": "millions"})
+                        "instructions_per_message": round(counted.total / count / 1e6, 3), "unit": "millions"})
     service.db.dispose()
     return results
-
-
-def _rerun_under_callgrind() -> int:
-    """Run this script again, with the same arguments, under callgrind (counting switched off at start)."""
-    if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
-        sys.exit("--instructions needs valgrind (apt-get install valgrind)")
-    with tempfile.TemporaryDirectory() as tmp:
-        out = f"{tmp}/callgrind.out"
-        env = {**os.environ, UNDER_CALLGRIND: out, "PYTHONHASHSEED": "0"}
-        return subprocess.run(["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
-                               "--quiet", sys.executable, *sys.argv], env=env, check=False).returncode
 
 
 def run(backend: str, url: str, sizes: list[int], rounds: int, profile: str | None) -> list[dict[str, Any]]:
@@ -188,7 +154,7 @@ def main() -> None:
                         help="count instructions under valgrind's callgrind instead of timing (see above)")
     args = parser.parse_args()
     if args.instructions and UNDER_CALLGRIND not in os.environ:
-        sys.exit(_rerun_under_callgrind())
+        sys.exit(rerun_under_callgrind())
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
 
     def measure(backend: str, url: str, profile: str | None) -> list[dict[str, Any]]:

@@ -13,8 +13,15 @@ Rate limits are lifted (TWILIO_SMS_RATE_PER_SECOND=1000000) but still reserved i
 
 One JSON object goes to stdout.
 
+`--instructions` counts instead of timing (`bench/callgrind.py`): the script runs itself under
+valgrind's callgrind, which counts the instructions of the measured rounds' `run_once` only (every
+thread: the claim, reservation and record threads, the event loop, and the fake Twilio's own request
+handling, the same work for every version of the code), and reports `instructions_per_message`
+(millions). A count does not move with the machine's load.
+
     .venv/bin/python bench/dispatch_lone.py [--backend sqlite|postgres|both] [--messages 400]
     .venv/bin/python bench/dispatch_lone.py --backend sqlite --profile /tmp/lone   # cProfile of the threads' parts
+    .venv/bin/python bench/dispatch_lone.py --instructions --messages 100         # callgrind's count
 """
 
 from __future__ import annotations
@@ -36,6 +43,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import sqlalchemy as sa  # noqa: E402
 
+from bench.callgrind import UNDER_CALLGRIND, rerun_under_callgrind  # noqa: E402
+from bench.callgrind import counting as callgrind_counting  # noqa: E402
 from bench.pgtemp import throwaway_database  # noqa: E402
 from bot import wiring  # noqa: E402
 from bot.core.db import Database  # noqa: E402
@@ -50,7 +59,7 @@ PARTS = ("claim", "reserve", "record")
 
 
 def run(backend: str, url: str, fake: FakeTwilio, customers: int, messages: int, warmup: int,
-        profile: str | None) -> dict[str, Any]:
+        profile: str | None, instructions: bool = False) -> dict[str, Any]:
     db = Database(url)
     db.migrate()
     wiring.install()
@@ -86,6 +95,7 @@ def run(backend: str, url: str, fake: FakeTwilio, customers: int, messages: int,
     dispatcher.record_many = timed("record", dispatcher.record_many)  # type: ignore[method-assign]
     dispatcher.limiter.reserve = timed("reserve", dispatcher.limiter.reserve)  # type: ignore[method-assign]
     statements = [0]
+    counted_instructions = [0]
     counting = [False]  # only the dispatcher's statements (not the queueing of the next reply)
 
     @sa.event.listens_for(db.engine, "before_cursor_execute")
@@ -112,7 +122,12 @@ def run(backend: str, url: str, fake: FakeTwilio, customers: int, messages: int,
                 measuring[0] = True
             started = time.thread_time()
             counting[0] = True
-            sent += await dispatcher.run_once()
+            if instructions and index >= warmup:
+                with callgrind_counting() as counted:
+                    sent += await dispatcher.run_once()
+                counted_instructions[0] += counted.total
+            else:
+                sent += await dispatcher.run_once()
             counting[0] = False
             loop_cpu += time.thread_time() - started
         await dispatcher.aclose()
@@ -125,6 +140,10 @@ def run(backend: str, url: str, fake: FakeTwilio, customers: int, messages: int,
     if profiler is not None and profile:
         profiler.dump_stats(f"{profile}.{backend}.prof")
     db.dispose()
+    if instructions:
+        return {"backend": backend, "messages": messages, "sent_in_measured_rounds": result["sent"] - warmup,
+                "instructions_per_message": round(counted_instructions[0] / messages / 1e6, 3), "unit": "millions",
+                "statements_per_message": round(statements[0] / messages, 2)}
     per = {name: round(spent[name] / messages * 1000, 3) for name in PARTS}
     per["loop"] = round(result["loop_cpu"] / messages * 1000, 3)
     per["total"] = round(sum(per.values()), 3)
@@ -141,17 +160,22 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=50)
     parser.add_argument("--customers", type=int, default=1000)
     parser.add_argument("--profile", help="write cProfile stats of the threaded parts to PROFILE.<backend>.prof")
+    parser.add_argument("--instructions", action="store_true",
+                        help="count instructions under valgrind's callgrind instead of timing (see above)")
     args = parser.parse_args()
+    if args.instructions and UNDER_CALLGRIND not in os.environ:
+        sys.exit(rerun_under_callgrind())
     fake = FakeTwilio().start()
     results = []
     try:
         if args.backend in {"sqlite", "both"}:
             with tempfile.TemporaryDirectory() as tmp:
                 results.append(run("sqlite", f"sqlite:///{tmp}/bench.db", fake, args.customers, args.messages,
-                                   args.warmup, args.profile))
+                                   args.warmup, args.profile, args.instructions))
         if args.backend in {"postgres", "both"}:
             with throwaway_database(PG_ADMIN) as url:
-                results.append(run("postgresql", url, fake, args.customers, args.messages, args.warmup, args.profile))
+                results.append(run("postgresql", url, fake, args.customers, args.messages, args.warmup, args.profile,
+                                   args.instructions))
     finally:
         fake.stop()
     print(json.dumps({"machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
