@@ -304,7 +304,11 @@ def _senders(db: Database, session: Session, phones: list[str], chats: list[str]
     """The customers with these phones or chats, each with its conversation (None: none yet) and
     whether one of its identified messages waits. `lock` on PostgreSQL: the conversations found are
     locked in the same statement (recorded in `identified.locked`); only senders it did not find (no
-    conversation yet, or no customer) are read again, unlocked, as without `lock`."""
+    conversation yet, or no customer) are read again, unlocked, as without `lock`. The batch's other
+    conversations (created now, or of a message identified earlier) are locked after these, so the
+    batch's locks are in id order except when such a conversation has a lower id than one locked here:
+    if another batch holds it and waits for one of these, PostgreSQL aborts one of the two as a
+    deadlock, and that batch is handled again conversation by conversation (`process_messages`)."""
     statements = _statements(db.is_postgres)
 
     def which(phones: list[str], chats: list[str]) -> str:
