@@ -7,6 +7,7 @@ a statement it has cached). These tests hold it to psycopg's own description, on
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -26,8 +27,15 @@ def pg(_pg_migrated: str) -> Any:
     db.dispose()
 
 
-def _driver(db: Database) -> Any:
-    return db.engine.raw_connection()
+@pytest.fixture
+def raw(pg: Database) -> Iterator[Any]:
+    """A pooled driver connection of the engine (its cursors are the engine's), rolled back afterwards."""
+    connection = pg.engine.raw_connection()
+    try:
+        yield connection
+    finally:
+        connection.rollback()
+        connection.close()
 
 
 def _described(description: Any) -> list[tuple[Any, ...]]:
@@ -42,48 +50,33 @@ def test_the_engines_use_it(pg: Database) -> None:
 @pytest.mark.parametrize("sql", ["SELECT 1 AS one, 'x'::text AS name, now() AS at",
                                  "SELECT id, phone, locale FROM customer WHERE false",
                                  "SELECT"])
-def test_describes_a_result_as_psycopg_does(pg: Database, sql: str) -> None:
-    raw = _driver(pg)
-    try:
-        ours, theirs = raw.cursor(), psycopg.RawCursor(raw.dbapi_connection)
-        ours.execute(sql)
-        theirs.execute(sql)
-        assert ours.description is not None and theirs.description is not None
-        assert len(ours.description) == len(theirs.description)
-        assert _described(ours.description) == _described(theirs.description)
-        assert [c.name for c in ours.description] == [c.name for c in theirs.description]
-    finally:
-        raw.rollback()
-        raw.close()
+def test_describes_a_result_as_psycopg_does(raw: Any, sql: str) -> None:
+    ours, theirs = raw.cursor(), psycopg.RawCursor(raw.dbapi_connection)
+    ours.execute(sql)
+    theirs.execute(sql)
+    assert ours.description is not None and theirs.description is not None
+    assert len(ours.description) == len(theirs.description)
+    assert _described(ours.description) == _described(theirs.description)
+    assert [c.name for c in ours.description] == [c.name for c in theirs.description]
 
 
-def test_no_description_without_a_result(pg: Database) -> None:
-    raw = _driver(pg)
-    try:
-        cursor = raw.cursor()
-        assert cursor.description is None  # nothing run yet
-        cursor.execute("UPDATE customer SET locale = locale WHERE false")
-        assert cursor.description is None
-        cursor.execute("UPDATE customer SET locale = locale WHERE false RETURNING id")
-        assert [c.name for c in cursor.description] == ["id"]
-    finally:
-        raw.rollback()
-        raw.close()
+def test_no_description_without_a_result(raw: Any) -> None:
+    cursor = raw.cursor()
+    assert cursor.description is None  # nothing run yet
+    cursor.execute("UPDATE customer SET locale = locale WHERE false")
+    assert cursor.description is None
+    cursor.execute("UPDATE customer SET locale = locale WHERE false RETURNING id")
+    assert [c.name for c in cursor.description] == ["id"]
 
 
-def test_a_description_read_after_the_next_statement_raises(pg: Database) -> None:
-    raw = _driver(pg)
-    try:
-        cursor = raw.cursor()
-        cursor.execute("SELECT 1 AS first")
-        early = cursor.description
-        cursor.execute("SELECT 2 AS second")
-        with pytest.raises(RuntimeError, match="another statement"):
-            list(early)
-        assert [c.name for c in cursor.description] == ["second"]
-    finally:
-        raw.rollback()
-        raw.close()
+def test_a_description_read_after_the_next_statement_raises(raw: Any) -> None:
+    cursor = raw.cursor()
+    cursor.execute("SELECT 1 AS first")
+    early = cursor.description
+    cursor.execute("SELECT 2 AS second")
+    with pytest.raises(RuntimeError, match="another statement"):
+        list(early)
+    assert [c.name for c in cursor.description] == ["second"]
 
 
 def test_sqlalchemy_results_by_name_first_run_and_cached(pg: Database) -> None:
